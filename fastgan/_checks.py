@@ -1,0 +1,68 @@
+"""Input checks run before any kernel: each error names the argument and leaves the inputs untouched."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+
+
+def float_tensor(name: str, x: object) -> torch.Tensor:
+    """``x`` if it is a floating-point tensor, else ``TypeError``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+    return x
+
+
+def batched(name: str, x: torch.Tensor) -> torch.Tensor:
+    """``x`` if it has a non-empty leading batch dimension and no empty sample, else ``ValueError``."""
+    if x.dim() == 0:
+        raise ValueError(f"{name} must have a leading batch dimension, got a 0-dim tensor")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} has an empty batch (shape {tuple(x.shape)})")
+    if x.numel() == 0:
+        raise ValueError(f"{name} has empty samples (shape {tuple(x.shape)})")
+    return x
+
+
+def same_shape(name: str, x: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if x.shape != ref.shape:
+        raise ValueError(f"{name} has shape {tuple(x.shape)} but {ref_name} has shape {tuple(ref.shape)}")
+
+
+def same_dtype(name: str, x: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if x.dtype != ref.dtype:
+        raise TypeError(f"{name} has dtype {x.dtype} but {ref_name} has dtype {ref.dtype}")
+
+
+def same_device(name: str, x: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if x.device != ref.device:
+        raise ValueError(f"{name} is on {x.device} but {ref_name} is on {ref.device}")
+
+
+def per_sample(name: str, alpha: torch.Tensor, batch: int) -> None:
+    """``alpha`` must hold one value per sample: shape (B,) or (B, 1, ..., 1)."""
+    shape = tuple(alpha.shape)
+    if alpha.dim() == 0 or shape[0] != batch or any(s != 1 for s in shape[1:]):
+        raise ValueError(f"{name} must have shape ({batch},) or ({batch}, 1, ...), got {shape}")
+
+
+def finite_real(name: str, value: object) -> float:
+    """``value`` as a float if it is a finite real number (not a bool), else ``TypeError``/``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def positive_real(name: str, value: object) -> float:
+    """``value`` as a float if it is a finite real number > 0, else ``TypeError``/``ValueError``."""
+    value = finite_real(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value

@@ -1,0 +1,142 @@
+"""Per-sample gradient-norm penalties: the fused op and the WGAN-GP penalty built on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import _checks
+from ._layout import empty_rows_like, rows_like
+from .backend import uses_triton
+from .interpolation import check_pair, interpolate
+
+
+class _GradNormPenaltyTriton(torch.autograd.Function):
+    """Fused penalty; its backward is first order (the second order flows through the critic's graph)."""
+
+    @staticmethod
+    def forward(ctx, grads: torch.Tensor, center: float, one_sided: bool):
+        from .kernels.grad_norm_penalty import grad_norm_penalty_fwd
+
+        g = rows_like(grads, grads)
+        penalty, norms = grad_norm_penalty_fwd(g, center, one_sided)
+        ctx.save_for_backward(g, norms)
+        ctx.center, ctx.one_sided = center, one_sided
+        ctx.mark_non_differentiable(norms)
+        return penalty, norms
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_penalty: torch.Tensor, _grad_norms: torch.Tensor):
+        from .kernels.grad_norm_penalty import grad_norm_penalty_bwd
+
+        g, norms = ctx.saved_tensors
+        dg = grad_norm_penalty_bwd(g, norms, grad_penalty, empty_rows_like(g), ctx.center, ctx.one_sided)
+        return dg, None, None
+
+
+def _penalty_torch(grads: torch.Tensor, center: float, one_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    acc = torch.float64 if grads.dtype == torch.float64 else torch.float32
+    g = grads if grads.dim() > 1 else grads.unsqueeze(1)
+    # vector_norm over the trailing dims reads channels_last without a copy and returns 0 gradient at norm 0.
+    norms = torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim())), dtype=acc)
+    dev = norms - center
+    if one_sided:
+        dev = dev.clamp_min(0.0)
+    return dev.square().mean(), norms.detach()
+
+
+def _penalty_args(center: object, one_sided: object) -> float:
+    if not isinstance(one_sided, bool):
+        raise TypeError(f"one_sided must be a bool, got {type(one_sided).__name__}")
+    return _checks.finite_real("center", center)
+
+
+def _norm_penalty(grads: torch.Tensor, center: float, one_sided: bool, return_norms: bool):
+    if uses_triton(grads.device):
+        penalty, norms = _GradNormPenaltyTriton.apply(grads, center, one_sided)
+    else:
+        penalty, norms = _penalty_torch(grads, center, one_sided)
+    return (penalty, norms) if return_norms else penalty
+
+
+def gradient_norm_penalty(
+    grads: torch.Tensor, center: float = 1.0, one_sided: bool = False, return_norms: bool = False
+):
+    """Mean over samples of phi(||g_i||_2), with phi(n) = (n - center)^2, or max(0, n - center)^2 if one-sided.
+
+    ``center=1`` is WGAN-GP's two-sided penalty, ``one_sided=True`` WGAN-LP's, ``center=0`` the zero-centred
+    penalty (R1/R2's mean squared norm). A sample whose gradient is all zero contributes a zero gradient, never
+    NaN; NaN in a sample gives a NaN penalty.
+
+    Args:
+        grads: (B, ...) floating gradients, one sample per leading index, any layout.
+        center: the target norm c (finite).
+        one_sided: penalise only norms above ``center``.
+        return_norms: also return the per-sample norms (free: the forward computes them anyway).
+
+    Returns:
+        The penalty, a 0-dim fp32 tensor (fp64 for fp64 ``grads``), differentiable with respect to ``grads``;
+        with ``return_norms``, the tuple ``(penalty, norms)`` where ``norms`` is a detached (B,) tensor of the
+        same dtype.
+    """
+    _checks.batched("grads", _checks.float_tensor("grads", grads))
+    center = _penalty_args(center, one_sided)
+    return _norm_penalty(grads, center, one_sided, return_norms)
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    *,
+    alpha: torch.Tensor | None = None,
+    center: float = 1.0,
+    one_sided: bool = False,
+    return_norms: bool = False,
+):
+    """The whole WGAN-GP penalty, unweighted (multiply by lambda, e.g. 10, yourself).
+
+    Interpolates ``x_hat = alpha*real + (1-alpha)*fake`` per sample, runs ``critic(x_hat)``, takes
+    ``grad critic(x_hat)`` with ``create_graph=True`` and returns the fused per-sample penalty, so that
+    ``backward()`` on a loss containing it reaches the critic's parameters (double backward).
+
+    Args:
+        critic: module or function mapping (B, ...) to (B,) or (B, 1) scores.
+        real, fake: (B, ...) floating tensors of one shape, dtype and device. Pass them detached as the seed
+            does; a ``fake`` that requires grad also gets a gradient (DRAGAN-style variants).
+        alpha: per-sample weights (B,) or (B, 1, ..., 1); drawn with ``torch.rand`` on the device when None.
+        center, one_sided, return_norms: as in :func:`gradient_norm_penalty`.
+
+    Returns:
+        As :func:`gradient_norm_penalty`.
+    """
+    if not callable(critic):
+        raise TypeError(f"critic must be callable, got {type(critic).__name__}")
+    center = _penalty_args(center, one_sided)
+    x_hat = interpolate(real, fake, alpha)
+    if not x_hat.requires_grad:
+        x_hat.requires_grad_(True)
+    scores = critic(x_hat)
+    (grads,) = torch.autograd.grad(scores, x_hat, grad_outputs=torch.ones_like(scores), create_graph=True)
+    return _norm_penalty(grads, center, one_sided, return_norms)
+
+
+def compute_gradient_penalty(
+    D: Callable[[torch.Tensor], torch.Tensor],
+    real_samples: torch.Tensor,
+    fake_samples: torch.Tensor,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Drop-in replacement for the seed's ``compute_gradient_penalty`` (WGAN-GP, centre 1, unweighted).
+
+    Same signature and same random numbers: alpha is drawn as ``torch.rand((B, 1))`` from the CPU generator
+    and then moved to ``device`` (``real_samples``' device when None), exactly like the seed, so swapping the
+    function changes nothing but speed. Returns the 0-dim penalty (fp32; fp64 for fp64 samples).
+    """
+    check_pair(real_samples, fake_samples, "real_samples", "fake_samples")
+    alpha = torch.rand((real_samples.size(0), 1))
+    alpha = alpha.to(real_samples.device if device is None else device)
+    return gradient_penalty(D, real_samples, fake_samples, alpha=alpha)

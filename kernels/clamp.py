@@ -1,0 +1,74 @@
+"""Multi-tensor in-place clamp to [-c, c]: one launch for any number of same-dtype tensors on one device.
+
+Each tensor is cut into chunks of at most CHUNK elements; a table holds, per chunk, its start address (int64)
+and length, and each program clamps one chunk through a pointer cast from that address (the pattern of
+PyTorch's MultiTensorApply, with Triton's grouped-GEMM pointer tables). The table depends only on the
+tensors' addresses, sizes and dtype, so it is built once and cached.
+NaN stays NaN (comparisons with NaN are false), as with ``torch.clamp``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK = 1024
+ITERS = 8
+CHUNK = BLOCK * ITERS
+_TABLE_CACHE_SIZE = 32
+_tables: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+
+
+@triton.jit(do_not_specialize=["clip_value"])
+def _clamp_kernel(
+    addr_ptr,  # int64 (n_chunks,): start address of each chunk
+    len_ptr,  # int32 (n_chunks,): elements in each chunk (<= BLOCK * ITERS)
+    like_ptr,  # any tensor of the group: gives the element type the addresses point to
+    clip_value,
+    BLOCK: tl.constexpr,
+    ITERS: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    data = tl.load(addr_ptr + pid).to(tl.pointer_type(like_ptr.dtype.element_ty))
+    n = tl.load(len_ptr + pid)
+    for it in range(ITERS):
+        offs = it * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        x = tl.load(data + offs, mask=mask)
+        lo = (-clip_value).to(x.dtype)
+        hi = clip_value.to(x.dtype)
+        x = tl.where(x < lo, lo, tl.where(x > hi, hi, x))
+        tl.store(data + offs, x, mask=mask)
+
+
+def _chunk_table(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    key = (tensors[0].device, tensors[0].dtype, tuple((t.data_ptr(), t.numel()) for t in tensors))
+    table = _tables.get(key)
+    if table is not None:
+        _tables.move_to_end(key)
+        return table
+    addrs, lens = [], []
+    for t in tensors:
+        size = t.element_size()
+        for start in range(0, t.numel(), CHUNK):
+            addrs.append(t.data_ptr() + start * size)
+            lens.append(min(CHUNK, t.numel() - start))
+    device = tensors[0].device
+    table = (torch.tensor(addrs, dtype=torch.int64, device=device), torch.tensor(lens, dtype=torch.int32, device=device))
+    _tables[key] = table
+    if len(_tables) > _TABLE_CACHE_SIZE:
+        _tables.popitem(last=False)
+    return table
+
+
+def clamp_(tensors: list[torch.Tensor], clip_value: float) -> None:
+    """Clamp every tensor of ``tensors`` in place to [-clip_value, clip_value] in one launch.
+
+    All tensors share one device and one floating dtype, are contiguous in memory (any dense layout) and
+    non-empty; ``clip_value`` > 0.
+    """
+    addrs, lens = _chunk_table(tensors)
+    _clamp_kernel[(addrs.numel(),)](addrs, lens, tensors[0], float(clip_value), BLOCK=BLOCK, ITERS=ITERS)

@@ -1,0 +1,190 @@
+"""Per-sample gradient-norm penalty: penalty = mean_i phi(||g_i||_2), phi(n) = (n - c)^2 or max(0, n - c)^2.
+
+Forward: one pass over g accumulating fp32 sums of squares per sample. When a row fits in one column chunk the
+same program finishes it (norm, phi, its row block's share of the mean); otherwise it writes a per-chunk
+partial and a second small kernel finishes the rows. Backward: one pass writing dg = coef_i * g with
+coef_i = grad_out / B * phi'(n_i) / n_i, and coef_i = 0 where n_i = 0 (a zero gradient, never NaN).
+No atomics: the same inputs give bitwise the same outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._tiles import RowTiles, accumulator_dtype, row_tiles, tl_dtype
+
+
+@triton.jit
+def _row_deviation(norm, center, ONE_SIDED: tl.constexpr):
+    dev = norm - center
+    if ONE_SIDED:
+        # Written so that NaN passes through (a comparison with NaN is false).
+        dev = tl.where(dev < 0.0, 0.0, dev)
+    return dev
+
+
+@triton.jit
+def _finish_rows(sumsq, rows, row_mask, rb, norms_ptr, block_out_ptr, B, center, ONE_SIDED: tl.constexpr):
+    norm = tl.sqrt(sumsq)
+    tl.store(norms_ptr + rows, norm, mask=row_mask)
+    dev = _row_deviation(norm, center, ONE_SIDED)
+    phi = tl.where(row_mask, dev * dev, 0.0)
+    tl.store(block_out_ptr + rb, tl.sum(phi, axis=0) / B)
+
+
+@triton.jit(do_not_specialize=["center"])
+def _gnp_fwd_kernel(
+    g_ptr,  # gradients, row i at g_ptr + i * g_stride, D dense elements
+    partial_ptr,  # ACC (B, n_chunks) sums of squares per column chunk (unused when SINGLE_CHUNK)
+    norms_ptr,  # ACC (B,) per-sample norms (written when SINGLE_CHUNK)
+    block_out_ptr,  # ACC (n_row_blocks,) each row block's share of the mean penalty (when SINGLE_CHUNK)
+    B,
+    D,
+    g_stride,
+    n_chunks,
+    center,
+    BLOCK_B: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    ITERS: tl.constexpr,
+    ONE_SIDED: tl.constexpr,
+    ACC: tl.constexpr,
+    SINGLE_CHUNK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    rb = pid // n_chunks
+    chunk = pid - rb * n_chunks
+    rows = rb.to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < B
+    col0 = chunk.to(tl.int64) * (BLOCK_D * ITERS)
+    acc = tl.zeros([BLOCK_B, BLOCK_D], dtype=ACC)
+    for it in range(ITERS):
+        cols = col0 + it * BLOCK_D + tl.arange(0, BLOCK_D)
+        mask = row_mask[:, None] & (cols < D)[None, :]
+        g = tl.load(g_ptr + rows[:, None] * g_stride + cols[None, :], mask=mask, other=0.0).to(ACC)
+        acc += g * g
+    sumsq = tl.sum(acc, axis=1)
+    if SINGLE_CHUNK:
+        _finish_rows(sumsq, rows, row_mask, rb, norms_ptr, block_out_ptr, B, center, ONE_SIDED)
+    else:
+        tl.store(partial_ptr + rows * n_chunks + chunk, sumsq, mask=row_mask)
+
+
+@triton.jit(do_not_specialize=["center"])
+def _gnp_finish_kernel(
+    partial_ptr,  # ACC (B, n_chunks) sums of squares per column chunk
+    norms_ptr,  # ACC (B,) per-sample norms, written
+    block_out_ptr,  # ACC (n_row_blocks,) each row block's share of the mean penalty, written
+    B,
+    n_chunks,
+    center,
+    BLOCK_B: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    ONE_SIDED: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    rb = tl.program_id(0)
+    rows = rb.to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < B
+    acc = tl.zeros([BLOCK_B, BLOCK_C], dtype=ACC)
+    for c0 in range(0, n_chunks, BLOCK_C):
+        cols = c0 + tl.arange(0, BLOCK_C)
+        mask = row_mask[:, None] & (cols < n_chunks)[None, :]
+        acc += tl.load(partial_ptr + rows[:, None] * n_chunks + cols[None, :], mask=mask, other=0.0)
+    _finish_rows(tl.sum(acc, axis=1), rows, row_mask, rb, norms_ptr, block_out_ptr, B, center, ONE_SIDED)
+
+
+@triton.jit(do_not_specialize=["center"])
+def _gnp_bwd_kernel(
+    g_ptr,  # gradients saved from forward, row i at g_ptr + i * g_stride
+    dg_ptr,  # d penalty / d g, written, row i at dg_ptr + i * dg_stride
+    norms_ptr,  # ACC (B,) per-sample norms from forward
+    gout_ptr,  # 0-dim upstream gradient of the penalty (read on device: no host sync)
+    B,
+    D,
+    g_stride,
+    dg_stride,
+    n_chunks,
+    center,
+    BLOCK_B: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    ITERS: tl.constexpr,
+    ONE_SIDED: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    rb = pid // n_chunks
+    chunk = pid - rb * n_chunks
+    rows = rb.to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < B
+    norm = tl.load(norms_ptr + rows, mask=row_mask, other=1.0)
+    dev = _row_deviation(norm, center, ONE_SIDED)
+    gout = tl.load(gout_ptr).to(ACC)
+    coef = gout * 2.0 * dev / norm / B
+    coef = tl.where(norm == 0.0, 0.0, coef)
+    col0 = chunk.to(tl.int64) * (BLOCK_D * ITERS)
+    for it in range(ITERS):
+        cols = col0 + it * BLOCK_D + tl.arange(0, BLOCK_D)
+        mask = row_mask[:, None] & (cols < D)[None, :]
+        g = tl.load(g_ptr + rows[:, None] * g_stride + cols[None, :], mask=mask, other=0.0).to(ACC)
+        dg = coef[:, None] * g
+        tl.store(dg_ptr + rows[:, None] * dg_stride + cols[None, :], dg.to(dg_ptr.dtype.element_ty), mask=mask)
+
+
+def _rows_of(t: torch.Tensor) -> tuple[int, int]:
+    batch = t.shape[0]
+    return batch, t.numel() // batch
+
+
+def grad_norm_penalty_fwd(
+    g: torch.Tensor, center: float, one_sided: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penalty and per-sample norms of ``g`` (B, ...) laid out as rows.
+
+    Returns ``(penalty, norms)``: a 0-dim tensor and a (B,) tensor on ``g``'s device, both fp32 (fp64 for fp64
+    ``g``).
+    """
+    batch, width = _rows_of(g)
+    tiles = row_tiles(batch, width)
+    single = tiles.n_chunks == 1
+    acc = accumulator_dtype(g.dtype)
+    norms = torch.empty(batch, dtype=acc, device=g.device)
+    block_out = torch.empty(tiles.n_row_blocks, dtype=acc, device=g.device)
+    partial = norms if single else torch.empty(batch, tiles.n_chunks, dtype=acc, device=g.device)
+    _gnp_fwd_kernel[tiles.grid](
+        g, partial, norms, block_out, batch, width, g.stride(0), tiles.n_chunks, float(center),
+        BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, ONE_SIDED=one_sided, ACC=tl_dtype(acc),
+        SINGLE_CHUNK=single, num_warps=tiles.num_warps,
+    )
+    if not single:
+        _launch_finish(partial, norms, block_out, tiles, center, one_sided)
+    penalty = block_out[0] if tiles.n_row_blocks == 1 else block_out.sum()
+    return penalty, norms
+
+
+def _launch_finish(
+    partial: torch.Tensor, norms: torch.Tensor, block_out: torch.Tensor, tiles: RowTiles, center: float,
+    one_sided: bool,
+) -> None:
+    batch, n_chunks = partial.shape
+    block_c = min(triton.next_power_of_2(n_chunks), max(1, 4096 // tiles.BLOCK_B))
+    _gnp_finish_kernel[(tiles.n_row_blocks,)](
+        partial, norms, block_out, batch, n_chunks, float(center),
+        BLOCK_B=tiles.BLOCK_B, BLOCK_C=block_c, ONE_SIDED=one_sided, ACC=tl_dtype(partial.dtype),
+    )
+
+
+def grad_norm_penalty_bwd(
+    g: torch.Tensor, norms: torch.Tensor, grad_out: torch.Tensor, dg: torch.Tensor, center: float, one_sided: bool
+) -> torch.Tensor:
+    """Write d penalty / d g into ``dg`` (same rows layout and shape as ``g``) and return it."""
+    batch, width = _rows_of(g)
+    tiles = row_tiles(batch, width)
+    _gnp_bwd_kernel[tiles.grid](
+        g, dg, norms, grad_out, batch, width, g.stride(0), dg.stride(0), tiles.n_chunks, float(center),
+        BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, ONE_SIDED=one_sided,
+        ACC=tl_dtype(norms.dtype),
+        num_warps=tiles.num_warps,
+    )
+    return dg

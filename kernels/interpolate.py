@@ -1,0 +1,144 @@
+"""Per-sample interpolation x_hat = fake + alpha_i * (real - fake), computed in fp32 (fp64 for fp64).
+
+Backward writes d real = alpha_i * go and d fake = (1 - alpha_i) * go in one pass, and, when alpha needs a
+gradient, per-chunk fp32 partials of sum_j go_ij * (real_ij - fake_ij) that are summed afterwards in a fixed
+order (deterministic, no atomics).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._tiles import accumulator_dtype, row_tiles, tl_dtype
+
+
+@triton.jit
+def _interpolate_fwd_kernel(
+    real_ptr,  # row i at real_ptr + i * real_stride, D dense elements
+    fake_ptr,  # same sample layout as real
+    alpha_ptr,  # (B,) contiguous, any float dtype
+    out_ptr,  # written, same sample layout as real
+    B,
+    D,
+    real_stride,
+    fake_stride,
+    out_stride,
+    n_chunks,
+    BLOCK_B: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    ITERS: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    rb = pid // n_chunks
+    chunk = pid - rb * n_chunks
+    rows = rb.to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < B
+    alpha = tl.load(alpha_ptr + rows, mask=row_mask, other=0.0).to(ACC)[:, None]
+    col0 = chunk.to(tl.int64) * (BLOCK_D * ITERS)
+    for it in range(ITERS):
+        cols = col0 + it * BLOCK_D + tl.arange(0, BLOCK_D)
+        mask = row_mask[:, None] & (cols < D)[None, :]
+        real = tl.load(real_ptr + rows[:, None] * real_stride + cols[None, :], mask=mask).to(ACC)
+        fake = tl.load(fake_ptr + rows[:, None] * fake_stride + cols[None, :], mask=mask).to(ACC)
+        out = fake + alpha * (real - fake)
+        tl.store(out_ptr + rows[:, None] * out_stride + cols[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _interpolate_bwd_kernel(
+    go_ptr,  # upstream gradient, row i at go_ptr + i * go_stride
+    real_ptr,  # read only when GRAD_ALPHA
+    fake_ptr,  # read only when GRAD_ALPHA
+    alpha_ptr,  # (B,) contiguous
+    d_real_ptr,  # written when GRAD_REAL, row stride d_stride
+    d_fake_ptr,  # written when GRAD_FAKE, row stride d_stride
+    alpha_partial_ptr,  # ACC (B, n_chunks), written when GRAD_ALPHA
+    B,
+    D,
+    go_stride,
+    real_stride,
+    fake_stride,
+    d_stride,
+    n_chunks,
+    BLOCK_B: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    ITERS: tl.constexpr,
+    GRAD_REAL: tl.constexpr,
+    GRAD_FAKE: tl.constexpr,
+    GRAD_ALPHA: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    rb = pid // n_chunks
+    chunk = pid - rb * n_chunks
+    rows = rb.to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < B
+    alpha = tl.load(alpha_ptr + rows, mask=row_mask, other=0.0).to(ACC)[:, None]
+    acc = tl.zeros([BLOCK_B, BLOCK_D], dtype=ACC)
+    col0 = chunk.to(tl.int64) * (BLOCK_D * ITERS)
+    for it in range(ITERS):
+        cols = col0 + it * BLOCK_D + tl.arange(0, BLOCK_D)
+        mask = row_mask[:, None] & (cols < D)[None, :]
+        go = tl.load(go_ptr + rows[:, None] * go_stride + cols[None, :], mask=mask, other=0.0).to(ACC)
+        d_offs = rows[:, None] * d_stride + cols[None, :]
+        if GRAD_REAL:
+            tl.store(d_real_ptr + d_offs, (alpha * go).to(d_real_ptr.dtype.element_ty), mask=mask)
+        if GRAD_FAKE:
+            tl.store(d_fake_ptr + d_offs, ((1.0 - alpha) * go).to(d_fake_ptr.dtype.element_ty), mask=mask)
+        if GRAD_ALPHA:
+            real = tl.load(real_ptr + rows[:, None] * real_stride + cols[None, :], mask=mask, other=0.0)
+            fake = tl.load(fake_ptr + rows[:, None] * fake_stride + cols[None, :], mask=mask, other=0.0)
+            acc += go * (real.to(ACC) - fake.to(ACC))
+    if GRAD_ALPHA:
+        tl.store(alpha_partial_ptr + rows * n_chunks + chunk, tl.sum(acc, axis=1), mask=row_mask)
+
+
+def interpolate_fwd(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Write ``fake + alpha * (real - fake)`` into ``out``.
+
+    ``real``, ``fake``, ``out``: (B, ...) with the same dense sample layout; ``alpha``: (B,) contiguous.
+    """
+    batch = real.shape[0]
+    width = real.numel() // batch
+    tiles = row_tiles(batch, width)
+    _interpolate_fwd_kernel[tiles.grid](
+        real, fake, alpha, out, batch, width, real.stride(0), fake.stride(0), out.stride(0), tiles.n_chunks,
+        BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, ACC=tl_dtype(accumulator_dtype(real.dtype)),
+        num_warps=tiles.num_warps,
+    )
+    return out
+
+
+def interpolate_bwd(
+    grad_out: torch.Tensor,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    alpha: torch.Tensor,
+    d_real: torch.Tensor | None,
+    d_fake: torch.Tensor | None,
+    need_alpha: bool,
+) -> torch.Tensor | None:
+    """Fill ``d_real`` / ``d_fake`` (either may be None; they share one row stride) and return d alpha.
+
+    Returns the (B,) gradient (fp32, fp64 for fp64 inputs) of alpha when ``need_alpha``, else None.
+    """
+    batch = grad_out.shape[0]
+    width = grad_out.numel() // batch
+    tiles = row_tiles(batch, width)
+    acc = accumulator_dtype(real.dtype)
+    partial = torch.empty(batch, tiles.n_chunks, dtype=acc, device=grad_out.device) if need_alpha else None
+    written = d_real if d_real is not None else d_fake
+    d_stride = written.stride(0) if written is not None else 0
+    _interpolate_bwd_kernel[tiles.grid](
+        grad_out, real, fake, alpha, d_real, d_fake, partial, batch, width, grad_out.stride(0), real.stride(0),
+        fake.stride(0), d_stride, tiles.n_chunks,
+        BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS,
+        GRAD_REAL=d_real is not None, GRAD_FAKE=d_fake is not None, GRAD_ALPHA=need_alpha, ACC=tl_dtype(acc),
+        num_warps=tiles.num_warps,
+    )
+    if partial is None:
+        return None
+    return partial[:, 0] if tiles.n_chunks == 1 else partial.sum(dim=1)
