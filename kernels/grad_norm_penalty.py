@@ -121,8 +121,9 @@ def _gnp_bwd_kernel(
     norm = tl.load(norms_ptr + rows, mask=row_mask, other=1.0)
     dev = _row_deviation(norm, center, ONE_SIDED)
     gout = tl.load(gout_ptr).to(ACC)
-    coef = gout * 2.0 * dev / norm / B
-    coef = tl.where(norm == 0.0, 0.0, coef)
+    # d phi(n)/d g = phi'(n) * g / n; at n = 0 the gradient is 0 (as torch's norm backward). NaN passes.
+    safe_norm = tl.where(norm == 0.0, 1.0, norm)
+    coef = tl.where(norm == 0.0, 0.0, gout * 2.0 * dev / safe_norm / B)
     col0 = chunk.to(tl.int64) * (BLOCK_D * ITERS)
     for it in range(ITERS):
         cols = col0 + it * BLOCK_D + tl.arange(0, BLOCK_D)

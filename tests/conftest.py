@@ -1,0 +1,29 @@
+"""Test set-up: without a GPU the Triton kernels run under the interpreter on CPU tensors.
+
+TRITON_INTERPRET must be set before the kernels are defined; fastgan imports them lazily, so setting it here,
+before any test runs, is early enough.
+"""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import fastgan  # noqa: E402
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture(params=["torch", "triton"])
+def backend(request):
+    """Run the test once per backend (the Triton one interpreted on CPU when no GPU is present)."""
+    with fastgan.use_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture
+def device():
+    return DEVICE

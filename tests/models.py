@@ -1,0 +1,38 @@
+"""Critics and generators for the tests: the seed's MLP pair and a small conv critic without BatchNorm."""
+
+import torch
+from torch import nn
+
+
+class SeedGenerator(nn.Module):
+    def __init__(self, latent_dim=100, img_size=784, hidden=128):
+        super().__init__()
+        self.model = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, img_size), nn.Tanh())
+
+    def forward(self, z):
+        return self.model(z)
+
+
+class SeedCritic(nn.Module):
+    def __init__(self, img_size=784, hidden=128):
+        super().__init__()
+        self.model = nn.Sequential(nn.Linear(img_size, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class ConvCritic(nn.Module):
+    def __init__(self, channels=3, width=8):
+        super().__init__()
+        self.model = nn.Sequential(
+            nn.Conv2d(channels, width, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+            nn.LazyLinear(1),
+        )
+
+    def forward(self, x):
+        return self.model(x)

@@ -1,0 +1,88 @@
+import pytest
+import torch
+from helpers import DTYPES, SHAPE_IDS, SHAPES, assert_close_to_ref, make
+
+import fastgan
+from fastgan import reference
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape,layout", SHAPES, ids=SHAPE_IDS)
+def test_forward_and_backward_match_float64_reference(backend, device, shape, layout, dtype):
+    real = make(shape, dtype, device, layout, seed=1).requires_grad_()
+    fake = make(shape, dtype, device, layout, seed=2).requires_grad_()
+    alpha = torch.rand(shape[0], device=device, requires_grad=True)
+    out = fastgan.interpolate(real, fake, alpha)
+
+    real64, fake64, alpha64 = (t.detach().double().requires_grad_() for t in (real, fake, alpha))
+    expected = reference.interpolate(real64, fake64, alpha64)
+    assert out.dtype == dtype and out.shape == real.shape
+    assert_close_to_ref(out, expected, dtype, scale=expected.detach().abs().max())
+
+    grad_out = make(shape, dtype, device, seed=3)
+    out.backward(grad_out)
+    expected.backward(grad_out.double())
+    assert_close_to_ref(real.grad, real64.grad, dtype, scale=1)
+    assert_close_to_ref(fake.grad, fake64.grad, dtype, scale=1)
+    # alpha's gradient is a per-sample sum of D products accumulated in fp32.
+    d = real[0].numel()
+    torch.testing.assert_close(alpha.grad.double(), alpha64.grad, rtol=1e-4, atol=1e-5 * d**0.5)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "batch_sliced"])
+def test_output_keeps_memory_format(backend, device, layout):
+    real = make((3, 4, 5, 6), torch.float32, device, layout, seed=1)
+    fake = make((3, 4, 5, 6), torch.float32, device, layout, seed=2)
+    out = fastgan.interpolate(real, fake, torch.rand(3, device=device))
+    if layout == "channels_last":
+        assert out.is_contiguous(memory_format=torch.channels_last)
+    else:
+        assert out.is_contiguous()
+
+
+def test_mixed_layouts_interpolate_elementwise(backend, device):
+    real = make((2, 3, 5, 7), torch.float32, device, "contiguous", seed=1)
+    fake = make((2, 3, 5, 7), torch.float32, device, "channels_last", seed=2)
+    alpha = torch.tensor([0.25, 0.75], device=device)
+    expected = reference.interpolate(real.double(), fake.double(), alpha.double())
+    assert_close_to_ref(fastgan.interpolate(real, fake, alpha), expected, torch.float32)
+
+
+@pytest.mark.parametrize("alpha_shape", [(4,), (4, 1), (4, 1, 1, 1)])
+def test_alpha_shapes_and_dtypes(backend, device, alpha_shape):
+    real = make((4, 3, 2, 2), torch.float32, device, seed=1)
+    fake = make((4, 3, 2, 2), torch.float32, device, seed=2)
+    alpha = torch.rand(alpha_shape, device=device, dtype=torch.float16, requires_grad=True)
+    out = fastgan.interpolate(real, fake, alpha)
+    expected = reference.interpolate(real.double(), fake.double(), alpha.detach().double())
+    assert_close_to_ref(out, expected, torch.float32)
+    out.sum().backward()
+    assert alpha.grad.shape == alpha.shape and alpha.grad.dtype == torch.float16
+
+
+def test_default_alpha_is_torch_rand_of_the_batch(backend, device):
+    real = make((5, 3), torch.float32, device, seed=1)
+    fake = make((5, 3), torch.float32, device, seed=2)
+    torch.manual_seed(123)
+    out = fastgan.interpolate(real, fake)
+    torch.manual_seed(123)
+    alpha = torch.rand(5, device=device)
+    torch.testing.assert_close(out, fastgan.interpolate(real, fake, alpha))
+    assert not torch.equal(alpha, torch.rand(5, device=device))  # the draw advanced the generator
+
+
+@pytest.mark.parametrize("shape,layout", [((3, 7), "contiguous"), ((2, 3, 4, 5), "channels_last")])
+def test_gradcheck_float64(backend, device, shape, layout):
+    real = make(shape, torch.float64, device, layout, seed=1).requires_grad_()
+    fake = make(shape, torch.float64, device, layout, seed=2).requires_grad_()
+    alpha = torch.rand(shape[0], 1, device=device, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(fastgan.interpolate, (real, fake, alpha))
+
+
+def test_only_requested_gradients_are_computed(backend, device):
+    real = make((3, 5), torch.float32, device, seed=1)
+    fake = make((3, 5), torch.float32, device, seed=2).requires_grad_()
+    out = fastgan.interpolate(real, fake, torch.full((3,), 0.25, device=device))
+    out.backward(torch.ones_like(out))
+    assert real.grad is None
+    torch.testing.assert_close(fake.grad, torch.full_like(fake, 0.75))
