@@ -52,7 +52,7 @@ def clip_weights_(
         groups.setdefault((p.device, p.dtype), []).append(p)
     with torch.no_grad():
         for (device, dtype), tensors in groups.items():
-            # The kernel compares in the tensors' own dtype with an fp32 bound: exact for fp32 and narrower.
+            # The kernel compares in fp32 with an fp32 bound: exact for fp32 and narrower, not for fp64.
             use_kernel = dtype != torch.float64 and uses_triton(device)
             fused: list[torch.Tensor] = []
             rest: list[torch.Tensor] = []

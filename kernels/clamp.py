@@ -38,10 +38,10 @@ def _clamp_kernel(
         offs = it * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n
         x = tl.load(data + offs, mask=mask)
-        lo = (-clip_value).to(x.dtype)
-        hi = clip_value.to(x.dtype)
-        x = tl.where(x < lo, lo, tl.where(x > hi, hi, x))
-        tl.store(data + offs, x, mask=mask)
+        # clip_value is already rounded to x's dtype, so the clamped value converts back exactly.
+        xf = x.to(tl.float32)
+        xf = tl.where(xf < -clip_value, -clip_value, tl.where(xf > clip_value, clip_value, xf))
+        tl.store(data + offs, xf.to(x.dtype), mask=mask)
 
 
 def _chunk_table(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,4 +71,6 @@ def clamp_(tensors: list[torch.Tensor], clip_value: float) -> None:
     non-empty; ``clip_value`` > 0.
     """
     addrs, lens = _chunk_table(tensors)
-    _clamp_kernel[(addrs.numel(),)](addrs, lens, tensors[0], float(clip_value), BLOCK=BLOCK, ITERS=ITERS)
+    # The bound rounded to the tensors' dtype: comparing against it gives torch.clamp's result exactly.
+    bound = float(torch.tensor(clip_value, dtype=tensors[0].dtype))
+    _clamp_kernel[(addrs.numel(),)](addrs, lens, tensors[0], bound, BLOCK=BLOCK, ITERS=ITERS)
