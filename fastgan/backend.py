@@ -12,6 +12,7 @@ variable (read on every call, so it can be changed at run time), then ``auto``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ def use_backend(name: str) -> Iterator[None]:
         _forced.pop()
 
 
+@functools.cache
 def triton_available() -> bool:
     """Whether the ``triton`` package can be imported."""
     return importlib.util.find_spec("triton") is not None

@@ -36,7 +36,8 @@ def clip_weights_(
 
     Replaces ``for p in D.parameters(): p.data.clamp_(-c, c)``. Parameters keep their storage (no copies);
     non-floating tensors are skipped; NaN stays NaN. On CUDA each (device, dtype) group of dense tensors is
-    clamped by one Triton launch whatever the number of tensors; elsewhere by ``torch._foreach_clamp_min_/max_``.
+    clamped by one Triton launch whatever the number of tensors; otherwise by ``torch._foreach_clamp_min_/max_``
+    (CUDA) or ``clamp_`` (CPU).
     Autograd's version counters are bumped, so a graph that saved a clipped parameter still refuses to
     backward, exactly as after ``clamp_``.
 
@@ -64,6 +65,9 @@ def clip_weights_(
                 clamp_(fused, clip_value)
                 for t in fused:
                     torch.autograd.graph.increment_version(t)
-            if rest:
+            if rest and device.type == "cpu":
+                for t in rest:  # one pass each: on CPU the foreach ops are two passes per tensor
+                    t.clamp_(-clip_value, clip_value)
+            elif rest:
                 torch._foreach_clamp_min_(rest, -clip_value)
                 torch._foreach_clamp_max_(rest, clip_value)

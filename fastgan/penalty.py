@@ -13,39 +13,65 @@ from .backend import uses_triton
 from .interpolation import check_pair, interpolate
 
 
-class _GradNormPenaltyTriton(torch.autograd.Function):
-    """Fused penalty; its backward is first order (the second order flows through the critic's graph)."""
+class _GradNormPenalty(torch.autograd.Function):
+    """The penalty with a one-pass backward, fused in Triton or in eager PyTorch.
+
+    The backward is first order: the second order flows through the critic's graph that produced ``grads``.
+    """
 
     @staticmethod
-    def forward(ctx, grads: torch.Tensor, center: float, one_sided: bool):
-        from .kernels.grad_norm_penalty import grad_norm_penalty_fwd
+    def forward(ctx, grads: torch.Tensor, center: float, one_sided: bool, fused: bool):
+        if fused:
+            from .kernels.grad_norm_penalty import grad_norm_penalty_fwd
 
-        g = rows_like(grads, grads)
-        penalty, norms = grad_norm_penalty_fwd(g, center, one_sided)
-        ctx.save_for_backward(g, norms)
-        ctx.center, ctx.one_sided = center, one_sided
+            grads = rows_like(grads, grads)
+            penalty, norms = grad_norm_penalty_fwd(grads, center, one_sided)
+        else:
+            penalty, norms = _penalty_fwd_torch(grads, center, one_sided)
+        ctx.save_for_backward(grads, norms)
+        ctx.center, ctx.one_sided, ctx.fused = center, one_sided, fused
         ctx.mark_non_differentiable(norms)
         return penalty, norms
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_penalty: torch.Tensor, _grad_norms: torch.Tensor):
-        from .kernels.grad_norm_penalty import grad_norm_penalty_bwd
+        grads, norms = ctx.saved_tensors
+        if ctx.fused:
+            from .kernels.grad_norm_penalty import grad_norm_penalty_bwd
 
-        g, norms = ctx.saved_tensors
-        dg = grad_norm_penalty_bwd(g, norms, grad_penalty, empty_rows_like(g), ctx.center, ctx.one_sided)
-        return dg, None, None
+            d_grads = grad_norm_penalty_bwd(
+                grads, norms, grad_penalty, empty_rows_like(grads), ctx.center, ctx.one_sided
+            )
+        else:
+            d_grads = _penalty_bwd_torch(grads, norms, grad_penalty, ctx.center, ctx.one_sided)
+        return d_grads, None, None, None
 
 
-def _penalty_torch(grads: torch.Tensor, center: float, one_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    acc = torch.float64 if grads.dtype == torch.float64 else torch.float32
-    g = grads if grads.dim() > 1 else grads.unsqueeze(1)
-    # vector_norm over the trailing dims reads channels_last without a copy and returns 0 gradient at norm 0.
-    norms = torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim())), dtype=acc)
+def _deviation(norms: torch.Tensor, center: float, one_sided: bool) -> torch.Tensor:
     dev = norms - center
-    if one_sided:
-        dev = dev.clamp_min(0.0)
-    return dev.square().mean(), norms.detach()
+    return dev.clamp_min(0.0) if one_sided else dev  # clamp_min keeps NaN
+
+
+def _penalty_fwd_torch(grads: torch.Tensor, center: float, one_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    acc = torch.float64 if grads.dtype == torch.float64 else torch.float32
+    if grads.dim() == 1:
+        norms = grads.abs().to(acc)
+    else:
+        # vector_norm over the trailing dims reads channels_last and strided views without a copy.
+        norms = torch.linalg.vector_norm(grads, dim=tuple(range(1, grads.dim())), dtype=acc)
+    return _deviation(norms, center, one_sided).square().mean(), norms
+
+
+def _penalty_bwd_torch(
+    grads: torch.Tensor, norms: torch.Tensor, grad_penalty: torch.Tensor, center: float, one_sided: bool
+) -> torch.Tensor:
+    # d/dg of mean_i phi(n_i) = phi'(n_i) * g_i / (n_i * B); zero where n_i = 0, NaN kept.
+    coef = _deviation(norms, center, one_sided) * (2.0 / grads.shape[0]) / norms.masked_fill(norms == 0, 1.0)
+    coef = (coef.masked_fill(norms == 0, 0.0) * grad_penalty).reshape((-1,) + (1,) * (grads.dim() - 1))
+    if grads.dtype == torch.bfloat16:
+        return grads * coef.to(grads.dtype)  # bf16 has fp32's range: one pass, one extra rounding
+    return (grads * coef).to(grads.dtype)
 
 
 def _penalty_args(center: object, one_sided: object) -> float:
@@ -55,10 +81,7 @@ def _penalty_args(center: object, one_sided: object) -> float:
 
 
 def _norm_penalty(grads: torch.Tensor, center: float, one_sided: bool, return_norms: bool):
-    if uses_triton(grads.device):
-        penalty, norms = _GradNormPenaltyTriton.apply(grads, center, one_sided)
-    else:
-        penalty, norms = _penalty_torch(grads, center, one_sided)
+    penalty, norms = _GradNormPenalty.apply(grads, center, one_sided, uses_triton(grads.device))
     return (penalty, norms) if return_norms else penalty
 
 

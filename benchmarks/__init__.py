@@ -1,0 +1,1 @@
+"""fastgan's benchmark suite: ``python -m benchmarks`` (runner) and ``pytest benchmarks/`` (pytest-benchmark)."""

@@ -1,0 +1,145 @@
+"""``python -m benchmarks``: time fastgan against the seed, the best eager PyTorch and torch.compile.
+
+Prints a markdown table and writes JSON with the machine, card, library versions and date. On a CPU it times
+fastgan's PyTorch path (Triton timings need a GPU). It refuses to run under TRITON_INTERPRET, whose timings
+would measure the interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+PROVIDERS = ("fastgan", "seed", "eager", "compile")
+
+
+def _environment(device: torch.device, copy_gbs: float) -> dict:
+    import fastgan
+
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "card": card,
+        "device": str(device),
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "triton": triton_version,
+        "fastgan": fastgan.__version__,
+        "fastgan_path": "triton" if device.type == "cuda" else "torch (CPU path; Triton timings need a GPU)",
+        "copy_bandwidth_gbs": round(copy_gbs, 2),
+    }
+
+
+def _measure(case, device, copy_gbs: float, rounds: int) -> list[dict]:
+    """Time every provider of ``case``; on CPU in ``rounds`` interleaved rounds, keeping each one's best median
+    (so that no provider is favoured by running first or last on a noisy machine)."""
+    from .timing import median_ms
+
+    rows = {}
+    for _ in range(rounds):
+        for provider, fn in case.providers.items():
+            row = rows.setdefault(provider, {"op": case.op, "size": case.size,
+                                             "dtype": str(case.dtype).removeprefix("torch."), "provider": provider})
+            if "error" in row:
+                continue
+            try:
+                ms, timer = median_ms(fn, device, cuda_graph=case.launch_bound)
+            except Exception as exc:  # noqa: BLE001 - a provider that cannot run is recorded, not fatal
+                row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+                continue
+            if ms < row.get("ms", float("inf")):
+                row.update(ms=ms, timer=timer)
+    for row in rows.values():
+        if "ms" in row and case.bytes is not None:
+            row["gbs"] = case.bytes / (row["ms"] * 1e-3) / 1e9
+            row["fraction_of_copy"] = row["gbs"] / copy_gbs
+    return list(rows.values())
+
+
+def _table(results: list[dict]) -> str:
+    groups: dict[tuple, dict[str, dict]] = {}
+    for row in results:
+        groups.setdefault((row["op"], row["size"], row["dtype"]), {})[row["provider"]] = row
+    lines = [
+        "| op | size | dtype | fastgan ms | seed ms | eager ms | compile ms | x seed | x eager | x compile | GB/s | % copy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (op, size, dtype), by in groups.items():
+        ms = {p: by.get(p, {}).get("ms") for p in PROVIDERS}
+
+        def cell(p):
+            if ms[p] is not None:
+                return f"{ms[p]:.4f}"
+            return "error" if "error" in by.get(p, {}) else "-"
+
+        def ratio(p):
+            return f"{ms[p] / ms['fastgan']:.2f}" if ms[p] and ms["fastgan"] else "-"
+
+        fast = by.get("fastgan", {})
+        gbs = f"{fast['gbs']:.1f}" if "gbs" in fast else "-"
+        frac = f"{100 * fast['fraction_of_copy']:.0f}%" if "fraction_of_copy" in fast else "-"
+        lines.append(f"| {op} | {size} | {dtype} | " + " | ".join(cell(p) for p in PROVIDERS)
+                     + f" | {ratio('seed')} | {ratio('eager')} | {ratio('compile')} | {gbs} | {frac} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
+    parser.add_argument("--quick", action="store_true", help="seed sizes and one mid size, fp32 and bf16 only")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile provider")
+    parser.add_argument("--only", metavar="TEXT", help="run only the ops whose name contains TEXT")
+    parser.add_argument("--json", type=Path, help="write the results here (default: print only)")
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    args = parser.parse_args(argv)
+
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        print("refusing to benchmark with TRITON_INTERPRET set: it would time the interpreter", file=sys.stderr)
+        return 2
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    from .cases import all_cases
+    from .timing import copy_bandwidth_gbs
+
+    torch.manual_seed(0)
+    copy_gbs = copy_bandwidth_gbs(device, megabytes=256 if device.type == "cuda" else 64)
+    env = _environment(device, copy_gbs)
+    print(f"# fastgan benchmarks on {env['card']} ({env['date']})")
+    print(f"torch {env['torch']}, triton {env['triton']}; fastgan path: {env['fastgan_path']}; "
+          f"measured copy bandwidth {copy_gbs:.1f} GB/s\n", flush=True)
+    results = []
+    for case in all_cases(device, quick=args.quick, compile_=args.compile):
+        if args.only and args.only not in case.op:
+            continue
+        results.extend(_measure(case, device, copy_gbs, rounds=1 if device.type == "cuda" else 3))
+        print(f"  {case.op} {case.size} {case.dtype}: done", file=sys.stderr, flush=True)
+    table = _table(results)
+    print(table)
+    errors = sorted({f"{r['provider']} on {r['op']}: {r['error']}" for r in results if "error" in r})
+    if errors:
+        print("\nProviders that could not run:\n" + "\n".join(f"- {e}" for e in errors))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"environment": env, "results": results}, indent=1) + "\n")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Benchmark cases: each op at each size and dtype, with every provider ready to call.
+
+Providers, timed in the same run:
+- ``fastgan``: the library (Triton kernels on CUDA, its PyTorch path on CPU);
+- ``seed``: the seed's eager code (``fastgan.reference``);
+- ``eager``: the best eager PyTorch (``torch.lerp``, ``torch.linalg.vector_norm``, ``torch._foreach_clamp_*``);
+- ``compile``: ``torch.compile`` of the seed's code, where it compiles (double backward does not).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+import fastgan
+from fastgan import reference
+
+
+@dataclass
+class Case:
+    op: str
+    size: str
+    dtype: torch.dtype
+    bytes: int | None  # minimum memory traffic of one call; None where GB/s means nothing (whole steps)
+    providers: dict[str, Callable[[], object]] = field(default_factory=dict)
+
+    @property
+    def launch_bound(self) -> bool:
+        return self.bytes is None or self.bytes < 16 * 2**20
+
+
+def _compiled(fn: Callable, enabled: bool) -> Callable | None:
+    return torch.compile(fn, dynamic=False) if enabled else None
+
+
+def _with(providers: dict[str, Callable | None]) -> dict[str, Callable[[], object]]:
+    return {name: fn for name, fn in providers.items() if fn is not None}
+
+
+def _label(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+def _eager_penalty(grads: torch.Tensor) -> torch.Tensor:
+    norms = torch.linalg.vector_norm(grads, dim=tuple(range(1, grads.dim())), dtype=torch.float32)
+    return (norms - 1).square().mean()
+
+
+def _eager_gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
+    x_hat = torch.lerp(fake, real, alpha).requires_grad_(True)
+    scores = critic(x_hat)
+    (grads,) = torch.autograd.grad(scores, x_hat, torch.ones_like(scores), create_graph=True)
+    return _eager_penalty(grads)
+
+
+def _seed_gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    alpha = torch.rand((real.shape[0], 1), device=real.device)
+    return reference.gradient_penalty(critic, real, fake, alpha)[0]
+
+
+def interpolate_cases(device, shapes, dtypes, compile_) -> Iterator[Case]:
+    for shape in shapes:
+        for dtype in dtypes:
+            real, fake = (torch.randn(shape, device=device, dtype=dtype) for _ in range(2))
+            alpha = torch.rand(shape[0], device=device)
+            alpha_b = alpha.reshape((shape[0],) + (1,) * (len(shape) - 1))
+            alpha_typed = alpha_b.to(dtype)
+            seed_compiled = _compiled(reference.interpolate, compile_)
+            yield Case("interpolate", _label(shape), dtype, 3 * real.numel() * real.element_size(), _with({
+                "fastgan": lambda r=real, f=fake, a=alpha: fastgan.interpolate(r, f, a),
+                "seed": lambda r=real, f=fake, a=alpha_b: reference.interpolate(r, f, a),
+                "eager": lambda r=real, f=fake, a=alpha_typed: torch.lerp(f, r, a),
+                "compile": seed_compiled and (lambda r=real, f=fake, a=alpha_b, c=seed_compiled: c(r, f, a)),
+            }))
+
+
+def penalty_cases(device, shapes, dtypes, compile_) -> Iterator[Case]:
+    """Forward and backward of the gradient-norm penalty on given per-sample gradients."""
+
+    def seed_penalty(g):
+        return reference.gradient_norm_penalty(g)[0]
+
+    for shape in shapes:
+        for dtype in dtypes:
+            grads = (torch.randn(shape, device=device, dtype=dtype) / math.prod(shape[1:]) ** 0.5).requires_grad_()
+            compiled = _compiled(seed_penalty, compile_)
+
+            def run(penalty_fn, g=grads):
+                return torch.autograd.grad(penalty_fn(g), g)
+
+            yield Case("penalty fwd+bwd", _label(shape), dtype, 3 * grads.numel() * grads.element_size(), _with({
+                "fastgan": lambda run=run: run(fastgan.gradient_norm_penalty),
+                "seed": lambda run=run: run(seed_penalty),
+                "eager": lambda run=run: run(_eager_penalty),
+                "compile": compiled and (lambda run=run, c=compiled: run(c)),
+            }))
+
+
+def mlp_critic(img_size: int = 784, hidden: int = 128) -> nn.Module:
+    """The seed's critic."""
+    return nn.Sequential(nn.Linear(img_size, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+
+def mlp_generator(latent_dim: int = 100, img_size: int = 784, hidden: int = 128) -> nn.Module:
+    """The seed's generator."""
+    return nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, img_size), nn.Tanh())
+
+
+def conv_critic(channels: int = 3, width: int = 64) -> nn.Module:
+    """A DCGAN-style critic for 64x64 images, without BatchNorm (WGAN-GP's advice)."""
+    return nn.Sequential(
+        nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(2 * width, 4 * width, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(4 * width, 1, 8, 1, 0), nn.Flatten(),
+    )
+
+
+def gp_step_cases(device, compile_) -> Iterator[Case]:
+    """The whole penalty (interpolate, critic, double backward to the critic's parameters)."""
+    for name, critic, shape in [("mlp", mlp_critic(), (64, 784)), ("conv", conv_critic(), (64, 3, 64, 64))]:
+        critic = critic.to(device)
+        params = list(critic.parameters())
+        real, fake = (torch.randn(shape, device=device) for _ in range(2))
+        compiled = _compiled(_seed_gradient_penalty, compile_)
+
+        def run(penalty_fn, critic=critic, real=real, fake=fake, params=params):
+            # The last bias does not move the input gradient, hence allow_unused.
+            return torch.autograd.grad(penalty_fn(critic, real, fake), params, allow_unused=True)
+
+        yield Case(f"gp step ({name} critic)", _label(shape), torch.float32, None, _with({
+            "fastgan": lambda run=run: run(fastgan.gradient_penalty),
+            "seed": lambda run=run: run(_seed_gradient_penalty),
+            "eager": lambda run=run: run(_eager_gradient_penalty),
+            "compile": compiled and (lambda run=run, c=compiled: run(c)),
+        }))
+
+
+def _critic_iteration(critic, generator, optimizer, real, latent, penalty_fn=None, clip_fn=None):
+    optimizer.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        fake = generator(latent)
+    loss = critic(fake).mean() - critic(real).mean()
+    if penalty_fn is not None:
+        loss = loss + 10.0 * penalty_fn(critic, real, fake)
+    loss.backward()
+    optimizer.step()
+    if clip_fn is not None:
+        clip_fn(critic)
+
+
+def _foreach_clip(params: list[torch.Tensor], c: float) -> None:
+    with torch.no_grad():
+        torch._foreach_clamp_min_(params, -c)
+        torch._foreach_clamp_max_(params, c)
+
+
+def iteration_cases(device) -> Iterator[Case]:
+    """One full critic iteration of WGAN-GP (Adam) and of WGAN with clipping (RMSprop), seed sizes."""
+    real = torch.rand(64, 784, device=device) * 2 - 1
+    latent = torch.randn(64, 100, device=device)
+    generator = mlp_generator().to(device)
+    for label, penalty in [("wgan-gp", True), ("wgan clip", False)]:
+        providers = {}
+        for provider in ("fastgan", "seed", "eager"):
+            critic = mlp_critic().to(device)
+            if penalty:
+                optimizer = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.5, 0.999))
+                fn = {"fastgan": fastgan.gradient_penalty, "seed": _seed_gradient_penalty,
+                      "eager": _eager_gradient_penalty}[provider]
+                kwargs = {"penalty_fn": fn}
+            else:
+                optimizer = torch.optim.RMSprop(critic.parameters(), lr=5e-5)
+                clip = {"fastgan": lambda m: fastgan.clip_weights_(m, 0.01),
+                        "seed": lambda m: reference.clip_weights_(m, 0.01),
+                        "eager": lambda m: _foreach_clip(list(m.parameters()), 0.01)}[provider]
+                kwargs = {"clip_fn": clip}
+            providers[provider] = (lambda c=critic, o=optimizer, kw=kwargs:
+                                   _critic_iteration(c, generator, o, real, latent, **kw))
+        yield Case(f"critic iteration ({label})", "64x784", torch.float32, None, providers)
+
+
+def clip_cases(device, dtypes, compile_, large: bool) -> Iterator[Case]:
+    """Weight clipping of the seed's critic, of a 120-tensor critic, and (large) of 100M parameters."""
+    models = [("seed critic", lambda: mlp_critic()),
+              ("120 tensors", lambda: nn.Sequential(*[nn.Linear(128, 128) for _ in range(60)]))]
+    if large:
+        models.append(("100 x 1M", lambda: nn.ParameterList([nn.Parameter(torch.randn(1024, 1024)) for _ in range(100)])))
+    for label, build in models:
+        for dtype in dtypes:
+            params = list(build().to(device, dtype).parameters())
+            numel = sum(p.numel() for p in params)
+            compiled = _compiled(_foreach_clip, compile_)
+            yield Case("clip weights", label, dtype, 2 * numel * params[0].element_size(), _with({
+                "fastgan": lambda p=params: fastgan.clip_weights_(p, 0.01),
+                "seed": lambda p=params: reference.clip_weights_(p, 0.01),
+                "eager": lambda p=params: _foreach_clip(p, 0.01),
+                "compile": compiled and (lambda p=params, c=compiled: c(p, 0.01)),
+            }))
+
+
+def all_cases(device: torch.device, quick: bool, compile_: bool) -> Iterator[Case]:
+    """Every case; ``quick`` keeps the seed sizes and one mid size in fp32 and bf16 (for a CPU)."""
+    dtypes = [torch.float32, torch.bfloat16] if quick else [torch.float32, torch.float16, torch.bfloat16]
+    elementwise = [(64, 784), (64, 3, 64, 64)]
+    penalty_shapes = [(64, 784), (100000, 2), (64, 3, 64, 64)]
+    if not quick:
+        elementwise += [(256, 3, 128, 128), (256, 3, 256, 256)]
+        penalty_shapes += [(256, 3, 128, 128), (256, 3, 256, 256), (4, 3, 1024, 1024)]
+    yield from interpolate_cases(device, elementwise, dtypes, compile_)
+    yield from penalty_cases(device, penalty_shapes, dtypes, compile_)
+    yield from gp_step_cases(device, compile_)
+    yield from iteration_cases(device)
+    yield from clip_cases(device, dtypes, compile_, large=not quick)

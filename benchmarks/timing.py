@@ -1,0 +1,49 @@
+"""Timers and the device's copy bandwidth, the yardstick for memory-bound kernels."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def _cpu_median_ms(fn: Callable[[], object], min_seconds: float = 0.2, max_reps: int = 200) -> float:
+    for _ in range(3):
+        fn()
+    samples = []
+    deadline = time.perf_counter() + min_seconds
+    while len(samples) < 5 or (time.perf_counter() < deadline and len(samples) < max_reps):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
+
+
+def median_ms(fn: Callable[[], object], device: torch.device, cuda_graph: bool = False) -> tuple[float, str]:
+    """Median time of ``fn`` in milliseconds and the timer used.
+
+    On CUDA: ``triton.testing.do_bench`` (median), or ``do_bench_cudagraph`` when ``cuda_graph`` (launch-bound
+    sizes: removes the host's launch overhead from every provider alike); a function that cannot be captured
+    falls back to ``do_bench``. On CPU: the median of repeated ``perf_counter`` runs.
+    """
+    if device.type != "cuda":
+        return _cpu_median_ms(fn), "perf_counter"
+    import triton.testing
+
+    if cuda_graph:
+        try:
+            return triton.testing.do_bench_cudagraph(fn, return_mode="median"), "cuda_graph"
+        except Exception:  # noqa: BLE001 - e.g. a provider that syncs with the host; time it without a graph
+            torch.cuda.synchronize()
+    return triton.testing.do_bench(fn, return_mode="median"), "do_bench"
+
+
+def copy_bandwidth_gbs(device: torch.device, megabytes: int = 256) -> float:
+    """Measured device-to-device copy bandwidth in GB/s (bytes read + bytes written per second)."""
+    n = megabytes * 2**20 // 4
+    src = torch.randn(n, device=device)
+    dst = torch.empty_like(src)
+    ms, _ = median_ms(lambda: dst.copy_(src), device)
+    return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9
