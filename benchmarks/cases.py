@@ -3,7 +3,8 @@
 Providers, timed in the same run:
 - ``fastgan``: the library (Triton kernels on CUDA, its PyTorch path on CPU);
 - ``seed``: the seed's eager code (``fastgan.reference``);
-- ``eager``: the best eager PyTorch (``torch.lerp``, ``torch.linalg.vector_norm``, ``torch._foreach_clamp_*``);
+- ``eager``: the best eager PyTorch (``torch.lerp``, ``torch.linalg.vector_norm``, ``torch._foreach_clamp_*``;
+  for the losses the reference is already the eager form);
 - ``compile``: ``torch.compile`` of the seed's code, where it compiles (double backward does not).
 """
 
@@ -204,6 +205,32 @@ def clip_cases(device, dtypes, compile_, large: bool) -> Iterator[Case]:
             }))
 
 
+LOSSES = {
+    "wgan critic": (fastgan.wgan_critic_loss, reference.wgan_critic_loss, 2),
+    "lsgan discriminator": (fastgan.lsgan_discriminator_loss, reference.lsgan_discriminator_loss, 2),
+    "ns discriminator": (fastgan.ns_discriminator_loss, reference.ns_discriminator_loss, 2),
+    "hinge discriminator": (fastgan.hinge_discriminator_loss, reference.hinge_discriminator_loss, 2),
+    "ns generator": (fastgan.ns_generator_loss, reference.ns_generator_loss, 1),
+}
+
+
+def loss_cases(device, batches, compile_) -> Iterator[Case]:
+    """Forward and backward of the fused losses against their eager form (the reference) and its compilation."""
+    for name, (fused, eager, count) in LOSSES.items():
+        for batch in batches:
+            outs = [torch.randn(batch, 1, device=device).requires_grad_() for _ in range(count)]
+            compiled = _compiled(eager, compile_)
+
+            def run(loss_fn, outs=outs):
+                return torch.autograd.grad(loss_fn(*outs), outs)
+
+            yield Case(f"loss {name}", str(batch), torch.float32, 2 * count * batch * 4, _with({
+                "fastgan": lambda run=run, f=fused: run(f),
+                "seed": lambda run=run, f=eager: run(f),
+                "compile": compiled and (lambda run=run, c=compiled: run(c)),
+            }))
+
+
 def all_cases(device: torch.device, quick: bool, compile_: bool) -> Iterator[Case]:
     """Every case; ``quick`` keeps the seed sizes and one mid size in fp32 and bf16 (for a CPU)."""
     dtypes = [torch.float32, torch.bfloat16] if quick else [torch.float32, torch.float16, torch.bfloat16]
@@ -217,3 +244,4 @@ def all_cases(device: torch.device, quick: bool, compile_: bool) -> Iterator[Cas
     yield from gp_step_cases(device, compile_)
     yield from iteration_cases(device)
     yield from clip_cases(device, dtypes, compile_, large=not quick)
+    yield from loss_cases(device, [64, 4096] if quick else [64, 4096, 1 << 22], compile_)

@@ -4,18 +4,37 @@ CUDA tensors run the Triton kernels, other tensors an eager PyTorch path with th
 :mod:`fastgan.backend` to force one.
 """
 
+from . import losses, penalties
 from .backend import use_backend
 from .clipping import clip_weights_
 from .interpolation import interpolate
-from .penalty import compute_gradient_penalty, gradient_norm_penalty, gradient_penalty
+from .losses import *  # noqa: F403 - the loss functions are part of the top-level API
+from .penalties import (
+    LazyRegularizer,
+    compute_gradient_penalty,
+    dragan_penalty,
+    gradient_norm_penalty,
+    gradient_penalty,
+    r1_penalty,
+    r2_penalty,
+    zero_centered_gradient_penalty,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LazyRegularizer",
     "clip_weights_",
     "compute_gradient_penalty",
+    "dragan_penalty",
     "gradient_norm_penalty",
     "gradient_penalty",
     "interpolate",
+    "losses",
+    "penalties",
+    "r1_penalty",
+    "r2_penalty",
     "use_backend",
+    "zero_centered_gradient_penalty",
+    *losses.__all__,
 ]

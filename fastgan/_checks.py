@@ -66,3 +66,13 @@ def positive_real(name: str, value: object) -> float:
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return value
+
+
+def critic_output(name: str, x: object) -> torch.Tensor:
+    """``x`` if it is a non-empty floating (B,) or (B, 1) tensor of critic outputs."""
+    float_tensor(name, x)
+    if not (x.dim() == 1 or (x.dim() == 2 and x.shape[1] == 1)):
+        raise ValueError(f"{name} must have shape (B,) or (B, 1), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} has an empty batch")
+    return x

@@ -30,16 +30,12 @@ def gradient_norm_penalty(
     return (deviation**2).mean(), norms
 
 
-def gradient_penalty(
-    D: Callable[[torch.Tensor], torch.Tensor],
-    real_samples: torch.Tensor,
-    fake_samples: torch.Tensor,
-    alpha: torch.Tensor,
-    center: float = 1.0,
-    one_sided: bool = False,
+def penalty_at(
+    D: Callable[[torch.Tensor], torch.Tensor], interpolates: torch.Tensor, center: float = 1.0, one_sided: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The seed's WGAN-GP penalty with a given alpha and the centre/one-sided variants; ``(penalty, norms)``."""
-    interpolates = interpolate(real_samples, fake_samples, alpha).requires_grad_(True)
+    """The penalty of ``D``'s input gradient at the points ``interpolates`` (made leaves here)."""
+    if not interpolates.requires_grad:
+        interpolates.requires_grad_(True)
     d_interpolates = D(interpolates)
     gradients = grad(
         outputs=d_interpolates,
@@ -50,6 +46,18 @@ def gradient_penalty(
         only_inputs=True,
     )[0]
     return gradient_norm_penalty(gradients, center, one_sided)
+
+
+def gradient_penalty(
+    D: Callable[[torch.Tensor], torch.Tensor],
+    real_samples: torch.Tensor,
+    fake_samples: torch.Tensor,
+    alpha: torch.Tensor,
+    center: float = 1.0,
+    one_sided: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seed's WGAN-GP penalty with a given alpha and the centre/one-sided variants; ``(penalty, norms)``."""
+    return penalty_at(D, interpolate(real_samples, fake_samples, alpha), center, one_sided)
 
 
 def compute_gradient_penalty(
@@ -70,3 +78,58 @@ def clip_weights_(parameters: Iterable[torch.Tensor] | torch.nn.Module, clip_val
         parameters = parameters.parameters()
     for p in parameters:
         p.data.clamp_(-clip_value, clip_value)
+
+
+# Losses, written the way the seed and the usual PyTorch GAN code write them.
+
+
+def wgan_critic_loss(real_validity: torch.Tensor, fake_validity: torch.Tensor) -> torch.Tensor:
+    return torch.mean(fake_validity) - torch.mean(real_validity)
+
+
+def wgan_generator_loss(fake_validity: torch.Tensor) -> torch.Tensor:
+    return -torch.mean(fake_validity)
+
+
+def lsgan_discriminator_loss(real_pred, fake_pred, a: float = 0.0, b: float = 1.0) -> torch.Tensor:
+    """The seed's ``(MSELoss(real, valid) + MSELoss(fake, fake_label)) / 2`` with labels b and a."""
+    criterion = torch.nn.MSELoss()
+    return (criterion(real_pred, torch.full_like(real_pred, b)) + criterion(fake_pred, torch.full_like(fake_pred, a))) / 2
+
+
+def lsgan_generator_loss(fake_pred, c: float = 1.0, half: bool = True) -> torch.Tensor:
+    """The paper's ``0.5 E[(D - c)^2]``; ``half=False`` is the seed's ``MSELoss(fake, valid)``."""
+    loss = torch.nn.MSELoss()(fake_pred, torch.full_like(fake_pred, c))
+    return 0.5 * loss if half else loss
+
+
+def ns_discriminator_loss(real_logits, fake_logits) -> torch.Tensor:
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    return bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
+
+
+def ns_generator_loss(fake_logits) -> torch.Tensor:
+    return torch.nn.functional.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def hinge_discriminator_loss(real_out, fake_out) -> torch.Tensor:
+    return torch.relu(1 - real_out).mean() + torch.relu(1 + fake_out).mean()
+
+
+def hinge_generator_loss(fake_out) -> torch.Tensor:
+    return -fake_out.mean()
+
+
+# Penalties at real or fake samples.
+
+
+def squared_gradient_norm(D: Callable[[torch.Tensor], torch.Tensor], samples: torch.Tensor):
+    """R1 (at real samples) / R2 (at fake samples): ``mean ||grad D(x)||^2``; returns ``(penalty, norms)``."""
+    return penalty_at(D, samples.detach().clone(), center=0.0)
+
+
+def dragan_penalty(D, real_samples: torch.Tensor, alpha: torch.Tensor, noise: torch.Tensor, center: float = 1.0):
+    """DRAGAN as StudioGAN writes it: ``x = real + alpha * 0.5 * std(real) * noise``; ``(penalty, norms)``."""
+    alpha = alpha.reshape((real_samples.shape[0],) + (1,) * (real_samples.dim() - 1))
+    differences = 0.5 * real_samples.std() * noise
+    return penalty_at(D, (real_samples + alpha * differences).detach(), center)

@@ -1,0 +1,174 @@
+"""GAN losses as one or two weighted means of elementwise terms (see ``loss_terms``), fused.
+
+Forward: a single program reads both critic outputs and writes the scalar (batches of critic scores are small,
+and one program keeps the sum in a fixed order: deterministic). Backward: one launch writing both gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._tiles import accumulator_dtype, tl_dtype
+from .loss_terms import HINGE, LINEAR, NO_TERM, SOFTPLUS, SQUARE, Term
+
+BLOCK = 1024
+# The term kinds as compile-time constants the kernels can compare against.
+_LINEAR = tl.constexpr(LINEAR)
+_SQUARE = tl.constexpr(SQUARE)
+_SOFTPLUS = tl.constexpr(SOFTPLUS)
+_HINGE = tl.constexpr(HINGE)
+
+
+@triton.jit
+def _log1p(u):
+    # Accurate log(1 + u) for small u without libdevice (which the interpreter lacks): Goldberg's trick.
+    w = 1.0 + u
+    exact = w == 1.0
+    return tl.where(exact, u, tl.log(w) * u / tl.where(exact, 1.0, w - 1.0))
+
+
+@triton.jit
+def _term(x, p, KIND: tl.constexpr):
+    if KIND == _LINEAR:
+        y = x
+    elif KIND == _SQUARE:
+        y = (x - p) * (x - p)
+    elif KIND == _SOFTPLUS:
+        z = p * x
+        y = tl.maximum(z, 0.0) + _log1p(tl.exp(-tl.abs(z)))
+        y = tl.where(z != z, z, y)  # keep NaN (maximum may drop it)
+    else:  # _HINGE
+        z = 1.0 + p * x
+        y = tl.where(z < 0.0, 0.0, z)  # NaN passes (the comparison is false)
+    return y
+
+
+@triton.jit
+def _term_grad(x, p, KIND: tl.constexpr):
+    if KIND == _LINEAR:
+        d = tl.full(x.shape, 1.0, x.dtype)  # exact even for NaN x, as autograd's mean backward
+    elif KIND == _SQUARE:
+        d = 2.0 * (x - p)
+    elif KIND == _SOFTPLUS:
+        z = p * x
+        e = tl.exp(-tl.abs(z))
+        sig = tl.where(z >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
+        d = p * tl.where(z != z, z, sig)
+    else:  # _HINGE
+        z = 1.0 + p * x
+        d = tl.where(z > 0.0, p, 0.0)
+        d = tl.where(z != z, z, d)
+    return d
+
+
+@triton.jit
+def _mean_term(x_ptr, n, stride, p, ACC: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    acc = tl.zeros([BLOCK], dtype=ACC)
+    for start in range(0, n, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        mask = offs < n
+        x = tl.load(x_ptr + offs.to(tl.int64) * stride, mask=mask, other=0.0).to(ACC)
+        acc += tl.where(mask, _term(x, p, KIND), 0.0)
+    return tl.sum(acc, axis=0) / n
+
+
+@triton.jit(do_not_specialize=["p_a", "w_a", "p_b", "w_b"])
+def _gan_loss_fwd_kernel(
+    a_ptr,  # first critic output, n_a values spaced stride_a apart
+    b_ptr,  # second critic output (read when HAS_B)
+    out_ptr,  # 0-dim ACC loss, written
+    n_a,
+    n_b,
+    stride_a,
+    stride_b,
+    p_a,
+    w_a,
+    p_b,
+    w_b,
+    KIND_A: tl.constexpr,
+    KIND_B: tl.constexpr,
+    HAS_B: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    loss = w_a * _mean_term(a_ptr, n_a, stride_a, p_a, ACC, KIND_A, BLOCK)
+    if HAS_B:
+        loss += w_b * _mean_term(b_ptr, n_b, stride_b, p_b, ACC, KIND_B, BLOCK)
+    tl.store(out_ptr, loss)
+
+
+@triton.jit
+def _term_grad_block(x_ptr, dx_ptr, offs, n, stride, scale, p, ACC: tl.constexpr, KIND: tl.constexpr):
+    mask = offs < n
+    x = tl.load(x_ptr + offs * stride, mask=mask, other=0.0).to(ACC)
+    tl.store(dx_ptr + offs, (scale * _term_grad(x, p, KIND)).to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit(do_not_specialize=["p_a", "w_a", "p_b", "w_b"])
+def _gan_loss_bwd_kernel(
+    a_ptr,  # as in forward
+    b_ptr,
+    da_ptr,  # (n_a,) contiguous gradient of a, written
+    db_ptr,  # (n_b,) contiguous gradient of b, written when HAS_B
+    gout_ptr,  # 0-dim upstream gradient
+    n_a,
+    n_b,
+    stride_a,
+    stride_b,
+    p_a,
+    w_a,
+    p_b,
+    w_b,
+    KIND_A: tl.constexpr,
+    KIND_B: tl.constexpr,
+    HAS_B: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    # Programs [0, cdiv(n_a, BLOCK)) cover a, the rest cover b.
+    pid = tl.program_id(0)
+    blocks_a = tl.cdiv(n_a, BLOCK)
+    gout = tl.load(gout_ptr).to(ACC)
+    if pid < blocks_a:
+        offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        _term_grad_block(a_ptr, da_ptr, offs, n_a, stride_a, gout * w_a / n_a, p_a, ACC, KIND_A)
+    elif HAS_B:
+        offs = (pid - blocks_a).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        _term_grad_block(b_ptr, db_ptr, offs, n_b, stride_b, gout * w_b / n_b, p_b, ACC, KIND_B)
+
+
+def _flat(x: torch.Tensor | None) -> tuple[int, int]:
+    # (B,) or (B, 1): B values spaced stride(0) apart.
+    return (0, 0) if x is None else (x.shape[0], x.stride(0))
+
+
+def gan_loss_fwd(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None) -> torch.Tensor:
+    """The 0-dim loss (fp32; fp64 if an input is fp64) of critic outputs ``a`` and optional ``b``: (B,) or (B, 1)."""
+    acc = accumulator_dtype(torch.promote_types(a.dtype, b.dtype) if b is not None else a.dtype)
+    out = torch.empty((), dtype=acc, device=a.device)
+    term_b = term_b or NO_TERM
+    (n_a, s_a), (n_b, s_b) = _flat(a), _flat(b)
+    _gan_loss_fwd_kernel[(1,)](
+        a, b, out, n_a, n_b, s_a, s_b, term_a.param, term_a.weight, term_b.param, term_b.weight,
+        KIND_A=term_a.kind, KIND_B=term_b.kind, HAS_B=b is not None, ACC=tl_dtype(acc), BLOCK=BLOCK,
+    )
+    return out
+
+
+def gan_loss_bwd(
+    grad_out: torch.Tensor, a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gradients of the loss with respect to ``a`` and ``b`` (shapes and dtypes of the inputs)."""
+    acc = accumulator_dtype(torch.promote_types(a.dtype, b.dtype) if b is not None else a.dtype)
+    da = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    db = torch.empty(b.shape, dtype=b.dtype, device=b.device) if b is not None else None
+    term_b = term_b or NO_TERM
+    (n_a, s_a), (n_b, s_b) = _flat(a), _flat(b)
+    grid = (triton.cdiv(n_a, BLOCK) + triton.cdiv(n_b, BLOCK),)
+    _gan_loss_bwd_kernel[grid](
+        a, b, da, db, grad_out, n_a, n_b, s_a, s_b, term_a.param, term_a.weight, term_b.param, term_b.weight,
+        KIND_A=term_a.kind, KIND_B=term_b.kind, HAS_B=b is not None, ACC=tl_dtype(acc), BLOCK=BLOCK,
+    )
+    return da, db

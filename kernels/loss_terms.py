@@ -1,0 +1,26 @@
+"""The terms GAN losses are built from; plain Python (no triton import), shared by the kernel and the eager path.
+
+A loss is ``sum_k weight_k * mean(f_k(x_k))`` over one or two critic outputs, each f one of:
+  LINEAR    f(x) = x                      (WGAN, hinge generator)
+  SQUARE    f(x) = (x - param)^2          (LSGAN, target param)
+  SOFTPLUS  f(x) = softplus(param * x)    (cross-entropy from logits: param -1 for label 1, +1 for label 0)
+  HINGE     f(x) = max(0, 1 + param * x)  (hinge: param -1 for real, +1 for fake)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LINEAR, SQUARE, SOFTPLUS, HINGE = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Term:
+    """``weight * mean(f(x))`` with f chosen by ``kind`` and its ``param``."""
+
+    kind: int
+    param: float = 0.0
+    weight: float = 1.0
+
+
+NO_TERM = Term(LINEAR, 0.0, 0.0)

@@ -1,0 +1,124 @@
+"""The penalty catalogue (R1, R2, DRAGAN, zero-centred GP, WGAN-LP, lazy regularization) against references."""
+
+import copy
+import warnings
+
+import pytest
+import torch
+from models import ConvCritic, SeedCritic
+from torch import nn
+
+import fastgan
+from fastgan import reference
+
+TOL = dict(rtol=1e-4, atol=1e-6)
+
+
+def _critic(kind, device):
+    torch.manual_seed(0)
+    if kind == "mlp":
+        critic, shape = SeedCritic(img_size=20, hidden=16), (6, 20)
+    else:
+        critic, shape = ConvCritic(), (4, 3, 16, 16)
+    critic = critic.to(device)
+    real, fake = torch.randn(shape, device=device), torch.randn(shape, device=device)
+    critic(real)  # materialise lazy layers
+    return critic, real, fake
+
+
+def _compare(critic, got, expected_fn):
+    """``got`` is (penalty, norms) from fastgan; check it and the critic's parameter gradients."""
+    ref_critic = copy.deepcopy(critic)
+    penalty, norms = got
+    expected, expected_norms = expected_fn(ref_critic)
+    torch.testing.assert_close(penalty, expected, **TOL)
+    torch.testing.assert_close(norms, expected_norms.detach(), **TOL)
+    penalty.backward()
+    expected.backward()
+    for p, p_ref in zip(critic.parameters(), ref_critic.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, **TOL)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_r1_and_r2(backend, device, kind):
+    critic, real, fake = _critic(kind, device)
+    _compare(critic, fastgan.r1_penalty(critic, real, return_norms=True),
+             lambda ref: reference.squared_gradient_norm(ref, real))
+    critic.zero_grad()
+    _compare(critic, fastgan.r2_penalty(critic, fake, return_norms=True),
+             lambda ref: reference.squared_gradient_norm(ref, fake))
+    assert not real.requires_grad and not fake.requires_grad
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_dragan(backend, device, kind):
+    critic, real, _ = _critic(kind, device)
+    alpha = torch.rand(real.shape[0], device=device)
+    noise = torch.rand_like(real)
+    _compare(critic, fastgan.dragan_penalty(critic, real, alpha=alpha, noise=noise, return_norms=True),
+             lambda ref: reference.dragan_penalty(ref, real, alpha, noise))
+
+
+def test_dragan_draws_its_own_noise(backend, device):
+    critic, real, _ = _critic("mlp", device)
+    penalty = fastgan.dragan_penalty(critic, real)
+    assert penalty.dim() == 0 and torch.isfinite(penalty)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_zero_centred_and_one_sided_on_interpolates(backend, device, kind):
+    critic, real, fake = _critic(kind, device)
+    alpha = torch.rand(real.shape[0], device=device)
+    _compare(critic, fastgan.zero_centered_gradient_penalty(critic, real, fake, alpha=alpha, return_norms=True),
+             lambda ref: reference.gradient_penalty(ref, real, fake, alpha, center=0.0))
+    critic.zero_grad()
+    _compare(critic, fastgan.gradient_penalty(critic, real, fake, alpha=alpha, one_sided=True, return_norms=True),
+             lambda ref: reference.gradient_penalty(ref, real, fake, alpha, one_sided=True))
+
+
+def test_batchnorm_critic_warns_once(backend, device):
+    critic = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1)).to(device)
+    real, fake = torch.randn(4, 5, device=device), torch.randn(4, 5, device=device)
+    with pytest.warns(UserWarning, match="BatchNorm"):
+        fastgan.gradient_penalty(critic, real, fake)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastgan.r1_penalty(critic, real)  # already warned for this critic
+
+
+def test_no_warning_without_batchnorm(backend, device):
+    critic, real, fake = _critic("conv", device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastgan.gradient_penalty(critic, real, fake)
+
+
+def test_lazy_regularizer_schedule_and_adam_correction():
+    lazy = fastgan.LazyRegularizer(every=16, weight=5.0)
+    calls = []
+
+    def penalty():
+        calls.append(1)
+        return torch.tensor(2.0)
+
+    values = [lazy(step, penalty) for step in range(33)]
+    assert [s for s, v in enumerate(values) if torch.is_tensor(v)] == [0, 16, 32]
+    assert len(calls) == 3 and values[16].item() == 5.0 * 16 * 2.0
+    lr, (b1, b2) = lazy.adam_hyperparameters(0.0025, (0.0, 0.99))
+    assert lr == pytest.approx(0.0025 * 16 / 17) and b1 == 0.0 and b2 == pytest.approx(0.99 ** (16 / 17))
+    with pytest.raises(ValueError, match="every"):
+        fastgan.LazyRegularizer(every=0, weight=1.0)
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda c, x: fastgan.r1_penalty(c, x.long()), "real"),
+    (lambda c, x: fastgan.r2_penalty(c, x[:0]), "fake"),
+    (lambda c, x: fastgan.dragan_penalty(c, x, noise=x[:1]), "noise"),
+    (lambda c, x: fastgan.dragan_penalty(c, x, perturbation=0.0), "perturbation"),
+    (lambda c, x: fastgan.r1_penalty(c, x, scaler=object()), "scaler"),
+    (lambda c, x: fastgan.r1_penalty("critic", x), "critic"),
+])
+def test_bad_arguments(backend, device, call, name):
+    critic, real, _ = _critic("mlp", device)
+    with pytest.raises((TypeError, ValueError), match=rf"\b{name}\b"):
+        call(critic, real)
