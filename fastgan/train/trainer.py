@@ -1,0 +1,316 @@
+"""The training loop: critic and generator steps built from fastgan's fused losses, penalties and clipping."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import fastgan
+
+from .config import TrainConfig
+from .data import TOY_SETS, ImageStream, ToyStream, load_image_dataset
+from .metrics import mode_metrics
+from .models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator
+from .plots import plot_curves, plot_samples_2d, save_image_grid
+
+CHECKPOINT = "checkpoint.pt"
+EVAL_SEED = 20240601  # the evaluation noise is fixed and drawn apart from the training RNG
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def _losses(s: dict) -> tuple[Callable, Callable]:
+    """(critic loss of (real_out, fake_out), generator loss of fake_out) for the run's loss."""
+    name = s["loss"]
+    if name in ("wgan", "wgan-gp", "wgan-lp"):
+        return fastgan.wgan_critic_loss, fastgan.wgan_generator_loss
+    if name == "lsgan":
+        a, b, c = s["lsgan_abc"]
+        return (lambda r, f: fastgan.lsgan_discriminator_loss(r, f, a=a, b=b),
+                lambda f: fastgan.lsgan_generator_loss(f, c=c))
+    if name == "hinge":
+        return fastgan.hinge_discriminator_loss, fastgan.hinge_generator_loss
+    return fastgan.ns_discriminator_loss, fastgan.ns_generator_loss  # ns, r1
+
+
+def _penalty(s: dict) -> Callable | None:
+    """The run's penalty as ``f(critic, real, fake) -> (penalty, norms)``, or None."""
+    if s["loss"] in ("wgan-gp", "wgan-lp"):
+        one_sided = s["loss"] == "wgan-lp"
+        return lambda d, real, fake: fastgan.gradient_penalty(d, real, fake, one_sided=one_sided, return_norms=True)
+    if s["loss"] == "r1":
+        return lambda d, real, fake: fastgan.r1_penalty(d, real, return_norms=True)
+    return None
+
+
+def _models(s: dict, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+    numel = 1
+    for n in sample_shape:
+        numel *= n
+    if s["model"] == "dcgan":
+        channels, size = sample_shape[0], sample_shape[-1]
+        # A per-sample penalty needs a critic whose samples do not interact: LayerNorm, not BatchNorm.
+        norm = "layer" if _penalty(s) else "batch"
+        return (DCGANGenerator(s["latent_dim"], channels, size),
+                DCGANCritic(channels, size, norm=norm))
+    toy = s["data"] in TOY_SETS
+    generator = MLPGenerator(s["latent_dim"], numel, s["hidden"], s["depth"], tanh=not toy, out_shape=sample_shape)
+    return generator, MLPCritic(numel, s["hidden"], s["depth"])
+
+
+def _optimizer(s: dict, params) -> torch.optim.Optimizer:
+    if s["optimizer"] == "rmsprop":
+        return torch.optim.RMSprop(params, lr=s["lr"])
+    return torch.optim.Adam(params, lr=s["lr"], betas=tuple(s["betas"]))
+
+
+class Trainer:
+    """One GAN run: ``Trainer(config, out_dir).fit()`` writes metrics, pictures, samples and checkpoints.
+
+    With ``resume=True`` and a checkpoint in ``out_dir``, the run continues from it (its settings, with the
+    new number of steps); on CPU the result is bitwise the same as an uninterrupted run.
+    """
+
+    def __init__(self, config: TrainConfig, out_dir: str | Path, resume: bool = False, quiet: bool = False,
+                 generator: nn.Module | None = None, critic: nn.Module | None = None):
+        self.out = Path(out_dir)
+        self.quiet = quiet
+        checkpoint = self._load_checkpoint() if resume else None
+        settings = config.resolved()
+        if checkpoint is not None:
+            settings = {**checkpoint["settings"], "steps": settings["steps"], "device": settings["device"]}
+        self.s = settings
+        self.device = _device(settings["device"])
+        torch.manual_seed(settings["seed"])
+        self.data = self._data()
+        if generator is None or critic is None:
+            default_generator, default_critic = _models(settings, self.data.sample_shape)
+            generator, critic = generator or default_generator, critic or default_critic
+        self.generator, self.critic = generator.to(self.device), critic.to(self.device)
+        self.ema = copy.deepcopy(self.generator).requires_grad_(False) if settings["ema"] > 0 else None
+        self.opt_g = _optimizer(settings, self.generator.parameters())
+        self.opt_d = _optimizer(settings, self.critic.parameters())
+        self.critic_loss, self.generator_loss = _losses(settings)
+        self.penalty = _penalty(settings)
+        self.step = 0
+        self.history: list[dict] = []
+        if checkpoint is not None:
+            self._restore(checkpoint)
+
+    # ----- data and evaluation -----
+
+    def _data(self):
+        s = self.s
+        if s["data"] in TOY_SETS:
+            return ToyStream(s["data"], s["batch_size"], s["seed"], self.device)
+        dataset = load_image_dataset(s["data"], s["data_root"], s["image_size"])
+        return ImageStream(dataset, s["batch_size"], s["seed"], self.device)
+
+    def _noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        if generator is None:
+            return torch.randn(n, self.s["latent_dim"], device=self.device)
+        return torch.randn(n, self.s["latent_dim"], generator=generator).to(self.device)
+
+    @torch.no_grad()
+    def generate(self, n: int) -> torch.Tensor:
+        """``n`` samples from the EMA generator (or the generator) with the fixed evaluation noise."""
+        net = self.ema if self.ema is not None else self.generator
+        was_training = net.training
+        net.eval()
+        out = torch.cat([net(z) for z in self._noise(n, torch.Generator().manual_seed(EVAL_SEED)).split(4096)])
+        net.train(was_training)
+        return out
+
+    def evaluate(self) -> dict:
+        """Mode metrics on ``eval_samples`` generated points (2-D mixtures only)."""
+        modes = getattr(self.data, "modes", None)
+        if modes is None:
+            return {}
+        return mode_metrics(self.generate(self.s["eval_samples"]), modes)
+
+    # ----- steps -----
+
+    def critic_step(self) -> dict:
+        real = self.data.next_batch()
+        with torch.no_grad():
+            fake = self.generator(self._noise(real.shape[0]))
+        real_out, fake_out = self.critic(real), self.critic(fake)
+        loss = self.critic_loss(real_out, fake_out)
+        stats = {"wasserstein": (real_out.mean() - fake_out.mean()).detach()}
+        if self.penalty is not None:
+            penalty, norms = self.penalty(self.critic, real, fake)
+            loss = loss + self.s["penalty_weight"] * penalty
+            stats.update(penalty=penalty.detach(), grad_norm_mean=norms.mean(), grad_norm_max=norms.max())
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        if self.s["clip_value"] > 0:
+            fastgan.clip_weights_(self.critic, self.s["clip_value"])
+        stats["d_loss"] = loss.detach()
+        return stats
+
+    def generator_step(self) -> torch.Tensor:
+        self.critic.requires_grad_(False)
+        loss = self.generator_loss(self.critic(self.generator(self._noise(self.s["batch_size"]))))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        self.critic.requires_grad_(True)
+        if self.ema is not None:
+            # Warm-up (as in many EMA implementations): early on the average follows the generator closely,
+            # so it is not dragged down by the random initial weights for thousands of steps.
+            decay = min(self.s["ema"], (1 + self.step) / (10 + self.step))
+            with torch.no_grad():
+                torch._foreach_lerp_(list(self.ema.parameters()), list(self.generator.parameters()), 1.0 - decay)
+                for ema_buffer, buffer in zip(self.ema.buffers(), self.generator.buffers()):
+                    ema_buffer.copy_(buffer)
+        return loss.detach()
+
+    # ----- the run -----
+
+    def fit(self) -> dict:
+        """Train up to ``steps`` generator steps; returns the summary also written to ``summary.json``."""
+        from tqdm.auto import tqdm
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._rewrite_metrics()
+        s = self.s
+        start_wall = time.perf_counter()
+        last_time, last_step = start_wall, self.step
+        with tqdm(total=s["steps"], initial=self.step, disable=self.quiet, desc=f"{s['loss']} on {s['data']}",
+                  dynamic_ncols=True) as bar:
+            while self.step < s["steps"]:
+                if s["lr_decay"]:
+                    self._set_lr(s["lr"] * (1 - self.step / s["steps"]))
+                for _ in range(s["n_critic"]):
+                    stats = self.critic_step()
+                g_loss = self.generator_step()
+                self.step += 1
+                bar.update(1)
+                if self.step % s["log_every"] == 0 or self.step == s["steps"]:
+                    now = time.perf_counter()
+                    record = self._log(stats, g_loss, (self.step - last_step) / (now - last_time))
+                    last_time, last_step = now, self.step
+                    bar.set_postfix({k: f"{record[k]:.3g}" for k in ("d_loss", "g_loss", "high_quality")
+                                     if k in record})
+                if self.step % s["checkpoint_every"] == 0 or self.step == s["steps"]:
+                    self._save_checkpoint()
+        return self._finish(time.perf_counter() - start_wall)
+
+    def _set_lr(self, lr: float) -> None:
+        for optimizer in (self.opt_g, self.opt_d):
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+    def _log(self, stats: dict, g_loss: torch.Tensor, steps_per_second: float) -> dict:
+        record = {"step": self.step, "g_loss": g_loss.item(), "steps_per_second": steps_per_second}
+        record.update({k: v.item() for k, v in stats.items()})
+        record.update(self.evaluate())
+        self.history.append(record)
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        return record
+
+    def _rewrite_metrics(self) -> None:
+        # A resumed run keeps the lines up to its checkpoint and drops any written after it.
+        path = self.out / "metrics.jsonl"
+        lines = [json.dumps(h) for h in self.history]
+        path.write_text("".join(line + "\n" for line in lines))
+
+    def _finish(self, wall_seconds: float) -> dict:
+        s = self.s
+        samples = self.generate(s["eval_samples"] if s["data"] in TOY_SETS else 64)
+        torch.save(samples.cpu(), self.out / "samples.pt")
+        final = self.history[-1] if self.history else {}
+        if s["data"] in TOY_SETS:
+            real = self.data.sample(s["eval_samples"], torch.Generator().manual_seed(EVAL_SEED))
+            title = f"{s['loss']} on {s['data']}, step {self.step}"
+            if "modes" in final:
+                title += (f": {final['modes']}/{final['total_modes']} modes, "
+                          f"{100 * final['high_quality']:.1f}% high quality")
+            plot_samples_2d(samples.cpu(), real, self.data.modes, self.out / "samples.png", title)
+        else:
+            save_image_grid(samples, self.out / "samples.png")
+        plot_curves(self.history, self.out / "curves.png")
+        summary = {
+            "final": final,
+            "settings": s,
+            "steps": self.step,
+            "wall_seconds": wall_seconds,
+            "device": str(self.device) if self.device.type == "cpu" else torch.cuda.get_device_name(self.device),
+            "versions": {"fastgan": fastgan.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        }
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        return summary
+
+    # ----- checkpoints -----
+
+    def _save_checkpoint(self) -> None:
+        state = {
+            "settings": self.s,
+            "step": self.step,
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "data": self.data.state_dict(),
+            "history": self.history,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+        # Written next to the target and renamed over it: a crash never leaves a half-written checkpoint.
+        path = self.out / CHECKPOINT
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def _load_checkpoint(self) -> dict | None:
+        path = self.out / CHECKPOINT
+        if not path.exists():
+            return None
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+    def _restore(self, state: dict) -> None:
+        self.step = state["step"]
+        self.generator.load_state_dict(state["generator"])
+        self.critic.load_state_dict(state["critic"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.data.load_state_dict(state["data"])
+        self.history = state["history"]
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+
+
+def train(config: TrainConfig | None = None, out_dir: str | Path = "runs/fastgan", *, resume: bool = False,
+          quiet: bool = False, generator: nn.Module | None = None, critic: nn.Module | None = None) -> dict:
+    """Train a GAN with fastgan's fused stabilizers; returns the run's summary.
+
+    Args:
+        config: the run's settings (defaults: WGAN-GP on the 8-Gaussian ring).
+        out_dir: where metrics.jsonl, summary.json, samples.png, curves.png, samples.pt and the checkpoint go.
+        resume: continue from ``out_dir``'s checkpoint when there is one.
+        quiet: no progress bar.
+        generator, critic: your own modules instead of the provided ones (the generator maps
+            (B, latent_dim) noise to samples of the data's shape; the critic maps them to (B, 1) scores).
+    """
+    return Trainer(config or TrainConfig(), out_dir, resume=resume, quiet=quiet, generator=generator,
+                   critic=critic).fit()

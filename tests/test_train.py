@@ -1,0 +1,173 @@
+"""The training API and the `fastgan train` command, on tiny runs."""
+
+import json
+import struct
+
+import pytest
+import torch
+
+from fastgan import cli
+from fastgan.train import LOSSES, TrainConfig, Trainer, train
+from fastgan.train.data import grid_modes, ring_modes
+from fastgan.train.metrics import mode_metrics
+
+OUTPUTS = ("metrics.jsonl", "summary.json", "samples.png", "curves.png", "samples.pt", "checkpoint.pt")
+TINY = dict(steps=3, log_every=1, batch_size=32, eval_samples=200, hidden=16)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_trains_on_the_ring(tmp_path, loss):
+    summary = train(TrainConfig(loss=loss, **TINY), tmp_path, quiet=True)
+    assert summary["steps"] == 3 and summary["settings"]["loss"] == loss
+    for name in OUTPUTS:
+        assert (tmp_path / name).stat().st_size > 0
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for key in ("d_loss", "g_loss", "wasserstein", "steps_per_second", "modes", "high_quality"):
+        assert key in records[-1]
+    if loss in ("wgan-gp", "wgan-lp", "r1"):
+        assert records[-1]["grad_norm_max"] >= records[-1]["grad_norm_mean"] > 0
+
+
+@pytest.mark.parametrize("data", ["grid", "swissroll"])
+def test_other_toy_sets(tmp_path, data):
+    summary = train(TrainConfig(data=data, **TINY), tmp_path, quiet=True)
+    assert torch.load(tmp_path / "samples.pt").shape == (200, 2)
+    assert ("modes" in summary["final"]) == (data == "grid")
+
+
+def test_wgan_preset_clips_the_critic(tmp_path):
+    trainer = Trainer(TrainConfig(loss="wgan", **TINY), tmp_path, quiet=True)
+    trainer.fit()
+    assert trainer.s["clip_value"] == 0.01 and trainer.s["optimizer"] == "rmsprop"
+    assert max(p.abs().max().item() for p in trainer.critic.parameters()) <= 0.01
+
+
+def test_presets_follow_the_seed_for_images():
+    s = TrainConfig(loss="wgan-gp", data="mnist", data_root="x").resolved()
+    assert (s["lr"], tuple(s["betas"]), s["n_critic"], s["penalty_weight"]) == (1e-4, (0.5, 0.999), 5, 10.0)
+    assert (s["latent_dim"], s["hidden"], s["batch_size"]) == (100, 128, 64)
+    s = TrainConfig(loss="lsgan", data="mnist", data_root="x", lr=1e-3).resolved()
+    assert (s["lr"], s["n_critic"], tuple(s["lsgan_abc"])) == (1e-3, 1, (0.0, 1.0, 1.0))
+
+
+def _write_idx(path, array, magic):
+    with open(path, "wb") as f:
+        f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", n) for n in array.shape))
+        f.write(array.numpy().tobytes())
+
+
+@pytest.fixture
+def mnist_root(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(0)
+    for split, n in (("train", 40), ("t10k", 8)):
+        images = torch.randint(0, 256, (n, 28, 28), generator=gen, dtype=torch.uint8)
+        _write_idx(raw / f"{split}-images-idx3-ubyte", images, 0x803)
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", torch.randint(0, 10, (n,), dtype=torch.uint8), 0x801)
+    return tmp_path
+
+
+@pytest.mark.parametrize("model", ["mlp", "dcgan"])
+def test_mnist_from_local_idx_files(tmp_path, mnist_root, model):
+    config = TrainConfig(data="mnist", data_root=str(mnist_root), model=model, steps=2, log_every=1,
+                         batch_size=16, n_critic=2)
+    summary = train(config, tmp_path / "run", quiet=True)
+    images = torch.load(tmp_path / "run" / "samples.pt")
+    assert images.shape == (64, 1, 28, 28) and images.abs().max() <= 1
+    assert summary["settings"]["model"] == model
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (40, 36), (40 * i, 100, 7 * i)).save(tmp_path / "imgs" / label / f"{i}.png")
+    config = TrainConfig(data="folder", data_root=str(tmp_path / "imgs"), model="dcgan", image_size=32, steps=2,
+                         log_every=1, batch_size=4, n_critic=1)
+    train(config, tmp_path / "run", quiet=True)
+    assert torch.load(tmp_path / "run" / "samples.pt").shape == (64, 3, 32, 32)
+
+
+def _final_parameters(out):
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    return state["generator"], state["critic"], state["ema"], state["opt_d"]["state"]
+
+
+@pytest.mark.parametrize("data", ["ring", "mnist"])
+def test_resume_is_bitwise_identical(tmp_path, mnist_root, data):
+    config = dict(data=data, steps=6, log_every=2, checkpoint_every=3, batch_size=16, hidden=16)
+    if data == "mnist":
+        config.update(data_root=str(mnist_root))  # 40 images, batch 16: the resume falls mid-epoch
+    train(TrainConfig(**config), tmp_path / "straight", quiet=True)
+    # The same run, interrupted (Ctrl-C) during step 5, after the checkpoint of step 3, then resumed.
+    interrupted = Trainer(TrainConfig(**config), tmp_path / "split", quiet=True)
+    step = interrupted.generator_step
+
+    def interrupt_at_five():
+        if interrupted.step == 4:
+            raise KeyboardInterrupt
+        return step()
+
+    interrupted.generator_step = interrupt_at_five
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    summary = train(TrainConfig(**config), tmp_path / "split", resume=True, quiet=True)
+    assert summary["steps"] == 6
+    for a, b in zip(_final_parameters(tmp_path / "straight"), _final_parameters(tmp_path / "split")):
+        flat_a, flat_b = torch.utils._pytree.tree_leaves(a), torch.utils._pytree.tree_leaves(b)
+        assert all(torch.equal(x, y) if torch.is_tensor(x) else x == y for x, y in zip(flat_a, flat_b))
+    lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2, 4, 6]  # step 4's line was logged again
+
+
+def test_user_models(tmp_path):
+    generator = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    critic = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    before = generator[0].weight.detach().clone()
+    train(TrainConfig(**TINY), tmp_path, quiet=True, generator=generator, critic=critic)
+    assert not torch.equal(before, generator[0].weight)
+
+
+def test_mode_metrics_by_hand():
+    modes = ring_modes()
+    perfect = mode_metrics(modes.centers.repeat(10, 1), modes)
+    assert perfect == {"modes": 8, "high_quality": 1.0, "reverse_kl": 0.0, "total_modes": 8}
+    collapsed = mode_metrics(modes.centers[:1].repeat(40, 1) + 0.02, modes)
+    assert collapsed["modes"] == 1 and collapsed["reverse_kl"] == pytest.approx(torch.tensor(8.0).log().item())
+    assert mode_metrics(modes.centers + 0.05, modes)["high_quality"] == 0.0  # 0.07 > 3 std away
+    assert mode_metrics(torch.zeros(5, 2), grid_modes())["modes"] == 1
+
+
+def test_cli_writes_every_output(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--steps", "2", "--log-every", "1", "--hidden", "16", "--quiet", "--out", str(out)]) == 0
+    assert "modes" in capsys.readouterr().out
+    for name in OUTPUTS:
+        assert (out / name).exists()
+    assert json.loads((out / "summary.json").read_text())["settings"]["loss"] == "wgan-gp"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--loss", "gan9000"], "invalid choice"),
+    (["--data", "mnist", "--data-root", "/nonexistent"], "MNIST not found"),
+    (["--data", "mnist"], "--data-root"),
+    (["--steps", "-5"], "--steps must be >= 1"),
+    (["--betas", "0.5"], "comma-separated"),
+])
+def test_cli_errors_are_one_clear_line(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--out", str(tmp_path / "run"), *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_cli_help_shows_presets(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "wgan-gp" in text and "penalty_weight=10.0" in text and "2-D:" in text
