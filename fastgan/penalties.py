@@ -196,9 +196,7 @@ def r1_penalty(
 
     ``real`` is used detached (it is not modified). Returns the 0-dim fp32 penalty, or ``(penalty, norms)``.
     """
-    _critic_args(critic, scaler)
-    _checks.batched("real", _checks.float_tensor("real", real))
-    return _penalty_at(critic, real.detach(), 0.0, False, return_norms, scaler)
+    return _squared_norm_at(critic, "real", real, return_norms, scaler)
 
 
 def r2_penalty(
@@ -209,9 +207,7 @@ def r2_penalty(
     scaler: torch.amp.GradScaler | None = None,
 ):
     """R2: ``mean_i ||grad D(fake_i)||^2`` at the generated samples (B, ...); as :func:`r1_penalty`."""
-    _critic_args(critic, scaler)
-    _checks.batched("fake", _checks.float_tensor("fake", fake))
-    return _penalty_at(critic, fake.detach(), 0.0, False, return_norms, scaler)
+    return _squared_norm_at(critic, "fake", fake, return_norms, scaler)
 
 
 def dragan_penalty(
@@ -324,6 +320,13 @@ def _input_gradients(critic, x: torch.Tensor, scaler: torch.amp.GradScaler | Non
     scaled = scores.float() * scale
     (grads,) = torch.autograd.grad(scaled, x, grad_outputs=torch.ones_like(scaled), create_graph=True)
     return grads.float() / scale
+
+
+def _squared_norm_at(critic, name: str, samples: torch.Tensor, return_norms: bool, scaler):
+    """R1 / R2: the zero-centred penalty at ``samples`` themselves (used detached, never modified)."""
+    _critic_args(critic, scaler)
+    _checks.batched(name, _checks.float_tensor(name, samples))
+    return _penalty_at(critic, samples.detach(), 0.0, False, return_norms, scaler)
 
 
 def _penalty_at(critic, x: torch.Tensor, center: float, one_sided: bool, return_norms: bool, scaler):

