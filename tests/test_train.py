@@ -128,7 +128,7 @@ def test_user_models(tmp_path):
     generator = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     critic = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
     before = generator[0].weight.detach().clone()
-    train(TrainConfig(**TINY), tmp_path, quiet=True, generator=generator, critic=critic)
+    train(TrainConfig(latent_dim=2, **TINY), tmp_path, quiet=True, generator=generator, critic=critic)
     assert not torch.equal(before, generator[0].weight)
 
 
