@@ -10,6 +10,8 @@ from . import _checks
 from ._layout import is_dense
 from .backend import uses_triton
 
+_CPU = torch.device("cpu")
+
 
 def _parameters(module_or_params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor]) -> list[torch.Tensor]:
     if isinstance(module_or_params, torch.nn.Module):
@@ -47,27 +49,39 @@ def clip_weights_(
         clip_value: c, a finite number > 0.
     """
     clip_value = _checks.positive_real("clip_value", clip_value)
-    params = [p for p in _parameters(module_or_params) if p.is_floating_point() and p.numel() > 0]
+    params = _parameters(module_or_params)
+    # CPU tensors on the eager path are clamped as they come (one pass each; CPU foreach ops take two), which
+    # keeps this as cheap as the seed's loop; everything else is grouped by (device, dtype) for one launch.
+    cpu_eager = not uses_triton(_CPU)
     groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
-    for p in params:
-        groups.setdefault((p.device, p.dtype), []).append(p)
     with torch.no_grad():
+        for p in params:
+            if not p.is_floating_point() or p.numel() == 0:
+                continue
+            if cpu_eager and p.is_cpu:
+                p.clamp_(-clip_value, clip_value)
+            else:
+                groups.setdefault((p.device, p.dtype), []).append(p)
         for (device, dtype), tensors in groups.items():
-            # The kernel compares in fp32 with an fp32 bound: exact for fp32 and narrower, not for fp64.
-            use_kernel = dtype != torch.float64 and uses_triton(device)
-            fused: list[torch.Tensor] = []
-            rest: list[torch.Tensor] = []
-            for t in tensors:
-                (fused if use_kernel and is_dense(t) else rest).append(t)
-            if fused:
-                from .kernels.clamp import clamp_
+            _clip_group(device, dtype, tensors, clip_value)
 
-                clamp_(fused, clip_value)
-                for t in fused:
-                    torch.autograd.graph.increment_version(t)
-            if rest and device.type == "cpu":
-                for t in rest:  # one pass each: on CPU the foreach ops are two passes per tensor
-                    t.clamp_(-clip_value, clip_value)
-            elif rest:
-                torch._foreach_clamp_min_(rest, -clip_value)
-                torch._foreach_clamp_max_(rest, clip_value)
+
+def _clip_group(device: torch.device, dtype: torch.dtype, tensors: list[torch.Tensor], clip_value: float) -> None:
+    # The kernel compares in fp32 with an fp32 bound: exact for fp32 and narrower, not for fp64.
+    use_kernel = dtype != torch.float64 and uses_triton(device)
+    fused: list[torch.Tensor] = []
+    rest: list[torch.Tensor] = []
+    for t in tensors:
+        (fused if use_kernel and is_dense(t) else rest).append(t)
+    if fused:
+        from .kernels.clamp import clamp_
+
+        clamp_(fused, clip_value)
+        for t in fused:
+            torch.autograd.graph.increment_version(t)
+    if rest and device.type == "cpu":
+        for t in rest:
+            t.clamp_(-clip_value, clip_value)
+    elif rest:
+        torch._foreach_clamp_min_(rest, -clip_value)
+        torch._foreach_clamp_max_(rest, clip_value)

@@ -12,7 +12,8 @@ from fastgan.train.data import grid_modes, ring_modes
 from fastgan.train.metrics import mode_metrics
 
 OUTPUTS = ("metrics.jsonl", "summary.json", "samples.png", "curves.png", "samples.pt", "checkpoint.pt")
-TINY = dict(steps=3, log_every=1, batch_size=32, eval_samples=200, hidden=16)
+# On CPU even where a GPU exists: the resume test promises bitwise equality on CPU.
+TINY = dict(steps=3, log_every=1, batch_size=32, eval_samples=200, hidden=16, device="cpu")
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -72,7 +73,7 @@ def mnist_root(tmp_path):
 @pytest.mark.parametrize("model", ["mlp", "dcgan"])
 def test_mnist_from_local_idx_files(tmp_path, mnist_root, model):
     config = TrainConfig(data="mnist", data_root=str(mnist_root), model=model, steps=2, log_every=1,
-                         batch_size=16, n_critic=2)
+                         batch_size=16, n_critic=2, device="cpu")
     summary = train(config, tmp_path / "run", quiet=True)
     images = torch.load(tmp_path / "run" / "samples.pt")
     assert images.shape == (64, 1, 28, 28) and images.abs().max() <= 1
@@ -87,7 +88,7 @@ def test_image_folder(tmp_path):
         for i in range(5):
             Image.new("RGB", (40, 36), (40 * i, 100, 7 * i)).save(tmp_path / "imgs" / label / f"{i}.png")
     config = TrainConfig(data="folder", data_root=str(tmp_path / "imgs"), model="dcgan", image_size=32, steps=2,
-                         log_every=1, batch_size=4, n_critic=1)
+                         log_every=1, batch_size=4, n_critic=1, device="cpu")
     train(config, tmp_path / "run", quiet=True)
     assert torch.load(tmp_path / "run" / "samples.pt").shape == (64, 3, 32, 32)
 
@@ -99,7 +100,7 @@ def _final_parameters(out):
 
 @pytest.mark.parametrize("data", ["ring", "mnist"])
 def test_resume_is_bitwise_identical(tmp_path, mnist_root, data):
-    config = dict(data=data, steps=6, log_every=2, checkpoint_every=3, batch_size=16, hidden=16)
+    config = dict(data=data, steps=6, log_every=2, checkpoint_every=3, batch_size=16, hidden=16, device="cpu")
     if data == "mnist":
         config.update(data_root=str(mnist_root))  # 40 images, batch 16: the resume falls mid-epoch
     train(TrainConfig(**config), tmp_path / "straight", quiet=True)
@@ -144,7 +145,8 @@ def test_mode_metrics_by_hand():
 
 def test_cli_writes_every_output(tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli.main(["train", "--steps", "2", "--log-every", "1", "--hidden", "16", "--quiet", "--out", str(out)]) == 0
+    args = ["train", "--steps", "2", "--log-every", "1", "--hidden", "16", "--device", "cpu", "--quiet", "--out", str(out)]
+    assert cli.main(args) == 0
     assert "modes" in capsys.readouterr().out
     for name in OUTPUTS:
         assert (out / name).exists()
