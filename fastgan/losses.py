@@ -64,18 +64,27 @@ def _loss(
             return _GanLossTriton.apply(tensors[0], None, terms[0], None)
         return _GanLossTriton.apply(tensors[0], tensors[1], terms[0], terms[1])
     acc = torch.float64 if any(x.dtype == torch.float64 for x in tensors) else torch.float32
-    return eager(*(x.to(acc) for x in tensors))
+    return eager(*(x if x.dtype == acc else x.to(acc) for x in tensors))
+
+
+# Terms that take no user parameter, built once.
+_MINUS_MEAN = Term(LINEAR, weight=-1.0)
+_MEAN = Term(LINEAR)
+_BCE_LABEL_1 = Term(SOFTPLUS, -1.0)
+_BCE_LABEL_0 = Term(SOFTPLUS, 1.0)
+_HINGE_REAL = Term(HINGE, -1.0)
+_HINGE_FAKE = Term(HINGE, 1.0)
 
 
 def wgan_critic_loss(real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
     """WGAN critic loss ``mean(D(fake)) - mean(D(real))`` (minimised by the critic)."""
-    return _loss([("real_out", real_out), ("fake_out", fake_out)], [Term(LINEAR, weight=-1.0), Term(LINEAR)],
+    return _loss([("real_out", real_out), ("fake_out", fake_out)], [_MINUS_MEAN, _MEAN],
                  lambda r, f: f.mean() - r.mean())
 
 
 def wgan_generator_loss(fake_out: torch.Tensor) -> torch.Tensor:
     """WGAN generator loss ``-mean(D(fake))``."""
-    return _loss([("fake_out", fake_out)], [Term(LINEAR, weight=-1.0)], lambda f: -f.mean())
+    return _loss([("fake_out", fake_out)], [_MINUS_MEAN], lambda f: -f.mean())
 
 
 def lsgan_discriminator_loss(
@@ -107,18 +116,18 @@ def lsgan_generator_loss(fake_out: torch.Tensor, c: float = 1.0, *, half: bool =
 def ns_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Standard GAN discriminator loss from logits: ``BCE(D(x), 1) + BCE(D(G(z)), 0)``, numerically stable."""
     return _loss([("real_logits", real_logits), ("fake_logits", fake_logits)],
-                 [Term(SOFTPLUS, -1.0), Term(SOFTPLUS, 1.0)],
+                 [_BCE_LABEL_1, _BCE_LABEL_0],
                  lambda r, f: F.softplus(-r).mean() + F.softplus(f).mean())
 
 
 def ns_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """Non-saturating generator loss ``BCE(D(G(z)), 1) = E[softplus(-D(G(z)))]``."""
-    return _loss([("fake_logits", fake_logits)], [Term(SOFTPLUS, -1.0)], lambda f: F.softplus(-f).mean())
+    return _loss([("fake_logits", fake_logits)], [_BCE_LABEL_1], lambda f: F.softplus(-f).mean())
 
 
 def hinge_discriminator_loss(real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
     """Hinge discriminator loss ``E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]``."""
-    return _loss([("real_out", real_out), ("fake_out", fake_out)], [Term(HINGE, -1.0), Term(HINGE, 1.0)],
+    return _loss([("real_out", real_out), ("fake_out", fake_out)], [_HINGE_REAL, _HINGE_FAKE],
                  lambda r, f: F.relu(1.0 - r).mean() + F.relu(1.0 + f).mean())
 
 

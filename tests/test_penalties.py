@@ -11,10 +11,12 @@ from torch import nn
 import fastgan
 from fastgan import reference
 
-TOL = dict(rtol=1e-4, atol=1e-6)
+TOL = {torch.float32: dict(rtol=1e-4, atol=1e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
+KINDS = [pytest.param(kind, dtype, id=f"{kind}-{str(dtype)[6:]}")
+         for kind in ("mlp", "conv") for dtype in (torch.float32, torch.float64)]
 
 
-def _critic(kind, device):
+def _critic(kind, device, dtype=torch.float32):
     torch.manual_seed(0)
     if kind == "mlp":
         critic, shape = SeedCritic(img_size=20, hidden=16), (6, 20)
@@ -23,7 +25,7 @@ def _critic(kind, device):
     critic = critic.to(device)
     real, fake = torch.randn(shape, device=device), torch.randn(shape, device=device)
     critic(real)  # materialise lazy layers
-    return critic, real, fake
+    return critic.to(dtype), real.to(dtype), fake.to(dtype)
 
 
 def _compare(critic, got, expected_fn):
@@ -31,17 +33,18 @@ def _compare(critic, got, expected_fn):
     ref_critic = copy.deepcopy(critic)
     penalty, norms = got
     expected, expected_norms = expected_fn(ref_critic)
-    torch.testing.assert_close(penalty, expected, **TOL)
-    torch.testing.assert_close(norms, expected_norms.detach(), **TOL)
+    tol = TOL[expected.dtype]
+    torch.testing.assert_close(penalty, expected, **tol)
+    torch.testing.assert_close(norms, expected_norms.detach(), **tol)
     penalty.backward()
     expected.backward()
     for p, p_ref in zip(critic.parameters(), ref_critic.parameters()):
-        torch.testing.assert_close(p.grad, p_ref.grad, **TOL)
+        torch.testing.assert_close(p.grad, p_ref.grad, **tol)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "conv"])
-def test_r1_and_r2(backend, device, kind):
-    critic, real, fake = _critic(kind, device)
+@pytest.mark.parametrize("kind,dtype", KINDS)
+def test_r1_and_r2(backend, device, kind, dtype):
+    critic, real, fake = _critic(kind, device, dtype)
     _compare(critic, fastgan.r1_penalty(critic, real, return_norms=True),
              lambda ref: reference.squared_gradient_norm(ref, real))
     critic.zero_grad()
@@ -50,10 +53,10 @@ def test_r1_and_r2(backend, device, kind):
     assert not real.requires_grad and not fake.requires_grad
 
 
-@pytest.mark.parametrize("kind", ["mlp", "conv"])
-def test_dragan(backend, device, kind):
-    critic, real, _ = _critic(kind, device)
-    alpha = torch.rand(real.shape[0], device=device)
+@pytest.mark.parametrize("kind,dtype", KINDS)
+def test_dragan(backend, device, kind, dtype):
+    critic, real, _ = _critic(kind, device, dtype)
+    alpha = torch.rand(real.shape[0], device=device, dtype=dtype)
     noise = torch.rand_like(real)
     _compare(critic, fastgan.dragan_penalty(critic, real, alpha=alpha, noise=noise, return_norms=True),
              lambda ref: reference.dragan_penalty(ref, real, alpha, noise))
@@ -65,10 +68,10 @@ def test_dragan_draws_its_own_noise(backend, device):
     assert penalty.dim() == 0 and torch.isfinite(penalty)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "conv"])
-def test_zero_centred_and_one_sided_on_interpolates(backend, device, kind):
-    critic, real, fake = _critic(kind, device)
-    alpha = torch.rand(real.shape[0], device=device)
+@pytest.mark.parametrize("kind,dtype", KINDS)
+def test_zero_centred_and_one_sided_on_interpolates(backend, device, kind, dtype):
+    critic, real, fake = _critic(kind, device, dtype)
+    alpha = torch.rand(real.shape[0], device=device, dtype=dtype)
     _compare(critic, fastgan.zero_centered_gradient_penalty(critic, real, fake, alpha=alpha, return_norms=True),
              lambda ref: reference.gradient_penalty(ref, real, fake, alpha, center=0.0))
     critic.zero_grad()
