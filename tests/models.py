@@ -1,6 +1,5 @@
 """Critics and generators for the tests: the seed's MLP pair and a small conv critic without BatchNorm."""
 
-import torch
 from torch import nn
 
 
