@@ -1,0 +1,77 @@
+"""Compile every Triton kernel ahead of time for an H100 (sm_90), without a GPU.
+
+Run as a script in a process *without* TRITON_INTERPRET (the interpreter replaces the kernels): it lowers each
+kernel, for the dtypes and compile-time flags the launchers use, through Triton's whole pipeline to a cubin,
+which catches the compile errors the interpreter hides. Prints one line per kernel variant; exits non-zero on
+the first failure.
+"""
+
+import itertools
+import sys
+
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from fastgan.kernels import clamp, gan_loss, grad_norm_penalty, interpolate
+
+TARGET = GPUTarget("cuda", 90, 32)
+DTYPES = {"fp32": tl.float32, "fp16": tl.float16, "bf16": tl.bfloat16}
+
+
+def compile_kernel(fn, args: dict, constexprs: dict) -> None:
+    signature = {**args, **{name: "constexpr" for name in constexprs}}
+    kernel = triton.compile(ASTSource(fn, signature=signature, constexprs=constexprs), target=TARGET)
+    assert kernel.asm["cubin"], fn.__name__
+
+
+def variants():
+    rows = dict(BLOCK_B=4, BLOCK_D=1024, ITERS=2)
+    for dt, index in itertools.product(DTYPES, ("i32", "i64")):
+        p = f"*{dt}"
+        yield interpolate._interpolate_fwd_kernel, dict(
+            real_ptr=p, fake_ptr=p, alpha_ptr="*fp32", out_ptr=p, B="i32", D=index, real_stride=index,
+            fake_stride=index, out_stride=index, n_chunks="i32"), dict(rows, ACC=tl.float32)
+        for grad_real, grad_alpha in ((True, True), (False, True), (True, False)):
+            yield interpolate._interpolate_bwd_kernel, dict(
+                go_ptr=p, real_ptr=p, fake_ptr=p, alpha_ptr="*fp32", d_real_ptr=p, d_fake_ptr=p,
+                alpha_partial_ptr="*fp32", B="i32", D=index, go_stride=index, real_stride=index,
+                fake_stride=index, d_stride=index, n_chunks="i32"), dict(
+                rows, GRAD_REAL=grad_real, GRAD_FAKE=True, GRAD_ALPHA=grad_alpha, ACC=tl.float32)
+        for one_sided, single in itertools.product((False, True), (False, True)):
+            yield grad_norm_penalty._gnp_fwd_kernel, dict(
+                g_ptr=p, partial_ptr="*fp32", norms_ptr="*fp32", block_out_ptr="*fp32", B="i32", D=index,
+                g_stride=index, n_chunks="i32", center="fp32"), dict(
+                rows, ONE_SIDED=one_sided, ACC=tl.float32, SINGLE_CHUNK=single)
+        yield grad_norm_penalty._gnp_bwd_kernel, dict(
+            g_ptr=p, dg_ptr=p, norms_ptr="*fp32", gout_ptr="*fp32", B="i32", D=index, g_stride=index,
+            dg_stride=index, n_chunks="i32", center="fp32"), dict(rows, ONE_SIDED=True, ACC=tl.float32)
+        yield clamp._clamp_kernel, dict(addr_ptr="*i64", len_ptr="*i32", like_ptr=p, clip_value="fp32"), dict(
+            BLOCK=clamp.BLOCK, ITERS=clamp.ITERS)
+    yield grad_norm_penalty._gnp_finish_kernel, dict(
+        partial_ptr="*fp32", norms_ptr="*fp32", block_out_ptr="*fp32", B="i32", n_chunks="i32", center="fp32"), dict(
+        BLOCK_B=1, BLOCK_C=512, ONE_SIDED=False, ACC=tl.float32)
+    yield grad_norm_penalty._gnp_fwd_kernel, dict(
+        g_ptr="*fp64", partial_ptr="*fp64", norms_ptr="*fp64", block_out_ptr="*fp64", B="i32", D="i32",
+        g_stride="i32", n_chunks="i32", center="fp32"), dict(rows, ONE_SIDED=False, ACC=tl.float64, SINGLE_CHUNK=True)
+    for (kind_a, kind_b), dt in itertools.product(((0, 0), (1, 1), (2, 2), (3, 3)), DTYPES):
+        scalars = dict(n_a="i32", n_b="i32", stride_a="i32", stride_b="i32", p_a="fp32", w_a="fp32", p_b="fp32",
+                       w_b="fp32")
+        flags = dict(KIND_A=kind_a, KIND_B=kind_b, HAS_B=True, ACC=tl.float32, BLOCK=gan_loss.BLOCK)
+        yield gan_loss._gan_loss_fwd_kernel, dict(a_ptr=f"*{dt}", b_ptr=f"*{dt}", out_ptr="*fp32", **scalars), flags
+        yield gan_loss._gan_loss_bwd_kernel, dict(
+            a_ptr=f"*{dt}", b_ptr=f"*{dt}", da_ptr=f"*{dt}", db_ptr=f"*{dt}", gout_ptr="*fp32", **scalars), flags
+
+
+def main() -> int:
+    count = 0
+    for fn, args, constexprs in variants():
+        compile_kernel(fn, args, constexprs)
+        count += 1
+    print(f"compiled {count} kernel variants for {TARGET.backend} sm_{TARGET.arch}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
