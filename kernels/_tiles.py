@@ -9,8 +9,10 @@ import triton
 import triton.language as tl
 
 # Elements per [BLOCK_B, BLOCK_D] tile. One tile serves both shapes GAN training meets: many tiny samples
-# (D = 2, B = 10^5 packs 2048 samples a tile) and a few huge ones (D in the millions loops over columns).
-TILE_ELEMENTS = 4096
+# (D = 2, B = 10^5 packs 1024 samples a tile) and a few huge ones (D in the millions loops over columns).
+# 2048 elements over 8 warps is 8 per thread: compiled for sm_90 the heaviest kernel (interpolation backward,
+# five tensors) then needs at most 78 registers and no spills; 4096 needed 156, i.e. one block per SM.
+TILE_ELEMENTS = 2048
 # Enough programs to fill a large GPU several times over before a program loops over more column blocks.
 TARGET_PROGRAMS = 1024
 MAX_ITERS = 16
@@ -43,7 +45,7 @@ def row_tiles(batch: int, width: int) -> RowTiles:
     while iters < MAX_ITERS and n_row_blocks * triton.cdiv(col_blocks, 2 * iters) >= TARGET_PROGRAMS:
         iters *= 2
     n_chunks = triton.cdiv(col_blocks, iters)
-    num_warps = 8 if block_b * block_d >= 4096 else 4
+    num_warps = 8 if block_b * block_d >= 2048 else 4
     return RowTiles(block_b, block_d, iters, n_row_blocks, n_chunks, num_warps)
 
 
