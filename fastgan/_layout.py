@@ -4,7 +4,7 @@ A kernel sees a (B, ...) tensor as B rows of D = numel / B elements: row i start
 and its D elements are dense. Contiguous and channels_last tensors are already like that (the batch stride is
 outermost), and so are batch-sliced views such as ``x[::2]``; those are used as they are. Two tensors combined
 elementwise must also order the elements of a sample the same way. Anything else is copied once into the
-reference tensor's layout, which is the only copy these ops ever make.
+reference tensor's layout: the only copy the kernels' wrappers make.
 """
 
 from __future__ import annotations
