@@ -37,7 +37,9 @@ def compile_kernel(fn, args: dict, constexprs: dict) -> dict:
     constexprs = dict(constexprs)
     num_warps = constexprs.pop("num_warps")
     signature = {**args, **{name: "constexpr" for name in constexprs}}
-    kernel = triton.compile(ASTSource(fn, signature=signature, constexprs=constexprs), target=TARGET,
+    # Constants keyed by argument position, the form every Triton 3.x since 3.3 accepts.
+    constants = {(fn.arg_names.index(name),): value for name, value in constexprs.items()}
+    kernel = triton.compile(ASTSource(fn, signature=signature, constexprs=constants), target=TARGET,
                             options={"num_warps": num_warps})
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(kernel.asm["cubin"])
