@@ -171,7 +171,7 @@ def compute_gradient_penalty(
 
     Same signature and same random numbers: alpha is drawn as ``torch.rand((B, 1))`` from the CPU generator
     and then moved to ``device`` (``real_samples``' device when None), exactly like the seed, so swapping the
-    function changes nothing but speed. Returns the 0-dim penalty (fp32; fp64 for fp64 samples).
+    function leaves a training run unchanged. Returns the 0-dim penalty (fp32; fp64 for fp64 samples).
     """
     check_pair(real_samples, fake_samples, "real_samples", "fake_samples")
     alpha = torch.rand((real_samples.size(0), 1))

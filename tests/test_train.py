@@ -173,3 +173,20 @@ def test_cli_help_shows_presets(capsys):
         cli.main(["train", "--help"])
     text = capsys.readouterr().out
     assert "wgan-gp" in text and "penalty_weight=10.0" in text and "2-D:" in text
+
+
+@pytest.mark.slow
+def test_default_run_meets_the_ring_targets(tmp_path):
+    """`fastgan train` as shipped: all 8 modes, > 90% high quality, reverse KL < 0.07, within 3 minutes."""
+    import subprocess
+    import sys
+    import time
+
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "fastgan.cli", "train", "--quiet", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr
+    final = json.loads((tmp_path / "summary.json").read_text())["final"]
+    assert final["modes"] == 8 and final["high_quality"] > 0.9 and final["reverse_kl"] < 0.07
+    assert wall < 180
