@@ -82,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     from .train.trainer import Trainer
 
     try:
-        config.resolved()
         trainer = Trainer(config, out, resume=args.resume, quiet=args.quiet)
     except (ValueError, FileNotFoundError) as exc:
         parser.exit(2, f"fastgan train: error: {exc}\n")

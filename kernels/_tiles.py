@@ -11,7 +11,7 @@ import triton.language as tl
 # Elements per [BLOCK_B, BLOCK_D] tile. One tile serves both shapes GAN training meets: many tiny samples
 # (D = 2, B = 10^5 packs 1024 samples a tile) and a few huge ones (D in the millions loops over columns).
 # 2048 elements over 8 warps is 8 per thread: compiled for sm_90 the heaviest kernel (interpolation backward,
-# five tensors) then needs at most 78 registers and no spills; 4096 needed 156, i.e. one block per SM.
+# five tensors) then needs at most 80 registers and no spills; 4096 needed 156, i.e. one block per SM.
 TILE_ELEMENTS = 2048
 # Enough programs to fill a large GPU several times over before a program loops over more column blocks.
 TARGET_PROGRAMS = 1024

@@ -139,21 +139,22 @@ def _gan_loss_bwd_kernel(
         _term_grad_block(b_ptr, db_ptr, offs, n_b, stride_b, gout * w_b / n_b, p_b, ACC, KIND_B)
 
 
-def _flat(x: torch.Tensor | None) -> tuple[int, int]:
+def _launch_args(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None):
+    """The scalar arguments and compile-time constants both kernels share, and the accumulator dtype."""
+    acc = accumulator_dtype(torch.promote_types(a.dtype, b.dtype) if b is not None else a.dtype)
+    term_b = term_b or NO_TERM
     # (B,) or (B, 1): B values spaced stride(0) apart.
-    return (0, 0) if x is None else (x.shape[0], x.stride(0))
+    n_b, s_b = (0, 0) if b is None else (b.shape[0], b.stride(0))
+    scalars = (a.shape[0], n_b, a.stride(0), s_b, term_a.param, term_a.weight, term_b.param, term_b.weight)
+    constants = dict(KIND_A=term_a.kind, KIND_B=term_b.kind, HAS_B=b is not None, ACC=tl_dtype(acc), BLOCK=BLOCK)
+    return scalars, constants, acc
 
 
 def gan_loss_fwd(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None) -> torch.Tensor:
     """The 0-dim loss (fp32; fp64 if an input is fp64) of critic outputs ``a`` and optional ``b``: (B,) or (B, 1)."""
-    acc = accumulator_dtype(torch.promote_types(a.dtype, b.dtype) if b is not None else a.dtype)
+    scalars, constants, acc = _launch_args(a, term_a, b, term_b)
     out = torch.empty((), dtype=acc, device=a.device)
-    term_b = term_b or NO_TERM
-    (n_a, s_a), (n_b, s_b) = _flat(a), _flat(b)
-    _gan_loss_fwd_kernel[(1,)](
-        a, b, out, n_a, n_b, s_a, s_b, term_a.param, term_a.weight, term_b.param, term_b.weight,
-        KIND_A=term_a.kind, KIND_B=term_b.kind, HAS_B=b is not None, ACC=tl_dtype(acc), BLOCK=BLOCK,
-    )
+    _gan_loss_fwd_kernel[(1,)](a, b, out, *scalars, **constants)
     return out
 
 
@@ -161,14 +162,9 @@ def gan_loss_bwd(
     grad_out: torch.Tensor, a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gradients of the loss with respect to ``a`` and ``b`` (shapes and dtypes of the inputs)."""
-    acc = accumulator_dtype(torch.promote_types(a.dtype, b.dtype) if b is not None else a.dtype)
+    scalars, constants, _ = _launch_args(a, term_a, b, term_b)
     da = torch.empty(a.shape, dtype=a.dtype, device=a.device)
     db = torch.empty(b.shape, dtype=b.dtype, device=b.device) if b is not None else None
-    term_b = term_b or NO_TERM
-    (n_a, s_a), (n_b, s_b) = _flat(a), _flat(b)
-    grid = (triton.cdiv(n_a, BLOCK) + triton.cdiv(n_b, BLOCK),)
-    _gan_loss_bwd_kernel[grid](
-        a, b, da, db, grad_out, n_a, n_b, s_a, s_b, term_a.param, term_a.weight, term_b.param, term_b.weight,
-        KIND_A=term_a.kind, KIND_B=term_b.kind, HAS_B=b is not None, ACC=tl_dtype(acc), BLOCK=BLOCK,
-    )
+    grid = (triton.cdiv(a.shape[0], BLOCK) + (triton.cdiv(b.shape[0], BLOCK) if b is not None else 0),)
+    _gan_loss_bwd_kernel[grid](a, b, da, db, grad_out, *scalars, **constants)
     return da, db

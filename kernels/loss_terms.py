@@ -1,4 +1,5 @@
-"""The terms GAN losses are built from; plain Python (no triton import), shared by the kernel and the eager path.
+"""The terms the fused GAN-loss kernel is built from; plain Python (no triton import), so ``fastgan.losses``
+can describe its losses without importing triton.
 
 A loss is ``sum_k weight_k * mean(f_k(x_k))`` over one or two critic outputs, each f one of:
   LINEAR    f(x) = x                      (WGAN, hinge generator)
