@@ -17,9 +17,6 @@ from pathlib import Path
 
 import torch
 
-PROVIDERS = ("fastgan", "seed", "eager", "compile")
-
-
 def _environment(device: torch.device, copy_gbs: float) -> dict:
     import fastgan
 
@@ -57,7 +54,7 @@ def _measure(case, device, copy_gbs: float, rounds: int) -> list[dict]:
             if "error" in row:
                 continue
             try:
-                ms, timer = median_ms(fn, device, cuda_graph=case.launch_bound)
+                ms, timer = median_ms(fn, device, cuda_graph=case.kernel_time)
             except Exception as exc:  # noqa: BLE001 - a provider that cannot run is recorded, not fatal
                 row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
                 continue
@@ -68,34 +65,6 @@ def _measure(case, device, copy_gbs: float, rounds: int) -> list[dict]:
             row["gbs"] = case.bytes / (row["ms"] * 1e-3) / 1e9
             row["fraction_of_copy"] = row["gbs"] / copy_gbs
     return list(rows.values())
-
-
-def _cell(row: dict) -> str:
-    if "ms" in row:
-        return f"{row['ms']:.4f}"
-    return "error" if "error" in row else "-"
-
-
-def _ratio(row: dict, fast: dict) -> str:
-    return f"{row['ms'] / fast['ms']:.2f}" if "ms" in row and "ms" in fast else "-"
-
-
-def _table(results: list[dict]) -> str:
-    groups: dict[tuple, dict[str, dict]] = {}
-    for row in results:
-        groups.setdefault((row["op"], row["size"], row["dtype"]), {})[row["provider"]] = row
-    lines = [
-        "| op | size | dtype | fastgan ms | seed ms | eager ms | compile ms | x seed | x eager | x compile | GB/s | % copy |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for (op, size, dtype), by in groups.items():
-        rows = [by.get(p, {}) for p in PROVIDERS]
-        fast = rows[0]
-        gbs = f"{fast['gbs']:.1f}" if "gbs" in fast else "-"
-        frac = f"{100 * fast['fraction_of_copy']:.0f}%" if "fraction_of_copy" in fast else "-"
-        cells = [_cell(r) for r in rows] + [_ratio(r, fast) for r in rows[1:]] + [gbs, frac]
-        lines.append(f"| {op} | {size} | {dtype} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                           ("cpu" if args.device == "auto" else args.device))
     from .cases import all_cases
     from .timing import copy_bandwidth_gbs
+    from .report import markdown_table
 
     torch.manual_seed(0)
     copy_gbs = copy_bandwidth_gbs(device, megabytes=256 if device.type == "cuda" else 64)
@@ -128,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         results.extend(_measure(case, device, copy_gbs, rounds=1 if device.type == "cuda" else 3))
         print(f"  {case.op} {case.size} {case.dtype}: done", file=sys.stderr, flush=True)
-    table = _table(results)
+    table = markdown_table(results)
     print(table)
     errors = sorted({f"{r['provider']} on {r['op']}: {r['error']}" for r in results if "error" in r})
     if errors:

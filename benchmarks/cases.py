@@ -30,8 +30,10 @@ class Case:
     providers: dict[str, Callable[[], object]] = field(default_factory=dict)
 
     @property
-    def launch_bound(self) -> bool:
-        return self.bytes is None or self.bytes < 16 * 2**20
+    def kernel_time(self) -> bool:
+        """Whether the case times one op, whose GPU time (captured in a CUDA graph, free of host launch
+        overhead) is what GB/s describes; whole steps are timed as a user runs them, host included."""
+        return self.bytes is not None
 
 
 def _compiled(fn: Callable, enabled: bool) -> Callable | None:
@@ -64,7 +66,7 @@ def _seed_gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Te
     return reference.gradient_penalty(critic, real, fake, alpha)[0]
 
 
-def interpolate_cases(device, shapes, dtypes, compile_) -> Iterator[Case]:
+def interpolation_cases(device, shapes, dtypes, compile_) -> Iterator[Case]:
     for shape in shapes:
         for dtype in dtypes:
             real, fake = (torch.randn(shape, device=device, dtype=dtype) for _ in range(2))
@@ -72,7 +74,7 @@ def interpolate_cases(device, shapes, dtypes, compile_) -> Iterator[Case]:
             alpha_b = alpha.reshape((shape[0],) + (1,) * (len(shape) - 1))
             alpha_typed = alpha_b.to(dtype)
             seed_compiled = _compiled(reference.interpolate, compile_)
-            yield Case("interpolate", _label(shape), dtype, 3 * real.numel() * real.element_size(), _with({
+            yield Case("interpolation", _label(shape), dtype, 3 * real.numel() * real.element_size(), _with({
                 "fastgan": lambda r=real, f=fake, a=alpha: fastgan.interpolate(r, f, a),
                 "seed": lambda r=real, f=fake, a=alpha_b: reference.interpolate(r, f, a),
                 "eager": lambda r=real, f=fake, a=alpha_typed: torch.lerp(f, r, a),
@@ -94,7 +96,7 @@ def penalty_cases(device, shapes, dtypes, compile_) -> Iterator[Case]:
             def run(penalty_fn, g=grads):
                 return torch.autograd.grad(penalty_fn(g), g)
 
-            yield Case("penalty fwd+bwd", _label(shape), dtype, 3 * grads.numel() * grads.element_size(), _with({
+            yield Case("penalty", _label(shape), dtype, 3 * grads.numel() * grads.element_size(), _with({
                 "fastgan": lambda run=run: run(fastgan.gradient_norm_penalty),
                 "seed": lambda run=run: run(seed_penalty),
                 "eager": lambda run=run: run(_eager_penalty),
@@ -186,7 +188,7 @@ def iteration_cases(device) -> Iterator[Case]:
         yield Case(f"critic iteration ({label})", "64x784", torch.float32, None, providers)
 
 
-def clip_cases(device, dtypes, compile_, large: bool) -> Iterator[Case]:
+def clipping_cases(device, dtypes, compile_, large: bool) -> Iterator[Case]:
     """Weight clipping of the seed's critic, of a 120-tensor critic, and (large) of 100M parameters."""
     models = [("seed critic", lambda: mlp_critic()),
               ("120 tensors", lambda: nn.Sequential(*[nn.Linear(128, 128) for _ in range(60)]))]
@@ -197,7 +199,7 @@ def clip_cases(device, dtypes, compile_, large: bool) -> Iterator[Case]:
             params = list(build().to(device, dtype).parameters())
             numel = sum(p.numel() for p in params)
             compiled = _compiled(_foreach_clip, compile_)
-            yield Case("clip weights", label, dtype, 2 * numel * params[0].element_size(), _with({
+            yield Case("clipping", label, dtype, 2 * numel * params[0].element_size(), _with({
                 "fastgan": lambda p=params: fastgan.clip_weights_(p, 0.01),
                 "seed": lambda p=params: reference.clip_weights_(p, 0.01),
                 "eager": lambda p=params: _foreach_clip(p, 0.01),
@@ -214,7 +216,7 @@ LOSSES = {
 }
 
 
-def loss_cases(device, batches, compile_) -> Iterator[Case]:
+def losses_cases(device, batches, compile_) -> Iterator[Case]:
     """Forward and backward of the fused losses against their eager form (the reference) and its compilation."""
     for name, (fused, eager, count) in LOSSES.items():
         for batch in batches:
@@ -224,7 +226,7 @@ def loss_cases(device, batches, compile_) -> Iterator[Case]:
             def run(loss_fn, outs=outs):
                 return torch.autograd.grad(loss_fn(*outs), outs)
 
-            yield Case(f"loss {name}", str(batch), torch.float32, 2 * count * batch * 4, _with({
+            yield Case(f"losses ({name})", str(batch), torch.float32, 2 * count * batch * 4, _with({
                 "fastgan": lambda run=run, f=fused: run(f),
                 "seed": lambda run=run, f=eager: run(f),
                 "compile": compiled and (lambda run=run, c=compiled: run(c)),
@@ -239,9 +241,9 @@ def all_cases(device: torch.device, quick: bool, compile_: bool) -> Iterator[Cas
     if not quick:
         elementwise += [(256, 3, 128, 128), (256, 3, 256, 256)]
         penalty_shapes += [(256, 3, 128, 128), (256, 3, 256, 256), (4, 3, 1024, 1024)]
-    yield from interpolate_cases(device, elementwise, dtypes, compile_)
+    yield from interpolation_cases(device, elementwise, dtypes, compile_)
     yield from penalty_cases(device, penalty_shapes, dtypes, compile_)
     yield from gp_step_cases(device, compile_)
     yield from iteration_cases(device)
-    yield from clip_cases(device, dtypes, compile_, large=not quick)
-    yield from loss_cases(device, [64, 4096] if quick else [64, 4096, 1 << 22], compile_)
+    yield from clipping_cases(device, dtypes, compile_, large=not quick)
+    yield from losses_cases(device, [64, 4096] if quick else [64, 4096, 1 << 22], compile_)

@@ -1,35 +1,46 @@
 #!/usr/bin/env bash
-# On a GPU machine: the test suite with compiled Triton, then the benchmark runner; logs and JSON under $OUT.
+# On a GPU machine: the test suite on compiled Triton kernels (GPU-only tests included), then the benchmarks.
+# Writes benchmarks/results/<card>-<date>.json and the GPU section of benchmarks/RESULTS.md; logs go to LOGDIR.
 # Installs nothing from the network (the machine brings torch, triton, pytest and pytest-benchmark).
-# Usage: OUT=/some/dir bash benchmarks/gpu_check.sh   (about 8 minutes at most on an H100)
+# Exits non-zero when a test fails or a benchmark run fails. About 7 minutes at most on an H100.
+# Usage: bash benchmarks/gpu_check.sh [LOGDIR]      (default /tmp/fastgan-gpu-check)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-benchmarks/results/latest}
-mkdir -p "$OUT"
+LOG=${1:-/tmp/fastgan-gpu-check}
+mkdir -p "$LOG"
 unset TRITON_INTERPRET
+export PYTHONUNBUFFERED=1
+step() { echo "[$(date +%H:%M:%S)] $*"; }
+status=0
 
 # Make `import fastgan` (with kernels/ as fastgan.kernels) work without the network.
-if ! python -m pip install --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1; then
+if ! python -m pip install --no-deps --no-build-isolation -e . >"$LOG/install.log" 2>&1; then
   site=$(mktemp -d)
   cp -r fastgan "$site/fastgan" && ln -s "$PWD/kernels" "$site/fastgan/kernels"
   export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-  echo "pip install failed; using PYTHONPATH=$site" >>"$OUT/install.log"
+  echo "pip install failed; using PYTHONPATH=$site" >>"$LOG/install.log"
 fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
-python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())" >>"$OUT/gpu.txt" 2>&1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/gpu.txt"
+python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$LOG/gpu.txt"
 
-# Compiled kernels: every dtype and flag combination compiles once (most of this step's time).
-timeout 270 python -m pytest tests -q -p no:cacheprovider >"$OUT/tests.log" 2>&1
-echo "tests exit $?" >>"$OUT/tests.log"
-tail -n 15 "$OUT/tests.log"
+step "tests on compiled kernels (every dtype and flag combination compiles once)"
+timeout 300 python -m pytest tests -q -p no:cacheprovider 2>&1 | tee "$LOG/tests.log" | grep -E "^(FAILED|ERROR)|passed|failed" 
+tests_rc=${PIPESTATUS[0]}
+tests_line=$(grep -E "[0-9]+ (passed|failed)" "$LOG/tests.log" | tail -n 1 | tr -d '=' | xargs)
+[ "$tests_rc" -eq 0 ] || { step "tests FAILED (exit $tests_rc)"; status=1; }
 
-# All sizes up to hundreds of MB, without torch.compile (each compilation takes seconds) ...
-timeout 150 python -m benchmarks --no-compile --json "$OUT/bench.json" --markdown "$OUT/bench.md" \
-  >"$OUT/bench.log" 2>"$OUT/bench.err"
-echo "benchmarks exit $?" >>"$OUT/bench.log"
-tail -n 70 "$OUT/bench.log"
-# ... then torch.compile beside the others at the small sizes, where launch overhead decides.
-timeout 90 python -m benchmarks --quick --json "$OUT/bench-compile.json" --markdown "$OUT/bench-compile.md" \
-  >"$OUT/bench-compile.log" 2>"$OUT/bench-compile.err"
-echo "compile benchmarks exit $?" >>"$OUT/bench-compile.log"
-tail -n 50 "$OUT/bench-compile.log"
+step "benchmarks: every size, without torch.compile"
+timeout 150 python -m benchmarks --no-compile --json "$LOG/bench.json" >"$LOG/bench.log" 2>"$LOG/bench.err" \
+  || { step "benchmarks FAILED"; tail -n 5 "$LOG/bench.err"; status=1; }
+step "benchmarks: small sizes with torch.compile beside the others"
+timeout 100 python -m benchmarks --quick --json "$LOG/bench-compile.json" >"$LOG/bench-compile.log" \
+  2>"$LOG/bench-compile.err" || { step "compile benchmarks FAILED"; tail -n 5 "$LOG/bench-compile.err"; status=1; }
+
+inputs=$(ls "$LOG"/bench.json "$LOG"/bench-compile.json 2>/dev/null)
+if [ -n "$inputs" ]; then
+  python -m benchmarks.report $inputs --out-dir benchmarks/results --results-md benchmarks/RESULTS.md \
+    --tests "${tests_line:-no test summary}"
+  sed -n '/gpu-results:begin/,/gpu-results:end/p' benchmarks/RESULTS.md
+fi
+step "done: tests ${tests_line:-?}; exit $status"
+exit $status

@@ -8,17 +8,17 @@ from . import losses, penalties
 from .backend import use_backend
 from .clipping import clip_weights_
 from .interpolation import interpolate
+from .lazy import LazyRegularizer
 from .losses import *  # noqa: F403 - the loss functions are part of the top-level API
 from .penalties import (
-    LazyRegularizer,
     compute_gradient_penalty,
     dragan_penalty,
-    gradient_norm_penalty,
     gradient_penalty,
     r1_penalty,
     r2_penalty,
     zero_centered_gradient_penalty,
 )
+from .penalty import gradient_norm_penalty
 
 __version__ = "0.1.0"
 

@@ -11,30 +11,9 @@ from __future__ import annotations
 
 import torch
 
+from .kernels._layout import is_dense, sample_is_dense, sample_strides
 
-def _sample_strides(x: torch.Tensor) -> tuple[int, ...]:
-    # Size-1 dimensions never move the address, so their strides do not matter.
-    return tuple(st if sz != 1 else 0 for sz, st in zip(x.shape[1:], x.stride()[1:]))
-
-
-def _dense(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
-    dims = sorted((st, sz) for sz, st in zip(shape, strides) if sz != 1)
-    expected = 1
-    for stride, size in dims:
-        if stride != expected:
-            return False
-        expected *= size
-    return True
-
-
-def is_dense(x: torch.Tensor) -> bool:
-    """Whether ``x`` covers one dense run of memory (in any dimension order), without gaps or overlaps."""
-    return _dense(tuple(x.shape), x.stride())
-
-
-def sample_is_dense(x: torch.Tensor) -> bool:
-    """Whether each sample ``x[i]`` covers a dense run of memory (in any dimension order)."""
-    return _dense(tuple(x.shape[1:]), x.stride()[1:])
+__all__ = ["dense_strides", "empty_rows_like", "is_dense", "rows_like", "sample_is_dense"]
 
 
 def dense_strides(x: torch.Tensor) -> tuple[int, ...]:
@@ -51,7 +30,7 @@ def empty_rows_like(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.
 
 def rows_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """``x`` itself when its samples are dense and ordered like ``ref``'s, else a copy laid out like ``ref``."""
-    if sample_is_dense(x) and _sample_strides(x) == _sample_strides(ref):
+    if sample_is_dense(x) and sample_strides(x) == sample_strides(ref):
         return x
     out = empty_rows_like(ref, dtype=x.dtype)
     out.copy_(x)

@@ -10,45 +10,73 @@ from ._layout import empty_rows_like, rows_like
 from .backend import uses_triton
 
 
-class _InterpolateTriton(torch.autograd.Function):
-    """Fused Triton interpolation; backward gives real, fake and alpha gradients in one pass."""
+class _Interpolation(torch.autograd.Function):
+    """``fake + alpha * (real - fake)``: the Triton kernels when ``fused``, else eager PyTorch; the backward gives
+    real, fake and alpha gradients in one pass."""
 
     @staticmethod
-    def forward(ctx, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        from .kernels.interpolate import interpolate_fwd
+    def forward(ctx, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, fused: bool) -> torch.Tensor:
+        alpha_rows = alpha.reshape(-1)
+        if fused:
+            from .kernels.interpolation import interpolation_fwd
 
-        alpha_rows = alpha.reshape(-1).contiguous()
-        real_rows = rows_like(real, real)
-        fake_rows = rows_like(fake, real_rows)
-        out = interpolate_fwd(real_rows, fake_rows, alpha_rows, empty_rows_like(real_rows))
-        ctx.alpha_shape = alpha.shape
-        ctx.alpha_dtype = alpha.dtype
+            alpha_rows = alpha_rows.contiguous()
+            real = rows_like(real, real)
+            fake = rows_like(fake, real)
+            out = interpolation_fwd(real, fake, alpha_rows, empty_rows_like(real))
+        else:
+            out = _interpolation_fwd_torch(real, fake, alpha_rows)
+        ctx.alpha_shape, ctx.alpha_dtype, ctx.fused = alpha.shape, alpha.dtype, fused
         # real and fake are only read for alpha's gradient; they also give the gradients their layout.
-        ctx.save_for_backward(real_rows, fake_rows, alpha_rows)
+        ctx.save_for_backward(real, fake, alpha_rows)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
-        from .kernels.interpolate import interpolate_bwd
-
         real, fake, alpha = ctx.saved_tensors
-        need_real, need_fake, need_alpha = ctx.needs_input_grad
-        grad_out = rows_like(grad_out, real)
-        d_real = empty_rows_like(real) if need_real else None
-        d_fake = empty_rows_like(real) if need_fake else None
-        d_alpha = interpolate_bwd(grad_out, real, fake, alpha, d_real, d_fake, need_alpha)
+        need_real, need_fake, need_alpha, _ = ctx.needs_input_grad
+        if ctx.fused:
+            from .kernels.interpolation import interpolation_bwd
+
+            grad_out = rows_like(grad_out, real)
+            d_real = empty_rows_like(real) if need_real else None
+            d_fake = empty_rows_like(real) if need_fake else None
+            d_alpha = interpolation_bwd(grad_out, real, fake, alpha, d_real, d_fake, need_alpha)
+        else:
+            d_real, d_fake, d_alpha = _interpolation_bwd_torch(grad_out, real, fake, alpha, need_real, need_fake,
+                                                               need_alpha)
         if d_alpha is not None:
             d_alpha = d_alpha.to(ctx.alpha_dtype).reshape(ctx.alpha_shape)
-        return d_real, d_fake, d_alpha
+        return d_real, d_fake, d_alpha, None
 
 
-def _interpolate_torch(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    weight = alpha.reshape((real.shape[0],) + (1,) * (real.dim() - 1))
-    if real.dtype in (torch.float16, torch.bfloat16):
-        # Interpolate in fp32 like the kernel does; lerp would otherwise round alpha to the input dtype.
-        return torch.lerp(fake.float(), real.float(), weight.float()).to(real.dtype)
-    return torch.lerp(fake, real, weight.to(real.dtype))
+def _per_sample(alpha: torch.Tensor, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return alpha.to(dtype).reshape((like.shape[0],) + (1,) * (like.dim() - 1))
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _interpolation_fwd_torch(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    # In fp32 like the kernel (fp64 for fp64): lerp in half precision would round alpha first.
+    acc = _compute_dtype(real.dtype)
+    if real.dtype == acc:
+        return torch.lerp(fake, real, _per_sample(alpha, real, acc))
+    return torch.lerp(fake.to(acc), real.to(acc), _per_sample(alpha, real, acc)).to(real.dtype)
+
+
+def _interpolation_bwd_torch(grad_out, real, fake, alpha, need_real: bool, need_fake: bool, need_alpha: bool):
+    acc = _compute_dtype(real.dtype)
+    go = grad_out.to(acc)
+    weight = _per_sample(alpha, real, acc)
+    d_real = (go * weight).to(real.dtype) if need_real else None
+    d_fake = (go - go * weight).to(real.dtype) if need_fake else None
+    d_alpha = None
+    if need_alpha:
+        d_alpha = (go * (real.to(acc) - fake.to(acc))).reshape(real.shape[0], -1).sum(dim=1)
+    return d_real, d_fake, d_alpha
 
 
 def check_pair(real: object, fake: object, real_name: str = "real", fake_name: str = "fake") -> None:
@@ -72,8 +100,8 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
             (fp32; capturable in a CUDA graph).
 
     Returns:
-        (B, ...) tensor of ``real``'s dtype and sample memory format, computed in fp32 (fp64 for fp64).
-        Differentiable with respect to ``real``, ``fake`` and ``alpha``.
+        (B, ...) tensor of ``real``'s dtype (the kernels keep its sample memory format), computed in fp32
+        (fp64 for fp64). Differentiable with respect to ``real``, ``fake`` and ``alpha``.
     """
     check_pair(real, fake)
     if alpha is None:
@@ -82,6 +110,4 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
         _checks.float_tensor("alpha", alpha)
         _checks.per_sample("alpha", alpha, real.shape[0])
         _checks.same_device("alpha", alpha, "real", real)
-    if uses_triton(real.device):
-        return _InterpolateTriton.apply(real, fake, alpha)
-    return _interpolate_torch(real, fake, alpha)
+    return _Interpolation.apply(real, fake, alpha, uses_triton(real.device))

@@ -1,4 +1,4 @@
-"""GAN losses on critic outputs, each one fused op (one launch forward, one backward on CUDA).
+"""GAN losses on critic outputs, each one fused op (on CUDA one launch each way for batches up to 1024 scores).
 
 Inputs are critic outputs of shape (B,) or (B, 1) in any float dtype (real and fake batches may differ in
 size); every loss returns a 0-dim fp32 tensor (fp64 if an input is fp64), accumulated in fp32.
@@ -13,8 +13,6 @@ size); every loss returns a 0-dim fp32 tensor (fp64 if an input is fp64), accumu
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
@@ -24,47 +22,80 @@ from .backend import uses_triton
 from .kernels.loss_terms import HINGE, LINEAR, SOFTPLUS, SQUARE, Term
 
 
-class _GanLossTriton(torch.autograd.Function):
-    """A loss of one or two critic outputs: one fused launch forward, one backward."""
+class _Loss(torch.autograd.Function):
+    """``sum_k w_k * mean(f_k(x_k))`` over one or two critic outputs: the Triton kernels when ``fused`` (one
+    launch each way for batches up to 1024), else eager PyTorch computing the same terms."""
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor | None, term_a: Term, term_b: Term | None):
-        from .kernels.gan_loss import gan_loss_fwd
-
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor | None, term_a: Term, term_b: Term | None, fused: bool):
         ctx.save_for_backward(a, b)
-        ctx.terms = (term_a, term_b)
-        return gan_loss_fwd(a, term_a, b, term_b)
+        ctx.terms, ctx.fused = (term_a, term_b), fused
+        if fused:
+            from .kernels.losses import losses_fwd
+
+            return losses_fwd(a, term_a, b, term_b)
+        acc = _accumulator(a, b)
+        loss = term_a.weight * _term_torch(a.to(acc), term_a).mean()
+        if b is not None:
+            loss = loss + term_b.weight * _term_torch(b.to(acc), term_b).mean()
+        return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
-        from .kernels.gan_loss import gan_loss_bwd
-
         a, b = ctx.saved_tensors
         term_a, term_b = ctx.terms
-        da, db = gan_loss_bwd(grad_out, a, term_a, b, term_b)
-        return da, db, None, None
+        if ctx.fused:
+            from .kernels.losses import losses_bwd
+
+            da, db = losses_bwd(grad_out, a, term_a, b, term_b)
+        else:
+            acc = _accumulator(a, b)
+            da = _term_grad_torch(a, term_a, grad_out, acc)
+            db = _term_grad_torch(b, term_b, grad_out, acc) if b is not None else None
+        return da, db, None, None, None
 
 
-def _loss(
-    inputs: list[tuple[str, torch.Tensor]], terms: list[Term], eager: Callable[..., torch.Tensor]
-) -> torch.Tensor:
-    """Validate the critic outputs, then run the fused kernel (``terms``) or the eager form (``eager``).
+def _accumulator(a: torch.Tensor, b: torch.Tensor | None) -> torch.dtype:
+    return torch.float64 if torch.float64 in (a.dtype, None if b is None else b.dtype) else torch.float32
 
-    ``eager`` receives the outputs converted to the accumulation dtype: on CPU a few autograd-recorded ops beat
-    a Python autograd.Function for tensors this small.
-    """
+
+def _term_torch(x: torch.Tensor, term: Term) -> torch.Tensor:
+    """f(x) of ``term`` elementwise (see ``fastgan.kernels.loss_terms``); NaN in gives NaN out."""
+    if term.kind == LINEAR:
+        return x
+    if term.kind == SQUARE:
+        return (x - term.param).square()
+    if term.kind == SOFTPLUS:
+        return F.softplus(term.param * x)
+    return torch.relu(1.0 + term.param * x)  # HINGE
+
+
+def _term_grad_torch(x: torch.Tensor, term: Term, grad_out: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
+    """d (weight * mean(f(x))) / d x, in ``x``'s dtype; NaN in gives NaN out (LINEAR: exactly the weight)."""
+    xa = x.to(acc)
+    if term.kind == LINEAR:
+        d = torch.ones_like(xa)
+    elif term.kind == SQUARE:
+        d = 2.0 * (xa - term.param)
+    elif term.kind == SOFTPLUS:
+        d = term.param * torch.sigmoid(term.param * xa)
+    else:  # HINGE
+        z = 1.0 + term.param * xa
+        d = torch.where(z > 0, term.param, 0.0).to(acc)
+        d = torch.where(z.isnan(), z, d)
+    return (d * (grad_out.to(acc) * (term.weight / x.shape[0]))).to(x.dtype)
+
+
+def _loss(inputs: list[tuple[str, torch.Tensor]], terms: list[Term]) -> torch.Tensor:
+    """Validate the critic outputs, then compute the loss of ``terms`` on the backend picked for their device."""
     for name, x in inputs:
         _checks.critic_output(name, x)
     if len(inputs) == 2:
         _checks.same_device(inputs[1][0], inputs[1][1], inputs[0][0], inputs[0][1])
-    tensors = [x for _, x in inputs]
-    if uses_triton(tensors[0].device):
-        if len(tensors) == 1:
-            return _GanLossTriton.apply(tensors[0], None, terms[0], None)
-        return _GanLossTriton.apply(tensors[0], tensors[1], terms[0], terms[1])
-    acc = torch.float64 if any(x.dtype == torch.float64 for x in tensors) else torch.float32
-    return eager(*(x if x.dtype == acc else x.to(acc) for x in tensors))
+    a = inputs[0][1]
+    b, term_b = (inputs[1][1], terms[1]) if len(inputs) == 2 else (None, None)
+    return _Loss.apply(a, b, terms[0], term_b, uses_triton(a.device))
 
 
 # Terms that take no user parameter, built once.
@@ -78,13 +109,12 @@ _HINGE_FAKE = Term(HINGE, 1.0)
 
 def wgan_critic_loss(real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
     """WGAN critic loss ``mean(D(fake)) - mean(D(real))`` (minimised by the critic)."""
-    return _loss([("real_out", real_out), ("fake_out", fake_out)], [_MINUS_MEAN, _MEAN],
-                 lambda r, f: f.mean() - r.mean())
+    return _loss([("real_out", real_out), ("fake_out", fake_out)], [_MINUS_MEAN, _MEAN])
 
 
 def wgan_generator_loss(fake_out: torch.Tensor) -> torch.Tensor:
     """WGAN generator loss ``-mean(D(fake))``."""
-    return _loss([("fake_out", fake_out)], [_MINUS_MEAN], lambda f: -f.mean())
+    return _loss([("fake_out", fake_out)], [_MINUS_MEAN])
 
 
 def lsgan_discriminator_loss(
@@ -96,8 +126,7 @@ def lsgan_discriminator_loss(
     """
     a = _checks.finite_real("a", a)
     b = _checks.finite_real("b", b)
-    return _loss([("real_out", real_out), ("fake_out", fake_out)], [Term(SQUARE, b, 0.5), Term(SQUARE, a, 0.5)],
-                 lambda r, f: ((r - b).square().mean() + (f - a).square().mean()) * 0.5)
+    return _loss([("real_out", real_out), ("fake_out", fake_out)], [Term(SQUARE, b, 0.5), Term(SQUARE, a, 0.5)])
 
 
 def lsgan_generator_loss(fake_out: torch.Tensor, c: float = 1.0, *, half: bool = True) -> torch.Tensor:
@@ -110,25 +139,23 @@ def lsgan_generator_loss(fake_out: torch.Tensor, c: float = 1.0, *, half: bool =
     if not isinstance(half, bool):
         raise TypeError(f"half must be a bool, got {type(half).__name__}")
     weight = 0.5 if half else 1.0
-    return _loss([("fake_out", fake_out)], [Term(SQUARE, c, weight)], lambda f: (f - c).square().mean() * weight)
+    return _loss([("fake_out", fake_out)], [Term(SQUARE, c, weight)])
 
 
 def ns_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Standard GAN discriminator loss from logits: ``BCE(D(x), 1) + BCE(D(G(z)), 0)``, numerically stable."""
     return _loss([("real_logits", real_logits), ("fake_logits", fake_logits)],
-                 [_BCE_LABEL_1, _BCE_LABEL_0],
-                 lambda r, f: F.softplus(-r).mean() + F.softplus(f).mean())
+                 [_BCE_LABEL_1, _BCE_LABEL_0])
 
 
 def ns_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """Non-saturating generator loss ``BCE(D(G(z)), 1) = E[softplus(-D(G(z)))]``."""
-    return _loss([("fake_logits", fake_logits)], [_BCE_LABEL_1], lambda f: F.softplus(-f).mean())
+    return _loss([("fake_logits", fake_logits)], [_BCE_LABEL_1])
 
 
 def hinge_discriminator_loss(real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
     """Hinge discriminator loss ``E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]``."""
-    return _loss([("real_out", real_out), ("fake_out", fake_out)], [_HINGE_REAL, _HINGE_FAKE],
-                 lambda r, f: F.relu(1.0 - r).mean() + F.relu(1.0 + f).mean())
+    return _loss([("real_out", real_out), ("fake_out", fake_out)], [_HINGE_REAL, _HINGE_FAKE])
 
 
 def hinge_generator_loss(fake_out: torch.Tensor) -> torch.Tensor:

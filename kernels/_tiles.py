@@ -1,7 +1,8 @@
-"""Tile shapes shared by the per-sample kernels."""
+"""Tile shapes, the program prologue and the launch device shared by the per-sample kernels."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -11,9 +12,10 @@ import triton.language as tl
 # Elements per [BLOCK_B, BLOCK_D] tile. One tile serves both shapes GAN training meets: many tiny samples
 # (D = 2, B = 10^5 packs 1024 samples a tile) and a few huge ones (D in the millions loops over columns).
 # 2048 elements over 8 warps is 8 per thread: compiled for sm_90 the heaviest kernel (interpolation backward,
-# five tensors) then needs at most 80 registers and no spills; 4096 needed 156, i.e. one block per SM.
+# five tensors) stays well under 128 registers without spills.
 TILE_ELEMENTS = 2048
 # Enough programs to fill a large GPU several times over before a program loops over more column blocks.
+# Read at every launch, so the tests can lower it to reach every tiling class on small tensors.
 TARGET_PROGRAMS = 1024
 MAX_ITERS = 16
 
@@ -36,17 +38,34 @@ class RowTiles:
 
 
 def row_tiles(batch: int, width: int) -> RowTiles:
-    """Choose the tiling of ``batch`` rows of ``width`` elements (both >= 1)."""
+    """Choose the tiling of ``batch`` rows of ``width`` elements (both >= 1).
+
+    A program covers ``BLOCK_B`` rows and ``ITERS`` column blocks; ``ITERS`` doubles while the grid would still
+    hold ``TARGET_PROGRAMS`` programs, and never past the row's column blocks (no fully masked iterations).
+    """
     block_d = min(triton.next_power_of_2(width), TILE_ELEMENTS)
     block_b = max(1, min(triton.next_power_of_2(batch), TILE_ELEMENTS // block_d))
     n_row_blocks = triton.cdiv(batch, block_b)
     col_blocks = triton.cdiv(width, block_d)
     iters = 1
-    while iters < MAX_ITERS and n_row_blocks * triton.cdiv(col_blocks, 2 * iters) >= TARGET_PROGRAMS:
+    while (iters < MAX_ITERS and iters < col_blocks
+           and n_row_blocks * triton.cdiv(col_blocks, 2 * iters) >= TARGET_PROGRAMS):
         iters *= 2
     n_chunks = triton.cdiv(col_blocks, iters)
     num_warps = 8 if block_b * block_d >= 2048 else 4
     return RowTiles(block_b, block_d, iters, n_row_blocks, n_chunks, num_warps)
+
+
+@triton.jit
+def row_chunk(n_chunks, B, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, ITERS: tl.constexpr):
+    """This program's row block ``rb``, column chunk, int64 row indices and mask, and first column."""
+    pid = tl.program_id(0)
+    rb = pid // n_chunks
+    chunk = pid - rb * n_chunks
+    # int64 before multiplying by sizes: offsets past 2^31 elements stay exact.
+    rows = rb.to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
+    col0 = chunk.to(tl.int64) * (BLOCK_D * ITERS)
+    return rb, chunk, rows, rows < B, col0
 
 
 def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -57,3 +76,8 @@ def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
 def tl_dtype(dtype: torch.dtype):
     """The triton dtype matching an accumulator torch dtype."""
     return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def on_device(t: torch.Tensor):
+    """Context that makes ``t``'s CUDA device current, as Triton launches on the current device."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()

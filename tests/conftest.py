@@ -27,3 +27,14 @@ def backend(request):
 @pytest.fixture
 def device():
     return DEVICE
+
+
+@pytest.fixture
+def small_grid(monkeypatch):
+    """Make the kernels' tiling aim for a few programs instead of enough to fill a GPU, so that the tests'
+    small tensors take every tiling class large ones take."""
+    from helpers import SMALL_GRID
+
+    from fastgan.kernels import _tiles
+
+    monkeypatch.setattr(_tiles, "TARGET_PROGRAMS", SMALL_GRID)

@@ -1,32 +1,66 @@
-"""Shared test helpers: float64 oracles and dtype-aware tolerances (after FlagGems' accuracy utilities)."""
+"""Shared test helpers: float64 oracles compared element by element, with error bounds from the dtype.
 
+After FlagGems' accuracy utilities: the reference is computed in float64 on the same (rounded) inputs, and the
+tolerance is what the dtype's rounding and fp32 arithmetic allow, element by element. Reduced outputs
+(norms, sums, means) also allow for the reduction's length. No bound grows with the tensor's size or its
+largest value: a zero, halved or 1%-scaled result fails.
+"""
+
+import math
+import os
+
+import pytest
 import torch
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
-# (rtol, atol) for one rounding in the output dtype.
-_TOL = {
-    torch.float64: (1e-10, 1e-12),
-    torch.float32: (1.3e-6, 1e-5),
-    torch.float16: (1e-3, 1e-3),
-    torch.bfloat16: (1.6e-2, 1e-2),
-}
+# Largest relative error of rounding a value to the dtype (half an ulp; a whole one for bfloat16 under the
+# Triton interpreter, which converts fp32 to bfloat16 by truncation where GPUs round to nearest) ...
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+ROUNDING = {torch.float64: 2.0**-53, torch.float32: 2.0**-24, torch.float16: 2.0**-11,
+            torch.bfloat16: 2.0**-7 if INTERPRETED else 2.0**-8}
+# ... and the absolute spacing of its subnormals (where relative rounding no longer holds).
+SUBNORMAL = {torch.float64: 2.0**-1074, torch.float32: 2.0**-149, torch.float16: 2.0**-24, torch.bfloat16: 2.0**-133}
+# One fp32 operation (the kernels and the eager path compute in fp32 for fp32 and narrower inputs).
+FP32 = 2.0**-24
 
 
-def assert_close_to_ref(actual, expected64, dtype, scale=None):
-    """Compare ``actual`` (any dtype) with a float64 ``expected64`` at ``dtype``'s tolerance.
+def compute_unit(dtype: torch.dtype) -> float:
+    """Relative error of one arithmetic operation in the precision ``dtype`` is computed in."""
+    return ROUNDING[torch.float64] if dtype == torch.float64 else FP32
 
-    ``scale``: absolute tolerances are multiplied by it (use the largest expected magnitude for outputs that
-    are a product of many terms).
+
+def reduction_rtol(n: int, dtype: torch.dtype = torch.float32) -> float:
+    """Relative error of a sum of ``n`` same-signed terms accumulated in ``dtype``'s compute precision."""
+    return compute_unit(dtype) * 2 * (4 + math.sqrt(n))
+
+
+def assert_elementwise(actual, expected64, dtype, ops: int = 3, extra=None):
+    """Every element of ``actual`` within its error bound of the float64 ``expected64``.
+
+    Bound per element: rounding to ``dtype`` plus ``ops`` operations in the compute precision, both relative
+    to the expected value, plus ``extra`` (a tensor or number: error carried in from the inputs, e.g. a
+    cancellation) plus one subnormal step. NaN must match NaN.
     """
-    rtol, atol = _TOL[dtype]
-    if scale is not None:
-        atol = atol * max(float(scale), 1.0)
-    torch.testing.assert_close(actual.double(), expected64, rtol=rtol, atol=atol, equal_nan=True)
+    assert actual.dtype == dtype, f"dtype {actual.dtype}, expected {dtype}"
+    assert actual.shape == expected64.shape, f"shape {tuple(actual.shape)}, expected {tuple(expected64.shape)}"
+    a, e = actual.detach().double().cpu(), expected64.detach().double().cpu()
+    nan = e.isnan()
+    assert torch.equal(a.isnan(), nan), "NaN positions differ"
+    bound = (ROUNDING[dtype] + ops * compute_unit(dtype)) * e.abs() + SUBNORMAL[dtype]
+    if extra is not None:
+        bound = bound + (extra.detach().double().cpu() if torch.is_tensor(extra) else extra)
+    err = torch.where(nan, 0.0, (a - e).abs())
+    bad = err > bound
+    if bad.any():
+        i = int(torch.argmax(torch.where(bad, err / bound, 0.0)))
+        pytest.fail(f"{int(bad.sum())} of {e.numel()} elements out of bounds; worst at flat index {i}: "
+                    f"got {a.flatten()[i].item()!r}, expected {e.flatten()[i].item()!r}, bound "
+                    f"{bound.flatten()[i].item():.3g}")
 
 
 def make(shape, dtype, device, layout="contiguous", seed=0):
-    """A random tensor of ``shape``.
+    """A random normal tensor of ``shape``.
 
     ``layout``: contiguous, channels_last, batch_sliced (``x[::2]``) or strided (a view with non-dense samples).
     """
@@ -45,13 +79,16 @@ def make(shape, dtype, device, layout="contiguous", seed=0):
     return x
 
 
-# Shapes from the issue: the trivial case, a prime-sized one, 2^10 + 17, the seed's MNIST batch, a batch above the CUDA
-# grid's 65535 on one sample per program, an image batch, and a sample above 65536 elements.
+# Odd shapes (1, primes, 2^k + 17), the seed's MNIST batch, more than 65535 samples, images in NCHW,
+# channels_last, strided and batch-sliced views, samples above 65536 elements. With the tests' small grid
+# target (see `small_grid`) they reach every tiling class of the row kernels: see test_tiling.py.
 SHAPES = [
     ((1, 1), "contiguous"),
     ((3, 7), "contiguous"),
     ((17, 1041), "contiguous"),
     ((64, 784), "contiguous"),
+    ((3, 4113), "contiguous"),
+    ((16, 4113), "contiguous"),
     ((70000, 2), "contiguous"),
     ((4, 3, 64, 64), "contiguous"),
     ((4, 3, 64, 64), "channels_last"),
@@ -60,3 +97,6 @@ SHAPES = [
     ((2, 3, 150, 150), "contiguous"),
 ]
 SHAPE_IDS = [f"{'x'.join(map(str, s))}-{lay}" for s, lay in SHAPES]
+# Programs a launch aims for in the accuracy tests (the `small_grid` fixture of conftest.py): small, so that
+# small tensors take the tilings large ones take.
+SMALL_GRID = 8

@@ -19,9 +19,9 @@ def _run(args, interpret):
 
 def test_runner_writes_table_and_json(tmp_path):
     out = tmp_path / "bench.json"
-    proc = _run(["--quick", "--no-compile", "--only", "interpolate", "--json", str(out)], interpret=False)
+    proc = _run(["--quick", "--no-compile", "--only", "interpolation", "--json", str(out)], interpret=False)
     assert proc.returncode == 0, proc.stderr
-    assert "| interpolate | 64x784 | float32 |" in proc.stdout
+    assert "| interpolation | 64x784 | float32 |" in proc.stdout
     report = json.loads(out.read_text())
     env = report["environment"]
     assert env["torch"] and env["card"] and env["copy_bandwidth_gbs"] > 0

@@ -11,11 +11,12 @@ import torch
 import triton
 import triton.language as tl
 
-from ._tiles import accumulator_dtype, row_tiles, tl_dtype
+from . import _checks
+from ._tiles import accumulator_dtype, on_device, row_chunk, row_tiles, tl_dtype
 
 
 @triton.jit
-def _interpolate_fwd_kernel(
+def _interpolation_fwd_kernel(
     real_ptr,  # row i at real_ptr + i * real_stride, D dense elements
     fake_ptr,  # same sample layout as real
     alpha_ptr,  # (B,) contiguous, any float dtype
@@ -31,13 +32,8 @@ def _interpolate_fwd_kernel(
     ITERS: tl.constexpr,
     ACC: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    rb = pid // n_chunks
-    chunk = pid - rb * n_chunks
-    rows = rb.to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
-    row_mask = rows < B
+    _, _, rows, row_mask, col0 = row_chunk(n_chunks, B, BLOCK_B, BLOCK_D, ITERS)
     alpha = tl.load(alpha_ptr + rows, mask=row_mask, other=0.0).to(ACC)[:, None]
-    col0 = chunk.to(tl.int64) * (BLOCK_D * ITERS)
     for it in range(ITERS):
         cols = col0 + it * BLOCK_D + tl.arange(0, BLOCK_D)
         mask = row_mask[:, None] & (cols < D)[None, :]
@@ -48,7 +44,7 @@ def _interpolate_fwd_kernel(
 
 
 @triton.jit
-def _interpolate_bwd_kernel(
+def _interpolation_bwd_kernel(
     go_ptr,  # upstream gradient, row i at go_ptr + i * go_stride
     real_ptr,  # read only when GRAD_ALPHA
     fake_ptr,  # read only when GRAD_ALPHA
@@ -71,14 +67,9 @@ def _interpolate_bwd_kernel(
     GRAD_ALPHA: tl.constexpr,
     ACC: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    rb = pid // n_chunks
-    chunk = pid - rb * n_chunks
-    rows = rb.to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
-    row_mask = rows < B
+    _, chunk, rows, row_mask, col0 = row_chunk(n_chunks, B, BLOCK_B, BLOCK_D, ITERS)
     alpha = tl.load(alpha_ptr + rows, mask=row_mask, other=0.0).to(ACC)[:, None]
     acc = tl.zeros([BLOCK_B, BLOCK_D], dtype=ACC)
-    col0 = chunk.to(tl.int64) * (BLOCK_D * ITERS)
     for it in range(ITERS):
         cols = col0 + it * BLOCK_D + tl.arange(0, BLOCK_D)
         mask = row_mask[:, None] & (cols < D)[None, :]
@@ -96,23 +87,33 @@ def _interpolate_bwd_kernel(
         tl.store(alpha_partial_ptr + rows * n_chunks + chunk, tl.sum(acc, axis=1), mask=row_mask)
 
 
-def interpolate_fwd(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """Write ``fake + alpha * (real - fake)`` into ``out``.
+def _check_pair(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> None:
+    _checks.rows("real", real)
+    _checks.rows_like("fake", fake, "real", real)
+    _checks.vector("alpha", alpha, real.shape[0], "real", real)
 
-    ``real``, ``fake``, ``out``: (B, ...) with the same dense sample layout; ``alpha``: (B,) contiguous.
+
+def interpolation_fwd(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Write ``fake + alpha * (real - fake)`` into ``out`` and return it.
+
+    ``real``, ``fake``, ``out``: (B, ...) of one float dtype, device and dense sample layout; ``alpha``: (B,)
+    contiguous, any float dtype.
     """
+    _check_pair(real, fake, alpha)
+    _checks.rows_like("out", out, "real", real)
     batch = real.shape[0]
     width = real.numel() // batch
     tiles = row_tiles(batch, width)
-    _interpolate_fwd_kernel[tiles.grid](
-        real, fake, alpha, out, batch, width, real.stride(0), fake.stride(0), out.stride(0), tiles.n_chunks,
-        BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, ACC=tl_dtype(accumulator_dtype(real.dtype)),
-        num_warps=tiles.num_warps,
-    )
+    with on_device(real):
+        _interpolation_fwd_kernel[tiles.grid](
+            real, fake, alpha, out, batch, width, real.stride(0), fake.stride(0), out.stride(0), tiles.n_chunks,
+            BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS,
+            ACC=tl_dtype(accumulator_dtype(real.dtype)), num_warps=tiles.num_warps,
+        )
     return out
 
 
-def interpolate_bwd(
+def interpolation_bwd(
     grad_out: torch.Tensor,
     real: torch.Tensor,
     fake: torch.Tensor,
@@ -121,24 +122,33 @@ def interpolate_bwd(
     d_fake: torch.Tensor | None,
     need_alpha: bool,
 ) -> torch.Tensor | None:
-    """Fill ``d_real`` / ``d_fake`` (either may be None; they share one row stride) and return d alpha.
+    """Fill ``d_real`` / ``d_fake`` (either may be None) and return d alpha.
 
-    Returns the (B,) gradient (fp32, fp64 for fp64 inputs) of alpha when ``need_alpha``, else None.
+    ``grad_out``, ``d_real``, ``d_fake``: laid out like ``real``. Returns the (B,) gradient (fp32, fp64 for
+    fp64 inputs) of alpha when ``need_alpha``, else None.
     """
+    _check_pair(real, fake, alpha)
+    _checks.rows_like("grad_out", grad_out, "real", real)
+    for name, d in (("d_real", d_real), ("d_fake", d_fake)):
+        if d is not None:
+            _checks.rows_like(name, d, "real", real)
+    if d_real is not None and d_fake is not None and d_real.stride(0) != d_fake.stride(0):
+        raise ValueError("d_real and d_fake must share one row stride")
     batch = grad_out.shape[0]
     width = grad_out.numel() // batch
     tiles = row_tiles(batch, width)
     acc = accumulator_dtype(real.dtype)
-    partial = torch.empty(batch, tiles.n_chunks, dtype=acc, device=grad_out.device) if need_alpha else None
+    partial = torch.empty(batch, tiles.n_chunks, dtype=acc, device=real.device) if need_alpha else None
     written = d_real if d_real is not None else d_fake
     d_stride = written.stride(0) if written is not None else 0
-    _interpolate_bwd_kernel[tiles.grid](
-        grad_out, real, fake, alpha, d_real, d_fake, partial, batch, width, grad_out.stride(0), real.stride(0),
-        fake.stride(0), d_stride, tiles.n_chunks,
-        BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS,
-        GRAD_REAL=d_real is not None, GRAD_FAKE=d_fake is not None, GRAD_ALPHA=need_alpha, ACC=tl_dtype(acc),
-        num_warps=tiles.num_warps,
-    )
-    if partial is None:
-        return None
-    return partial[:, 0] if tiles.n_chunks == 1 else partial.sum(dim=1)
+    with on_device(real):
+        _interpolation_bwd_kernel[tiles.grid](
+            grad_out, real, fake, alpha, d_real, d_fake, partial, batch, width, grad_out.stride(0), real.stride(0),
+            fake.stride(0), d_stride, tiles.n_chunks,
+            BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS,
+            GRAD_REAL=d_real is not None, GRAD_FAKE=d_fake is not None, GRAD_ALPHA=need_alpha, ACC=tl_dtype(acc),
+            num_warps=tiles.num_warps,
+        )
+        if partial is None:
+            return None
+        return partial[:, 0] if tiles.n_chunks == 1 else partial.sum(dim=1)

@@ -1,7 +1,8 @@
 """GAN losses as one or two weighted means of elementwise terms (see ``loss_terms``), fused.
 
-Forward: a single program reads both critic outputs and writes the scalar (batches of critic scores are small,
-and one program keeps the sum in a fixed order: deterministic). Backward: one launch writing both gradients.
+Forward: one program per block of scores writes its share of the loss, and a one-program pass adds the shares
+in a fixed order (deterministic, no atomics); when both outputs fit in one block each, a single program does
+it all. Backward: one launch writing both gradients.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._tiles import accumulator_dtype, tl_dtype
+from . import _checks
+from ._tiles import accumulator_dtype, on_device, tl_dtype
 from .loss_terms import HINGE, LINEAR, NO_TERM, SOFTPLUS, SQUARE, Term
 
 BLOCK = 1024
@@ -64,21 +66,19 @@ def _term_grad(x, p, KIND: tl.constexpr):
 
 
 @triton.jit
-def _mean_term(x_ptr, n, stride, p, ACC: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
-    acc = tl.zeros([BLOCK], dtype=ACC)
-    for start in range(0, n, BLOCK):
-        offs = start + tl.arange(0, BLOCK)
-        mask = offs < n
-        x = tl.load(x_ptr + offs.to(tl.int64) * stride, mask=mask, other=0.0).to(ACC)
-        acc += tl.where(mask, _term(x, p, KIND), 0.0)
-    return tl.sum(acc, axis=0) / n
+def _block_terms(pid, x_ptr, n, stride, w, p, ACC: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    # Block pid's share of w * mean(f(x)).
+    offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    x = tl.load(x_ptr + offs * stride, mask=mask, other=0.0).to(ACC)
+    return tl.sum(tl.where(mask, _term(x, p, KIND), 0.0), axis=0) * (w / n)
 
 
 @triton.jit(do_not_specialize=["p_a", "w_a", "p_b", "w_b"])
-def _gan_loss_fwd_kernel(
+def _losses_fwd_kernel(
     a_ptr,  # first critic output, n_a values spaced stride_a apart
     b_ptr,  # second critic output (read when HAS_B)
-    out_ptr,  # 0-dim ACC loss, written
+    out_ptr,  # ACC: the 0-dim loss when SINGLE, else (n_blocks,) per-block partials
     n_a,
     n_b,
     stride_a,
@@ -90,13 +90,37 @@ def _gan_loss_fwd_kernel(
     KIND_A: tl.constexpr,
     KIND_B: tl.constexpr,
     HAS_B: tl.constexpr,
+    SINGLE: tl.constexpr,
     ACC: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    loss = w_a * _mean_term(a_ptr, n_a, stride_a, p_a, ACC, KIND_A, BLOCK)
-    if HAS_B:
-        loss += w_b * _mean_term(b_ptr, n_b, stride_b, p_b, ACC, KIND_B, BLOCK)
-    tl.store(out_ptr, loss)
+    # Programs [0, cdiv(n_a, BLOCK)) cover a, the rest cover b; a single program covers both.
+    pid = tl.program_id(0)
+    blocks_a = tl.cdiv(n_a, BLOCK)
+    if SINGLE:
+        part = _block_terms(pid, a_ptr, n_a, stride_a, w_a, p_a, ACC, KIND_A, BLOCK)
+        if HAS_B:
+            part += _block_terms(pid, b_ptr, n_b, stride_b, w_b, p_b, ACC, KIND_B, BLOCK)
+    elif pid < blocks_a:
+        part = _block_terms(pid, a_ptr, n_a, stride_a, w_a, p_a, ACC, KIND_A, BLOCK)
+    else:
+        part = _block_terms(pid - blocks_a, b_ptr, n_b, stride_b, w_b, p_b, ACC, KIND_B, BLOCK)
+    tl.store(out_ptr + pid, part)
+
+
+@triton.jit
+def _losses_finish_kernel(
+    partial_ptr,  # ACC (n,) per-block partials
+    out_ptr,  # ACC 0-dim loss, written
+    n,
+    BLOCK: tl.constexpr,
+):
+    # One program adds the partials in a fixed order: the same inputs give bitwise the same loss.
+    acc = tl.zeros([BLOCK], dtype=partial_ptr.dtype.element_ty)
+    for start in range(0, n, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        acc += tl.load(partial_ptr + offs, mask=offs < n, other=0.0)
+    tl.store(out_ptr, tl.sum(acc, axis=0))
 
 
 @triton.jit
@@ -107,12 +131,12 @@ def _term_grad_block(x_ptr, dx_ptr, offs, n, stride, scale, p, ACC: tl.constexpr
 
 
 @triton.jit(do_not_specialize=["p_a", "w_a", "p_b", "w_b"])
-def _gan_loss_bwd_kernel(
+def _losses_bwd_kernel(
     a_ptr,  # as in forward
     b_ptr,
     da_ptr,  # (n_a,) contiguous gradient of a, written
     db_ptr,  # (n_b,) contiguous gradient of b, written when HAS_B
-    gout_ptr,  # 0-dim upstream gradient
+    gout_ptr,  # one-element upstream gradient
     n_a,
     n_b,
     stride_a,
@@ -139,32 +163,59 @@ def _gan_loss_bwd_kernel(
         _term_grad_block(b_ptr, db_ptr, offs, n_b, stride_b, gout * w_b / n_b, p_b, ACC, KIND_B)
 
 
+def _check_outputs(a: torch.Tensor, b: torch.Tensor | None) -> None:
+    for name, x in (("a", a), ("b", b)):
+        if x is None:
+            continue
+        _checks.tensor(name, x)
+        if not (x.dim() == 1 or (x.dim() == 2 and x.shape[1] == 1)):
+            raise ValueError(f"{name} must have shape (B,) or (B, 1), got {tuple(x.shape)}")
+        _checks.on(name, x, "a", a)
+
+
 def _launch_args(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None):
-    """The scalar arguments and compile-time constants both kernels share, and the accumulator dtype."""
+    """The scalar arguments and compile-time constants both kernels share, their grid and the accumulator."""
+    _check_outputs(a, b)
     acc = accumulator_dtype(torch.promote_types(a.dtype, b.dtype) if b is not None else a.dtype)
     term_b = term_b or NO_TERM
     # (B,) or (B, 1): B values spaced stride(0) apart.
     n_b, s_b = (0, 0) if b is None else (b.shape[0], b.stride(0))
     scalars = (a.shape[0], n_b, a.stride(0), s_b, term_a.param, term_a.weight, term_b.param, term_b.weight)
     constants = dict(KIND_A=term_a.kind, KIND_B=term_b.kind, HAS_B=b is not None, ACC=tl_dtype(acc), BLOCK=BLOCK)
-    return scalars, constants, acc
+    blocks = triton.cdiv(a.shape[0], BLOCK) + (triton.cdiv(b.shape[0], BLOCK) if b is not None else 0)
+    return scalars, constants, blocks, acc
 
 
-def gan_loss_fwd(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None) -> torch.Tensor:
-    """The 0-dim loss (fp32; fp64 if an input is fp64) of critic outputs ``a`` and optional ``b``: (B,) or (B, 1)."""
-    scalars, constants, acc = _launch_args(a, term_a, b, term_b)
+def losses_fwd(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None) -> torch.Tensor:
+    """The 0-dim loss (fp32; fp64 if an input is fp64) of critic outputs ``a`` and optional ``b``: (B,) or (B, 1).
+
+    Batches of up to BLOCK scores each take one program; larger ones one program per block of scores, then a
+    finishing pass over the per-block partials (deterministic, no atomics).
+    """
+    scalars, constants, blocks, acc = _launch_args(a, term_a, b, term_b)
+    single = a.shape[0] <= BLOCK and (b is None or b.shape[0] <= BLOCK)
     out = torch.empty((), dtype=acc, device=a.device)
-    _gan_loss_fwd_kernel[(1,)](a, b, out, *scalars, **constants)
+    with on_device(a):
+        if single:
+            _losses_fwd_kernel[(1,)](a, b, out, *scalars, SINGLE=True, **constants)
+            return out
+        partial = torch.empty(blocks, dtype=acc, device=a.device)
+        _losses_fwd_kernel[(blocks,)](a, b, partial, *scalars, SINGLE=False, **constants)
+        _losses_finish_kernel[(1,)](partial, out, blocks, BLOCK=BLOCK)
     return out
 
 
-def gan_loss_bwd(
+def losses_bwd(
     grad_out: torch.Tensor, a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Gradients of the loss with respect to ``a`` and ``b`` (shapes and dtypes of the inputs)."""
-    scalars, constants, _ = _launch_args(a, term_a, b, term_b)
+    """Gradients of the loss with respect to ``a`` and ``b`` (shapes and dtypes of the inputs).
+
+    ``grad_out``: the loss's one-element upstream gradient.
+    """
+    scalars, constants, blocks, _ = _launch_args(a, term_a, b, term_b)
+    _checks.scalar("grad_out", grad_out, "a", a)
     da = torch.empty(a.shape, dtype=a.dtype, device=a.device)
     db = torch.empty(b.shape, dtype=b.dtype, device=b.device) if b is not None else None
-    grid = (triton.cdiv(a.shape[0], BLOCK) + (triton.cdiv(b.shape[0], BLOCK) if b is not None else 0),)
-    _gan_loss_bwd_kernel[grid](a, b, da, db, grad_out, *scalars, **constants)
+    with on_device(a):
+        _losses_bwd_kernel[(blocks,)](a, b, da, db, grad_out, *scalars, **constants)
     return da, db

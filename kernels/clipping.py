@@ -9,11 +9,16 @@ NaN stays NaN (comparisons with NaN are false), as with ``torch.clamp``.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
 import triton
 import triton.language as tl
+
+from . import _checks
+from ._layout import is_dense
+from ._tiles import on_device
 
 BLOCK = 1024
 ITERS = 8
@@ -23,7 +28,7 @@ _tables: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
 
 @triton.jit(do_not_specialize=["clip_value"])
-def _clamp_kernel(
+def _clipping_kernel(
     addr_ptr,  # int64 (n_chunks,): start address of each chunk
     len_ptr,  # int32 (n_chunks,): elements in each chunk (<= BLOCK * ITERS)
     like_ptr,  # any tensor of the group: gives the element type the addresses point to
@@ -64,13 +69,29 @@ def _chunk_table(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tenso
     return table
 
 
-def clamp_(tensors: list[torch.Tensor], clip_value: float) -> None:
+def _check(tensors: list[torch.Tensor], clip_value: float) -> None:
+    if not isinstance(tensors, (list, tuple)) or not tensors:
+        raise ValueError("tensors must be a non-empty list of tensors")
+    first = _checks.tensor("tensors[0]", tensors[0], _checks.CLIPPING_DTYPES)
+    for i, t in enumerate(tensors):
+        name = f"tensors[{i}]"
+        _checks.tensor(name, t, (first.dtype,))
+        _checks.on(name, t, "tensors[0]", first)
+        if not is_dense(t):
+            raise ValueError(f"{name} must be dense (one run of memory), got strides {t.stride()}")
+    if not isinstance(clip_value, (int, float)) or not math.isfinite(clip_value) or clip_value <= 0:
+        raise ValueError(f"clip_value must be a finite number > 0, got {clip_value!r}")
+
+
+def clip_(tensors: list[torch.Tensor], clip_value: float) -> None:
     """Clamp every tensor of ``tensors`` in place to [-clip_value, clip_value] in one launch.
 
-    All tensors share one device and one floating dtype, are contiguous in memory (any dense layout) and
-    non-empty; ``clip_value`` > 0.
+    All tensors share one device and one dtype (fp32, fp16 or bf16), are dense in memory (any dimension order)
+    and non-empty; ``clip_value`` > 0. Autograd's version counters are not bumped here.
     """
+    _check(tensors, clip_value)
     addrs, lens = _chunk_table(tensors)
     # The bound rounded to the tensors' dtype: comparing against it gives torch.clamp's result exactly.
     bound = float(torch.tensor(clip_value, dtype=tensors[0].dtype))
-    _clamp_kernel[(addrs.numel(),)](addrs, lens, tensors[0], bound, BLOCK=BLOCK, ITERS=ITERS)
+    with on_device(tensors[0]):
+        _clipping_kernel[(addrs.numel(),)](addrs, lens, tensors[0], bound, BLOCK=BLOCK, ITERS=ITERS)

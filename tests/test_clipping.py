@@ -1,9 +1,10 @@
 import pytest
 import torch
+from helpers import INTERPRETED
 from models import ConvCritic, SeedCritic
 
 import fastgan
-import fastgan.kernels.clamp as clamp_kernels
+import fastgan.kernels.clipping as clipping_kernels
 from fastgan import reference
 
 
@@ -32,13 +33,13 @@ def test_many_mixed_tensors_match_clamp_in_place(backend, device):
 
 def test_one_launch_per_dtype_group(device, monkeypatch):
     launches = []
-    launch = clamp_kernels.clamp_
+    launch = clipping_kernels.clip_
 
     def counting(tensors, clip_value):
         launches.append((tensors[0].dtype, len(tensors)))
         launch(tensors, clip_value)
 
-    monkeypatch.setattr(clamp_kernels, "clamp_", counting)
+    monkeypatch.setattr(clipping_kernels, "clip_", counting)
     with fastgan.use_backend("triton"):
         fastgan.clip_weights_(_many_tensors(device), 0.01)
     assert sorted(launches, key=str) == [(torch.bfloat16, 40), (torch.float16, 40), (torch.float32, 40)]
@@ -84,11 +85,46 @@ def test_version_counter_is_bumped(backend, device):
         loss.backward()
 
 
-def test_clip_value_is_not_specialized_and_table_is_cached(device):
+def test_chunk_table_is_built_once_and_reused(device):
+    tensors = [torch.randn(n, device=device) for n in (100, 9000, 3)]
+    with fastgan.use_backend("triton"):
+        fastgan.clip_weights_(tensors, 0.5)
+    table = clipping_kernels._chunk_table(tensors)
+    assert clipping_kernels._chunk_table(tensors) is table
+    addrs, lens = table
+    # 100, then 9000 in chunks of CHUNK, then 3: every element covered once, in order.
+    expected = [100, *[min(clipping_kernels.CHUNK, 9000 - s) for s in range(0, 9000, clipping_kernels.CHUNK)], 3]
+    assert lens.tolist() == expected
+    assert addrs[0].item() == tensors[0].data_ptr() and addrs[-1].item() == tensors[2].data_ptr()
+    assert addrs[2].item() == tensors[1].data_ptr() + clipping_kernels.CHUNK * 4
+
+
+@pytest.mark.skipif(INTERPRETED, reason="the interpreter compiles nothing")
+def test_new_clip_value_reuses_the_compiled_kernel(device):
     tensors = [torch.randn(100, device=device) for _ in range(5)]
     with fastgan.use_backend("triton"):
         fastgan.clip_weights_(tensors, 0.5)
-        cached = len(clamp_kernels._tables)
+        compiled = sum(len(cache[0]) for cache in clipping_kernels._clipping_kernel.device_caches.values())
         fastgan.clip_weights_(tensors, 0.25)
-        assert len(clamp_kernels._tables) == cached
+        assert sum(len(cache[0]) for cache in clipping_kernels._clipping_kernel.device_caches.values()) == compiled
     assert max(t.abs().max().item() for t in tensors) <= 0.25
+
+
+def test_empty_and_non_floating_inputs_are_a_no_op(backend, device):
+    fastgan.clip_weights_([], 0.01)
+    ints = torch.arange(5, device=device)
+    fastgan.clip_weights_([ints, torch.empty(0, device=device)], 0.01)
+    assert ints.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_backend_is_chosen_per_device_and_dtype_group(device, monkeypatch):
+    """Forced Triton: each dense fp32/fp16/bf16 group goes to the kernel, fp64 and strided tensors to PyTorch."""
+    launched = []
+    launch = clipping_kernels.clip_
+    monkeypatch.setattr(clipping_kernels, "clip_", lambda ts, c: (launched.append(ts[0].dtype), launch(ts, c)))
+    tensors = [torch.randn(9, device=device, dtype=dt) for dt in (torch.float64, torch.float16)]
+    strided = torch.randn(4, 6, device=device)[:, ::2]
+    with fastgan.use_backend("triton"):
+        fastgan.clip_weights_([*tensors, strided], 0.3)
+    assert launched == [torch.float16]
+    assert all(t.abs().max() <= 0.3 for t in (*tensors, strided))

@@ -4,7 +4,7 @@ Forward: one pass over g accumulating fp32 sums of squares per sample. When a ro
 same program finishes it (norm, phi, its row block's share of the mean); otherwise it writes a per-chunk
 partial and a second small kernel finishes the rows. Backward: one pass writing dg = coef_i * g with
 coef_i = grad_out / B * phi'(n_i) / n_i, and coef_i = 0 where n_i = 0 (a zero gradient, never NaN).
-No atomics: the same inputs give bitwise the same outputs.
+Norms use the correctly rounded square root. No atomics: the same inputs give bitwise the same outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._tiles import RowTiles, accumulator_dtype, row_tiles, tl_dtype
+from . import _checks
+from ._tiles import RowTiles, accumulator_dtype, on_device, row_chunk, row_tiles, tl_dtype
 
 
 @triton.jit
@@ -26,8 +27,13 @@ def _row_deviation(norm, center, ONE_SIDED: tl.constexpr):
 
 
 @triton.jit
-def _finish_rows(sumsq, rows, row_mask, rb, norms_ptr, block_out_ptr, B, center, ONE_SIDED: tl.constexpr):
-    norm = tl.sqrt(sumsq)
+def _finish_rows(sumsq, rows, row_mask, rb, norms_ptr, block_out_ptr, B, center, ONE_SIDED: tl.constexpr,
+                 ACC: tl.constexpr):
+    # Correctly rounded square roots: tl.sqrt is approximate in fp32 (fp64's sqrt is already exact).
+    if ACC == tl.float64:
+        norm = tl.sqrt(sumsq)
+    else:
+        norm = tl.sqrt_rn(sumsq)
     tl.store(norms_ptr + rows, norm, mask=row_mask)
     dev = _row_deviation(norm, center, ONE_SIDED)
     phi = tl.where(row_mask, dev * dev, 0.0)
@@ -35,7 +41,7 @@ def _finish_rows(sumsq, rows, row_mask, rb, norms_ptr, block_out_ptr, B, center,
 
 
 @triton.jit(do_not_specialize=["center"])
-def _gnp_fwd_kernel(
+def _penalty_fwd_kernel(
     g_ptr,  # gradients, row i at g_ptr + i * g_stride, D dense elements
     partial_ptr,  # ACC (B, n_chunks) sums of squares per column chunk (unused when SINGLE_CHUNK)
     norms_ptr,  # ACC (B,) per-sample norms (written when SINGLE_CHUNK)
@@ -52,12 +58,7 @@ def _gnp_fwd_kernel(
     ACC: tl.constexpr,
     SINGLE_CHUNK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    rb = pid // n_chunks
-    chunk = pid - rb * n_chunks
-    rows = rb.to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
-    row_mask = rows < B
-    col0 = chunk.to(tl.int64) * (BLOCK_D * ITERS)
+    rb, chunk, rows, row_mask, col0 = row_chunk(n_chunks, B, BLOCK_B, BLOCK_D, ITERS)
     acc = tl.zeros([BLOCK_B, BLOCK_D], dtype=ACC)
     for it in range(ITERS):
         cols = col0 + it * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -66,13 +67,13 @@ def _gnp_fwd_kernel(
         acc += g * g
     sumsq = tl.sum(acc, axis=1)
     if SINGLE_CHUNK:
-        _finish_rows(sumsq, rows, row_mask, rb, norms_ptr, block_out_ptr, B, center, ONE_SIDED)
+        _finish_rows(sumsq, rows, row_mask, rb, norms_ptr, block_out_ptr, B, center, ONE_SIDED, ACC)
     else:
         tl.store(partial_ptr + rows * n_chunks + chunk, sumsq, mask=row_mask)
 
 
 @triton.jit(do_not_specialize=["center"])
-def _gnp_finish_kernel(
+def _penalty_finish_kernel(
     partial_ptr,  # ACC (B, n_chunks) sums of squares per column chunk
     norms_ptr,  # ACC (B,) per-sample norms, written
     block_out_ptr,  # ACC (n_row_blocks,) each row block's share of the mean penalty, written
@@ -92,15 +93,15 @@ def _gnp_finish_kernel(
         cols = c0 + tl.arange(0, BLOCK_C)
         mask = row_mask[:, None] & (cols < n_chunks)[None, :]
         acc += tl.load(partial_ptr + rows[:, None] * n_chunks + cols[None, :], mask=mask, other=0.0)
-    _finish_rows(tl.sum(acc, axis=1), rows, row_mask, rb, norms_ptr, block_out_ptr, B, center, ONE_SIDED)
+    _finish_rows(tl.sum(acc, axis=1), rows, row_mask, rb, norms_ptr, block_out_ptr, B, center, ONE_SIDED, ACC)
 
 
 @triton.jit(do_not_specialize=["center"])
-def _gnp_bwd_kernel(
+def _penalty_bwd_kernel(
     g_ptr,  # gradients saved from forward, row i at g_ptr + i * g_stride
     dg_ptr,  # d penalty / d g, written, row i at dg_ptr + i * dg_stride
     norms_ptr,  # ACC (B,) per-sample norms from forward
-    gout_ptr,  # 0-dim upstream gradient of the penalty (read on device: no host sync)
+    gout_ptr,  # one-element upstream gradient of the penalty (read on device: no host sync)
     B,
     D,
     g_stride,
@@ -113,18 +114,13 @@ def _gnp_bwd_kernel(
     ONE_SIDED: tl.constexpr,
     ACC: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    rb = pid // n_chunks
-    chunk = pid - rb * n_chunks
-    rows = rb.to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
-    row_mask = rows < B
+    _, _, rows, row_mask, col0 = row_chunk(n_chunks, B, BLOCK_B, BLOCK_D, ITERS)
     norm = tl.load(norms_ptr + rows, mask=row_mask, other=1.0)
     dev = _row_deviation(norm, center, ONE_SIDED)
     gout = tl.load(gout_ptr).to(ACC)
     # d phi(n)/d g = phi'(n) * g / n; at n = 0 the gradient is 0 (as torch's norm backward). NaN passes.
     safe_norm = tl.where(norm == 0.0, 1.0, norm)
     coef = tl.where(norm == 0.0, 0.0, gout * 2.0 * dev / safe_norm / B)
-    col0 = chunk.to(tl.int64) * (BLOCK_D * ITERS)
     for it in range(ITERS):
         cols = col0 + it * BLOCK_D + tl.arange(0, BLOCK_D)
         mask = row_mask[:, None] & (cols < D)[None, :]
@@ -138,14 +134,13 @@ def _rows_of(t: torch.Tensor) -> tuple[int, int]:
     return batch, t.numel() // batch
 
 
-def grad_norm_penalty_fwd(
-    g: torch.Tensor, center: float, one_sided: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Penalty and per-sample norms of ``g`` (B, ...) laid out as rows.
+def penalty_fwd(g: torch.Tensor, center: float, one_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penalty and per-sample norms of ``g`` (B, ...) with dense samples, any float dtype.
 
     Returns ``(penalty, norms)``: a 0-dim tensor and a (B,) tensor on ``g``'s device, both fp32 (fp64 for fp64
     ``g``).
     """
+    _checks.rows("g", g)
     batch, width = _rows_of(g)
     tiles = row_tiles(batch, width)
     single = tiles.n_chunks == 1
@@ -153,14 +148,15 @@ def grad_norm_penalty_fwd(
     norms = torch.empty(batch, dtype=acc, device=g.device)
     block_out = torch.empty(tiles.n_row_blocks, dtype=acc, device=g.device)
     partial = norms if single else torch.empty(batch, tiles.n_chunks, dtype=acc, device=g.device)
-    _gnp_fwd_kernel[tiles.grid](
-        g, partial, norms, block_out, batch, width, g.stride(0), tiles.n_chunks, float(center),
-        BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, ONE_SIDED=one_sided, ACC=tl_dtype(acc),
-        SINGLE_CHUNK=single, num_warps=tiles.num_warps,
-    )
-    if not single:
-        _launch_finish(partial, norms, block_out, tiles, center, one_sided)
-    penalty = block_out[0] if tiles.n_row_blocks == 1 else block_out.sum()
+    with on_device(g):
+        _penalty_fwd_kernel[tiles.grid](
+            g, partial, norms, block_out, batch, width, g.stride(0), tiles.n_chunks, float(center),
+            BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, ONE_SIDED=one_sided,
+            ACC=tl_dtype(acc), SINGLE_CHUNK=single, num_warps=tiles.num_warps,
+        )
+        if not single:
+            _launch_finish(partial, norms, block_out, tiles, center, one_sided)
+        penalty = block_out[0] if tiles.n_row_blocks == 1 else block_out.sum()
     return penalty, norms
 
 
@@ -169,23 +165,33 @@ def _launch_finish(
     one_sided: bool,
 ) -> None:
     batch, n_chunks = partial.shape
-    block_c = min(triton.next_power_of_2(n_chunks), max(1, 4096 // tiles.BLOCK_B))
-    _gnp_finish_kernel[(tiles.n_row_blocks,)](
+    # Several chunks per row only happen for rows wider than a tile, so BLOCK_B is 1 here.
+    block_c = min(triton.next_power_of_2(n_chunks), 1024)
+    _penalty_finish_kernel[(tiles.n_row_blocks,)](
         partial, norms, block_out, batch, n_chunks, float(center),
         BLOCK_B=tiles.BLOCK_B, BLOCK_C=block_c, ONE_SIDED=one_sided, ACC=tl_dtype(partial.dtype),
     )
 
 
-def grad_norm_penalty_bwd(
+def penalty_bwd(
     g: torch.Tensor, norms: torch.Tensor, grad_out: torch.Tensor, dg: torch.Tensor, center: float, one_sided: bool
 ) -> torch.Tensor:
-    """Write d penalty / d g into ``dg`` (same rows layout and shape as ``g``) and return it."""
+    """Write d penalty / d g into ``dg`` (``g``'s shape, dtype and sample layout) and return it.
+
+    ``norms``: the (B,) norms from :func:`penalty_fwd`; ``grad_out``: the penalty's one-element upstream
+    gradient.
+    """
+    _checks.rows("g", g)
+    _checks.rows_like("dg", dg, "g", g)
+    acc = accumulator_dtype(g.dtype)
+    _checks.vector("norms", norms, g.shape[0], "g", g, dtypes=(acc,))
+    _checks.scalar("grad_out", grad_out, "g", g)
     batch, width = _rows_of(g)
     tiles = row_tiles(batch, width)
-    _gnp_bwd_kernel[tiles.grid](
-        g, dg, norms, grad_out, batch, width, g.stride(0), dg.stride(0), tiles.n_chunks, float(center),
-        BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, ONE_SIDED=one_sided,
-        ACC=tl_dtype(norms.dtype),
-        num_warps=tiles.num_warps,
-    )
+    with on_device(g):
+        _penalty_bwd_kernel[tiles.grid](
+            g, dg, norms, grad_out, batch, width, g.stride(0), dg.stride(0), tiles.n_chunks, float(center),
+            BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, ONE_SIDED=one_sided,
+            ACC=tl_dtype(acc), num_warps=tiles.num_warps,
+        )
     return dg

@@ -1,0 +1,113 @@
+"""Tables and the GPU section of RESULTS.md from the runner's JSON.
+
+``python -m benchmarks.report A.json [B.json ...] --out results/CARD-DATE.json --results-md RESULTS.md
+[--tests "N passed"]`` merges runs of one machine (later files add the rows earlier ones lack, e.g. the
+torch.compile provider from a --quick run), writes the merged JSON and rewrites the part of RESULTS.md between
+the GPU markers with the card, versions, copy bandwidth, test outcome and table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+PROVIDERS = ("fastgan", "seed", "eager", "compile")
+BEGIN, END = "<!-- gpu-results:begin -->", "<!-- gpu-results:end -->"
+
+
+def _cell(row: dict) -> str:
+    if "ms" in row:
+        return f"{row['ms']:.4f}"
+    return "error" if "error" in row else "-"
+
+
+def _ratio(row: dict, fast: dict) -> str:
+    return f"{row['ms'] / fast['ms']:.2f}" if "ms" in row and "ms" in fast else "-"
+
+
+def markdown_table(results: list[dict]) -> str:
+    """One line per op x size x dtype: each provider's median ms, its time over fastgan's, GB/s, % of copy."""
+    groups: dict[tuple, dict[str, dict]] = {}
+    for row in results:
+        groups.setdefault((row["op"], row["size"], row["dtype"]), {})[row["provider"]] = row
+    lines = [
+        "| op | size | dtype | fastgan ms | seed ms | eager ms | compile ms | x seed | x eager | x compile | GB/s | % copy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (op, size, dtype), by in groups.items():
+        rows = [by.get(p, {}) for p in PROVIDERS]
+        fast = rows[0]
+        gbs = f"{fast['gbs']:.1f}" if "gbs" in fast else "-"
+        frac = f"{100 * fast['fraction_of_copy']:.0f}%" if "fraction_of_copy" in fast else "-"
+        cells = [_cell(r) for r in rows] + [_ratio(r, fast) for r in rows[1:]] + [gbs, frac]
+        lines.append(f"| {op} | {size} | {dtype} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def merge(reports: list[dict]) -> dict:
+    """The first report's environment, and every row of the first report plus the rows later ones add."""
+    rows: dict[tuple, dict] = {}
+    for report in reports:
+        for row in report["results"]:
+            key = (row["op"], row["size"], row["dtype"], row["provider"])
+            if key not in rows or ("ms" not in rows[key] and "ms" in row):
+                rows[key] = row
+    return {"environment": reports[0]["environment"], "results": list(rows.values())}
+
+
+def results_name(environment: dict) -> str:
+    """``<card>-<date>.json``, e.g. ``nvidia-h100-80gb-hbm3-2026-11-26.json``."""
+    card = re.sub(r"[^a-z0-9]+", "-", environment["card"].lower()).strip("-")
+    return f"{card}-{environment['date'][:10]}.json"
+
+
+def gpu_section(report: dict, json_name: str, tests: str | None) -> str:
+    env = report["environment"]
+    timers = sorted({r.get("timer", "?") for r in report["results"] if "ms" in r})
+    lines = [
+        BEGIN,
+        f"### {env['card']}, {env['date'][:10]} ({json_name})",
+        "",
+        f"Written by `benchmarks/gpu_check.sh`: torch {env['torch']}, triton {env['triton']}, {env['machine']}; "
+        f"measured copy bandwidth {env['copy_bandwidth_gbs']:.0f} GB/s; timers {', '.join(timers)} (single ops "
+        "are replayed in CUDA graphs, so they show GPU time; whole steps run as a user runs them, host included)."
+        + (f" Compiled-Triton test suite: {tests}." if tests else ""),
+        "",
+        markdown_table(report["results"]),
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write_gpu_section(results_md: Path, section: str) -> None:
+    """Replace the text between the GPU markers of ``results_md`` (or add it after the GPU heading)."""
+    text = results_md.read_text()
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.replace("## GPU\n", "## GPU\n\n" + section + "\n", 1)
+    results_md.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.splitlines()[0])
+    parser.add_argument("inputs", nargs="+", type=Path, help="the runner's JSON files, first one's machine")
+    parser.add_argument("--out-dir", type=Path, required=True, help="where <card>-<date>.json is written")
+    parser.add_argument("--results-md", type=Path, help="RESULTS.md whose GPU section is rewritten")
+    parser.add_argument("--tests", help="the test suite's outcome line, quoted in the section")
+    args = parser.parse_args(argv)
+    report = merge([json.loads(p.read_text()) for p in args.inputs])
+    name = results_name(report["environment"])
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / name).write_text(json.dumps(report, indent=1) + "\n")
+    if args.results_md:
+        write_gpu_section(args.results_md, gpu_section(report, name, args.tests))
+    print(f"wrote {args.out_dir / name}" + (f" and the GPU section of {args.results_md}" if args.results_md else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

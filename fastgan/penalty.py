@@ -1,0 +1,107 @@
+"""The per-sample gradient-norm penalty as one fused op: ``mean_i phi(||g_i||_2)`` on given gradients."""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import _checks
+from ._layout import empty_rows_like, rows_like
+from .backend import uses_triton
+
+
+class _Penalty(torch.autograd.Function):
+    """The penalty and its one-pass backward: the Triton kernels when ``fused``, else eager PyTorch.
+
+    The backward is first order: the second order flows through the critic's graph that produced ``grads``.
+    """
+
+    @staticmethod
+    def forward(ctx, grads: torch.Tensor, center: float, one_sided: bool, fused: bool):
+        if fused:
+            from .kernels.penalty import penalty_fwd
+
+            grads = rows_like(grads, grads)
+            penalty, norms = penalty_fwd(grads, center, one_sided)
+        else:
+            penalty, norms = _penalty_fwd_torch(grads, center, one_sided)
+        ctx.save_for_backward(grads, norms)
+        ctx.center, ctx.one_sided, ctx.fused = center, one_sided, fused
+        ctx.mark_non_differentiable(norms)
+        return penalty, norms
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_penalty: torch.Tensor, _grad_norms: torch.Tensor):
+        grads, norms = ctx.saved_tensors
+        if ctx.fused:
+            from .kernels.penalty import penalty_bwd
+
+            d_grads = penalty_bwd(grads, norms, grad_penalty, empty_rows_like(grads), ctx.center, ctx.one_sided)
+        else:
+            d_grads = _penalty_bwd_torch(grads, norms, grad_penalty, ctx.center, ctx.one_sided)
+        return d_grads, None, None, None
+
+
+def _deviation(norms: torch.Tensor, center: float, one_sided: bool) -> torch.Tensor:
+    dev = norms - center
+    return dev.clamp_min(0.0) if one_sided else dev  # clamp_min keeps NaN
+
+
+def _penalty_fwd_torch(grads: torch.Tensor, center: float, one_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    acc = torch.float64 if grads.dtype == torch.float64 else torch.float32
+    if grads.dim() == 1:
+        norms = grads.abs().to(acc)
+    else:
+        # vector_norm over the trailing dims reads channels_last and strided views without a copy.
+        norms = torch.linalg.vector_norm(grads, dim=tuple(range(1, grads.dim())), dtype=acc)
+    return _deviation(norms, center, one_sided).square().mean(), norms
+
+
+def _penalty_bwd_torch(
+    grads: torch.Tensor, norms: torch.Tensor, grad_penalty: torch.Tensor, center: float, one_sided: bool
+) -> torch.Tensor:
+    # d/dg of mean_i phi(n_i) = phi'(n_i) * g_i / (n_i * B); zero where n_i = 0, NaN kept.
+    coef = _deviation(norms, center, one_sided) * (2.0 / grads.shape[0]) / norms.masked_fill(norms == 0, 1.0)
+    coef = (coef.masked_fill(norms == 0, 0.0) * grad_penalty).reshape((-1,) + (1,) * (grads.dim() - 1))
+    if grads.dtype == torch.bfloat16:
+        return grads * coef.to(grads.dtype)  # bf16 has fp32's range: one pass, one extra rounding
+    return (grads * coef).to(grads.dtype)
+
+
+def penalty_args(center: object, one_sided: object) -> float:
+    """Check the penalty's shape parameters; returns ``center`` as a float."""
+    if not isinstance(one_sided, bool):
+        raise TypeError(f"one_sided must be a bool, got {type(one_sided).__name__}")
+    return _checks.finite_real("center", center)
+
+
+def norm_penalty(grads: torch.Tensor, center: float, one_sided: bool, return_norms: bool):
+    """The penalty of checked arguments, on the backend the rule picks for ``grads``' device."""
+    penalty, norms = _Penalty.apply(grads, center, one_sided, uses_triton(grads.device))
+    return (penalty, norms) if return_norms else penalty
+
+
+def gradient_norm_penalty(
+    grads: torch.Tensor, center: float = 1.0, one_sided: bool = False, return_norms: bool = False
+):
+    """Mean over samples of phi(||g_i||_2), with phi(n) = (n - center)^2, or max(0, n - center)^2 if one-sided.
+
+    ``center=1`` is WGAN-GP's two-sided penalty, ``one_sided=True`` WGAN-LP's, ``center=0`` the zero-centred
+    penalty (R1/R2's mean squared norm). A sample whose gradient is all zero contributes a zero gradient, never
+    NaN; NaN in a sample gives a NaN penalty.
+
+    Args:
+        grads: (B, ...) floating gradients (fp32, fp16, bf16 or fp64), one sample per leading index, any layout.
+        center: the target norm c (finite).
+        one_sided: penalise only norms above ``center``.
+        return_norms: also return the per-sample norms (free: the forward computes them anyway).
+
+    Returns:
+        The penalty, a 0-dim fp32 tensor (fp64 for fp64 ``grads``), differentiable with respect to ``grads``;
+        with ``return_norms``, the tuple ``(penalty, norms)`` where ``norms`` is a detached (B,) tensor of the
+        same dtype.
+    """
+    _checks.batched("grads", _checks.float_tensor("grads", grads))
+    center = penalty_args(center, one_sided)
+    return norm_penalty(grads, center, one_sided, return_norms)

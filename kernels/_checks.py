@@ -1,0 +1,81 @@
+"""Preconditions every launcher checks before it launches, so that a direct call (bypassing ``fastgan``'s own
+checks) raises instead of reading or writing out of bounds, or rounding silently.
+
+Plain PyTorch (no triton import). Errors name the argument: ``TypeError`` for a wrong type or dtype,
+``ValueError`` for a wrong shape, layout or device.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ._layout import sample_is_dense, sample_strides
+
+FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+# The clipping kernel compares in fp32: exact for these dtypes once the bound is rounded to them, not for fp64.
+CLIPPING_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _runs_kernels(device: torch.device) -> bool:
+    return device.type == "cuda" or (
+        device.type == "cpu" and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"))
+
+
+def tensor(name: str, t: object, dtypes: tuple[torch.dtype, ...] = FLOATS) -> torch.Tensor:
+    """``t`` if it is a non-empty tensor of one of ``dtypes`` on a device the kernels run on."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in dtypes:
+        raise TypeError(f"{name} must have dtype {' or '.join(map(str, dtypes))}, got {t.dtype}")
+    if not _runs_kernels(t.device):
+        raise ValueError(f"{name} is on {t.device}: the kernels run on CUDA tensors (on CPU tensors only "
+                         "under TRITON_INTERPRET=1)")
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty")
+    return t
+
+
+def on(name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    """``t`` lives on ``ref``'s device."""
+    if t.device != ref.device:
+        raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}")
+
+
+def rows(name: str, t: object, dtypes: tuple[torch.dtype, ...] = FLOATS) -> torch.Tensor:
+    """``t`` is a (B, ...) tensor whose samples are dense runs (contiguous, channels_last, batch-sliced)."""
+    tensor(name, t, dtypes)
+    if t.dim() == 0:
+        raise ValueError(f"{name} must have a leading batch dimension")
+    if not sample_is_dense(t):
+        raise ValueError(f"{name} must have dense samples (contiguous, channels_last or batch-sliced), "
+                         f"got strides {t.stride()} for shape {tuple(t.shape)}")
+    return t
+
+
+def rows_like(name: str, t: object, ref_name: str, ref: torch.Tensor, dtype: torch.dtype | None = None) -> None:
+    """``t`` has ``ref``'s shape, device and sample layout (and ``dtype``, default ``ref``'s)."""
+    rows(name, t, (dtype or ref.dtype,))
+    if t.shape != ref.shape:
+        raise ValueError(f"{name} has shape {tuple(t.shape)} but {ref_name} has shape {tuple(ref.shape)}")
+    on(name, t, ref_name, ref)
+    if sample_strides(t) != sample_strides(ref):
+        raise ValueError(f"{name} orders a sample's elements differently from {ref_name} "
+                         f"(strides {t.stride()} and {ref.stride()})")
+
+
+def vector(name: str, t: object, length: int, ref_name: str, ref: torch.Tensor, dtypes=FLOATS) -> None:
+    """``t`` is a contiguous (length,) tensor on ``ref``'s device."""
+    tensor(name, t, dtypes)
+    if t.dim() != 1 or t.shape[0] != length or t.stride(0) != 1:
+        raise ValueError(f"{name} must be a contiguous ({length},) tensor, got shape {tuple(t.shape)}")
+    on(name, t, ref_name, ref)
+
+
+def scalar(name: str, t: object, ref_name: str, ref: torch.Tensor) -> None:
+    """``t`` is a one-element floating tensor on ``ref``'s device."""
+    tensor(name, t)
+    if t.numel() != 1:
+        raise ValueError(f"{name} must hold one value, got shape {tuple(t.shape)}")
+    on(name, t, ref_name, ref)

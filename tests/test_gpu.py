@@ -1,0 +1,106 @@
+"""What only a GPU shows: bitwise determinism of the compiled kernels, launches on a non-current device, and
+every fused op captured in a CUDA graph and replayed on new inputs. Skipped without CUDA."""
+
+import pytest
+import torch
+from helpers import make
+
+import fastgan
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+CUDA = torch.device("cuda")
+
+
+def _penalty_step(grads):
+    """Penalty, norms and its gradient (the penalty's own backward)."""
+    grads = grads.detach().requires_grad_()
+    penalty, norms = fastgan.gradient_norm_penalty(grads, return_norms=True)
+    (d_grads,) = torch.autograd.grad(penalty, grads)
+    return penalty, norms, d_grads
+
+
+def _interpolation_step(real, fake, alpha, grad_out):
+    real, fake, alpha = (t.detach().requires_grad_() for t in (real, fake, alpha))
+    out = fastgan.interpolate(real, fake, alpha)
+    return (out, *torch.autograd.grad(out, (real, fake, alpha), grad_out))
+
+
+def _losses_step(real_out, fake_out):
+    real_out, fake_out = (t.detach().requires_grad_() for t in (real_out, fake_out))
+    loss = fastgan.lsgan_discriminator_loss(real_out, fake_out)
+    return (loss, *torch.autograd.grad(loss, (real_out, fake_out)))
+
+
+def _inputs(device, seed):
+    shape = (8, 3, 128, 128)  # 49152 elements a sample: several column chunks and the finishing pass
+    return dict(
+        grads=make(shape, torch.float32, device, seed=seed) * 0.005,
+        real=make(shape, torch.bfloat16, device, seed=seed + 1),
+        fake=make(shape, torch.bfloat16, device, "channels_last", seed=seed + 2),
+        alpha=torch.rand(8, generator=torch.Generator().manual_seed(seed)).to(device),
+        grad_out=make(shape, torch.bfloat16, device, seed=seed + 3),
+        scores=make((70000,), torch.float32, device, seed=seed + 4),  # 69 loss blocks and the finishing pass
+    )
+
+
+def _all_ops(x):
+    return (*_penalty_step(x["grads"]), *_interpolation_step(x["real"], x["fake"], x["alpha"], x["grad_out"]),
+            *_losses_step(x["scores"], x["scores"].flip(0)[:4097]))
+
+
+def test_three_runs_are_bitwise_identical():
+    x = _inputs(CUDA, seed=0)
+    runs = [_all_ops(x) for _ in range(3)]
+    for again in runs[1:]:
+        for a, b in zip(runs[0], again):
+            assert torch.equal(a, b)
+    params = [torch.randn(n, device=CUDA) for n in (5, 8193, 70000)]
+    clipped = []
+    for _ in range(3):
+        copies = [p.clone() for p in params]
+        fastgan.clip_weights_(copies, 0.1)
+        clipped.append(copies)
+    assert all(torch.equal(a, b) for run in clipped[1:] for a, b in zip(clipped[0], run))
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_tensors_on_a_non_current_device():
+    torch.cuda.set_device(0)
+    expected = _all_ops(_inputs(torch.device("cuda:0"), seed=1))
+    got = _all_ops(_inputs(torch.device("cuda:1"), seed=1))
+    assert torch.cuda.current_device() == 0
+    for a, b in zip(expected, got):
+        assert b.device == torch.device("cuda:1")
+        assert torch.equal(a, b.to("cuda:0"))
+    params = [torch.randn(300, device="cuda:1")]
+    fastgan.clip_weights_(params, 0.1)
+    assert params[0].abs().max() <= 0.1
+
+
+def test_every_op_captures_in_a_cuda_graph_and_replays_on_new_inputs():
+    static = _inputs(CUDA, seed=2)
+    params = [torch.randn(n, device=CUDA) for n in (5, 8193)]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture: compilation, the clipping table
+        _all_ops(static)
+        fastgan.clip_weights_(params, 0.1)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outputs = _all_ops(static)
+        fastgan.clip_weights_(params, 0.1)
+
+    fresh = _inputs(CUDA, seed=3)
+    for name, tensor in fresh.items():
+        static[name].copy_(tensor)
+    new_params = [torch.randn_like(p) for p in params]
+    for p, new in zip(params, new_params):
+        p.copy_(new)
+    graph.replay()
+    torch.cuda.synchronize()
+    for got, expected in zip(outputs, _all_ops(fresh)):
+        assert torch.equal(got, expected)
+    for p, new in zip(params, new_params):
+        assert torch.equal(p, new.clamp(-0.1, 0.1))
