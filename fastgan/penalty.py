@@ -64,9 +64,7 @@ def _penalty_bwd_torch(
     # d/dg of mean_i phi(n_i) = phi'(n_i) * g_i / (n_i * B); zero where n_i = 0, NaN kept.
     coef = _deviation(norms, center, one_sided) * (2.0 / grads.shape[0]) / norms.masked_fill(norms == 0, 1.0)
     coef = (coef.masked_fill(norms == 0, 0.0) * grad_penalty).reshape((-1,) + (1,) * (grads.dim() - 1))
-    if grads.dtype == torch.bfloat16:
-        return grads * coef.to(grads.dtype)  # bf16 has fp32's range: one pass, one extra rounding
-    return (grads * coef).to(grads.dtype)
+    return (grads * coef).to(grads.dtype)  # computed in fp32 and rounded once, as the kernel does
 
 
 def penalty_args(center: object, one_sided: object) -> float:

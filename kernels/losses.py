@@ -94,17 +94,19 @@ def _losses_fwd_kernel(
     ACC: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    # Programs [0, cdiv(n_a, BLOCK)) cover a, the rest cover b; a single program covers both.
+    # Programs [0, cdiv(n_a, BLOCK)) cover a, the rest cover b; a single program covers both. (The branches
+    # are chosen on constexprs first: code that reads b_ptr must not even be compiled without b.)
     pid = tl.program_id(0)
-    blocks_a = tl.cdiv(n_a, BLOCK)
-    if SINGLE:
+    if SINGLE or not HAS_B:
         part = _block_terms(pid, a_ptr, n_a, stride_a, w_a, p_a, ACC, KIND_A, BLOCK)
-        if HAS_B:
+        if SINGLE and HAS_B:
             part += _block_terms(pid, b_ptr, n_b, stride_b, w_b, p_b, ACC, KIND_B, BLOCK)
-    elif pid < blocks_a:
-        part = _block_terms(pid, a_ptr, n_a, stride_a, w_a, p_a, ACC, KIND_A, BLOCK)
     else:
-        part = _block_terms(pid - blocks_a, b_ptr, n_b, stride_b, w_b, p_b, ACC, KIND_B, BLOCK)
+        blocks_a = tl.cdiv(n_a, BLOCK)
+        if pid < blocks_a:
+            part = _block_terms(pid, a_ptr, n_a, stride_a, w_a, p_a, ACC, KIND_A, BLOCK)
+        else:
+            part = _block_terms(pid - blocks_a, b_ptr, n_b, stride_b, w_b, p_b, ACC, KIND_B, BLOCK)
     tl.store(out_ptr + pid, part)
 
 

@@ -71,11 +71,14 @@ def _row_variants():
             fake_stride=index, out_stride=index, n_chunks="i32"), dict(rows, ACC=tl.float32)
         for grad_real, grad_fake, grad_alpha in ((True, True, True), (False, True, True), (True, True, False),
                                                  (True, False, False), (False, False, True)):
-            yield interpolation._interpolation_bwd_kernel, dict(
+            # Gradients nobody asked for are None pointers, which Triton types as "constexpr".
+            absent = {name: None for name, wanted in (("d_real_ptr", grad_real), ("d_fake_ptr", grad_fake),
+                                                      ("alpha_partial_ptr", grad_alpha)) if not wanted}
+            yield interpolation._interpolation_bwd_kernel, {**dict(
                 go_ptr=p, real_ptr=p, fake_ptr=p, alpha_ptr="*fp32", d_real_ptr=p, d_fake_ptr=p,
                 alpha_partial_ptr="*fp32", B="i32", D=index, go_stride=index, real_stride=index,
-                fake_stride=index, d_stride=index, n_chunks="i32"), dict(
-                rows, GRAD_REAL=grad_real, GRAD_FAKE=grad_fake, GRAD_ALPHA=grad_alpha, ACC=tl.float32)
+                fake_stride=index, d_stride=index, n_chunks="i32"), **dict.fromkeys(absent, "constexpr")}, dict(
+                rows, GRAD_REAL=grad_real, GRAD_FAKE=grad_fake, GRAD_ALPHA=grad_alpha, ACC=tl.float32, **absent)
         for one_sided, single in itertools.product((False, True), (False, True)):
             yield penalty._penalty_fwd_kernel, dict(
                 g_ptr=p, partial_ptr="*fp32", norms_ptr="*fp32", block_out_ptr="*fp32", B="i32", D=index,
@@ -105,13 +108,17 @@ def _other_variants():
             ONE_SIDED=False, ACC=tl.float64, SINGLE_CHUNK=single)
     scalars = dict(n_a="i32", n_b="i32", stride_a="i32", stride_b="i32", p_a="fp32", w_a="fp32", p_b="fp32",
                    w_b="fp32")
-    for (kind_a, kind_b), dt, single in itertools.product(((0, 0), (1, 1), (2, 2), (3, 3)), DTYPES, (True, False)):
-        flags = dict(KIND_A=kind_a, KIND_B=kind_b, HAS_B=True, ACC=tl.float32, BLOCK=losses.BLOCK, num_warps=4)
-        yield losses._losses_fwd_kernel, dict(a_ptr=f"*{dt}", b_ptr=f"*{dt}", out_ptr="*fp32", **scalars), dict(
-            flags, SINGLE=single)
+    kinds = ((0, 0), (1, 1), (2, 2), (3, 3))
+    for (kind_a, kind_b), dt, single, has_b in itertools.product(kinds, DTYPES, (True, False), (True, False)):
+        flags = dict(KIND_A=kind_a, KIND_B=kind_b, HAS_B=has_b, ACC=tl.float32, BLOCK=losses.BLOCK, num_warps=4)
+        # Without b the launcher passes None for its pointers, which Triton types as "constexpr".
+        b = f"*{dt}" if has_b else "constexpr"
+        yield losses._losses_fwd_kernel, dict(a_ptr=f"*{dt}", b_ptr=b, out_ptr="*fp32", **scalars), dict(
+            flags, SINGLE=single, **({} if has_b else {"b_ptr": None}))
         if single:
-            yield losses._losses_bwd_kernel, dict(a_ptr=f"*{dt}", b_ptr=f"*{dt}", da_ptr=f"*{dt}",
-                                                  db_ptr=f"*{dt}", gout_ptr="*fp32", **scalars), flags
+            yield losses._losses_bwd_kernel, dict(a_ptr=f"*{dt}", b_ptr=b, da_ptr=f"*{dt}", db_ptr=b,
+                                                  gout_ptr="*fp32", **scalars), dict(
+                flags, **({} if has_b else {"b_ptr": None, "db_ptr": None}))
     yield losses._losses_finish_kernel, dict(partial_ptr="*fp32", out_ptr="*fp32", n="i32"), dict(
         BLOCK=losses.BLOCK, num_warps=4)
 
