@@ -36,7 +36,8 @@ step "benchmarks: small sizes with torch.compile beside the others"
 timeout 100 python -m benchmarks --quick --json "$LOG/bench-compile.json" >"$LOG/bench-compile.log" \
   2>"$LOG/bench-compile.err" || { step "compile benchmarks FAILED"; tail -n 5 "$LOG/bench-compile.err"; status=1; }
 
-inputs=$(ls "$LOG"/bench.json "$LOG"/bench-compile.json 2>/dev/null)
+inputs=""  # the all-sizes run first: its machine and order lead
+for f in "$LOG/bench.json" "$LOG/bench-compile.json"; do [ -f "$f" ] && inputs="$inputs $f"; done
 if [ -n "$inputs" ]; then
   python -m benchmarks.report $inputs --out-dir benchmarks/results --results-md benchmarks/RESULTS.md \
     --tests "${tests_line:-no test summary}"

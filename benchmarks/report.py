@@ -31,14 +31,20 @@ def _ratio(row: dict, fast: dict) -> str:
 def markdown_table(results: list[dict]) -> str:
     """One line per op x size x dtype: each provider's median ms, its time over fastgan's, GB/s, % of copy."""
     groups: dict[tuple, dict[str, dict]] = {}
+    first_seen: dict[tuple, int] = {}
     for row in results:
         groups.setdefault((row["op"], row["size"], row["dtype"]), {})[row["provider"]] = row
+        for key in (("op", row["op"]), ("size", row["op"], row["size"]), ("dtype", row["dtype"])):
+            first_seen.setdefault(key, len(first_seen))
+    # Each op's sizes together, in the order the cases were run, whatever order merged runs listed them in.
+    order = sorted(groups, key=lambda k: (first_seen["op", k[0]], first_seen["size", k[0], k[1]],
+                                          first_seen["dtype", k[2]]))
     lines = [
         "| op | size | dtype | fastgan ms | seed ms | eager ms | compile ms | x seed | x eager | x compile | GB/s | % copy |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (op, size, dtype), by in groups.items():
-        rows = [by.get(p, {}) for p in PROVIDERS]
+    for op, size, dtype in order:
+        rows = [groups[op, size, dtype].get(p, {}) for p in PROVIDERS]
         fast = rows[0]
         gbs = f"{fast['gbs']:.1f}" if "gbs" in fast else "-"
         frac = f"{100 * fast['fraction_of_copy']:.0f}%" if "fraction_of_copy" in fast else "-"
