@@ -7,6 +7,11 @@ from numbers import Real
 
 import torch
 
+from .kernels._checks import same_device, same_shape
+
+__all__ = ["batched", "critic_output", "finite_real", "float_tensor", "per_sample", "positive_real",
+           "same_device", "same_dtype", "same_shape"]
+
 
 def float_tensor(name: str, x: object) -> torch.Tensor:
     """``x`` if it is a floating-point tensor, else ``TypeError``."""
@@ -28,19 +33,9 @@ def batched(name: str, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def same_shape(name: str, x: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
-    if x.shape != ref.shape:
-        raise ValueError(f"{name} has shape {tuple(x.shape)} but {ref_name} has shape {tuple(ref.shape)}")
-
-
 def same_dtype(name: str, x: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
     if x.dtype != ref.dtype:
         raise TypeError(f"{name} has dtype {x.dtype} but {ref_name} has dtype {ref.dtype}")
-
-
-def same_device(name: str, x: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
-    if x.device != ref.device:
-        raise ValueError(f"{name} is on {x.device} but {ref_name} is on {ref.device}")
 
 
 def per_sample(name: str, alpha: torch.Tensor, batch: int) -> None:

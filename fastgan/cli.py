@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .train.config import LOSSES, TrainConfig, preset_table
+from .train.config import DEFAULTS, LOSSES, RESUME_SAFE, TrainConfig, preset_table
 from .train.data import IMAGE_SETS, TOY_SETS
 
 
@@ -39,16 +39,18 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = train.add_argument
-    add("--loss", choices=LOSSES, default="wgan-gp", help="recipe (default wgan-gp)")
-    add("--data", choices=TOY_SETS + IMAGE_SETS, default="ring",
+    add("--loss", choices=LOSSES, help="recipe (default wgan-gp)")
+    add("--data", choices=TOY_SETS + IMAGE_SETS,
         help="ring (8 Gaussians), grid (25), swissroll, mnist (local files), folder (ImageFolder); default ring")
     add("--data-root", help="directory of the mnist files (DIR/MNIST/raw) or of the image folder")
     add("--steps", type=int, help="generator steps, each after n-critic critic steps")
-    add("--seed", type=int, default=0, help="random seed (default 0)")
+    add("--seed", type=int, help="random seed (default 0)")
     add("--batch-size", type=int, help="samples per batch")
-    add("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: cuda when available")
+    add("--device", choices=("auto", "cpu", "cuda"), help="default auto: cuda when available")
     add("--out", help="output directory (default runs/LOSS-DATA-sSEED)")
-    add("--resume", action="store_true", help="continue from the checkpoint in --out")
+    add("--resume", action="store_true",
+        help="continue from the checkpoint in --out; options given must match the checkpoint's, except "
+        + ", ".join("--" + k.replace("_", "-") for k in RESUME_SAFE) + ", which may change")
     add("--quiet", action="store_true", help="no progress bar")
     add("--model", choices=("mlp", "dcgan"), help="mlp (the seed's pair; wider MLPs on 2-D data) or dcgan")
     add("--lr", type=float, help="learning rate of both networks")
@@ -65,8 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--ema", type=float, help="decay of the generator's moving average, 0 to disable")
     add("--lr-decay", action=argparse.BooleanOptionalAction, default=None,
         help="decay the learning rates linearly to 0 over the run")
-    add("--log-every", type=int, default=100, help="steps between log lines (default 100)")
-    add("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default 1000)")
+    add("--log-every", type=int, help="steps between log lines (default 100)")
+    add("--checkpoint-every", type=int, help="steps between checkpoints (default 1000)")
+    add("--eval-samples", type=int, help="generated samples for the mode metrics (default 2500)")
     return parser
 
 
@@ -78,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     options = {k: v for k, v in vars(args).items() if k not in ("command", "out", "resume", "quiet")}
     config = TrainConfig(**options)
-    out = args.out or f"runs/{args.loss}-{args.data}-s{args.seed}"
+    name = {k: options[k] if options[k] is not None else DEFAULTS[k] for k in ("loss", "data", "seed")}
+    out = args.out or f"runs/{name['loss']}-{name['data']}-s{name['seed']}"
     from .train.trainer import Trainer
 
     try:

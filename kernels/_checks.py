@@ -37,7 +37,13 @@ def tensor(name: str, t: object, dtypes: tuple[torch.dtype, ...] = FLOATS) -> to
     return t
 
 
-def on(name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+def same_shape(name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    """``t`` has ``ref``'s shape."""
+    if t.shape != ref.shape:
+        raise ValueError(f"{name} has shape {tuple(t.shape)} but {ref_name} has shape {tuple(ref.shape)}")
+
+
+def same_device(name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
     """``t`` lives on ``ref``'s device."""
     if t.device != ref.device:
         raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}")
@@ -57,9 +63,8 @@ def rows(name: str, t: object, dtypes: tuple[torch.dtype, ...] = FLOATS) -> torc
 def rows_like(name: str, t: object, ref_name: str, ref: torch.Tensor, dtype: torch.dtype | None = None) -> None:
     """``t`` has ``ref``'s shape, device and sample layout (and ``dtype``, default ``ref``'s)."""
     rows(name, t, (dtype or ref.dtype,))
-    if t.shape != ref.shape:
-        raise ValueError(f"{name} has shape {tuple(t.shape)} but {ref_name} has shape {tuple(ref.shape)}")
-    on(name, t, ref_name, ref)
+    same_shape(name, t, ref_name, ref)
+    same_device(name, t, ref_name, ref)
     if sample_strides(t) != sample_strides(ref):
         raise ValueError(f"{name} orders a sample's elements differently from {ref_name} "
                          f"(strides {t.stride()} and {ref.stride()})")
@@ -70,7 +75,7 @@ def vector(name: str, t: object, length: int, ref_name: str, ref: torch.Tensor, 
     tensor(name, t, dtypes)
     if t.dim() != 1 or t.shape[0] != length or t.stride(0) != 1:
         raise ValueError(f"{name} must be a contiguous ({length},) tensor, got shape {tuple(t.shape)}")
-    on(name, t, ref_name, ref)
+    same_device(name, t, ref_name, ref)
 
 
 def scalar(name: str, t: object, ref_name: str, ref: torch.Tensor) -> None:
@@ -78,4 +83,4 @@ def scalar(name: str, t: object, ref_name: str, ref: torch.Tensor) -> None:
     tensor(name, t)
     if t.numel() != 1:
         raise ValueError(f"{name} must hold one value, got shape {tuple(t.shape)}")
-    on(name, t, ref_name, ref)
+    same_device(name, t, ref_name, ref)

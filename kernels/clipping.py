@@ -76,7 +76,7 @@ def _check(tensors: list[torch.Tensor], clip_value: float) -> None:
     for i, t in enumerate(tensors):
         name = f"tensors[{i}]"
         _checks.tensor(name, t, (first.dtype,))
-        _checks.on(name, t, "tensors[0]", first)
+        _checks.same_device(name, t, "tensors[0]", first)
         if not is_dense(t):
             raise ValueError(f"{name} must be dense (one run of memory), got strides {t.stride()}")
     if not isinstance(clip_value, (int, float)) or not math.isfinite(clip_value) or clip_value <= 0:

@@ -172,7 +172,7 @@ def _check_outputs(a: torch.Tensor, b: torch.Tensor | None) -> None:
         _checks.tensor(name, x)
         if not (x.dim() == 1 or (x.dim() == 2 and x.shape[1] == 1)):
             raise ValueError(f"{name} must have shape (B,) or (B, 1), got {tuple(x.shape)}")
-        _checks.on(name, x, "a", a)
+        _checks.same_device(name, x, "a", a)
 
 
 def _launch_args(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None):

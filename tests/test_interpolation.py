@@ -54,6 +54,26 @@ def test_mixed_layouts_interpolate_elementwise(backend, device):
     assert_elementwise(fastgan.interpolate(real, fake, alpha), expected, torch.float32, ops=0, extra=3 * FP32 * spread)
 
 
+def test_inputs_with_different_row_strides(backend, small_grid, device):
+    # real is every other sample of a larger batch (rows 2D apart), fake and the output are packed (D apart):
+    # both are used without copies, each with its own row stride.
+    real = make((5, 3, 40, 40), torch.float32, device, "batch_sliced", seed=1).requires_grad_()
+    fake = make((5, 3, 40, 40), torch.float32, device, seed=2).requires_grad_()
+    alpha = torch.rand(5, device=device, requires_grad=True)
+    out = fastgan.interpolate(real, fake, alpha)
+    real64, fake64, alpha64 = (t.detach().double().requires_grad_() for t in (real, fake, alpha))
+    expected = reference.interpolate(real64, fake64, alpha64)
+    spread = real64.detach().abs() + fake64.detach().abs()
+    assert_elementwise(out, expected, torch.float32, ops=0, extra=3 * FP32 * spread)
+    grad_out = torch.sign(real64 - fake64).detach().float()
+    out.backward(grad_out)
+    expected.backward(grad_out.double())
+    assert_elementwise(real.grad, real64.grad, torch.float32, ops=1)
+    assert_elementwise(fake.grad, fake64.grad, torch.float32, ops=1, extra=2 * FP32)
+    assert_elementwise(alpha.grad, alpha64.grad, torch.float32, ops=0,
+                       extra=reduction_rtol(real[0].numel()) * alpha64.grad.abs() + 2 * FP32 * spread.flatten(1).sum(1))
+
+
 @pytest.mark.parametrize("alpha_shape", [(4,), (4, 1), (4, 1, 1, 1)])
 def test_alpha_shapes_and_dtypes(backend, device, alpha_shape):
     real = make((4, 3, 2, 2), torch.float32, device, seed=1)

@@ -8,6 +8,7 @@ import torch
 
 from fastgan import cli
 from fastgan.train import LOSSES, TrainConfig, Trainer, train
+from fastgan.train.checkpoint import CheckpointError
 from fastgan.train.data import grid_modes, ring_modes
 from fastgan.train.metrics import mode_metrics
 
@@ -94,7 +95,7 @@ def test_image_folder(tmp_path):
 
 
 def _final_parameters(out):
-    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
     return state["generator"], state["critic"], state["ema"], state["opt_d"]["state"]
 
 
@@ -190,3 +191,67 @@ def test_default_run_meets_the_ring_targets(tmp_path):
     final = json.loads((tmp_path / "summary.json").read_text())["final"]
     assert final["modes"] == 8 and final["high_quality"] > 0.9 and final["reverse_kl"] < 0.07
     assert wall < 180
+
+
+def _tiny_run(out, **overrides):
+    return train(TrainConfig(**{**TINY, "checkpoint_every": 1, **overrides}), out, quiet=True)
+
+
+class _RunsCode:
+    """Unpickling this calls Path.touch(marker): what a crafted checkpoint would do with os.system."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return Path.touch, (Path(self.marker),)
+
+
+def test_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path):
+    _tiny_run(tmp_path)
+    marker = tmp_path / "pwned"
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    state["history"] = _RunsCode(marker)
+    torch.save(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="refusing to load .*nothing in it was run"):
+        Trainer(TrainConfig(steps=5), tmp_path, resume=True, quiet=True)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_gives_a_clear_error_and_the_previous_one_is_kept(tmp_path):
+    _tiny_run(tmp_path)  # checkpoints after steps 1, 2, 3: the previous one is step 2's
+    previous = torch.load(tmp_path / "checkpoint.prev.pt", weights_only=True)
+    assert previous["step"] == 2
+    data = (tmp_path / "checkpoint.pt").read_bytes()
+    (tmp_path / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt.*checkpoint.prev.pt"):
+        Trainer(TrainConfig(steps=5), tmp_path, resume=True, quiet=True)
+    assert torch.load(tmp_path / "checkpoint.prev.pt", weights_only=True)["step"] == 2
+
+
+def test_resume_refuses_changed_options_and_names_them(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--out", str(out), "--steps", "2", "--quiet", "--batch-size", "16",
+                     "--hidden", "8", "--device", "cpu", "--eval-samples", "100"]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--out", str(out), "--resume", "--steps", "3", "--lr", "0.01", "--loss", "lsgan"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--lr 0.01 (checkpoint: 0.001)" in err and "--loss 'lsgan' (checkpoint: 'wgan-gp')" in err
+    assert "--steps" not in err.split("differ from the checkpoint's:")[1].split(". Only")[0]
+    # Unchanged options and the safe ones are accepted; the checkpoint's settings are used.
+    assert cli.main(["train", "--out", str(out), "--resume", "--steps", "3", "--loss", "wgan-gp", "--hidden", "8",
+                     "--log-every", "1", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["settings"]["log_every"] == 1 and summary["settings"]["hidden"] == 8
+
+
+def test_resume_without_a_checkpoint_fails(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--out", str(tmp_path / "empty"), "--resume", "--steps", "2"])
+    assert exit_info.value.code == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert "--steps, --device, --log-every, --checkpoint-every, --eval-samples" in " ".join(
+        cli._parser()._subparsers._group_actions[0].choices["train"].format_help().split())

@@ -47,17 +47,24 @@ DATA_PRESETS: dict[str, dict] = {"ring": dict(latent_dim=1)}
 IMAGE_MODEL = dict(model="mlp", latent_dim=100, hidden=128, depth=1, batch_size=64, ema=0.0, image_size=28, steps=5000)
 
 
+# What an option left out means when no preset sets it.
+DEFAULTS = dict(loss="wgan-gp", data="ring", seed=0, device="auto", log_every=100, checkpoint_every=1000,
+                eval_samples=2500)
+# Options a resumed run may change: they alter neither the model nor the random numbers of training.
+RESUME_SAFE = ("steps", "device", "log_every", "checkpoint_every", "eval_samples")
+
+
 @dataclass
 class TrainConfig:
     """Everything a run depends on. ``None`` means "take the preset's value"."""
 
-    loss: str = "wgan-gp"
-    data: str = "ring"
+    loss: str | None = None  # default "wgan-gp"
+    data: str | None = None  # default "ring"
     data_root: str | None = None
     steps: int | None = None  # generator steps, each after n_critic critic steps
     batch_size: int | None = None
-    seed: int = 0
-    device: str = "auto"
+    seed: int | None = None  # default 0
+    device: str | None = None  # default "auto"
     model: str | None = None  # "mlp" (the seed's pair, or the 2-D MLPs) or "dcgan"
     latent_dim: int | None = None
     hidden: int | None = None
@@ -72,31 +79,37 @@ class TrainConfig:
     lsgan_abc: tuple[float, float, float] | None = None
     ema: float | None = None  # decay of the generator's EMA; 0 disables it
     lr_decay: bool | None = None  # decay both learning rates linearly to 0 over the run
-    log_every: int = 100
-    checkpoint_every: int = 1000
-    eval_samples: int = 2500
+    log_every: int | None = None  # default 100
+    checkpoint_every: int | None = None  # default 1000
+    eval_samples: int | None = None  # default 2500
+
+    def given(self) -> dict:
+        """The settings set here (not None), i.e. the options a user chose."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
     def resolved(self) -> dict:
-        """Concrete settings: preset, then 2-D preset, then every non-None value given here."""
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
-        if self.data not in TOY_SETS + IMAGE_SETS:
-            raise ValueError(f"unknown data set {self.data!r}; choose from {', '.join(TOY_SETS + IMAGE_SETS)}")
-        toy = self.data in TOY_SETS
-        settings: dict = dict(betas=(0.5, 0.999), penalty_weight=0.0, clip_value=0.0, lsgan_abc=(0.0, 1.0, 1.0),
-                              lr_decay=False)
+        """Concrete settings: defaults, the loss's preset, the 2-D preset, then every value given here."""
+        given = self.given()
+        loss, data = given.get("loss", DEFAULTS["loss"]), given.get("data", DEFAULTS["data"])
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+        if data not in TOY_SETS + IMAGE_SETS:
+            raise ValueError(f"unknown data set {data!r}; choose from {', '.join(TOY_SETS + IMAGE_SETS)}")
+        toy = data in TOY_SETS
+        settings: dict = dict(DEFAULTS, betas=(0.5, 0.999), penalty_weight=0.0, clip_value=0.0,
+                              lsgan_abc=(0.0, 1.0, 1.0), lr_decay=False)
         settings.update(TOY_MODEL if toy else IMAGE_MODEL)
-        settings.update(PRESETS[self.loss])
+        settings.update(PRESETS[loss])
         if toy:
-            settings.update(TOY_PRESETS[self.loss])
-            settings.update(DATA_PRESETS.get(self.data, {}))
-        given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+            settings.update(TOY_PRESETS[loss])
+            settings.update(DATA_PRESETS.get(data, {}))
         settings.update(given)
-        _check(settings)
+        check(settings)
         return settings
 
 
-def _check(s: dict) -> None:
+def check(s: dict) -> None:
+    """Raise ``ValueError`` naming the option when a concrete setting is out of range."""
     for name in ("steps", "batch_size", "n_critic", "latent_dim", "hidden", "depth", "log_every",
                  "checkpoint_every", "eval_samples"):
         if int(s[name]) < 1:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import platform
 import time
 from collections.abc import Callable
@@ -15,13 +14,13 @@ from torch import nn
 
 import fastgan
 
-from .config import TrainConfig
+from . import checkpoint as checkpoint_io
+from .config import TrainConfig, check
 from .data import TOY_SETS, ImageStream, ToyStream, load_image_dataset
 from .metrics import mode_metrics
 from .models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator
 from .plots import plot_curves, plot_samples_2d, save_image_grid
 
-CHECKPOINT = "checkpoint.pt"
 EVAL_SEED = 20240601  # the evaluation noise is fixed and drawn apart from the training RNG
 
 
@@ -81,18 +80,21 @@ def _optimizer(s: dict, params) -> torch.optim.Optimizer:
 class Trainer:
     """One GAN run: ``Trainer(config, out_dir).fit()`` writes metrics, pictures, samples and checkpoints.
 
-    With ``resume=True`` and a checkpoint in ``out_dir``, the run continues from it (its settings, with the
-    new number of steps); on CPU the result is bitwise the same as an uninterrupted run.
+    With ``resume=True`` the run continues from the checkpoint in ``out_dir`` (``CheckpointError`` when there
+    is none, it is corrupt or unsafe, or ``config`` gives options that differ from it other than those in
+    ``RESUME_SAFE``); on CPU the result is bitwise the same as an uninterrupted run.
     """
 
     def __init__(self, config: TrainConfig, out_dir: str | Path, resume: bool = False, quiet: bool = False,
                  generator: nn.Module | None = None, critic: nn.Module | None = None):
         self.out = Path(out_dir)
         self.quiet = quiet
-        checkpoint = self._load_checkpoint() if resume else None
-        settings = config.resolved()
-        if checkpoint is not None:
-            settings = {**checkpoint["settings"], "steps": settings["steps"], "device": settings["device"]}
+        checkpoint = checkpoint_io.load(self.out) if resume else None
+        if checkpoint is None:
+            settings = config.resolved()
+        else:
+            settings = checkpoint_io.resume_settings(checkpoint["settings"], config.given())
+            check(settings)
         self.s = settings
         self.device = _device(settings["device"])
         torch.manual_seed(settings["seed"])
@@ -273,17 +275,7 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
-        # Written next to the target and renamed over it: a crash never leaves a half-written checkpoint.
-        path = self.out / CHECKPOINT
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-
-    def _load_checkpoint(self) -> dict | None:
-        path = self.out / CHECKPOINT
-        if not path.exists():
-            return None
-        return torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint_io.save(state, self.out)
 
     def _restore(self, state: dict) -> None:
         self.step = state["step"]
@@ -307,7 +299,7 @@ def train(config: TrainConfig | None = None, out_dir: str | Path = "runs/fastgan
     Args:
         config: the run's settings (defaults: WGAN-GP on the 8-Gaussian ring).
         out_dir: where metrics.jsonl, summary.json, samples.png, curves.png, samples.pt and the checkpoint go.
-        resume: continue from ``out_dir``'s checkpoint when there is one.
+        resume: continue from ``out_dir``'s checkpoint (see :class:`Trainer` for what may change).
         quiet: no progress bar.
         generator, critic: your own modules instead of the provided ones (the generator maps
             (B, latent_dim) noise to samples of the data's shape; the critic maps them to (B, 1) scores).

@@ -1,0 +1,86 @@
+"""Checkpoints that run no code and lose nothing.
+
+A checkpoint holds only tensors and plain data (dicts, lists, tuples, numbers, strings, None), so it is read
+with ``torch.load(weights_only=True)``: a file holding anything else is refused before any of it runs. It is
+written to a temporary file, flushed to disk and renamed over the old one, which is kept as
+``checkpoint.prev.pt``: a crash never leaves a half-written checkpoint, and a corrupt one still leaves the
+previous good one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import torch
+
+from .config import RESUME_SAFE
+
+CHECKPOINT = "checkpoint.pt"
+PREVIOUS = "checkpoint.prev.pt"
+KEYS = ("settings", "step", "generator", "critic", "ema", "opt_g", "opt_d", "data", "history", "rng_cpu", "rng_cuda")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, corrupt, unsafe, or written with other settings."""
+
+
+def save(state: dict, out_dir: Path) -> None:
+    """Write ``state`` as ``out_dir/checkpoint.pt`` atomically, keeping the last one as ``checkpoint.prev.pt``."""
+    path = out_dir / CHECKPOINT
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if path.exists():
+        os.replace(path, out_dir / PREVIOUS)
+    os.replace(tmp, path)
+
+
+def load(out_dir: Path) -> dict:
+    """The checkpoint in ``out_dir``; ``CheckpointError`` saying what is wrong when it cannot be used."""
+    path = out_dir / CHECKPOINT
+    previous = out_dir / PREVIOUS
+    keep = f" The previous checkpoint is kept as {previous}: copy it to {path} to resume from it." \
+        if previous.exists() else ""
+    if not path.exists():
+        raise CheckpointError(f"--resume: there is no checkpoint at {path}." + keep)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects other than tensors and plain data, which could run code "
+            f"(nothing in it was run). {str(exc).splitlines()[0]}" + keep) from None
+    except Exception as exc:  # noqa: BLE001 - torch reports truncation and corruption with several types
+        raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})." + keep) from None
+    if not isinstance(state, dict) or any(key not in state for key in KEYS):
+        raise CheckpointError(f"{path} is not a fastgan checkpoint (it lacks "
+                              f"{', '.join(k for k in KEYS if not isinstance(state, dict) or k not in state)})."
+                              + keep)
+    return state
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def resume_settings(saved: dict, given: dict) -> dict:
+    """The settings of a resumed run: the checkpoint's, with the options in RESUME_SAFE that were given.
+
+    Raises ``CheckpointError`` naming every other given option whose value differs from the checkpoint's.
+    """
+    changed = [f"{_option(k)} {v!r} (checkpoint: {saved.get(k)!r})" for k, v in given.items()
+               if k not in RESUME_SAFE and _normalised(v) != _normalised(saved.get(k))]
+    if changed:
+        raise CheckpointError(
+            "--resume: these options differ from the checkpoint's: " + ", ".join(changed) + ". Only "
+            + ", ".join(_option(k) for k in RESUME_SAFE) + " may change when resuming; start a new run "
+            "(another --out) to change the others.")
+    return {**saved, **{k: v for k, v in given.items() if k in RESUME_SAFE}}
+
+
+def _normalised(value):
+    return tuple(value) if isinstance(value, list) else value

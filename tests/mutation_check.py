@@ -1,0 +1,144 @@
+"""Mutation check: does the test suite catch a wrong kernel? ``python tests/mutation_check.py``
+
+Applies deliberate faults one at a time to a scratch copy of the repository (fastgan/, kernels/, tests/,
+benchmarks/, pyproject.toml), runs the test suite there with ``-x`` (stopping at the first failure) and reports,
+for each fault, the first test that caught it. Exits non-zero if any fault goes uncaught. The checkout itself is
+never modified. Takes minutes: a caught fault stops early, an uncaught one runs the whole suite.
+
+    python tests/mutation_check.py                 # every fault
+    python tests/mutation_check.py --list          # their names
+    python tests/mutation_check.py --only NAME...  # some of them
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIED = ("fastgan", "kernels", "tests", "benchmarks", "pyproject.toml")
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    path: str  # relative to the repository root
+    old: str  # must occur exactly once in the file
+    new: str
+
+
+FAULTS = [
+    Fault("penalty backward x0.99 when a program loops over several column blocks", "kernels/penalty.py",
+          "        dg = coef[:, None] * g\n",
+          "        dg = coef[:, None] * g\n        if ITERS > 1:\n            dg = dg * 0.99\n"),
+    Fault("penalty norm off by 0.1%", "kernels/penalty.py",
+          "        norm = tl.sqrt_rn(sumsq)", "        norm = tl.sqrt_rn(sumsq) * 1.001"),
+    Fault("penalty finishing pass skips the last chunk", "kernels/penalty.py",
+          "mask = row_mask[:, None] & (cols < n_chunks)[None, :]",
+          "mask = row_mask[:, None] & (cols < n_chunks - 1)[None, :]"),
+    Fault("penalty one-sided branch ignored", "kernels/penalty.py",
+          "        dev = tl.where(dev < 0.0, 0.0, dev)", "        dev = dev"),
+    Fault("interpolation reads fake with real's row stride", "kernels/interpolation.py",
+          "fake = tl.load(fake_ptr + rows[:, None] * fake_stride + cols[None, :], mask=mask).to(ACC)",
+          "fake = tl.load(fake_ptr + rows[:, None] * real_stride + cols[None, :], mask=mask).to(ACC)"),
+    Fault("interpolation real and fake swapped", "kernels/interpolation.py",
+          "        out = fake + alpha * (real - fake)", "        out = real + alpha * (fake - real)"),
+    Fault("interpolation alpha gradient with real and fake swapped", "kernels/interpolation.py",
+          "acc += go * (real.to(ACC) - fake.to(ACC))", "acc += go * (fake.to(ACC) - real.to(ACC))"),
+    Fault("row mask dropped in the shared prologue", "kernels/_tiles.py",
+          "    return rb, chunk, rows, rows < B, col0", "    return rb, chunk, rows, rows >= 0, col0"),
+    Fault("tiling drops the partial last chunk", "kernels/_tiles.py",
+          "    n_chunks = triton.cdiv(col_blocks, iters)", "    n_chunks = col_blocks // iters"),
+    Fault("clipping bound not rounded to the dtype", "kernels/clipping.py",
+          "    bound = float(torch.tensor(clip_value, dtype=tensors[0].dtype))", "    bound = float(clip_value)"),
+    Fault("clipping skips autograd's version bump", "fastgan/clipping.py",
+          "            torch.autograd.graph.increment_version(t)", "            pass"),
+    Fault("loss finishing pass drops the last partial", "kernels/losses.py",
+          "        acc += tl.load(partial_ptr + offs, mask=offs < n, other=0.0)",
+          "        acc += tl.load(partial_ptr + offs, mask=offs < n - 1, other=0.0)"),
+    Fault("loss gradient of b scaled by a's weight", "kernels/losses.py",
+          "gout * w_b / n_b, p_b, ACC, KIND_B)", "gout * w_a / n_b, p_b, ACC, KIND_B)"),
+    Fault("WGAN loss sign flipped", "fastgan/losses.py",
+          "_MINUS_MEAN = Term(LINEAR, weight=-1.0)", "_MINUS_MEAN = Term(LINEAR, weight=1.0)"),
+    Fault("eager penalty divides by a zero norm", "fastgan/penalty.py",
+          "/ norms.masked_fill(norms == 0, 1.0)", "/ norms"),
+    Fault("eager interpolation with real and fake swapped", "fastgan/interpolation.py",
+          "        return torch.lerp(fake, real, _per_sample(alpha, real, acc))",
+          "        return torch.lerp(real, fake, _per_sample(alpha, real, acc))"),
+    Fault("eager hinge loss ignores its one-sided branch", "fastgan/losses.py",
+          "    return torch.relu(1.0 + term.param * x)  # HINGE", "    return 1.0 + term.param * x  # HINGE"),
+    Fault("R1 penalty taken at shifted samples", "fastgan/penalties.py",
+          'return _squared_norm_at(critic, "real", real, return_norms, scaler)',
+          'return _squared_norm_at(critic, "real", real + 0.01, return_norms, scaler)'),
+]
+
+
+def _scratch_copy(fault: Fault, into: Path) -> None:
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, into / name, ignore=shutil.ignore_patterns("__pycache__", "results"))
+        else:
+            shutil.copy2(src, into / name)
+    # The package as installed: kernels/ is fastgan.kernels.
+    shutil.move(str(into / "kernels"), str(into / "fastgan" / "kernels"))
+    where = into / (fault.path.replace("kernels/", "fastgan/kernels/", 1) if fault.path.startswith("kernels/")
+                    else fault.path)
+    text = where.read_text()
+    if text.count(fault.old) != 1:
+        raise SystemExit(f"fault {fault.name!r}: the text to replace occurs {text.count(fault.old)} times in "
+                         f"{fault.path} (expected once); update the fault")
+    where.write_text(text.replace(fault.old, fault.new))
+
+
+def run_fault(fault: Fault, timeout: int) -> tuple[str | None, float]:
+    """The first test that failed with ``fault`` applied (None if none did), and the seconds it took."""
+    with tempfile.TemporaryDirectory(prefix="fastgan-mutant-") as tmp:
+        scratch = Path(tmp)
+        _scratch_copy(fault, scratch)
+        env = {**os.environ, "PYTHONPATH": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"}
+        env.pop("TRITON_INTERPRET", None)  # the suite's conftest decides
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rfE", "tests"],
+                              cwd=scratch, env=env, capture_output=True, text=True, timeout=timeout)
+        seconds = time.perf_counter() - start
+    if proc.returncode == 0:
+        return None, seconds
+    caught = re.search(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, re.MULTILINE)
+    if caught:
+        return caught.group(1), seconds
+    if proc.returncode < 0:  # e.g. an out-of-bounds access aborting the interpreter
+        return f"the suite crashed (signal {-proc.returncode})", seconds
+    return f"pytest exit {proc.returncode}", seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--list", action="store_true", help="list the faults and exit")
+    parser.add_argument("--only", nargs="+", metavar="TEXT", help="run the faults whose name contains a TEXT")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per fault (default 900)")
+    args = parser.parse_args(argv)
+    faults = [f for f in FAULTS if not args.only or any(t in f.name for t in args.only)]
+    if args.list:
+        print("\n".join(f"{f.name}  ({f.path})" for f in faults))
+        return 0
+    print("| fault | file | caught by | s |\n|---|---|---|---|", flush=True)
+    missed = 0
+    for fault in faults:
+        caught, seconds = run_fault(fault, args.timeout)
+        missed += caught is None
+        print(f"| {fault.name} | {fault.path} | {caught or '**not caught**'} | {seconds:.0f} |", flush=True)
+    print(f"\n{len(faults) - missed} of {len(faults)} faults caught")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
