@@ -62,8 +62,8 @@ def _penalty_bwd_torch(
     grads: torch.Tensor, norms: torch.Tensor, grad_penalty: torch.Tensor, center: float, one_sided: bool
 ) -> torch.Tensor:
     # d/dg of mean_i phi(n_i) = phi'(n_i) * g_i / (n_i * B); zero where n_i = 0, NaN kept.
-    coef = _deviation(norms, center, one_sided) * (2.0 / grads.shape[0]) / norms.masked_fill(norms == 0, 1.0)
-    coef = (coef.masked_fill(norms == 0, 0.0) * grad_penalty).reshape((-1,) + (1,) * (grads.dim() - 1))
+    coef = (_deviation(norms, center, one_sided) * (2.0 / grads.shape[0]) / norms).masked_fill(norms == 0, 0.0)
+    coef = (coef * grad_penalty).reshape((-1,) + (1,) * (grads.dim() - 1))
     return (grads * coef).to(grads.dtype)  # computed in fp32 and rounded once, as the kernel does
 
 

@@ -128,3 +128,14 @@ def test_backend_is_chosen_per_device_and_dtype_group(device, monkeypatch):
         fastgan.clip_weights_([*tensors, strided], 0.3)
     assert launched == [torch.float16]
     assert all(t.abs().max() <= 0.3 for t in (*tensors, strided))
+
+
+def test_memory_around_the_clipped_tensors_is_untouched(backend, device):
+    # Views into one buffer, each ending mid-chunk: the kernel must write exactly their elements.
+    buffer = torch.randn(3 * 10000, device=device) * 10
+    views = [buffer[17:8209], buffer[10000:10001], buffer[20005:29999]]
+    expected = buffer.clone()
+    for start, stop in ((17, 8209), (10000, 10001), (20005, 29999)):
+        expected[start:stop] = expected[start:stop].clamp(-0.5, 0.5)
+    fastgan.clip_weights_(views, 0.5)
+    assert torch.equal(buffer, expected)
