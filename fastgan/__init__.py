@@ -19,10 +19,13 @@ from .penalties import (
     zero_centered_gradient_penalty,
 )
 from .penalty import gradient_norm_penalty
+from .steps import CriticStep, GeneratorStep
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CriticStep",
+    "GeneratorStep",
     "LazyRegularizer",
     "clip_weights_",
     "compute_gradient_penalty",

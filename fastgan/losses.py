@@ -34,11 +34,7 @@ class _Loss(torch.autograd.Function):
             from .kernels.losses import losses_fwd
 
             return losses_fwd(a, term_a, b, term_b)
-        acc = _accumulator(a, b)
-        loss = term_a.weight * _term_torch(a.to(acc), term_a).mean()
-        if b is not None:
-            loss = loss + term_b.weight * _term_torch(b.to(acc), term_b).mean()
-        return loss
+        return terms_loss(a, term_a, b, term_b, fused=False)
 
     @staticmethod
     @once_differentiable
@@ -87,6 +83,23 @@ def _term_grad_torch(x: torch.Tensor, term: Term, grad_out: torch.Tensor, acc: t
     return (d * (grad_out.to(acc) * (term.weight / x.shape[0]))).to(x.dtype)
 
 
+def terms_loss(a: torch.Tensor, term_a: Term, b: torch.Tensor | None = None, term_b: Term | None = None,
+               fused: bool | None = None) -> torch.Tensor:
+    """``term_a.weight * mean(f_a(a)) + term_b.weight * mean(f_b(b))`` on checked critic outputs (B,) or (B, 1).
+
+    ``fused``: the fused op (its Triton or eager path, chosen by the backend rule when None); ``False``:
+    plain differentiable PyTorch ops from the same terms, which ``torch.compile`` and ``torch.func`` trace.
+    Returns a 0-dim fp32 tensor (fp64 if an input is fp64).
+    """
+    if fused is False:
+        acc = _accumulator(a, b)
+        loss = term_a.weight * _term_torch(a.to(acc), term_a).mean()
+        if b is not None:
+            loss = loss + term_b.weight * _term_torch(b.to(acc), term_b).mean()
+        return loss
+    return _Loss.apply(a, b, term_a, term_b, uses_triton(a.device) if fused is None else fused)
+
+
 def _loss(inputs: list[tuple[str, torch.Tensor]], terms: list[Term]) -> torch.Tensor:
     """Validate the critic outputs, then compute the loss of ``terms`` on the backend picked for their device."""
     for name, x in inputs:
@@ -95,7 +108,7 @@ def _loss(inputs: list[tuple[str, torch.Tensor]], terms: list[Term]) -> torch.Te
         _checks.same_device(inputs[1][0], inputs[1][1], inputs[0][0], inputs[0][1])
     a = inputs[0][1]
     b, term_b = (inputs[1][1], terms[1]) if len(inputs) == 2 else (None, None)
-    return _Loss.apply(a, b, terms[0], term_b, uses_triton(a.device))
+    return terms_loss(a, terms[0], b, term_b)
 
 
 # Terms that take no user parameter, built once.
@@ -105,6 +118,26 @@ _BCE_LABEL_1 = Term(SOFTPLUS, -1.0)
 _BCE_LABEL_0 = Term(SOFTPLUS, 1.0)
 _HINGE_REAL = Term(HINGE, -1.0)
 _HINGE_FAKE = Term(HINGE, 1.0)
+
+
+LOSS_NAMES = ("wgan", "lsgan", "ns", "hinge")
+
+
+def loss_terms(name: str, lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)) -> tuple[Term, Term, Term]:
+    """The terms of loss ``name``: (critic's term on real outputs, on fake outputs, generator's on fake outputs).
+
+    ``lsgan_targets``: LSGAN's (a, b, c), fake and real targets of the critic and the generator's target.
+    """
+    if name == "wgan":
+        return _MINUS_MEAN, _MEAN, _MINUS_MEAN
+    if name == "lsgan":
+        a, b, c = (_checks.finite_real(n, v) for n, v in zip("abc", lsgan_targets))
+        return Term(SQUARE, b, 0.5), Term(SQUARE, a, 0.5), Term(SQUARE, c, 0.5)
+    if name == "ns":
+        return _BCE_LABEL_1, _BCE_LABEL_0, _BCE_LABEL_1
+    if name == "hinge":
+        return _HINGE_REAL, _HINGE_FAKE, _MINUS_MEAN
+    raise ValueError(f"loss must be one of {LOSS_NAMES}, got {name!r}")
 
 
 def wgan_critic_loss(real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:

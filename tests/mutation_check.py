@@ -114,7 +114,7 @@ def run_fault(fault: Fault, timeout: int) -> tuple[str | None, float]:
         seconds = time.perf_counter() - start
     if proc.returncode == 0:
         return None, seconds
-    caught = re.search(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, re.MULTILINE)
+    caught = re.search(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", proc.stdout, re.MULTILINE)
     if caught:
         return caught.group(1), seconds
     if proc.returncode < 0:  # e.g. an out-of-bounds access aborting the interpreter

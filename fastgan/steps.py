@@ -1,0 +1,546 @@
+"""Whole training steps: one call is zero grad, forward, loss, penalty, backward, optimizer step and clipping
+(and the EMA update for the generator), eager, compiled, or replayed as one CUDA graph.
+
+    critic_step = fastgan.CriticStep(D, opt_d, loss="wgan", penalty="gp", penalty_weight=10.0, mode="compile")
+    generator_step = fastgan.GeneratorStep(G, D, opt_g, loss="wgan", ema=0.999)
+    for real in batches:
+        stats = critic_step(real, G(z).detach())   # detached tensors: no host sync
+        generator_step(torch.randn(B, latent, device=real.device))
+
+Modes (``mode=``):
+
+- ``eager``: the fused ops of :mod:`fastgan`, step by step.
+- ``compile``: the critic's loss, input gradient and penalty written with ``torch.func`` (``functional_call``
+  and a nested ``grad``, which ``torch.compile`` traces where ``autograd.grad(create_graph=True)`` is refused),
+  compiled whole with ``fullgraph=True``, and the optimizer step compiled apart. Compiled double backward has
+  had silent wrong answers (pytorch/pytorch#136662), so the first call for each input shape also runs the
+  eager step's gradients and compares them before the optimizer step; a mismatch warns and falls back to
+  eager for good. Where compiling is impossible (no C compiler, BatchNorm in training mode under a penalty, an
+  fp16 ``GradScaler``, a torch that cannot trace it) the step warns once, saying why, and runs eager.
+- ``graph`` (CUDA): the eager step captured once per input shape as one CUDA graph (warm-up step on a side
+  stream, static inputs, the optimizer made capturable, alpha and noise drawn inside the graph), replayed
+  on every call; ``ValueError`` on CPU tensors.
+- ``auto``: ``graph`` on CUDA when the optimizer can be made capturable and no scaler is used, else
+  ``eager``. (On a CPU, ``compile`` pays tens of seconds of compilation before it pays back; choose it
+  explicitly for long runs.)
+
+Every mode draws the same random numbers from the default generators (alpha ``torch.rand(B)`` and, for DRAGAN,
+noise ``torch.rand_like(real)``, in that order), so the same seed trains the same model in any mode.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import _checks
+from .amp import input_gradients
+from .clipping import clip_weights_
+from .interpolation import _interpolation_fwd_torch, check_pair, interpolate
+from .losses import LOSS_NAMES, loss_terms, terms_loss
+from .penalty import _penalty_fwd_torch, norm_penalty
+
+MODES = ("auto", "eager", "compile", "graph")
+# The largest relative difference (norm per tensor) allowed between compiled and eager gradients on a new shape.
+COMPILE_CHECK_RTOL = 1e-3
+MAX_GRAPHS = 8  # captured input shapes kept per step
+
+
+@dataclass(frozen=True)
+class _PenaltySpec:
+    center: float
+    one_sided: bool
+    at: str  # "interpolates", "real", "fake" or "dragan"
+
+
+PENALTIES = {
+    "gp": _PenaltySpec(1.0, False, "interpolates"),
+    "lp": _PenaltySpec(1.0, True, "interpolates"),
+    "zero-centred": _PenaltySpec(0.0, False, "interpolates"),
+    "r1": _PenaltySpec(0.0, False, "real"),
+    "r2": _PenaltySpec(0.0, False, "fake"),
+    "dragan": _PenaltySpec(1.0, False, "dragan"),
+}
+DRAGAN_PERTURBATION = 0.5
+
+
+def _penalty_points(spec: _PenaltySpec, real, fake, alpha, noise, lerp: Callable) -> torch.Tensor:
+    """Where the critic's input gradient is taken (``lerp(a, b, alpha) = b + alpha * (a - b)`` per sample)."""
+    if spec.at == "interpolates":
+        return lerp(real, fake, alpha)
+    if spec.at == "real":
+        return real
+    if spec.at == "fake":
+        return fake
+    perturbed = torch.addcmul(real, noise, DRAGAN_PERTURBATION * real.std())
+    return lerp(perturbed, real, alpha)
+
+
+def _draws(spec: _PenaltySpec | None, real: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The step's random numbers, in a fixed order: alpha (B,), then DRAGAN's noise."""
+    needs_alpha = spec is not None and spec.at in ("interpolates", "dragan")
+    alpha = torch.rand(real.shape[0], device=real.device) if needs_alpha else None
+    noise = torch.rand_like(real) if spec is not None and spec.at == "dragan" else None
+    return alpha, noise
+
+
+def _has_batch_statistics(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in module.modules())
+
+
+def _check_mode(mode: object) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return mode
+
+
+def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30))
+
+
+class _Step:
+    """What both steps share: mode resolution, the compiled-versus-eager check and CUDA-graph replay."""
+
+    def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer, mode: str):
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        self.module, self.optimizer = module, optimizer
+        self.requested_mode = _check_mode(mode)
+        self.mode: str | None = None  # resolved at the first call, from the inputs' device
+        self._checked_shapes: set[tuple] = set()
+        self._compiled_grad = None
+        self._compiled_optimizer_step = None
+        self._graphs: dict[tuple, tuple] = {}
+        self._unreached: set[int] = set()
+        self.calls = 0
+
+    # ----- mode selection -----
+
+    def _resolve_mode(self, device: torch.device) -> str:
+        mode = self.requested_mode
+        if mode == "graph" and device.type != "cuda":
+            raise ValueError(f"mode='graph' captures CUDA graphs: it needs CUDA tensors, got {device.type} tensors")
+        if mode == "auto":
+            mode = "graph" if device.type == "cuda" and self._graph_possible() is None else "eager"
+        if mode == "compile":
+            why = self._compile_impossible()
+            if why:
+                warnings.warn(f"{type(self).__name__}: cannot compile ({why}); running eager", stacklevel=3)
+                mode = "eager"
+        if mode == "graph":
+            why = self._graph_possible()
+            if why:
+                raise ValueError(f"mode='graph' cannot capture this step: {why}")
+            self._make_capturable()
+        return mode
+
+    def _compile_impossible(self) -> str | None:
+        return None
+
+    def _graph_possible(self) -> str | None:
+        if "capturable" not in self.optimizer.defaults:
+            return f"{type(self.optimizer).__name__} has no capturable option"
+        if not all(g.get("capturable") for g in self.optimizer.param_groups) and self.optimizer.state:
+            return "the optimizer already holds state without capturable=True; create it with capturable=True"
+        return None
+
+    def _make_capturable(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["capturable"] = True
+
+    def _fall_back(self, why: str) -> None:
+        warnings.warn(f"{type(self).__name__}: {why}; running eager from now on", stacklevel=4)
+        self.mode = "eager"
+
+    # ----- running one call -----
+
+    def _run(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        if self.mode is None:
+            self.mode = self._resolve_mode(inputs[0].device)
+        if self.mode == "graph":
+            return self._replay(inputs)
+        if self.mode == "compile":
+            key = tuple((tuple(t.shape), t.dtype, t.stride()) for t in inputs)
+            rng = _rng_state(inputs[0].device)
+            try:
+                if key not in self._checked_shapes:
+                    stats = self._checked_compiled_step(inputs)
+                    self._checked_shapes.add(key)
+                    return stats
+                return self._compiled_step(inputs)
+            except Exception as exc:  # noqa: BLE001 - any compile failure: warn once and run eager
+                self._fall_back(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+                _set_rng_state(inputs[0].device, rng)  # the eager step draws what the compiled one would have
+        return self._eager_step(inputs)
+
+    def _checked_compiled_step(self, inputs) -> dict[str, torch.Tensor]:
+        """The compiled step for a new input shape, its gradients first compared with eager ones."""
+        rng = _rng_state(inputs[0].device)
+        eager_grads = self._eager_gradients(inputs)
+        _set_rng_state(inputs[0].device, rng)
+        grads, stats = self._compiled_gradients(inputs)
+        # Parameters the objective does not reach have no eager gradient (None: the optimizer skips them);
+        # torch.func gives them zeros, which would still move Adam's moments. Keep them None.
+        self._unreached = {i for i, e in enumerate(eager_grads) if e is None}
+        for i, (name, g, e) in enumerate(zip(self._param_names(), grads, eager_grads)):
+            if e is None:
+                if g.any():
+                    self._fall_back(f"the compiled step gives {name} a gradient eager does not")
+                    _set_rng_state(inputs[0].device, rng)
+                    return self._eager_step(inputs)
+            elif _relative_error(g, e) > COMPILE_CHECK_RTOL:
+                self._fall_back(f"the compiled gradient of {name} differs from eager on inputs of shape "
+                                f"{tuple(inputs[0].shape)}")
+                _set_rng_state(inputs[0].device, rng)
+                return self._eager_step(inputs)
+        return self._apply(grads, stats)
+
+    def _compiled_step(self, inputs) -> dict[str, torch.Tensor]:
+        return self._apply(*self._compiled_gradients(inputs))
+
+    def _apply(self, grads, stats) -> dict[str, torch.Tensor]:
+        for i, (p, g) in enumerate(zip(self._params(), grads)):
+            p.grad = None if i in self._unreached else g
+        if self._compiled_optimizer_step is None:
+            self._compiled_optimizer_step = torch.compile(self.optimizer.step)
+        self._compiled_optimizer_step()
+        self._after_update()
+        return stats
+
+    def _replay(self, inputs) -> dict[str, torch.Tensor]:
+        key = tuple((tuple(t.shape), t.dtype, t.stride()) for t in inputs)
+        entry = self._graphs.get(key)
+        if entry is None:
+            if len(self._graphs) >= MAX_GRAPHS:
+                self._graphs.pop(next(iter(self._graphs)))
+            # Warm-up on a side stream: a real step (kernels compiled, optimizer state and tables allocated).
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                stats = self._eager_step(inputs)
+            torch.cuda.current_stream().wait_stream(side)
+            static = [t.clone() for t in inputs]
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_stats = self._eager_step(tuple(static))
+            self._graphs[key] = (graph, static, static_stats)
+            return stats
+        graph, static, static_stats = entry
+        for s, t in zip(static, inputs):
+            s.copy_(t)
+        graph.replay()
+        return {k: v.clone() for k, v in static_stats.items()}
+
+    # ----- what each step defines -----
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def _param_names(self) -> list[str]:
+        return [n for n, p in self.module.named_parameters() if p.requires_grad]
+
+    def _eager_step(self, inputs) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _eager_gradients(self, inputs) -> list[torch.Tensor | None]:
+        raise NotImplementedError
+
+    def _compiled_gradients(self, inputs):
+        raise NotImplementedError
+
+    def _after_update(self) -> None:
+        pass
+
+
+def _rng_state(device: torch.device):
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _set_rng_state(device: torch.device, state) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+class _CriticPhase(_Step):
+    """One kind of critic update (the loss with or without the penalty, or the penalty alone), in one mode."""
+
+    def __init__(self, owner: CriticStep, with_loss: bool, with_penalty: bool, weight: float):
+        super().__init__(owner.critic, owner.optimizer, owner.requested_mode)
+        self.owner, self.with_loss, self.with_penalty, self.weight = owner, with_loss, with_penalty, weight
+        self.spec = owner.spec if with_penalty else None
+
+    # ----- eager -----
+
+    def _objective(self, real, fake) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The eager objective with fastgan's fused ops, drawing this step's random numbers."""
+        o = self.owner
+        alpha, noise = _draws(self.spec, real)
+        stats: dict[str, torch.Tensor] = {}
+        total = None
+        if self.with_loss:
+            real_out, fake_out = o.critic(real), o.critic(fake)
+            total = terms_loss(real_out, o.terms[0], fake_out, o.terms[1])
+            stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
+        if self.with_penalty:
+            x = _penalty_points(self.spec, real, fake, alpha, noise, interpolate).detach().requires_grad_(True)
+            grads = input_gradients(o.critic, x, o.scaler)
+            penalty, norms = norm_penalty(grads, self.spec.center, self.spec.one_sided, True)
+            total = self.weight * penalty if total is None else total + self.weight * penalty
+            stats.update(penalty=penalty.detach(), grad_norm_mean=norms.mean(), grad_norm_max=norms.max())
+        stats["loss"] = total.detach()
+        return total, stats
+
+    def _backward(self, total: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler = self.owner.scaler
+        (scaler.scale(total) if scaler is not None else total).backward()
+
+    def _eager_step(self, inputs) -> dict[str, torch.Tensor]:
+        total, stats = self._objective(*inputs)
+        self._backward(total)
+        scaler = self.owner.scaler
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
+        self._after_update()
+        return stats
+
+    def _eager_gradients(self, inputs) -> list[torch.Tensor | None]:
+        total, _ = self._objective(*inputs)
+        self._backward(total)
+        return [None if p.grad is None else p.grad.clone() for p in self._params()]
+
+    def _after_update(self) -> None:
+        if self.owner.clip_value is not None:
+            clip_weights_(self.owner.critic, self.owner.clip_value)
+
+    # ----- compiled -----
+
+    def _compile_impossible(self) -> str | None:
+        scaler = self.owner.scaler
+        if scaler is not None and scaler.is_enabled():
+            return "a GradScaler is used; compile supports bf16 autocast, not fp16 loss scaling"
+        if self.with_penalty and _has_batch_statistics(self.owner.critic):
+            return "the critic has BatchNorm in training mode, whose batch statistics a penalty cannot trace"
+        return None
+
+    def _functional_objective(self, params, buffers, real, fake, alpha, noise):
+        """The same objective in plain PyTorch and torch.func, which torch.compile traces whole."""
+        o = self.owner
+
+        def scores(x):
+            return torch.func.functional_call(o.critic, (params, buffers), (x,))
+
+        stats: dict[str, torch.Tensor] = {}
+        total = None
+        if self.with_loss:
+            real_out, fake_out = scores(real), scores(fake)
+            total = terms_loss(real_out, o.terms[0], fake_out, o.terms[1], fused=False)
+            stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
+        if self.with_penalty:
+            x = _penalty_points(self.spec, real, fake, alpha, noise, _interpolation_fwd_torch)
+            grads = torch.func.grad(lambda x: scores(x).sum())(x.detach())
+            penalty, norms = _penalty_fwd_torch(grads, self.spec.center, self.spec.one_sided)
+            total = self.weight * penalty if total is None else total + self.weight * penalty
+            stats.update(penalty=penalty.detach(), grad_norm_mean=norms.detach().mean(),
+                         grad_norm_max=norms.detach().max())
+        stats["loss"] = total.detach()
+        return total, stats
+
+    def _compiled_gradients(self, inputs):
+        real, fake = inputs
+        if self._compiled_grad is None:
+            grad_fn = torch.func.grad(self._functional_objective, has_aux=True)
+            self._compiled_grad = torch.compile(grad_fn, fullgraph=True, dynamic=False)
+        alpha, noise = _draws(self.spec, real)
+        params, others = _split_state(self.owner.critic)
+        grads, stats = self._compiled_grad(params, others, real, fake, alpha, noise)
+        return [grads[n] for n in params], stats
+
+
+def _split_state(module: nn.Module) -> tuple[dict, dict]:
+    """(parameters that train, everything else functional_call needs: buffers and frozen parameters)."""
+    params = {n: p.detach() for n, p in module.named_parameters() if p.requires_grad}
+    others = {**dict(module.named_buffers()),
+              **{n: p.detach() for n, p in module.named_parameters() if not p.requires_grad}}
+    return params, others
+
+
+class CriticStep:
+    """One whole critic (discriminator) step per call: ``stats = step(real, fake)``.
+
+    Args:
+        critic: module mapping (B, ...) samples to (B,) or (B, 1) scores.
+        optimizer: the critic's optimizer (for ``mode="graph"`` one with a ``capturable`` option, e.g. Adam).
+        loss: ``"wgan"``, ``"lsgan"``, ``"ns"`` or ``"hinge"`` (the critic side of :mod:`fastgan.losses`), or
+            None for penalty-only steps.
+        penalty: None, ``"gp"``, ``"lp"``, ``"zero-centred"``, ``"r1"``, ``"r2"`` or ``"dragan"`` (see
+            :mod:`fastgan.penalties`).
+        penalty_weight: lambda (GP, LP, DRAGAN) or gamma / 2 (R1, R2).
+        clip_value: clamp the critic's parameters to [-c, c] after each update (WGAN), or None.
+        lazy_every: apply the penalty every k-th call only, as its own penalty-only update with weight
+            ``penalty_weight * k`` after the loss update (StyleGAN2's lazy regularization); 1 puts the penalty
+            into every update.
+        mode: ``"auto"``, ``"eager"``, ``"compile"`` or ``"graph"`` (see the module docstring).
+        scaler: a ``torch.amp.GradScaler`` for fp16 autocast (eager and graph modes; compile falls back to
+            eager with it).
+        lsgan_targets: LSGAN's (a, b, c).
+
+    A call returns a dict of detached 0-dim tensors on the device, read without a host sync: ``loss`` (the
+    loss update's objective, penalty included when it is in it), with a loss ``wasserstein`` (mean real score
+    minus mean fake score), and on calls that apply the penalty ``penalty`` (unweighted), ``grad_norm_mean``
+    and ``grad_norm_max`` (of the per-sample input-gradient norms).
+    """
+
+    def __init__(self, critic: nn.Module, optimizer: torch.optim.Optimizer, *, loss: str | None,
+                 penalty: str | None = None, penalty_weight: float = 10.0, clip_value: float | None = None,
+                 lazy_every: int = 1, mode: str = "auto", scaler: torch.amp.GradScaler | None = None,
+                 lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)):
+        if loss is None and penalty is None:
+            raise ValueError("loss and penalty cannot both be None")
+        if loss is not None and loss not in LOSS_NAMES:
+            raise ValueError(f"loss must be one of {LOSS_NAMES} or None, got {loss!r}")
+        if penalty is not None and penalty not in PENALTIES:
+            raise ValueError(f"penalty must be one of {tuple(PENALTIES)} or None, got {penalty!r}")
+        if isinstance(lazy_every, bool) or not isinstance(lazy_every, int) or lazy_every < 1:
+            raise ValueError(f"lazy_every must be a positive int, got {lazy_every!r}")
+        if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
+            raise TypeError(f"scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}")
+        self.critic, self.optimizer, self.requested_mode = critic, optimizer, _check_mode(mode)
+        self.terms = loss_terms(loss, lsgan_targets)[:2] if loss is not None else None
+        self.spec = PENALTIES[penalty] if penalty is not None else None
+        weight = _checks.finite_real("penalty_weight", penalty_weight)
+        self.clip_value = None if clip_value is None else _checks.positive_real("clip_value", clip_value)
+        self.scaler = scaler
+        self.lazy_every = lazy_every if penalty is not None else 1
+        lazy = self.lazy_every > 1
+        self._main = _CriticPhase(self, True, penalty is not None and not lazy, weight) if loss is not None else None
+        self._penalty = None
+        if penalty is not None and (lazy or loss is None):
+            self._penalty = _CriticPhase(self, False, True, weight * self.lazy_every)
+        self.calls = 0
+
+    @property
+    def mode(self) -> str | None:
+        """The mode in use (None before the first call): ``requested_mode`` resolved, or eager after a fallback."""
+        return (self._main or self._penalty).mode
+
+    def __call__(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One critic step on a batch of real and generated samples of one shape, dtype and device."""
+        check_pair(real, fake)
+        real, fake = real.detach(), fake.detach()
+        stats: dict[str, torch.Tensor] = {}
+        if self._main is not None:
+            stats = self._main._run((real, fake))
+        if self._penalty is not None and self.calls % self.lazy_every == 0:
+            stats = {**self._penalty._run((real, fake)), **({"loss": stats["loss"]} if stats else {}),
+                     **{k: v for k, v in stats.items() if k == "wasserstein"}}
+        self.calls += 1
+        return stats
+
+
+class GeneratorStep(_Step):
+    """One whole generator step per call: ``stats = step(noise)``.
+
+    Args:
+        generator: module mapping (B, ...) noise to samples.
+        critic: the critic scoring them (not updated here; its parameters get no gradient).
+        optimizer: the generator's optimizer.
+        loss: ``"wgan"``, ``"lsgan"``, ``"ns"`` or ``"hinge"`` (the generator side of :mod:`fastgan.losses`).
+        ema: decay of an exponential moving average of the generator, kept in ``self.ema`` and updated after
+            every step (with a warm-up: the decay is ``min(ema, (1 + t) / (10 + t))`` at step t), or None.
+        mode: as for :class:`CriticStep`.
+        lsgan_targets: LSGAN's (a, b, c).
+
+    Returns (from a call): ``{"loss": ...}``, a detached 0-dim tensor.
+    """
+
+    def __init__(self, generator: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer, *, loss: str,
+                 ema: float | None = None, mode: str = "auto",
+                 lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)):
+        super().__init__(generator, optimizer, mode)
+        if not isinstance(critic, nn.Module):
+            raise TypeError(f"critic must be an nn.Module, got {type(critic).__name__}")
+        if loss not in LOSS_NAMES:
+            raise ValueError(f"loss must be one of {LOSS_NAMES}, got {loss!r}")
+        if ema is not None and not 0.0 <= _checks.finite_real("ema", ema) < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {ema}")
+        self.generator, self.critic = generator, critic
+        self.term = loss_terms(loss, lsgan_targets)[2]
+        self.decay = ema
+        self.ema = copy.deepcopy(generator).requires_grad_(False) if ema is not None else None
+        # The EMA weight of this step, on the device: filled before each call, so that a captured graph reads
+        # the current value instead of baking in the first one.
+        self._ema_weight = None
+
+    def __call__(self, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One generator step from a batch of noise (B, ...)."""
+        _checks.batched("noise", _checks.float_tensor("noise", noise))
+        if self.ema is not None:
+            if self._ema_weight is None:
+                self._ema_weight = torch.zeros((), device=noise.device, dtype=next(self.ema.parameters()).dtype)
+            # Warm-up (as in many EMA implementations): early on the average follows the generator closely.
+            self._ema_weight.fill_(1.0 - min(self.decay, (1 + self.calls) / (10 + self.calls)))
+        stats = self._run((noise,))
+        self.calls += 1
+        return stats
+
+    def _eager_loss(self, noise) -> torch.Tensor:
+        self.critic.requires_grad_(False)
+        try:
+            return terms_loss(self.critic(self.generator(noise)), self.term)
+        finally:
+            self.critic.requires_grad_(True)
+
+    def _eager_step(self, inputs) -> dict[str, torch.Tensor]:
+        loss = self._eager_loss(*inputs)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self._after_update()
+        return {"loss": loss.detach()}
+
+    def _eager_gradients(self, inputs) -> list[torch.Tensor | None]:
+        loss = self._eager_loss(*inputs)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return [None if p.grad is None else p.grad.clone() for p in self._params()]
+
+    def _after_update(self) -> None:
+        if self.ema is None:
+            return
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.generator.parameters()), self._ema_weight)
+            for ema_buffer, buffer in zip(self.ema.buffers(), self.generator.buffers()):
+                ema_buffer.copy_(buffer)
+
+    def _compile_impossible(self) -> str | None:
+        return None
+
+    def _functional_loss(self, params, buffers, noise):
+        fake = torch.func.functional_call(self.generator, (params, buffers), (noise,))
+        loss = terms_loss(self.critic(fake), self.term, fused=False)
+        return loss, {"loss": loss.detach()}
+
+    def _compiled_gradients(self, inputs):
+        (noise,) = inputs
+        if self._compiled_grad is None:
+            grad_fn = torch.func.grad(self._functional_loss, has_aux=True)
+            self._compiled_grad = torch.compile(grad_fn, fullgraph=True, dynamic=False)
+        params, others = _split_state(self.generator)
+        self.critic.requires_grad_(False)
+        try:
+            grads, stats = self._compiled_grad(params, others, noise)
+        finally:
+            self.critic.requires_grad_(True)
+        return [grads[n] for n in params], stats

@@ -1,0 +1,240 @@
+"""Whole steps: the eager step against the seed-style step written by hand, compiled against eager, the lazy
+schedule, the EMA, fallbacks and errors. Compiled cases take seconds each (Inductor); the full matrix of losses
+and penalties compiled is under ``-m slow``."""
+
+import copy
+import warnings
+
+import pytest
+import torch
+from models import ConvCritic, SeedCritic, SeedGenerator
+from torch import nn
+
+import fastgan
+from fastgan import reference
+from fastgan.steps import PENALTIES
+
+REFERENCE_LOSSES = {
+    "wgan": reference.wgan_critic_loss,
+    "lsgan": reference.lsgan_discriminator_loss,
+    "ns": reference.ns_discriminator_loss,
+    "hinge": reference.hinge_discriminator_loss,
+}
+
+
+def _reference_penalty(kind, critic, real, fake, alpha, noise):
+    """The catalogue's penalties in the seed's style (fastgan.reference), at the points each one uses."""
+    spec = PENALTIES[kind]
+    if spec.at == "interpolates":
+        return reference.gradient_penalty(critic, real, fake, alpha, spec.center, spec.one_sided)[0]
+    if spec.at in ("real", "fake"):
+        return reference.squared_gradient_norm(critic, real if spec.at == "real" else fake)[0]
+    return reference.dragan_penalty(critic, real, alpha, noise)[0]
+
+
+def _reference_step(critic, opt, real, fake, loss, penalty, weight, clip=None):
+    """One critic step written the seed's way, drawing alpha and noise in the order the steps do."""
+    spec = PENALTIES.get(penalty)
+    alpha = torch.rand(real.shape[0]) if spec and spec.at in ("interpolates", "dragan") else None
+    noise = torch.rand_like(real) if spec and spec.at == "dragan" else None
+    opt.zero_grad()
+    total = REFERENCE_LOSSES[loss](critic(real), critic(fake)) if loss else 0.0
+    if penalty:
+        total = total + weight * _reference_penalty(penalty, critic, real, fake, alpha, noise)
+    total.backward()
+    opt.step()
+    if clip:
+        reference.clip_weights_(critic, clip)
+
+
+def _setup(kind="mlp", channels_last=False, seed=0):
+    torch.manual_seed(seed)
+    if kind == "mlp":
+        critic, shape = SeedCritic(img_size=20, hidden=16), (8, 20)
+    else:
+        critic, shape = ConvCritic(), (6, 3, 16, 16)
+    real, fake = torch.randn(shape), torch.randn(shape)
+    critic(real)  # materialise lazy layers
+    if channels_last:
+        real = real.contiguous(memory_format=torch.channels_last)
+        fake = fake.contiguous(memory_format=torch.channels_last)
+    return critic, real, fake
+
+
+def _relative(a, b):
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("loss", [*REFERENCE_LOSSES, None])
+@pytest.mark.parametrize("penalty", [*PENALTIES, None])
+def test_eager_step_is_the_seed_style_step(backend, loss, penalty):
+    if loss is None and penalty is None:
+        pytest.skip("nothing to step")
+    critic, real, fake = _setup("conv" if penalty in ("r1", "dragan") else "mlp")
+    ref_critic = copy.deepcopy(critic)
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
+    ref_opt = torch.optim.Adam(ref_critic.parameters(), lr=1e-3)
+    step = fastgan.CriticStep(critic, opt, loss=loss, penalty=penalty, penalty_weight=2.0, mode="eager")
+    for i in range(3):
+        torch.manual_seed(10 + i)
+        stats = step(real, fake)
+        torch.manual_seed(10 + i)
+        _reference_step(ref_critic, ref_opt, real, fake, loss, penalty, 2.0)
+    for p, p_ref in zip(critic.parameters(), ref_critic.parameters()):
+        torch.testing.assert_close(p, p_ref, rtol=1e-5, atol=1e-7)
+    assert set(stats) == ({"loss"} | ({"wasserstein"} if loss else set())
+                          | ({"penalty", "grad_norm_mean", "grad_norm_max"} if penalty else set()))
+    assert all(v.dim() == 0 and not v.requires_grad for v in stats.values())
+
+
+def test_wgan_step_clips_after_the_update(backend):
+    critic, real, fake = _setup()
+    ref_critic = copy.deepcopy(critic)
+    opt = torch.optim.RMSprop(critic.parameters(), lr=5e-3)
+    ref_opt = torch.optim.RMSprop(ref_critic.parameters(), lr=5e-3)
+    step = fastgan.CriticStep(critic, opt, loss="wgan", clip_value=0.05, mode="eager")
+    for _ in range(3):
+        step(real, fake)
+        _reference_step(ref_critic, ref_opt, real, fake, "wgan", None, 0.0, clip=0.05)
+    for p, p_ref in zip(critic.parameters(), ref_critic.parameters()):
+        assert torch.equal(p, p_ref) and p.abs().max() <= 0.05
+
+
+def test_lazy_penalty_is_its_own_update_every_k_calls(backend):
+    critic, real, fake = _setup("conv")
+    ref_critic = copy.deepcopy(critic)
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
+    ref_opt = torch.optim.Adam(ref_critic.parameters(), lr=1e-3)
+    step = fastgan.CriticStep(critic, opt, loss="ns", penalty="r1", penalty_weight=0.5, lazy_every=3, mode="eager")
+    applied = []
+    for i in range(7):
+        stats = step(real, fake)
+        applied.append("penalty" in stats)
+        _reference_step(ref_critic, ref_opt, real, fake, "ns", None, 0.0)
+        if i % 3 == 0:  # StyleGAN2's Dreg phase: the penalty alone, weight x k
+            _reference_step(ref_critic, ref_opt, real, fake, None, "r1", 0.5 * 3)
+    assert applied == [True, False, False, True, False, False, True]
+    for p, p_ref in zip(critic.parameters(), ref_critic.parameters()):
+        torch.testing.assert_close(p, p_ref, rtol=1e-5, atol=1e-7)
+
+
+def test_generator_step_and_its_ema(backend):
+    torch.manual_seed(0)
+    generator, critic = SeedGenerator(latent_dim=4, img_size=20, hidden=16), SeedCritic(img_size=20, hidden=16)
+    ref_generator = copy.deepcopy(generator)
+    opt = torch.optim.Adam(generator.parameters(), lr=1e-3)
+    ref_opt = torch.optim.Adam(ref_generator.parameters(), lr=1e-3)
+    step = fastgan.GeneratorStep(generator, critic, opt, loss="wgan", ema=0.9, mode="eager")
+    ema = copy.deepcopy(generator)
+    for t in range(4):
+        z = torch.randn(8, 4)
+        stats = step(z)
+        assert all(p.grad is None and p.requires_grad for p in critic.parameters())
+        ref_opt.zero_grad()
+        loss = reference.wgan_generator_loss(critic(ref_generator(z)))
+        loss.backward(inputs=list(ref_generator.parameters()))
+        ref_opt.step()
+        decay = min(0.9, (1 + t) / (10 + t))
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), ref_generator.parameters()):
+                e.mul_(decay).add_(p, alpha=1 - decay)
+        torch.testing.assert_close(stats["loss"], loss.detach())
+    for p, p_ref in zip(generator.parameters(), ref_generator.parameters()):
+        torch.testing.assert_close(p, p_ref, rtol=1e-6, atol=1e-8)
+    for e, e_ref in zip(step.ema.parameters(), ema.parameters()):
+        torch.testing.assert_close(e, e_ref, rtol=1e-5, atol=1e-7)
+
+
+def _train(mode, kind, loss, penalty, channels_last=False, steps=10, lazy_every=1):
+    critic, real, fake = _setup(kind, channels_last)
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-3, betas=(0.5, 0.9))
+    step = fastgan.CriticStep(critic, opt, loss=loss, penalty=penalty, penalty_weight=5.0, mode=mode,
+                              lazy_every=lazy_every)
+    torch.manual_seed(1)
+    for _ in range(steps):
+        stats = step(real, fake)
+    return [p.detach() for p in critic.parameters()], stats, step
+
+
+@pytest.mark.parametrize("kind,loss,penalty,channels_last,lazy", [
+    ("mlp", "wgan", "gp", False, 1),
+    ("conv", "ns", "r1", True, 2),
+])
+def test_compiled_step_trains_like_eager(kind, loss, penalty, channels_last, lazy):
+    eager, eager_stats, _ = _train("eager", kind, loss, penalty, channels_last, lazy_every=lazy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no fallback
+        compiled, compiled_stats, step = _train("compile", kind, loss, penalty, channels_last, lazy_every=lazy)
+    assert step.mode == "compile"
+    # Gradients agree to ~1e-7; Adam's per-element normalisation turns that into up to ~1e-4 on parameters
+    # whose gradients are near zero.
+    for p, p_ref in zip(compiled, eager):
+        assert _relative(p, p_ref) < 1e-3
+    for key, value in eager_stats.items():
+        torch.testing.assert_close(compiled_stats[key], value, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", [*REFERENCE_LOSSES])
+@pytest.mark.parametrize("penalty", [*PENALTIES, None])
+@pytest.mark.parametrize("kind,channels_last", [("mlp", False), ("conv", False), ("conv", True)])
+def test_compiled_step_trains_like_eager_every_loss_and_penalty(kind, channels_last, loss, penalty):
+    eager, _, _ = _train("eager", kind, loss, penalty, channels_last)
+    compiled, _, step = _train("compile", kind, loss, penalty, channels_last)
+    assert step.mode == "compile"
+    for p, p_ref in zip(compiled, eager):
+        assert _relative(p, p_ref) < 1e-3
+
+
+def test_compiled_gradients_that_differ_from_eager_fall_back(monkeypatch):
+    critic, real, fake = _setup()
+    opt = torch.optim.SGD(critic.parameters(), lr=0.1)
+    step = fastgan.CriticStep(critic, opt, loss="wgan", penalty="gp", mode="compile")
+    from fastgan.steps import _CriticPhase
+
+    def wrong(self, inputs):
+        torch.rand(inputs[0].shape[0])  # draws alpha as the real one does
+        return [torch.ones_like(p) for p in self._params()], {}
+
+    monkeypatch.setattr(_CriticPhase, "_compiled_gradients", wrong)
+    ref_critic, ref_opt = copy.deepcopy(critic), torch.optim.SGD
+    ref_opt = ref_opt(ref_critic.parameters(), lr=0.1)
+    torch.manual_seed(5)
+    with pytest.warns(UserWarning, match="differs from eager"):
+        step(real, fake)
+    torch.manual_seed(5)
+    _reference_step(ref_critic, ref_opt, real, fake, "wgan", "gp", 10.0)
+    assert step.mode == "eager"
+    for p, p_ref in zip(critic.parameters(), ref_critic.parameters()):
+        torch.testing.assert_close(p, p_ref, rtol=1e-5, atol=1e-7)
+
+
+def test_batchnorm_critic_with_a_penalty_runs_eager_with_a_warning():
+    critic = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
+    step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), loss="wgan", penalty="gp",
+                              mode="compile")
+    with pytest.warns(UserWarning, match="BatchNorm"):
+        step(torch.randn(4, 5), torch.randn(4, 5))
+    assert step.mode == "eager"
+
+
+def test_graph_mode_needs_cuda_tensors():
+    critic, real, fake = _setup()
+    step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), loss="wgan", mode="graph")
+    with pytest.raises(ValueError, match="mode='graph'"):
+        step(real, fake)
+
+
+@pytest.mark.parametrize("kwargs,error,name", [
+    (dict(loss="wasserstein"), ValueError, "loss"),
+    (dict(loss="wgan", penalty="gp2"), ValueError, "penalty"),
+    (dict(loss=None), ValueError, "penalty"),
+    (dict(loss="wgan", mode="fast"), ValueError, "mode"),
+    (dict(loss="wgan", penalty="r1", lazy_every=0), ValueError, "lazy_every"),
+    (dict(loss="wgan", clip_value=-1.0), ValueError, "clip_value"),
+    (dict(loss="wgan", scaler=object()), TypeError, "scaler"),
+])
+def test_bad_step_arguments(kwargs, error, name):
+    critic, _, _ = _setup()
+    with pytest.raises(error, match=name):
+        fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), **kwargs)
