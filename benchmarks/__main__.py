@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                           ("cpu" if args.device == "auto" else args.device))
     from .cases import all_cases
     from .timing import copy_bandwidth_gbs
-    from .report import markdown_table
+    from .report import markdown_table, steps_table
 
     torch.manual_seed(0)
     copy_gbs = copy_bandwidth_gbs(device, megabytes=256 if device.type == "cuda" else 64)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         results.extend(_measure(case, device, copy_gbs, rounds=1 if device.type == "cuda" else 3))
         print(f"  {case.op} {case.size} {case.dtype}: done", file=sys.stderr, flush=True)
-    table = markdown_table(results)
+    table = markdown_table(results) + "\n\n" + steps_table(results)
     print(table)
     errors = sorted({f"{r['provider']} on {r['op']}: {r['error']}" for r in results if "error" in r})
     if errors:

@@ -234,6 +234,8 @@ def losses_cases(device, batches, compile_) -> Iterator[Case]:
 
 
 def all_cases(device: torch.device, quick: bool, compile_: bool) -> Iterator[Case]:
+    from .step_cases import step_cases
+
     """Every case; ``quick`` keeps the seed sizes and one mid size in fp32 and bf16 (for a CPU)."""
     dtypes = [torch.float32, torch.bfloat16] if quick else [torch.float32, torch.float16, torch.bfloat16]
     elementwise = [(64, 784), (64, 3, 64, 64)]
@@ -244,6 +246,7 @@ def all_cases(device: torch.device, quick: bool, compile_: bool) -> Iterator[Cas
     yield from interpolation_cases(device, elementwise, dtypes, compile_)
     yield from penalty_cases(device, penalty_shapes, dtypes, compile_)
     yield from gp_step_cases(device, compile_)
+    yield from step_cases(device, compile_)
     yield from iteration_cases(device)
     yield from clipping_cases(device, dtypes, compile_, large=not quick)
     yield from losses_cases(device, [64, 4096] if quick else [64, 4096, 1 << 22], compile_)

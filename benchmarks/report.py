@@ -33,6 +33,8 @@ def markdown_table(results: list[dict]) -> str:
     groups: dict[tuple, dict[str, dict]] = {}
     first_seen: dict[tuple, int] = {}
     for row in results:
+        if row["op"].startswith("critic step"):
+            continue  # in steps_table
         groups.setdefault((row["op"], row["size"], row["dtype"]), {})[row["provider"]] = row
         for key in (("op", row["op"]), ("size", row["op"], row["size"]), ("dtype", row["dtype"])):
             first_seen.setdefault(key, len(first_seen))
@@ -50,6 +52,32 @@ def markdown_table(results: list[dict]) -> str:
         frac = f"{100 * fast['fraction_of_copy']:.0f}%" if "fraction_of_copy" in fast else "-"
         cells = [_cell(r) for r in rows] + [_ratio(r, fast) for r in rows[1:]] + [gbs, frac]
         lines.append(f"| {op} | {size} | {dtype} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+STEP_PROVIDERS = ("seed", "fastgan", "fastgan compile", "fastgan graph", "func compile", "trace compile")
+
+
+def steps_table(results: list[dict]) -> str:
+    """Whole-step cases (providers beyond the op table's): each provider's median ms and its speed-up over the
+    seed's code, and the best fastgan mode over the best alternative (a user's own torch.compile)."""
+    groups: dict[tuple, dict[str, dict]] = {}
+    for row in results:
+        if row["op"].startswith("critic step"):
+            groups.setdefault((row["op"], row["size"]), {})[row["provider"]] = row
+    if not groups:
+        return ""
+    head = " | ".join(f"{p} ms" for p in STEP_PROVIDERS)
+    lines = [f"| step | size | {head} | best fastgan x seed | best fastgan x best alternative |",
+             "|---|---|" + "---|" * (len(STEP_PROVIDERS) + 2)]
+    for (op, size), by in groups.items():
+        ms = {p: by[p]["ms"] for p in STEP_PROVIDERS if "ms" in by.get(p, {})}
+        ours = min((v for p, v in ms.items() if p.startswith("fastgan")), default=None)
+        alternative = min((ms[p] for p in ("func compile", "trace compile") if p in ms), default=None)
+        cells = [_cell(by.get(p, {})) for p in STEP_PROVIDERS]
+        vs_seed = f"{ms['seed'] / ours:.2f}" if ours and "seed" in ms else "-"
+        vs_alt = f"{alternative / ours:.2f}" if ours and alternative else "-"
+        lines.append(f"| {op} | {size} | " + " | ".join(cells) + f" | {vs_seed} | {vs_alt} |")
     return "\n".join(lines)
 
 
@@ -83,6 +111,8 @@ def gpu_section(report: dict, json_name: str, tests: str | None) -> str:
         + (f" Compiled-Triton test suite: {tests}." if tests else ""),
         "",
         markdown_table(report["results"]),
+        "",
+        steps_table(report["results"]),
         END,
     ]
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import torch
 
 from . import _checks
 from ._layout import is_dense
-from .backend import uses_triton
+from .backend import requested_backend, uses_triton
 from .kernels._checks import CLIPPING_DTYPES
 
 
@@ -48,13 +48,21 @@ def clip_weights_(
         clip_value: c, a finite number > 0.
     """
     clip_value = _checks.positive_real("clip_value", clip_value)
+    # CPU tensors on the eager path are clamped as they come (one pass each; CPU foreach ops take two), which
+    # keeps this as cheap as the seed's loop; the rest is grouped by (device, dtype).
+    cpu_eager = requested_backend() != "triton"
     groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
     for p in _parameters(module_or_params):
-        if p.is_floating_point() and p.numel() > 0:
+        if not p.is_floating_point() or p.numel() == 0:
+            continue
+        if cpu_eager and p.is_cpu:
+            p.detach().clamp_(-clip_value, clip_value)  # the detached view shares p's version counter
+        else:
             groups.setdefault((p.device, p.dtype), []).append(p)
-    with torch.no_grad():
-        for (device, dtype), tensors in groups.items():
-            _clip_group(device, dtype, tensors, clip_value)
+    if groups:
+        with torch.no_grad():
+            for (device, dtype), tensors in groups.items():
+                _clip_group(device, dtype, tensors, clip_value)
 
 
 def _clip_group(device: torch.device, dtype: torch.dtype, tensors: list[torch.Tensor], clip_value: float) -> None:

@@ -23,33 +23,26 @@ from .kernels.loss_terms import HINGE, LINEAR, SOFTPLUS, SQUARE, Term
 
 
 class _Loss(torch.autograd.Function):
-    """``sum_k w_k * mean(f_k(x_k))`` over one or two critic outputs: the Triton kernels when ``fused`` (one
-    launch each way for batches up to 1024), else eager PyTorch computing the same terms."""
+    """``sum_k w_k * mean(f_k(x_k))`` over one or two critic outputs in the Triton kernels: one launch each way
+    for batches up to 1024 scores."""
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor | None, term_a: Term, term_b: Term | None, fused: bool):
-        ctx.save_for_backward(a, b)
-        ctx.terms, ctx.fused = (term_a, term_b), fused
-        if fused:
-            from .kernels.losses import losses_fwd
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor | None, term_a: Term, term_b: Term | None):
+        from .kernels.losses import losses_fwd
 
-            return losses_fwd(a, term_a, b, term_b)
-        return terms_loss(a, term_a, b, term_b, fused=False)
+        ctx.save_for_backward(a, b)
+        ctx.terms = (term_a, term_b)
+        return losses_fwd(a, term_a, b, term_b)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
+        from .kernels.losses import losses_bwd
+
         a, b = ctx.saved_tensors
         term_a, term_b = ctx.terms
-        if ctx.fused:
-            from .kernels.losses import losses_bwd
-
-            da, db = losses_bwd(grad_out, a, term_a, b, term_b)
-        else:
-            acc = _accumulator(a, b)
-            da = _term_grad_torch(a, term_a, grad_out, acc)
-            db = _term_grad_torch(b, term_b, grad_out, acc) if b is not None else None
-        return da, db, None, None, None
+        da, db = losses_bwd(grad_out, a, term_a, b, term_b)
+        return da, db, None, None
 
 
 def _accumulator(a: torch.Tensor, b: torch.Tensor | None) -> torch.dtype:
@@ -67,37 +60,26 @@ def _term_torch(x: torch.Tensor, term: Term) -> torch.Tensor:
     return torch.relu(1.0 + term.param * x)  # HINGE
 
 
-def _term_grad_torch(x: torch.Tensor, term: Term, grad_out: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
-    """d (weight * mean(f(x))) / d x, in ``x``'s dtype; NaN in gives NaN out (LINEAR: exactly the weight)."""
-    xa = x.to(acc)
-    if term.kind == LINEAR:
-        d = torch.ones_like(xa)
-    elif term.kind == SQUARE:
-        d = 2.0 * (xa - term.param)
-    elif term.kind == SOFTPLUS:
-        d = term.param * torch.sigmoid(term.param * xa)
-    else:  # HINGE
-        z = 1.0 + term.param * xa
-        d = torch.where(z > 0, term.param, 0.0).to(acc)
-        d = torch.where(z.isnan(), z, d)
-    return (d * (grad_out.to(acc) * (term.weight / x.shape[0]))).to(x.dtype)
-
-
 def terms_loss(a: torch.Tensor, term_a: Term, b: torch.Tensor | None = None, term_b: Term | None = None,
                fused: bool | None = None) -> torch.Tensor:
     """``term_a.weight * mean(f_a(a)) + term_b.weight * mean(f_b(b))`` on checked critic outputs (B,) or (B, 1).
 
-    ``fused``: the fused op (its Triton or eager path, chosen by the backend rule when None); ``False``:
-    plain differentiable PyTorch ops from the same terms, which ``torch.compile`` and ``torch.func`` trace.
+    ``fused``: the Triton kernels when True, plain differentiable PyTorch ops from the same terms when False
+    (what ``torch.compile`` and ``torch.func`` trace), the backend rule's choice for ``a``'s device when None.
     Returns a 0-dim fp32 tensor (fp64 if an input is fp64).
     """
-    if fused is False:
-        acc = _accumulator(a, b)
-        loss = term_a.weight * _term_torch(a.to(acc), term_a).mean()
-        if b is not None:
-            loss = loss + term_b.weight * _term_torch(b.to(acc), term_b).mean()
-        return loss
-    return _Loss.apply(a, b, term_a, term_b, uses_triton(a.device) if fused is None else fused)
+    if fused or (fused is None and uses_triton(a.device)):
+        return _Loss.apply(a, b, term_a, term_b)
+    # The eager path: the same terms as ops autograd records. At the sizes losses have (a batch of scores), the
+    # Python backward of an autograd.Function would cost more than the whole loss.
+    acc = _accumulator(a, b)
+    loss = _weighted_mean(a.to(acc), term_a)
+    return loss if b is None else loss + _weighted_mean(b.to(acc), term_b)
+
+
+def _weighted_mean(x: torch.Tensor, term: Term) -> torch.Tensor:
+    mean = _term_torch(x, term).mean()
+    return mean if term.weight == 1.0 else (-mean if term.weight == -1.0 else term.weight * mean)
 
 
 def _loss(inputs: list[tuple[str, torch.Tensor]], terms: list[Term]) -> torch.Tensor:

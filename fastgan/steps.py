@@ -89,6 +89,15 @@ def _draws(spec: _PenaltySpec | None, real: torch.Tensor) -> tuple[torch.Tensor 
     return alpha, noise
 
 
+def _scores_of_both(scores: Callable, real: torch.Tensor, fake: torch.Tensor, joint: bool):
+    """The critic's scores of real and fake, in one pass over both batches when ``joint`` (half the launches
+    and larger matrix products; only for critics whose samples do not interact)."""
+    if not joint:
+        return scores(real), scores(fake)
+    both = scores(torch.cat([real, fake]))
+    return both[: real.shape[0]], both[real.shape[0]:]
+
+
 def _has_batch_statistics(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in module.modules())
 
@@ -112,6 +121,7 @@ class _Step:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.module, self.optimizer = module, optimizer
+        self._state = _StateCache(module)
         self.requested_mode = _check_mode(mode)
         self.mode: str | None = None  # resolved at the first call, from the inputs' device
         self._checked_shapes: set[tuple] = set()
@@ -168,16 +178,19 @@ class _Step:
             return self._replay(inputs)
         if self.mode == "compile":
             key = tuple((tuple(t.shape), t.dtype, t.stride()) for t in inputs)
-            rng = _rng_state(inputs[0].device)
+            new_shape = key not in self._checked_shapes
+            rng = _rng_state(inputs[0].device) if new_shape else None
             try:
-                if key not in self._checked_shapes:
+                if new_shape:
+                    self._state.refresh()
                     stats = self._checked_compiled_step(inputs)
                     self._checked_shapes.add(key)
                     return stats
                 return self._compiled_step(inputs)
             except Exception as exc:  # noqa: BLE001 - any compile failure: warn once and run eager
                 self._fall_back(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
-                _set_rng_state(inputs[0].device, rng)  # the eager step draws what the compiled one would have
+                if rng is not None:  # the eager step draws what the compiled one would have
+                    _set_rng_state(inputs[0].device, rng)
         return self._eager_step(inputs)
 
     def _checked_compiled_step(self, inputs) -> dict[str, torch.Tensor]:
@@ -241,10 +254,10 @@ class _Step:
     # ----- what each step defines -----
 
     def _params(self) -> list[torch.Tensor]:
-        return [p for p in self.module.parameters() if p.requires_grad]
+        return [p for _, p in self._state.trained]
 
     def _param_names(self) -> list[str]:
-        return [n for n, p in self.module.named_parameters() if p.requires_grad]
+        return [n for n, _ in self._state.trained]
 
     def _eager_step(self, inputs) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -286,7 +299,7 @@ class _CriticPhase(_Step):
         stats: dict[str, torch.Tensor] = {}
         total = None
         if self.with_loss:
-            real_out, fake_out = o.critic(real), o.critic(fake)
+            real_out, fake_out = _scores_of_both(o.critic, real, fake, o.joint_pass)
             total = terms_loss(real_out, o.terms[0], fake_out, o.terms[1])
             stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
         if self.with_penalty:
@@ -343,17 +356,18 @@ class _CriticPhase(_Step):
 
         stats: dict[str, torch.Tensor] = {}
         total = None
-        if self.with_loss:
-            real_out, fake_out = scores(real), scores(fake)
-            total = terms_loss(real_out, o.terms[0], fake_out, o.terms[1], fused=False)
-            stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
         if self.with_penalty:
             x = _penalty_points(self.spec, real, fake, alpha, noise, _interpolation_fwd_torch)
-            grads = torch.func.grad(lambda x: scores(x).sum())(x.detach())
+            grads = torch.func.grad(lambda x: scores(x).sum())(x)
             penalty, norms = _penalty_fwd_torch(grads, self.spec.center, self.spec.one_sided)
-            total = self.weight * penalty if total is None else total + self.weight * penalty
+            total = self.weight * penalty
             stats.update(penalty=penalty.detach(), grad_norm_mean=norms.detach().mean(),
                          grad_norm_max=norms.detach().max())
+        if self.with_loss:
+            real_out, fake_out = _scores_of_both(scores, real, fake, o.joint_pass)
+            loss = terms_loss(real_out, o.terms[0], fake_out, o.terms[1], fused=False)
+            total = loss if total is None else loss + total
+            stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
         stats["loss"] = total.detach()
         return total, stats
 
@@ -363,17 +377,27 @@ class _CriticPhase(_Step):
             grad_fn = torch.func.grad(self._functional_objective, has_aux=True)
             self._compiled_grad = torch.compile(grad_fn, fullgraph=True, dynamic=False)
         alpha, noise = _draws(self.spec, real)
-        params, others = _split_state(self.owner.critic)
+        params, others = self._state.split()
         grads, stats = self._compiled_grad(params, others, real, fake, alpha, noise)
         return [grads[n] for n in params], stats
 
 
-def _split_state(module: nn.Module) -> tuple[dict, dict]:
-    """(parameters that train, everything else functional_call needs: buffers and frozen parameters)."""
-    params = {n: p.detach() for n, p in module.named_parameters() if p.requires_grad}
-    others = {**dict(module.named_buffers()),
-              **{n: p.detach() for n, p in module.named_parameters() if not p.requires_grad}}
-    return params, others
+class _StateCache:
+    """A module's named tensors, looked up once: walking the module tree costs more than a small step's
+    kernels. Call :meth:`refresh` if parameters are replaced or frozen (the step does on each new shape)."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.trained = [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
+        self.others = {**dict(self.module.named_buffers()),
+                       **{n: p for n, p in self.module.named_parameters() if not p.requires_grad}}
+
+    def split(self) -> tuple[dict, dict]:
+        return ({n: p.detach() for n, p in self.trained},
+                {n: t.detach() for n, t in self.others.items()})
 
 
 class CriticStep:
@@ -395,6 +419,9 @@ class CriticStep:
         scaler: a ``torch.amp.GradScaler`` for fp16 autocast (eager and graph modes; compile falls back to
             eager with it).
         lsgan_targets: LSGAN's (a, b, c).
+        joint_pass: score real and fake in one critic pass over both batches (concatenated) when the critic
+            has no batch statistics (no BatchNorm in training mode); False keeps two passes, e.g. for a critic
+            with dropout whose random masks must match two separate calls.
 
     A call returns a dict of detached 0-dim tensors on the device, read without a host sync: ``loss`` (the
     loss update's objective, penalty included when it is in it), with a loss ``wasserstein`` (mean real score
@@ -405,7 +432,7 @@ class CriticStep:
     def __init__(self, critic: nn.Module, optimizer: torch.optim.Optimizer, *, loss: str | None,
                  penalty: str | None = None, penalty_weight: float = 10.0, clip_value: float | None = None,
                  lazy_every: int = 1, mode: str = "auto", scaler: torch.amp.GradScaler | None = None,
-                 lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)):
+                 lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0), joint_pass: bool = False):
         if loss is None and penalty is None:
             raise ValueError("loss and penalty cannot both be None")
         if loss is not None and loss not in LOSS_NAMES:
@@ -422,6 +449,9 @@ class CriticStep:
         weight = _checks.finite_real("penalty_weight", penalty_weight)
         self.clip_value = None if clip_value is None else _checks.positive_real("clip_value", clip_value)
         self.scaler = scaler
+        # One critic pass over real and fake together, unless samples interact (batch statistics) or the caller
+        # asks for separate passes.
+        self.joint_pass = joint_pass and not _has_batch_statistics(critic)
         self.lazy_every = lazy_every if penalty is not None else 1
         lazy = self.lazy_every > 1
         self._main = _CriticPhase(self, True, penalty is not None and not lazy, weight) if loss is not None else None
@@ -537,7 +567,7 @@ class GeneratorStep(_Step):
         if self._compiled_grad is None:
             grad_fn = torch.func.grad(self._functional_loss, has_aux=True)
             self._compiled_grad = torch.compile(grad_fn, fullgraph=True, dynamic=False)
-        params, others = _split_state(self.generator)
+        params, others = self._state.split()
         self.critic.requires_grad_(False)
         try:
             grads, stats = self._compiled_grad(params, others, noise)
