@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     add("--log-every", type=int, help="steps between log lines (default 100)")
     add("--checkpoint-every", type=int, help="steps between checkpoints (default 1000)")
     add("--eval-samples", type=int, help="generated samples for the mode metrics (default 2500)")
+    add("--mode", choices=("auto", "eager", "compile", "graph"),
+        help="how each step runs: eager (default), compile (torch.compile of the whole step), graph (one CUDA "
+        "graph per step, CUDA only) or auto; see fastgan.steps")
+    add("--lazy-every", type=int, help="apply the penalty every K-th critic step with weight x K (lazy R1)")
     return parser
 
 

@@ -253,5 +253,25 @@ def test_resume_without_a_checkpoint_fails(tmp_path, capsys):
         cli.main(["train", "--out", str(tmp_path / "empty"), "--resume", "--steps", "2"])
     assert exit_info.value.code == 2
     assert "no checkpoint" in capsys.readouterr().err
-    assert "--steps, --device, --log-every, --checkpoint-every, --eval-samples" in " ".join(
-        cli._parser()._subparsers._group_actions[0].choices["train"].format_help().split())
+    help_text = cli._parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert "--steps,--device,--mode,--log-every,--checkpoint-every,--eval-samples" in "".join(help_text.split())
+
+
+def test_compiled_run_trains_like_eager(tmp_path):
+    """`--mode compile` (a tensor learning rate, decayed in place) ends where the eager run ends."""
+    config = dict(TINY, steps=4, lr_decay=True)
+    eager = Trainer(TrainConfig(**config), tmp_path / "eager", quiet=True)
+    eager.fit()
+    compiled = Trainer(TrainConfig(**config, mode="compile"), tmp_path / "compiled", quiet=True)
+    compiled.fit()
+    assert compiled.critic_step_fn.mode == "compile" and compiled.generator_step_fn.mode == "compile"
+    for p, q in zip(compiled.critic.parameters(), eager.critic.parameters()):
+        assert (p - q).norm() <= 1e-3 * q.norm()
+
+
+def test_lazy_r1_from_the_command_line(tmp_path):
+    trainer = Trainer(TrainConfig(loss="r1", lazy_every=4, **TINY), tmp_path, quiet=True)
+    trainer.fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    # With one critic step per generator step, the penalty is applied at steps 1 (call 0) and 5 only.
+    assert ["penalty" in r for r in records] == [True, False, False]

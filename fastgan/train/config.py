@@ -49,9 +49,10 @@ IMAGE_MODEL = dict(model="mlp", latent_dim=100, hidden=128, depth=1, batch_size=
 
 # What an option left out means when no preset sets it.
 DEFAULTS = dict(loss="wgan-gp", data="ring", seed=0, device="auto", log_every=100, checkpoint_every=1000,
-                eval_samples=2500)
+                eval_samples=2500, mode="eager", lazy_every=1)
 # Options a resumed run may change: they alter neither the model nor the random numbers of training.
-RESUME_SAFE = ("steps", "device", "log_every", "checkpoint_every", "eval_samples")
+RESUME_SAFE = ("steps", "device", "mode", "log_every", "checkpoint_every", "eval_samples")
+MODES = ("auto", "eager", "compile", "graph")
 
 
 @dataclass
@@ -82,6 +83,8 @@ class TrainConfig:
     log_every: int | None = None  # default 100
     checkpoint_every: int | None = None  # default 1000
     eval_samples: int | None = None  # default 2500
+    mode: str | None = None  # how steps run: "eager" (default), "compile", "graph" (CUDA) or "auto"
+    lazy_every: int | None = None  # apply the penalty every k-th critic step (R1 lazy regularization)
 
     def given(self) -> dict:
         """The settings set here (not None), i.e. the options a user chose."""
@@ -111,13 +114,15 @@ class TrainConfig:
 def check(s: dict) -> None:
     """Raise ``ValueError`` naming the option when a concrete setting is out of range."""
     for name in ("steps", "batch_size", "n_critic", "latent_dim", "hidden", "depth", "log_every",
-                 "checkpoint_every", "eval_samples"):
+                 "checkpoint_every", "eval_samples", "lazy_every"):
         if int(s[name]) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {s[name]}")
     if s["lr"] <= 0:
         raise ValueError(f"--lr must be > 0, got {s['lr']}")
     if not 0 <= s["ema"] < 1:
         raise ValueError(f"--ema must be in [0, 1), got {s['ema']}")
+    if s["mode"] not in MODES:
+        raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {s['mode']!r}")
     if s["model"] not in ("mlp", "dcgan"):
         raise ValueError(f"--model must be mlp or dcgan, got {s['model']!r}")
     if s["optimizer"] not in ("adam", "rmsprop"):

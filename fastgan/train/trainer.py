@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import platform
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,28 +30,11 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _losses(s: dict) -> tuple[Callable, Callable]:
-    """(critic loss of (real_out, fake_out), generator loss of fake_out) for the run's loss."""
-    name = s["loss"]
-    if name in ("wgan", "wgan-gp", "wgan-lp"):
-        return fastgan.wgan_critic_loss, fastgan.wgan_generator_loss
-    if name == "lsgan":
-        a, b, c = s["lsgan_abc"]
-        return (lambda r, f: fastgan.lsgan_discriminator_loss(r, f, a=a, b=b),
-                lambda f: fastgan.lsgan_generator_loss(f, c=c))
-    if name == "hinge":
-        return fastgan.hinge_discriminator_loss, fastgan.hinge_generator_loss
-    return fastgan.ns_discriminator_loss, fastgan.ns_generator_loss  # ns, r1
-
-
-def _penalty(s: dict) -> Callable | None:
-    """The run's penalty as ``f(critic, real, fake) -> (penalty, norms)``, or None."""
-    if s["loss"] in ("wgan-gp", "wgan-lp"):
-        one_sided = s["loss"] == "wgan-lp"
-        return lambda d, real, fake: fastgan.gradient_penalty(d, real, fake, one_sided=one_sided, return_norms=True)
-    if s["loss"] == "r1":
-        return lambda d, real, fake: fastgan.r1_penalty(d, real, return_norms=True)
-    return None
+# The step objects' loss and penalty for each recipe.
+_RECIPES = {
+    "wgan": ("wgan", None), "wgan-gp": ("wgan", "gp"), "wgan-lp": ("wgan", "lp"), "lsgan": ("lsgan", None),
+    "ns": ("ns", None), "hinge": ("hinge", None), "r1": ("ns", "r1"),
+}
 
 
 def _models(s: dict, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
@@ -63,7 +44,7 @@ def _models(s: dict, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Modul
     if s["model"] == "dcgan":
         channels, size = sample_shape[0], sample_shape[-1]
         # A per-sample penalty needs a critic whose samples do not interact: LayerNorm, not BatchNorm.
-        norm = "layer" if _penalty(s) else "batch"
+        norm = "layer" if _RECIPES[s["loss"]][1] else "batch"
         return (DCGANGenerator(s["latent_dim"], channels, size),
                 DCGANCritic(channels, size, norm=norm))
     toy = s["data"] in TOY_SETS
@@ -71,10 +52,19 @@ def _models(s: dict, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Modul
     return generator, MLPCritic(numel, s["hidden"], s["depth"])
 
 
-def _optimizer(s: dict, params) -> torch.optim.Optimizer:
+def _optimizer(s: dict, params, device: torch.device) -> torch.optim.Optimizer:
+    if s["mode"] in ("eager", "auto"):  # auto runs eager (see fastgan.steps)
+        lr, options = s["lr"], {}
+    else:
+        # A compiled or captured optimizer step reads the learning rate from a tensor: a new float would
+        # recompile it, and a graph would keep the first one. Tensor rates need the single-tensor or the
+        # capturable implementation.
+        graph = s["mode"] == "graph"
+        lr = torch.tensor(s["lr"], device=device if graph else "cpu")
+        options = {"capturable": True} if graph else {"foreach": False}
     if s["optimizer"] == "rmsprop":
-        return torch.optim.RMSprop(params, lr=s["lr"])
-    return torch.optim.Adam(params, lr=s["lr"], betas=tuple(s["betas"]))
+        return torch.optim.RMSprop(params, lr=lr, **options)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(s["betas"]), **options)
 
 
 class Trainer:
@@ -103,11 +93,18 @@ class Trainer:
             default_generator, default_critic = _models(settings, self.data.sample_shape)
             generator, critic = generator or default_generator, critic or default_critic
         self.generator, self.critic = generator.to(self.device), critic.to(self.device)
-        self.ema = copy.deepcopy(self.generator).requires_grad_(False) if settings["ema"] > 0 else None
-        self.opt_g = _optimizer(settings, self.generator.parameters())
-        self.opt_d = _optimizer(settings, self.critic.parameters())
-        self.critic_loss, self.generator_loss = _losses(settings)
-        self.penalty = _penalty(settings)
+        self.opt_g = _optimizer(settings, self.generator.parameters(), self.device)
+        self.opt_d = _optimizer(settings, self.critic.parameters(), self.device)
+        loss, penalty = _RECIPES[settings["loss"]]
+        targets = tuple(settings["lsgan_abc"])
+        self.critic_step_fn = fastgan.CriticStep(
+            self.critic, self.opt_d, loss=loss, penalty=penalty, penalty_weight=settings["penalty_weight"],
+            clip_value=settings["clip_value"] or None, lazy_every=settings["lazy_every"], mode=settings["mode"],
+            lsgan_targets=targets)
+        self.generator_step_fn = fastgan.GeneratorStep(
+            self.generator, self.critic, self.opt_g, loss=loss, ema=settings["ema"] or None, mode=settings["mode"],
+            lsgan_targets=targets)
+        self.ema = self.generator_step_fn.ema
         self.step = 0
         self.history: list[dict] = []
         if checkpoint is not None:
@@ -147,40 +144,17 @@ class Trainer:
     # ----- steps -----
 
     def critic_step(self) -> dict:
+        """One critic step on the next real batch and a fresh generated one; detached statistics."""
         real = self.data.next_batch()
         with torch.no_grad():
             fake = self.generator(self._noise(real.shape[0]))
-        real_out, fake_out = self.critic(real), self.critic(fake)
-        loss = self.critic_loss(real_out, fake_out)
-        stats = {"wasserstein": (real_out.mean() - fake_out.mean()).detach()}
-        if self.penalty is not None:
-            penalty, norms = self.penalty(self.critic, real, fake)
-            loss = loss + self.s["penalty_weight"] * penalty
-            stats.update(penalty=penalty.detach(), grad_norm_mean=norms.mean(), grad_norm_max=norms.max())
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_d.step()
-        if self.s["clip_value"] > 0:
-            fastgan.clip_weights_(self.critic, self.s["clip_value"])
-        stats["d_loss"] = loss.detach()
+        stats = self.critic_step_fn(real, fake)
+        stats["d_loss"] = stats.pop("loss")
         return stats
 
     def generator_step(self) -> torch.Tensor:
-        self.critic.requires_grad_(False)
-        loss = self.generator_loss(self.critic(self.generator(self._noise(self.s["batch_size"]))))
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        self.critic.requires_grad_(True)
-        if self.ema is not None:
-            # Warm-up (as in many EMA implementations): early on the average follows the generator closely,
-            # so it is not dragged down by the random initial weights for thousands of steps.
-            decay = min(self.s["ema"], (1 + self.step) / (10 + self.step))
-            with torch.no_grad():
-                torch._foreach_lerp_(list(self.ema.parameters()), list(self.generator.parameters()), 1.0 - decay)
-                for ema_buffer, buffer in zip(self.ema.buffers(), self.generator.buffers()):
-                    ema_buffer.copy_(buffer)
-        return loss.detach()
+        """One generator step (and its EMA update); the detached loss."""
+        return self.generator_step_fn(self._noise(self.s["batch_size"]))["loss"]
 
     # ----- the run -----
 
@@ -216,7 +190,10 @@ class Trainer:
     def _set_lr(self, lr: float) -> None:
         for optimizer in (self.opt_g, self.opt_d):
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                if torch.is_tensor(group["lr"]):
+                    group["lr"].fill_(lr)  # in place: compiled and captured steps read this tensor
+                else:
+                    group["lr"] = lr
 
     def _log(self, stats: dict, g_loss: torch.Tensor, steps_per_second: float) -> dict:
         record = {"step": self.step, "g_loss": g_loss.item(), "steps_per_second": steps_per_second}
@@ -287,6 +264,9 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         self.data.load_state_dict(state["data"])
         self.history = state["history"]
+        # The steps' schedules (lazy penalty, EMA warm-up) continue where they stopped.
+        self.critic_step_fn.calls = self.step * self.s["n_critic"]
+        self.generator_step_fn.calls = self.step
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
