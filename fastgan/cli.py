@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--data", choices=TOY_SETS + IMAGE_SETS,
         help="ring (8 Gaussians), grid (25), swissroll, mnist (local files), folder (ImageFolder); default ring")
     add("--data-root", help="directory of the mnist files (DIR/MNIST/raw) or of the image folder")
+    add("--download", action="store_true", default=None,
+        help="fetch MNIST into --data-root through torchvision when it is not there (needs network access)")
     add("--steps", type=int, help="generator steps, each after n-critic critic steps")
     add("--seed", type=int, help="random seed (default 0)")
     add("--batch-size", type=int, help="samples per batch")

@@ -275,3 +275,34 @@ def test_lazy_r1_from_the_command_line(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     # With one critic step per generator step, the penalty is applied at steps 1 (call 0) and 5 only.
     assert ["penalty" in r for r in records] == [True, False, False]
+
+
+def test_image_batches_are_the_same_resident_or_streamed(mnist_root, monkeypatch):
+    from fastgan.train import data
+
+    dataset = data.load_image_dataset("mnist", mnist_root, 28)
+    resident = data.ImageStream(dataset, 16, seed=3, device=torch.device("cpu"), workers=0)
+    monkeypatch.setattr(data, "RESIDENT_BYTES", 0)
+    streamed = data.ImageStream(dataset, 16, seed=3, device=torch.device("cpu"), workers=0)
+    assert resident.images is not None and streamed.images is None
+    batches = [(resident.next_batch(), streamed.next_batch()) for _ in range(5)]  # 40 images: epochs roll over
+    for a, b in batches:
+        assert torch.equal(a, b)
+    state = streamed.state_dict()
+    resumed = data.ImageStream(dataset, 16, seed=3, device=torch.device("cpu"), workers=0)
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.next_batch(), streamed.next_batch())
+
+
+def test_mnist_download_without_network_says_so(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    # An unreachable proxy stands for a machine without network access.
+    env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    proc = subprocess.run([sys.executable, "-m", "fastgan.cli", "train", "--data", "mnist", "--download",
+                           "--data-root", str(tmp_path), "--steps", "1", "--device", "cpu", "--quiet"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2
+    assert "could not download MNIST" in proc.stderr

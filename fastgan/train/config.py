@@ -49,9 +49,9 @@ IMAGE_MODEL = dict(model="mlp", latent_dim=100, hidden=128, depth=1, batch_size=
 
 # What an option left out means when no preset sets it.
 DEFAULTS = dict(loss="wgan-gp", data="ring", seed=0, device="auto", log_every=100, checkpoint_every=1000,
-                eval_samples=2500, mode="eager", lazy_every=1)
+                eval_samples=2500, mode="eager", lazy_every=1, download=False)
 # Options a resumed run may change: they alter neither the model nor the random numbers of training.
-RESUME_SAFE = ("steps", "device", "mode", "log_every", "checkpoint_every", "eval_samples")
+RESUME_SAFE = ("steps", "device", "mode", "log_every", "checkpoint_every", "eval_samples", "download")
 MODES = ("auto", "eager", "compile", "graph")
 
 
@@ -83,6 +83,7 @@ class TrainConfig:
     log_every: int | None = None  # default 100
     checkpoint_every: int | None = None  # default 1000
     eval_samples: int | None = None  # default 2500
+    download: bool | None = None  # fetch MNIST through torchvision when it is not under data_root
     mode: str | None = None  # how steps run: "eager" (default), "compile", "graph" (CUDA) or "auto"
     lazy_every: int | None = None  # apply the penalty every k-th critic step (R1 lazy regularization)
 

@@ -80,19 +80,24 @@ def _image_transform(image_size: int, channels: int):
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize([0.5] * channels, [0.5] * channels)])
 
 
-def load_image_dataset(name: str, root: str | Path, image_size: int):
-    """A torchvision dataset of images scaled to [-1, 1]: MNIST from local files, or any ImageFolder tree."""
+def load_image_dataset(name: str, root: str | Path, image_size: int, download: bool = False):
+    """A torchvision dataset of images scaled to [-1, 1]: MNIST (from local files, or fetched with
+    ``download``), or any ImageFolder tree."""
     from torchvision import datasets
 
     root = Path(root)
     if name == "mnist":
         try:
-            return datasets.MNIST(str(root), train=True, download=False, transform=_image_transform(image_size, 1))
-        except RuntimeError as exc:
+            return datasets.MNIST(str(root), train=True, download=download,
+                                  transform=_image_transform(image_size, 1))
+        except (RuntimeError, OSError) as exc:
+            if download:
+                raise FileNotFoundError(f"could not download MNIST into {root} ({exc}); without network access, "
+                                        f"put the four uncompressed IDX files in {root / 'MNIST' / 'raw'}") from exc
             raise FileNotFoundError(
-                f"MNIST not found under {root}: put the four uncompressed files train-images-idx3-ubyte, "
-                f"train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte in {root / 'MNIST' / 'raw'}"
-            ) from exc
+                f"MNIST not found under {root}: pass --download to fetch it, or put the four uncompressed files "
+                "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte "
+                f"in {root / 'MNIST' / 'raw'}") from exc
     if name == "folder":
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist: give --data-root DIR with DIR/class/*.png")
@@ -100,38 +105,66 @@ def load_image_dataset(name: str, root: str | Path, image_size: int):
     raise ValueError(f"unknown image data set {name!r}; choose from {IMAGE_SETS}")
 
 
+# The whole data set is decoded once and kept as one tensor on the device when it takes at most this many
+# bytes there (MNIST at 28x28 is 188 MB); larger sets are read batch by batch by DataLoader workers.
+RESIDENT_BYTES = 2 * 2**30
+
+
 class ImageStream:
     """Endless shuffled batches of a map-style image dataset, epoch after epoch, without dropping state.
 
     Each epoch's order is a permutation drawn from (seed, epoch) alone, and the position in it is saved, so a
-    resumed run continues with the very next batch. The last incomplete batch of an epoch is dropped.
+    resumed run continues with the very next batch. The last incomplete batch of an epoch is dropped. A set
+    that fits in ``RESIDENT_BYTES`` is decoded once into one tensor on the device and batches are gathered
+    there; a larger one is read by DataLoader workers into pinned memory and copied without blocking. Either
+    way the training loop never runs a per-image Python loop.
     """
 
-    def __init__(self, dataset, batch_size: int, seed: int, device: torch.device):
+    def __init__(self, dataset, batch_size: int, seed: int, device: torch.device, workers: int = 2):
         if len(dataset) < batch_size:
             raise ValueError(f"the data set has {len(dataset)} images, fewer than the batch size {batch_size}")
         self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
+        self.workers = workers
         self.epoch, self.position = 0, 0
-        self._order = self._permutation()
+        first = dataset[0][0]
+        self.sample_shape = tuple(first.shape)
+        resident = len(dataset) * first.numel() * first.element_size() <= RESIDENT_BYTES
+        self.images = self._decode_all() if resident else None
+        self._start_epoch()
 
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        return tuple(self.dataset[0][0].shape)
+    def _decode_all(self) -> torch.Tensor:
+        loader = torch.utils.data.DataLoader(self.dataset, batch_size=256, num_workers=self.workers)
+        return torch.cat([images for images, _ in loader]).to(self.device)
 
     def _permutation(self) -> torch.Tensor:
         return torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
 
+    def _start_epoch(self) -> None:
+        self._order = self._permutation()
+        self._batches = None
+        if self.images is None:
+            # Workers read this epoch's remaining batches, in order, from the current position on.
+            end = len(self.dataset) - (len(self.dataset) - self.position) % self.batch_size
+            sampler = torch.utils.data.BatchSampler(self._order[self.position:end].tolist(), self.batch_size, False)
+            loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.workers,
+                                                 pin_memory=self.device.type == "cuda")
+            self._batches = iter(loader)
+
     def next_batch(self) -> torch.Tensor:
         if self.position + self.batch_size > len(self.dataset):
             self.epoch, self.position = self.epoch + 1, 0
-            self._order = self._permutation()
-        indices = self._order[self.position:self.position + self.batch_size].tolist()
+            self._start_epoch()
+        if self.images is not None:
+            indices = self._order[self.position:self.position + self.batch_size].to(self.images.device)
+            batch = self.images.index_select(0, indices)
+        else:
+            batch = next(self._batches)[0].to(self.device, non_blocking=True)
         self.position += self.batch_size
-        return torch.stack([self.dataset[i][0] for i in indices]).to(self.device)
+        return batch
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.position = state["epoch"], state["position"]
-        self._order = self._permutation()
+        self._start_epoch()

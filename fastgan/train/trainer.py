@@ -116,7 +116,7 @@ class Trainer:
         s = self.s
         if s["data"] in TOY_SETS:
             return ToyStream(s["data"], s["batch_size"], s["seed"], self.device)
-        dataset = load_image_dataset(s["data"], s["data_root"], s["image_size"])
+        dataset = load_image_dataset(s["data"], s["data_root"], s["image_size"], download=s["download"])
         return ImageStream(dataset, s["batch_size"], s["seed"], self.device)
 
     def _noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
