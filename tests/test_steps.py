@@ -238,3 +238,21 @@ def test_bad_step_arguments(kwargs, error, name):
     critic, _, _ = _setup()
     with pytest.raises(error, match=name):
         fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), **kwargs)
+
+
+def test_compiled_step_under_bfloat16_autocast():
+    results = {}
+    for mode in ("eager", "compile"):
+        critic, real, fake = _setup()
+        opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
+        step = fastgan.CriticStep(critic, opt, loss="wgan", penalty="gp", mode=mode)
+        torch.manual_seed(1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            for _ in range(5):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    stats = step(real, fake)
+        assert step.mode == mode and stats["penalty"].dtype == torch.float32
+        results[mode] = [p.detach() for p in critic.parameters()]
+    for p, p_ref in zip(results["compile"], results["eager"]):
+        assert _relative(p, p_ref) < 1e-3
