@@ -65,11 +65,9 @@ def _relative(a, b):
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
-@pytest.mark.parametrize("loss", [*REFERENCE_LOSSES, None])
-@pytest.mark.parametrize("penalty", [*PENALTIES, None])
+@pytest.mark.parametrize("loss,penalty", [(loss, penalty) for loss in [*REFERENCE_LOSSES, None]
+                                          for penalty in [*PENALTIES, None] if loss or penalty])
 def test_eager_step_is_the_seed_style_step(backend, loss, penalty):
-    if loss is None and penalty is None:
-        pytest.skip("nothing to step")
     critic, real, fake = _setup("conv" if penalty in ("r1", "dragan") else "mlp")
     ref_critic = copy.deepcopy(critic)
     opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
