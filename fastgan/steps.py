@@ -131,7 +131,6 @@ class _Step:
         self._compiled_optimizer_step = None
         self._graphs: dict[tuple, tuple] = {}
         self._unreached: set[int] = set()
-        self.calls = 0
 
     # ----- mode selection -----
 
@@ -181,46 +180,35 @@ class _Step:
         if self.mode == "graph":
             return self._replay(inputs)
         if self.mode == "compile":
-            key = tuple((tuple(t.shape), t.dtype, t.stride()) for t in inputs)
-            new_shape = key not in self._checked_shapes
-            rng = _rng_state(inputs[0].device) if new_shape else None
+            key = _shape_key(inputs)
+            if key in self._checked_shapes:
+                return self._apply(*self._compiled_gradients(inputs))
+            rng = _rng_state(inputs[0].device)
             try:
-                if new_shape:
-                    self._state.refresh()
-                    stats = self._checked_compiled_step(inputs)
-                    self._checked_shapes.add(key)
-                    return stats
-                return self._compiled_step(inputs)
+                stats = self._checked_compiled_step(inputs, rng)
+                self._checked_shapes.add(key)
+                return stats
             except Exception as exc:  # noqa: BLE001 - any compile failure: warn once and run eager
                 self._fall_back(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
-                if rng is not None:  # the eager step draws what the compiled one would have
-                    _set_rng_state(inputs[0].device, rng)
+                _set_rng_state(inputs[0].device, rng)  # the eager step draws what the compiled one would have
         return self._eager_step(inputs)
 
-    def _checked_compiled_step(self, inputs) -> dict[str, torch.Tensor]:
-        """The compiled step for a new input shape, its gradients first compared with eager ones."""
-        rng = _rng_state(inputs[0].device)
+    def _checked_compiled_step(self, inputs, rng) -> dict[str, torch.Tensor]:
+        """The compiled step for a new input shape (``rng``: the generators' state before it), its gradients
+        first compared with eager ones; on a mismatch, the eager step from the same random numbers."""
+        self._state.refresh()
         eager_grads = self._eager_gradients(inputs)
         _set_rng_state(inputs[0].device, rng)
         grads, stats = self._compiled_gradients(inputs)
         # Parameters the objective does not reach have no eager gradient (None: the optimizer skips them);
         # torch.func gives them zeros, which would still move Adam's moments. Keep them None.
         self._unreached = {i for i, e in enumerate(eager_grads) if e is None}
-        for i, (name, g, e) in enumerate(zip(self._param_names(), grads, eager_grads)):
-            if e is None:
-                if g.any():
-                    self._fall_back(f"the compiled step gives {name} a gradient eager does not")
-                    _set_rng_state(inputs[0].device, rng)
-                    return self._eager_step(inputs)
-            elif _relative_error(g, e) > _check_rtol(inputs[0].device):
-                self._fall_back(f"the compiled gradient of {name} differs from eager on inputs of shape "
-                                f"{tuple(inputs[0].shape)}")
-                _set_rng_state(inputs[0].device, rng)
-                return self._eager_step(inputs)
-        return self._apply(grads, stats)
-
-    def _compiled_step(self, inputs) -> dict[str, torch.Tensor]:
-        return self._apply(*self._compiled_gradients(inputs))
+        mismatch = _first_mismatch(self._param_names(), grads, eager_grads, _check_rtol(inputs[0].device))
+        if mismatch is None:
+            return self._apply(grads, stats)
+        self._fall_back(f"{mismatch} on inputs of shape {tuple(inputs[0].shape)}")
+        _set_rng_state(inputs[0].device, rng)
+        return self._eager_step(inputs)
 
     def _apply(self, grads, stats) -> dict[str, torch.Tensor]:
         for i, (p, g) in enumerate(zip(self._params(), grads)):
@@ -232,7 +220,7 @@ class _Step:
         return stats
 
     def _replay(self, inputs) -> dict[str, torch.Tensor]:
-        key = tuple((tuple(t.shape), t.dtype, t.stride()) for t in inputs)
+        key = _shape_key(inputs)
         entry = self._graphs.get(key)
         if entry is None:
             if len(self._graphs) >= MAX_GRAPHS:
@@ -264,9 +252,26 @@ class _Step:
         return [n for n, _ in self._state.trained]
 
     def _eager_step(self, inputs) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        total, stats = self._objective(*inputs)
+        self._backward(total)
+        self._optimizer_step()
+        self._after_update()
+        return stats
 
     def _eager_gradients(self, inputs) -> list[torch.Tensor | None]:
+        total, _ = self._objective(*inputs)
+        self._backward(total)
+        return [None if p.grad is None else p.grad.clone() for p in self._params()]
+
+    def _backward(self, total: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+
+    def _optimizer_step(self) -> None:
+        self.optimizer.step()
+
+    def _objective(self, *inputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The eager objective to minimise and its detached statistics (drawing the step's random numbers)."""
         raise NotImplementedError
 
     def _compiled_gradients(self, inputs):
@@ -274,6 +279,20 @@ class _Step:
 
     def _after_update(self) -> None:
         pass
+
+
+def _shape_key(inputs: tuple[torch.Tensor, ...]) -> tuple:
+    return tuple((tuple(t.shape), t.dtype, t.stride()) for t in inputs)
+
+
+def _first_mismatch(names, grads, eager_grads, rtol: float) -> str | None:
+    """What differs between compiled and eager gradients (None when they agree)."""
+    for name, g, e in zip(names, grads, eager_grads):
+        if e is None and g.any():
+            return f"the compiled step gives {name} a gradient eager does not"
+        if e is not None and _relative_error(g, e) > rtol:
+            return f"the compiled gradient of {name} differs from eager"
+    return None
 
 
 def _check_rtol(device: torch.device) -> float:
@@ -322,26 +341,15 @@ class _CriticPhase(_Step):
         return total, stats
 
     def _backward(self, total: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
         scaler = self.owner.scaler
-        (scaler.scale(total) if scaler is not None else total).backward()
+        super()._backward(scaler.scale(total) if scaler is not None else total)
 
-    def _eager_step(self, inputs) -> dict[str, torch.Tensor]:
-        total, stats = self._objective(*inputs)
-        self._backward(total)
+    def _optimizer_step(self) -> None:
         scaler = self.owner.scaler
-        if scaler is not None:
-            scaler.step(self.optimizer)
-            scaler.update()
-        else:
-            self.optimizer.step()
-        self._after_update()
-        return stats
-
-    def _eager_gradients(self, inputs) -> list[torch.Tensor | None]:
-        total, _ = self._objective(*inputs)
-        self._backward(total)
-        return [None if p.grad is None else p.grad.clone() for p in self._params()]
+        if scaler is None:
+            return super()._optimizer_step()
+        scaler.step(self.optimizer)
+        scaler.update()
 
     def _after_update(self) -> None:
         if self.owner.clip_value is not None:
@@ -483,8 +491,8 @@ class CriticStep:
         if self._main is not None:
             stats = self._main._run((real, fake))
         if self._penalty is not None and self.calls % self.lazy_every == 0:
-            stats = {**self._penalty._run((real, fake)), **({"loss": stats["loss"]} if stats else {}),
-                     **{k: v for k, v in stats.items() if k == "wasserstein"}}
+            # The penalty update's statistics, with the loss update's loss and Wasserstein estimate.
+            stats = {**self._penalty._run((real, fake)), **stats}
         self.calls += 1
         return stats
 
@@ -522,6 +530,7 @@ class GeneratorStep(_Step):
         # The EMA weight of this step, on the device: filled before each call, so that a captured graph reads
         # the current value instead of baking in the first one.
         self._ema_weight = None
+        self.calls = 0
 
     def __call__(self, noise: torch.Tensor) -> dict[str, torch.Tensor]:
         """One generator step from a batch of noise (B, ...)."""
@@ -535,26 +544,13 @@ class GeneratorStep(_Step):
         self.calls += 1
         return stats
 
-    def _eager_loss(self, noise) -> torch.Tensor:
+    def _objective(self, noise) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         self.critic.requires_grad_(False)
         try:
-            return terms_loss(self.critic(self.generator(noise)), self.term)
+            loss = terms_loss(self.critic(self.generator(noise)), self.term)
         finally:
             self.critic.requires_grad_(True)
-
-    def _eager_step(self, inputs) -> dict[str, torch.Tensor]:
-        loss = self._eager_loss(*inputs)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self._after_update()
-        return {"loss": loss.detach()}
-
-    def _eager_gradients(self, inputs) -> list[torch.Tensor | None]:
-        loss = self._eager_loss(*inputs)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        return [None if p.grad is None else p.grad.clone() for p in self._params()]
+        return loss, {"loss": loss.detach()}
 
     def _after_update(self) -> None:
         if self.ema is None:
@@ -563,9 +559,6 @@ class GeneratorStep(_Step):
             torch._foreach_lerp_(list(self.ema.parameters()), list(self.generator.parameters()), self._ema_weight)
             for ema_buffer, buffer in zip(self.ema.buffers(), self.generator.buffers()):
                 ema_buffer.copy_(buffer)
-
-    def _compile_impossible(self) -> str | None:
-        return None
 
     def _functional_loss(self, params, buffers, noise):
         fake = torch.func.functional_call(self.generator, (params, buffers), (noise,))
