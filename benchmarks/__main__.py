@@ -67,12 +67,18 @@ def _measure(case, device, copy_gbs: float, rounds: int) -> list[dict]:
     return list(rows.values())
 
 
+def _write_json(path: Path, env: dict, results: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"environment": env, "results": results}, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
     parser.add_argument("--quick", action="store_true", help="seed sizes and one mid size, fp32 and bf16 only")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile provider")
-    parser.add_argument("--only", metavar="TEXT", help="run only the ops whose name contains TEXT")
+    parser.add_argument("--only", metavar="TEXT", action="append",
+                        help="run only the ops whose name contains TEXT (repeatable: any of them)")
     parser.add_argument("--json", type=Path, help="write the results here (default: print only)")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
@@ -94,18 +100,19 @@ def main(argv: list[str] | None = None) -> int:
           f"measured copy bandwidth {copy_gbs:.1f} GB/s\n", flush=True)
     results = []
     for case in all_cases(device, quick=args.quick, compile_=args.compile):
-        if args.only and args.only not in case.op:
+        if args.only and not any(text in case.op for text in args.only):
             continue
         results.extend(_measure(case, device, copy_gbs, rounds=1 if device.type == "cuda" else 3))
         print(f"  {case.op} {case.size} {case.dtype}: done", file=sys.stderr, flush=True)
+        if args.json:  # after every case: a run stopped by a time limit keeps what it measured
+            _write_json(args.json, env, results)
     table = markdown_table(results) + "\n\n" + steps_table(results)
     print(table)
     errors = sorted({f"{r['provider']} on {r['op']}: {r['error']}" for r in results if "error" in r})
     if errors:
         print("\nProviders that could not run:\n" + "\n".join(f"- {e}" for e in errors))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"environment": env, "results": results}, indent=1) + "\n")
+        _write_json(args.json, env, results)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(table + "\n")

@@ -33,7 +33,7 @@ def markdown_table(results: list[dict]) -> str:
     groups: dict[tuple, dict[str, dict]] = {}
     first_seen: dict[tuple, int] = {}
     for row in results:
-        if row["op"].startswith("critic step"):
+        if _is_step(row):
             continue  # in steps_table
         groups.setdefault((row["op"], row["size"], row["dtype"]), {})[row["provider"]] = row
         for key in (("op", row["op"]), ("size", row["op"], row["size"]), ("dtype", row["dtype"])):
@@ -55,6 +55,10 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _is_step(row: dict) -> bool:
+    return row["op"].startswith(("critic step", "iteration ("))
+
+
 STEP_PROVIDERS = ("seed", "fastgan", "fastgan compile", "fastgan graph", "func compile", "trace compile")
 
 
@@ -63,7 +67,7 @@ def steps_table(results: list[dict]) -> str:
     seed's code, and the best fastgan mode over the best alternative (a user's own torch.compile)."""
     groups: dict[tuple, dict[str, dict]] = {}
     for row in results:
-        if row["op"].startswith("critic step"):
+        if _is_step(row):
             groups.setdefault((row["op"], row["size"]), {})[row["provider"]] = row
     if not groups:
         return ""

@@ -1,5 +1,7 @@
-"""Whole-step benchmark cases: one WGAN-GP critic step (zero grad, losses, penalty, backward, Adam step) on the
-seed's MLP critic, PyTorch-GAN's MLP critic and a DCGAN critic for 64x64 images, batch 64.
+"""Whole-step benchmark cases: one WGAN-GP critic step (zero grad, losses, penalty, backward, Adam step), and one
+full iteration (5 critic steps on fresh generated batches, then one generator step), on the seed's MLP pair,
+PyTorch-GAN's MLP pair and a DCGAN pair for 64x64 images, batch 64. Every provider returns the detached loss,
+as a loop that logs it must (fastgan's steps also return the Wasserstein estimate and the gradient norms).
 
 Providers:
 - ``seed``: the seed's code (``fastgan.reference``'s penalty in the seed's loop);
@@ -21,7 +23,9 @@ from torch.func import functional_call
 import fastgan
 from fastgan import reference
 
-from .cases import Case, conv_critic, mlp_critic
+from fastgan.train.models import DCGANGenerator
+
+from .cases import Case, conv_critic, mlp_critic, mlp_generator
 
 LAMBDA = 10.0
 
@@ -30,6 +34,14 @@ def pytorch_gan_critic() -> nn.Module:
     """PyTorch-GAN's WGAN-GP critic for MNIST: 784-512-256-1 with LeakyReLU(0.2)."""
     return nn.Sequential(nn.Linear(784, 512), nn.LeakyReLU(0.2), nn.Linear(512, 256), nn.LeakyReLU(0.2),
                          nn.Linear(256, 1))
+
+
+def pytorch_gan_generator() -> nn.Module:
+    """PyTorch-GAN's WGAN-GP generator for MNIST: 100-128-256-512-1024-784, BatchNorm(eps 0.8), LeakyReLU, Tanh."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate([(100, 128), (128, 256), (256, 512), (512, 1024)]):
+        layers += [nn.Linear(a, b)] + ([nn.BatchNorm1d(b, 0.8)] if i else []) + [nn.LeakyReLU(0.2)]
+    return nn.Sequential(*layers, nn.Linear(1024, 784), nn.Tanh())
 
 
 def _adam(critic: nn.Module, capturable: bool = False) -> torch.optim.Adam:
@@ -48,6 +60,7 @@ def seed_step(critic: nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor,
     loss = torch.mean(critic(fake)) - torch.mean(critic(real)) + LAMBDA * gp
     loss.backward()
     opt.step()
+    return loss.detach()
 
 
 def func_compile_step(critic: nn.Module, opt: torch.optim.Optimizer) -> Callable:
@@ -63,16 +76,17 @@ def func_compile_step(critic: nn.Module, opt: torch.optim.Optimizer) -> Callable
         gp = ((grads.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
         return scores(fake).mean() - scores(real).mean() + LAMBDA * gp
 
-    grad_fn = torch.compile(torch.func.grad(objective), fullgraph=True)
+    grad_fn = torch.compile(torch.func.grad_and_value(objective), fullgraph=True)
     opt_step = torch.compile(opt.step)
     params = dict(critic.named_parameters())
 
     def step(real, fake):
         alpha = torch.rand(real.shape[0], device=real.device)
-        grads = grad_fn({n: p.detach() for n, p in params.items()}, real, fake, alpha)
+        grads, loss = grad_fn({n: p.detach() for n, p in params.items()}, real, fake, alpha)
         for n, p in params.items():
             p.grad = grads[n]
         opt_step()
+        return loss
 
     return step
 
@@ -89,54 +103,130 @@ def trace_compile_step(critic: nn.Module, opt: torch.optim.Optimizer) -> Callabl
         gp = ((grads.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
         loss = critic(fake).mean() - critic(real).mean() + LAMBDA * gp
         loss.backward()
+        return loss.detach()
 
     opt_step = torch.compile(opt.step)
 
     def step(real, fake):
         opt.zero_grad(set_to_none=True)
         with torch._dynamo.config.patch(trace_autograd_ops=True):
-            loss_and_backward(real, fake)
+            loss = loss_and_backward(real, fake)
         opt_step()
+        return loss
 
     return step
 
 
-def _providers(build: Callable[[], nn.Module], real, fake, compile_: bool) -> dict[str, Callable[[], object]]:
-    device = real.device
-    base = build().to(device)
-    made: dict[str, Callable[[], object]] = {}
+def seed_generator_step(generator, critic, opt, z) -> torch.Tensor:
+    """The seed's generator step."""
+    opt.zero_grad()
+    loss = -torch.mean(critic(generator(z)))
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def func_compile_generator_step(generator: nn.Module, critic: nn.Module, opt: torch.optim.Optimizer) -> Callable:
+    """The generator step with torch.func and torch.compile (the critic's parameters held fixed)."""
+    fixed = {**dict(generator.named_buffers())}
+
+    def objective(params, z):
+        fake = functional_call(generator, (params, fixed), (z,))
+        return -functional_call(critic, {n: p.detach() for n, p in critic.named_parameters()}, (fake,)).mean()
+
+    grad_fn = torch.compile(torch.func.grad_and_value(objective), fullgraph=True)
+    opt_step = torch.compile(opt.step)
+    params = dict(generator.named_parameters())
+
+    def step(z):
+        grads, loss = grad_fn({n: p.detach() for n, p in params.items()}, z)
+        for n, p in params.items():
+            p.grad = grads[n]
+        opt_step()
+        return loss
+
+    return step
+
+
+def trace_compile_generator_step(generator: nn.Module, critic: nn.Module, opt: torch.optim.Optimizer) -> Callable:
+    """The generator's loss and backward compiled with ``trace_autograd_ops``, the optimizer step apart."""
+
+    @torch.compile(fullgraph=True)
+    def loss_and_backward(z):
+        loss = -critic(generator(z)).mean()
+        loss.backward()
+        return loss.detach()
+
+    opt_step = torch.compile(opt.step)
+
+    def step(z):
+        opt.zero_grad(set_to_none=True)
+        critic.requires_grad_(False)
+        with torch._dynamo.config.patch(trace_autograd_ops=True):
+            loss = loss_and_backward(z)
+        critic.requires_grad_(True)
+        opt_step()
+        return loss
+
+    return step
+
+
+def _step_pairs(name: str, device: torch.device, compile_: bool) -> dict[str, tuple[Callable, Callable, nn.Module]]:
+    """Per provider: its critic step ``(real, fake)``, its generator step ``(z)`` and its generator, each
+    provider with its own copies of the same initial models."""
+    build_critic, build_generator, _ = PAIRS[name]
+    base_critic, base_generator = build_critic().to(device), build_generator().to(device)
+    made = {}
 
     def fresh(capturable=False):
-        critic = copy.deepcopy(base)
-        return critic, _adam(critic, capturable)
+        critic, generator = copy.deepcopy(base_critic), copy.deepcopy(base_generator)
+        return critic, generator, _adam(critic, capturable), _adam(generator, capturable)
 
-    critic, opt = fresh()
-    made["seed"] = lambda c=critic, o=opt: seed_step(c, o, real, fake)
+    d, g, opt_d, opt_g = fresh()
+    made["seed"] = (lambda r, f, d=d, o=opt_d: seed_step(d, o, r, f),
+                    lambda z, g=g, d=d, o=opt_g: seed_generator_step(g, d, o, z), g)
     modes = ["eager"] + (["compile"] if compile_ else []) + (["graph"] if device.type == "cuda" else [])
     for mode in modes:
-        critic, opt = fresh(capturable=mode == "graph")
-        step = fastgan.CriticStep(critic, opt, loss="wgan", penalty="gp", penalty_weight=LAMBDA, mode=mode)
-        made["fastgan" if mode == "eager" else f"fastgan {mode}"] = lambda s=step: s(real, fake)
+        d, g, opt_d, opt_g = fresh(capturable=mode == "graph")
+        critic_step = fastgan.CriticStep(d, opt_d, loss="wgan", penalty="gp", penalty_weight=LAMBDA, mode=mode)
+        generator_step = fastgan.GeneratorStep(g, d, opt_g, loss="wgan", mode=mode)
+        made["fastgan" if mode == "eager" else f"fastgan {mode}"] = (critic_step, generator_step, g)
     if compile_:
-        critic, opt = fresh()
-        made["func compile"] = lambda s=func_compile_step(critic, opt): s(real, fake)
-        critic, opt = fresh()
-        made["trace compile"] = lambda s=trace_compile_step(critic, opt): s(real, fake)
+        d, g, opt_d, opt_g = fresh()
+        made["func compile"] = (func_compile_step(d, opt_d), func_compile_generator_step(g, d, opt_g), g)
+        d, g, opt_d, opt_g = fresh()
+        made["trace compile"] = (trace_compile_step(d, opt_d), trace_compile_generator_step(g, d, opt_g), g)
     return made
 
 
-CRITICS = {
-    "seed mlp": (mlp_critic, (64, 784)),
-    "pytorch-gan mlp": (pytorch_gan_critic, (64, 784)),
-    "dcgan 64": (conv_critic, (64, 3, 64, 64)),
+def _iteration(critic_step: Callable, generator_step: Callable, generator: nn.Module, real: torch.Tensor,
+               n_critic: int = 5, latent_dim: int = 100) -> object:
+    """``n_critic`` critic steps, each on a freshly generated batch, then one generator step."""
+    for _ in range(n_critic):
+        with torch.no_grad():
+            fake = generator(torch.randn(real.shape[0], latent_dim, device=real.device))
+        critic_step(real, fake)
+    return generator_step(torch.randn(real.shape[0], latent_dim, device=real.device))
+
+
+PAIRS = {
+    "seed mlp": (mlp_critic, mlp_generator, (64, 784)),
+    "pytorch-gan mlp": (pytorch_gan_critic, pytorch_gan_generator, (64, 784)),
+    "dcgan 64": (conv_critic, lambda: DCGANGenerator(100, 3, 64), (64, 3, 64, 64)),
 }
 
 
-def step_cases(device: torch.device, compile_: bool, critics=tuple(CRITICS)) -> Iterator[Case]:
-    """One critic step per provider and critic (timed host included, as a user runs it)."""
-    for name in critics:
-        build, shape = CRITICS[name]
+def step_cases(device: torch.device, compile_: bool, pairs=tuple(PAIRS), iterations: bool = True) -> Iterator[Case]:
+    """One critic step, then one full iteration, per provider and model pair (timed host included, as a user
+    runs them). On a CPU the DCGAN iteration (seconds per call) is left out."""
+    for name in pairs:
+        shape = PAIRS[name][2]
         torch.manual_seed(0)
         real, fake = torch.rand(shape, device=device) * 2 - 1, torch.rand(shape, device=device) * 2 - 1
-        yield Case(f"critic step ({name})", "x".join(map(str, shape)), torch.float32, None,
-                   _providers(build, real, fake, compile_))
+        size = "x".join(map(str, shape))
+        steps = _step_pairs(name, device, compile_)
+        yield Case(f"critic step ({name})", size, torch.float32, None,
+                   {p: (lambda c=c: c(real, fake)) for p, (c, _, _) in steps.items()})
+        if iterations and (device.type == "cuda" or name != "dcgan 64"):
+            yield Case(f"iteration ({name})", size, torch.float32, None,
+                       {p: (lambda c=c, g=g, m=m: _iteration(c, g, m, real)) for p, (c, g, m) in steps.items()})

@@ -12,9 +12,10 @@ from .backend import requested_backend, uses_triton
 from .kernels._checks import CLIPPING_DTYPES
 
 
-def _parameters(module_or_params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor]) -> list[torch.Tensor]:
+def _parameters(module_or_params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor]) -> Iterable[torch.Tensor]:
     if isinstance(module_or_params, torch.nn.Module):
-        return list(module_or_params.parameters())
+        # Walked lazily: listing a module's parameters first costs as much as clamping a small critic's.
+        return module_or_params.parameters()
     if isinstance(module_or_params, torch.Tensor):
         return [module_or_params]
     try:
@@ -53,11 +54,11 @@ def clip_weights_(
     cpu_eager = requested_backend() != "triton"
     groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
     for p in _parameters(module_or_params):
-        if not p.is_floating_point() or p.numel() == 0:
+        if not p.is_floating_point():
             continue
         if cpu_eager and p.is_cpu:
             p.detach().clamp_(-clip_value, clip_value)  # the detached view shares p's version counter
-        else:
+        elif p.numel():
             groups.setdefault((p.device, p.dtype), []).append(p)
     if groups:
         with torch.no_grad():
