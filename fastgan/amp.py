@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 
+from .distributed import refuse_static_graph
 # Largest loss scale used for a critic's input gradient: leaves 64x headroom below fp16's largest value for
 # gradients that grow inside the critic, while lifting tiny ones 1024x away from underflow.
 MAX_PENALTY_SCALE = 2.0**10
@@ -19,6 +20,7 @@ def input_gradients(
     With an enabled ``scaler`` the critic's output is scaled before differentiating (small gradients survive
     fp16) and the gradient unscaled in fp32, with no host sync (the step stays capturable).
     """
+    refuse_static_graph(critic)
     scores = critic(x)
     if scaler is None or not scaler.is_enabled():
         (grads,) = torch.autograd.grad(scores, x, grad_outputs=torch.ones_like(scores), create_graph=True)

@@ -73,9 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     add("--checkpoint-every", type=int, help="steps between checkpoints (default 1000)")
     add("--eval-samples", type=int, help="generated samples for the mode metrics (default 2500)")
     add("--mode", choices=("auto", "eager", "compile", "graph"),
-        help="how each step runs: eager (default), compile (torch.compile of the whole step), graph (one CUDA "
-        "graph per step, CUDA only) or auto; see fastgan.steps")
+        help="how each step runs: auto (default: compile on a CPU, eager on CUDA), eager, compile (torch.compile "
+        "of the whole step) or graph (one CUDA graph per step, CUDA only); see fastgan.steps")
     add("--lazy-every", type=int, help="apply the penalty every K-th critic step with weight x K (lazy R1)")
+    add("--dist-timeout", type=float, metavar="SECONDS",
+        help="with several processes (torchrun): how long to wait for another rank before failing (default 60)")
     return parser
 
 
@@ -89,13 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(**options)
     name = {k: options[k] if options[k] is not None else DEFAULTS[k] for k in ("loss", "data", "seed")}
     out = args.out or f"runs/{name['loss']}-{name['data']}-s{name['seed']}"
+    from .distributed import CollectiveError
     from .train.trainer import Trainer
 
     try:
         trainer = Trainer(config, out, resume=args.resume, quiet=args.quiet)
     except (ValueError, FileNotFoundError) as exc:
         parser.exit(2, f"fastgan train: error: {exc}\n")
-    summary = trainer.fit()
+    try:
+        summary = trainer.fit()
+    except CollectiveError as exc:
+        print(f"fastgan train: error: {exc}", file=sys.stderr)
+        return 1
+    if summary["world_size"] > 1 and trainer.shard.rank != 0:
+        return 0  # rank 0 reports
     final = summary["final"]
     line = f"done: {summary['steps']} steps in {summary['wall_seconds']:.0f} s on {summary['device']}; wrote {out}/"
     if "modes" in final:

@@ -20,12 +20,12 @@ Modes (``mode=``):
 - ``graph`` (CUDA): the eager step captured once per input shape as one CUDA graph (warm-up step on a side
   stream, static inputs, the optimizer made capturable, alpha and noise drawn inside the graph), replayed
   on every call; ``ValueError`` on CPU tensors.
-- ``auto``: ``eager`` for now. On a 2-core CPU ``compile`` runs a step 1.3-1.7x faster but pays tens of
-  seconds of compilation first (choose it for long runs); ``graph`` is written for CUDA but has not yet been
-  measured (or run) on a GPU, so ``auto`` does not pick it until it has.
+- ``auto``: :func:`auto_mode`: ``compile`` on a CPU, ``eager`` on CUDA (see there why).
 
 Every mode draws the same random numbers from the default generators (alpha ``torch.rand(B)`` and, for DRAGAN,
-noise ``torch.rand_like(real)``, in that order), so the same seed trains the same model in any mode.
+noise ``torch.rand(real.shape)`` whatever its memory format, in that order), so the same seed trains the same
+model in any mode. With a process group of N ranks each holding B rows, they are drawn for all N * B rows on
+every rank and each keeps its own, so the same seed also trains the same model on any number of processes.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import _checks
+from . import _checks, distributed
 from .amp import input_gradients
 from .clipping import clip_weights_
 from .interpolation import _interpolation_fwd_torch, check_pair, interpolate
@@ -83,11 +83,16 @@ def _penalty_points(spec: _PenaltySpec, real, fake, alpha, noise, lerp: Callable
     return lerp(perturbed, real, alpha)
 
 
-def _draws(spec: _PenaltySpec | None, real: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The step's random numbers, in a fixed order: alpha (B,), then DRAGAN's noise."""
+def _draws(spec: _PenaltySpec | None, real: torch.Tensor, shard: distributed.Shard
+           ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The step's random numbers, in a fixed order: alpha (B,), then DRAGAN's noise; drawn for the global batch
+    and sliced to this rank's rows, so that they do not depend on the number of processes."""
     needs_alpha = spec is not None and spec.at in ("interpolates", "dragan")
-    alpha = torch.rand(real.shape[0], device=real.device) if needs_alpha else None
-    noise = torch.rand_like(real) if spec is not None and spec.at == "dragan" else None
+    rows = real.shape[0] * shard.world_size
+    alpha = shard.rows(torch.rand(rows, device=real.device)) if needs_alpha else None
+    noise = None
+    if spec is not None and spec.at == "dragan":
+        noise = shard.rows(torch.rand((rows, *real.shape[1:]), device=real.device, dtype=real.dtype))
     return alpha, noise
 
 
@@ -104,6 +109,18 @@ def _has_batch_statistics(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in module.modules())
 
 
+def auto_mode(device: torch.device) -> str:
+    """The mode ``mode="auto"`` runs on ``device``, chosen by measurement.
+
+    CPU: ``compile``. Measured on a 2-core CPU (torch 2.14.1), a compiled WGAN-GP critic step is 1.7x eager on
+    the seed's MLP and 1.5x on PyTorch-GAN's, and ``fastgan train``'s default run goes 1.45x faster once
+    compiled; compiling costs about 10 s (more with an empty Inductor cache) on the first call, which a run of
+    a few thousand steps earns back. CUDA: ``eager``, until ``compile`` and ``graph`` have been measured on a
+    GPU (neither has run on one yet).
+    """
+    return "compile" if torch.device(device).type == "cpu" else "eager"
+
+
 def _check_mode(mode: object) -> str:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -117,12 +134,14 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 class _Step:
     """What both steps share: mode resolution, the compiled-versus-eager check and CUDA-graph replay."""
 
-    def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer, mode: str):
+    def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer, mode: str,
+                 group: torch.distributed.ProcessGroup | None = None):
         if not isinstance(module, nn.Module):
             raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.module, self.optimizer = module, optimizer
+        self.group, self.shard = group, distributed.Shard.of(group)
         self._state = _StateCache(module)
         self.requested_mode = _check_mode(mode)
         self.mode: str | None = None  # resolved at the first call, from the inputs' device
@@ -139,16 +158,15 @@ class _Step:
         if mode == "graph" and device.type != "cuda":
             raise ValueError(f"mode='graph' captures CUDA graphs: it needs CUDA tensors, got {device.type} tensors")
         if mode == "auto":
-            # Measured on a 2-core CPU: compile is 1.3-1.7x eager per step after tens of seconds of compiling,
-            # so eager wins runs of a few thousand steps. Graph mode has not been measured on a GPU yet.
-            mode = "eager"
+            mode = auto_mode(device)
         if mode == "compile":
             why = self._compile_impossible()
             if why:
                 warnings.warn(f"{type(self).__name__}: cannot compile ({why}); running eager", stacklevel=3)
                 mode = "eager"
         if mode == "graph":
-            why = self._graph_possible()
+            why = self._graph_possible() or (self.group is not None and "a process group is not supported yet "
+                                             "(the gradient all-reduce is not captured)")
             if why:
                 raise ValueError(f"mode='graph' cannot capture this step: {why}")
             self._make_capturable()
@@ -213,8 +231,11 @@ class _Step:
     def _apply(self, grads, stats) -> dict[str, torch.Tensor]:
         for i, (p, g) in enumerate(zip(self._params(), grads)):
             p.grad = None if i in self._unreached else g
+        self._synchronise()
         if self._compiled_optimizer_step is None:
-            self._compiled_optimizer_step = torch.compile(self.optimizer.step)
+            # A fused optimizer is already one kernel: compiling it would only add compile time.
+            fused = any(g.get("fused") for g in self.optimizer.param_groups)
+            self._compiled_optimizer_step = self.optimizer.step if fused else torch.compile(self.optimizer.step)
         self._compiled_optimizer_step()
         self._after_update()
         return stats
@@ -254,9 +275,15 @@ class _Step:
     def _eager_step(self, inputs) -> dict[str, torch.Tensor]:
         total, stats = self._objective(*inputs)
         self._backward(total)
+        self._synchronise()
         self._optimizer_step()
         self._after_update()
         return stats
+
+    def _synchronise(self) -> None:
+        """With a process group, every rank's gradients become their mean over the ranks."""
+        if self.group is not None:
+            distributed.all_reduce_gradients(self._params(), self.group)
 
     def _eager_gradients(self, inputs) -> list[torch.Tensor | None]:
         total, _ = self._objective(*inputs)
@@ -315,7 +342,7 @@ class _CriticPhase(_Step):
     """One kind of critic update (the loss with or without the penalty, or the penalty alone), in one mode."""
 
     def __init__(self, owner: CriticStep, with_loss: bool, with_penalty: bool, weight: float):
-        super().__init__(owner.critic, owner.optimizer, owner.requested_mode)
+        super().__init__(owner.critic, owner.optimizer, owner.requested_mode, owner.group)
         self.owner, self.with_loss, self.with_penalty, self.weight = owner, with_loss, with_penalty, weight
         self.spec = owner.spec if with_penalty else None
 
@@ -324,7 +351,7 @@ class _CriticPhase(_Step):
     def _objective(self, real, fake) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The eager objective with fastgan's fused ops, drawing this step's random numbers."""
         o = self.owner
-        alpha, noise = _draws(self.spec, real)
+        alpha, noise = _draws(self.spec, real, self.shard)
         stats: dict[str, torch.Tensor] = {}
         total = None
         if self.with_loss:
@@ -394,7 +421,7 @@ class _CriticPhase(_Step):
         if self._compiled_grad is None:
             grad_fn = torch.func.grad(self._functional_objective, has_aux=True)
             self._compiled_grad = torch.compile(grad_fn, fullgraph=True, dynamic=False)
-        alpha, noise = _draws(self.spec, real)
+        alpha, noise = _draws(self.spec, real, self.shard)
         params, others = self._state.split()
         grads, stats = self._compiled_grad(params, others, real, fake, alpha, noise)
         return [grads[n] for n in params], stats
@@ -440,6 +467,11 @@ class CriticStep:
         joint_pass: score real and fake in one critic pass over both batches (concatenated) when the critic
             has no batch statistics (no BatchNorm in training mode); False keeps two passes, e.g. for a critic
             with dropout whose random masks must match two separate calls.
+        process_group: with several processes (``torch.distributed``), the group whose ranks train this
+            critic together: each update's gradients are averaged over its ranks (one flat all-reduce), and
+            alpha and noise are drawn for the global batch and sliced, so N processes with B rows each train
+            the model one process trains with N * B rows. A ``DistributedDataParallel`` critic is unwrapped
+            and its group used. Not with ``mode="graph"``.
 
     A call returns a dict of detached 0-dim tensors on the device, read without a host sync: ``loss`` (the
     loss update's objective, penalty included when it is in it), with a loss ``wasserstein`` (mean real score
@@ -450,7 +482,8 @@ class CriticStep:
     def __init__(self, critic: nn.Module, optimizer: torch.optim.Optimizer, *, loss: str | None,
                  penalty: str | None = None, penalty_weight: float = 10.0, clip_value: float | None = None,
                  lazy_every: int = 1, mode: str = "auto", scaler: torch.amp.GradScaler | None = None,
-                 lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0), joint_pass: bool = False):
+                 lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0), joint_pass: bool = False,
+                 process_group: torch.distributed.ProcessGroup | None = None):
         if loss is None and penalty is None:
             raise ValueError("loss and penalty cannot both be None")
         if loss is not None and loss not in LOSS_NAMES:
@@ -461,6 +494,8 @@ class CriticStep:
             raise ValueError(f"lazy_every must be a positive int, got {lazy_every!r}")
         if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
             raise TypeError(f"scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}")
+        critic, ddp_group = distributed.unwrap(critic)
+        self.group = process_group if process_group is not None else ddp_group
         self.critic, self.optimizer, self.requested_mode = critic, optimizer, _check_mode(mode)
         self.terms = loss_terms(loss, lsgan_targets)[:2] if loss is not None else None
         self.spec = PENALTIES[penalty] if penalty is not None else None
@@ -509,14 +544,19 @@ class GeneratorStep(_Step):
             every step (with a warm-up: the decay is ``min(ema, (1 + t) / (10 + t))`` at step t), or None.
         mode: as for :class:`CriticStep`.
         lsgan_targets: LSGAN's (a, b, c).
+        process_group: as for :class:`CriticStep` (the gradients are averaged over its ranks; a
+            ``DistributedDataParallel`` generator or critic is unwrapped, the generator's group used).
 
     Returns (from a call): ``{"loss": ...}``, a detached 0-dim tensor.
     """
 
     def __init__(self, generator: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer, *, loss: str,
                  ema: float | None = None, mode: str = "auto",
-                 lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)):
-        super().__init__(generator, optimizer, mode)
+                 lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
+                 process_group: torch.distributed.ProcessGroup | None = None):
+        generator, ddp_group = distributed.unwrap(generator)
+        super().__init__(generator, optimizer, mode, process_group if process_group is not None else ddp_group)
+        critic = distributed.unwrap(critic)[0]
         if not isinstance(critic, nn.Module):
             raise TypeError(f"critic must be an nn.Module, got {type(critic).__name__}")
         if loss not in LOSS_NAMES:

@@ -36,7 +36,7 @@ def _reference_step(critic, opt, real, fake, loss, penalty, weight, clip=None):
     """One critic step written the seed's way, drawing alpha and noise in the order the steps do."""
     spec = PENALTIES.get(penalty)
     alpha = torch.rand(real.shape[0]) if spec and spec.at in ("interpolates", "dragan") else None
-    noise = torch.rand_like(real) if spec and spec.at == "dragan" else None
+    noise = torch.rand(real.shape, dtype=real.dtype) if spec and spec.at == "dragan" else None
     opt.zero_grad()
     total = REFERENCE_LOSSES[loss](critic(real), critic(fake)) if loss else 0.0
     if penalty:

@@ -13,8 +13,9 @@ from fastgan.train.data import grid_modes, ring_modes
 from fastgan.train.metrics import mode_metrics
 
 OUTPUTS = ("metrics.jsonl", "summary.json", "samples.png", "curves.png", "samples.pt", "checkpoint.pt")
-# On CPU even where a GPU exists: the resume test promises bitwise equality on CPU.
-TINY = dict(steps=3, log_every=1, batch_size=32, eval_samples=200, hidden=16, device="cpu")
+# On CPU even where a GPU exists: the resume test promises bitwise equality on CPU. Eager: compiling (the
+# default on a CPU) costs seconds per run; the compiled runs have their own tests.
+TINY = dict(steps=3, log_every=1, batch_size=32, eval_samples=200, hidden=16, device="cpu", mode="eager")
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -74,7 +75,7 @@ def mnist_root(tmp_path):
 @pytest.mark.parametrize("model", ["mlp", "dcgan"])
 def test_mnist_from_local_idx_files(tmp_path, mnist_root, model):
     config = TrainConfig(data="mnist", data_root=str(mnist_root), model=model, steps=2, log_every=1,
-                         batch_size=16, n_critic=2, device="cpu")
+                         batch_size=16, n_critic=2, device="cpu", mode="eager")
     summary = train(config, tmp_path / "run", quiet=True)
     images = torch.load(tmp_path / "run" / "samples.pt")
     assert images.shape == (64, 1, 28, 28) and images.abs().max() <= 1
@@ -89,7 +90,7 @@ def test_image_folder(tmp_path):
         for i in range(5):
             Image.new("RGB", (40, 36), (40 * i, 100, 7 * i)).save(tmp_path / "imgs" / label / f"{i}.png")
     config = TrainConfig(data="folder", data_root=str(tmp_path / "imgs"), model="dcgan", image_size=32, steps=2,
-                         log_every=1, batch_size=4, n_critic=1, device="cpu")
+                         log_every=1, batch_size=4, n_critic=1, device="cpu", mode="eager")
     train(config, tmp_path / "run", quiet=True)
     assert torch.load(tmp_path / "run" / "samples.pt").shape == (64, 3, 32, 32)
 
@@ -101,7 +102,8 @@ def _final_parameters(out):
 
 @pytest.mark.parametrize("data", ["ring", "mnist"])
 def test_resume_is_bitwise_identical(tmp_path, mnist_root, data):
-    config = dict(data=data, steps=6, log_every=2, checkpoint_every=3, batch_size=16, hidden=16, device="cpu")
+    config = dict(data=data, steps=6, log_every=2, checkpoint_every=3, batch_size=16, hidden=16, device="cpu",
+                  mode="eager")
     if data == "mnist":
         config.update(data_root=str(mnist_root))  # 40 images, batch 16: the resume falls mid-epoch
     train(TrainConfig(**config), tmp_path / "straight", quiet=True)
@@ -146,7 +148,8 @@ def test_mode_metrics_by_hand():
 
 def test_cli_writes_every_output(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "--steps", "2", "--log-every", "1", "--hidden", "16", "--device", "cpu", "--quiet", "--out", str(out)]
+    args = ["train", "--steps", "2", "--log-every", "1", "--hidden", "16", "--device", "cpu", "--mode", "eager",
+            "--quiet", "--out", str(out)]
     assert cli.main(args) == 0
     assert "modes" in capsys.readouterr().out
     for name in OUTPUTS:
@@ -234,7 +237,7 @@ def test_truncated_checkpoint_gives_a_clear_error_and_the_previous_one_is_kept(t
 def test_resume_refuses_changed_options_and_names_them(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", "--out", str(out), "--steps", "2", "--quiet", "--batch-size", "16",
-                     "--hidden", "8", "--device", "cpu", "--eval-samples", "100"]) == 0
+                     "--hidden", "8", "--device", "cpu", "--eval-samples", "100", "--mode", "eager"]) == 0
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--out", str(out), "--resume", "--steps", "3", "--lr", "0.01", "--loss", "lsgan"])
     assert exit_info.value.code == 2
@@ -262,7 +265,7 @@ def test_compiled_run_trains_like_eager(tmp_path):
     config = dict(TINY, steps=4, lr_decay=True)
     eager = Trainer(TrainConfig(**config), tmp_path / "eager", quiet=True)
     eager.fit()
-    compiled = Trainer(TrainConfig(**config, mode="compile"), tmp_path / "compiled", quiet=True)
+    compiled = Trainer(TrainConfig(**{**config, "mode": "compile"}), tmp_path / "compiled", quiet=True)
     compiled.fit()
     assert compiled.critic_step_fn.mode == "compile" and compiled.generator_step_fn.mode == "compile"
     for p, q in zip(compiled.critic.parameters(), eager.critic.parameters()):

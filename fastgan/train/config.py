@@ -49,9 +49,10 @@ IMAGE_MODEL = dict(model="mlp", latent_dim=100, hidden=128, depth=1, batch_size=
 
 # What an option left out means when no preset sets it.
 DEFAULTS = dict(loss="wgan-gp", data="ring", seed=0, device="auto", log_every=100, checkpoint_every=1000,
-                eval_samples=2500, mode="eager", lazy_every=1, download=False)
+                eval_samples=2500, mode="auto", lazy_every=1, download=False, dist_timeout=60.0)
 # Options a resumed run may change: they alter neither the model nor the random numbers of training.
-RESUME_SAFE = ("steps", "device", "mode", "log_every", "checkpoint_every", "eval_samples", "download")
+RESUME_SAFE = ("steps", "device", "mode", "log_every", "checkpoint_every", "eval_samples", "download",
+               "dist_timeout")
 MODES = ("auto", "eager", "compile", "graph")
 
 
@@ -84,8 +85,9 @@ class TrainConfig:
     checkpoint_every: int | None = None  # default 1000
     eval_samples: int | None = None  # default 2500
     download: bool | None = None  # fetch MNIST through torchvision when it is not under data_root
-    mode: str | None = None  # how steps run: "eager" (default), "compile", "graph" (CUDA) or "auto"
+    mode: str | None = None  # how steps run: "auto" (default: compile on CPU, eager on CUDA), "eager", "compile", "graph"
     lazy_every: int | None = None  # apply the penalty every k-th critic step (R1 lazy regularization)
+    dist_timeout: float | None = None  # seconds a multi-process run waits for a rank before failing (default 60)
 
     def given(self) -> dict:
         """The settings set here (not None), i.e. the options a user chose."""
@@ -118,6 +120,8 @@ def check(s: dict) -> None:
                  "checkpoint_every", "eval_samples", "lazy_every"):
         if int(s[name]) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {s[name]}")
+    if not s["dist_timeout"] > 0:
+        raise ValueError(f"--dist-timeout must be > 0 seconds, got {s['dist_timeout']}")
     if s["lr"] <= 0:
         raise ValueError(f"--lr must be > 0, got {s['lr']}")
     if not 0 <= s["ema"] < 1:

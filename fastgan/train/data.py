@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from ..distributed import Shard
+
 TOY_SETS = ("ring", "grid", "swissroll")
 IMAGE_SETS = ("mnist", "folder")
 
@@ -38,12 +40,16 @@ def grid_modes(std: float = 0.05) -> Modes:
 
 
 class ToyStream:
-    """Endless i.i.d. batches from a 2-D distribution, drawn from a private generator (saved with the run)."""
+    """Endless i.i.d. batches from a 2-D distribution, drawn from a private generator (saved with the run).
 
-    def __init__(self, name: str, batch_size: int, seed: int, device: torch.device):
+    ``batch_size`` is the global batch: with a ``shard`` of several ranks each one draws it whole and keeps its
+    rows, so the data of step t do not depend on the number of processes.
+    """
+
+    def __init__(self, name: str, batch_size: int, seed: int, device: torch.device, shard: Shard = Shard()):
         if name not in TOY_SETS:
             raise ValueError(f"unknown toy data set {name!r}; choose from {TOY_SETS}")
-        self.name, self.batch_size, self.device = name, batch_size, device
+        self.name, self.batch_size, self.device, self.shard = name, batch_size, device, shard
         self.modes = {"ring": ring_modes, "grid": grid_modes}.get(name, lambda: None)()
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -62,7 +68,7 @@ class ToyStream:
         return points + 0.01 * torch.randn(n, 2, generator=generator)
 
     def next_batch(self) -> torch.Tensor:
-        return self.sample(self.batch_size, self.generator).to(self.device)
+        return self.shard.rows(self.sample(self.batch_size, self.generator)).to(self.device)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -117,13 +123,16 @@ class ImageStream:
     resumed run continues with the very next batch. The last incomplete batch of an epoch is dropped. A set
     that fits in ``RESIDENT_BYTES`` is decoded once into one tensor on the device and batches are gathered
     there; a larger one is read by DataLoader workers into pinned memory and copied without blocking. Either
-    way the training loop never runs a per-image Python loop.
+    way the training loop never runs a per-image Python loop. ``batch_size`` is the global batch; with a
+    ``shard`` of several ranks each one reads its rows of it.
     """
 
-    def __init__(self, dataset, batch_size: int, seed: int, device: torch.device, workers: int = 2):
+    def __init__(self, dataset, batch_size: int, seed: int, device: torch.device, workers: int = 2,
+                 shard: Shard = Shard()):
         if len(dataset) < batch_size:
             raise ValueError(f"the data set has {len(dataset)} images, fewer than the batch size {batch_size}")
         self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
+        self.shard = shard
         self.workers = workers
         self.epoch, self.position = 0, 0
         first = dataset[0][0]
@@ -145,8 +154,9 @@ class ImageStream:
         if self.images is None:
             # Workers read this epoch's remaining batches, in order, from the current position on.
             end = len(self.dataset) - (len(self.dataset) - self.position) % self.batch_size
-            sampler = torch.utils.data.BatchSampler(self._order[self.position:end].tolist(), self.batch_size, False)
-            loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.workers,
+            batches = [self.shard.rows(batch).tolist()
+                       for batch in self._order[self.position:end].split(self.batch_size)]
+            loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers,
                                                  pin_memory=self.device.type == "cuda")
             self._batches = iter(loader)
 
@@ -155,7 +165,8 @@ class ImageStream:
             self.epoch, self.position = self.epoch + 1, 0
             self._start_epoch()
         if self.images is not None:
-            indices = self._order[self.position:self.position + self.batch_size].to(self.images.device)
+            indices = self.shard.rows(self._order[self.position:self.position + self.batch_size])
+            indices = indices.to(self.images.device)
             batch = self.images.index_select(0, indices)
         else:
             batch = next(self._batches)[0].to(self.device, non_blocking=True)

@@ -1,0 +1,96 @@
+"""Run by ``torchrun`` from tests/test_distributed.py: every training run of a JSON file in one process group
+(process start-up is paid once), then a user's own loops with a DDP-wrapped critic.
+
+    torchrun --standalone --nproc_per_node 2 tests/distributed_worker.py RUNS.json OUT_DIR
+
+Rank 0 writes, for each run, the run's outputs and ``ranks.json`` (whether every rank ended with bitwise the
+same models), and ``user_loops.pt`` (the critics the user loops trained) and ``static_graph.txt`` (the error a
+static-graph DDP critic gets).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+import fastgan
+from fastgan.distributed import Shard, init_from_environment
+from fastgan.train import TrainConfig, Trainer
+
+GLOBAL_BATCH = 8
+
+
+def user_critic() -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 1))
+
+
+def user_loops(wrap=lambda m: m, shard: Shard = Shard()) -> dict[str, list[torch.Tensor]]:
+    """Two loops a user writes, on ``shard``'s rows of fixed global batches: the seed's WGAN-GP step with
+    ``fastgan.gradient_penalty`` on a (DDP-)wrapped critic, and a ``CriticStep`` with lazy R1 (penalty-only
+    updates included) given the wrapped critic. Returns each loop's final critic parameters."""
+    data = torch.Generator().manual_seed(5)
+    batches = [(torch.randn(GLOBAL_BATCH, 5, generator=data), torch.randn(GLOBAL_BATCH, 5, generator=data))
+               for _ in range(4)]
+    critic = user_critic()
+    model = wrap(critic)
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    torch.manual_seed(7)
+    for real, fake in batches:
+        real, fake = shard.rows(real), shard.rows(fake)
+        alpha = shard.rows(torch.rand(GLOBAL_BATCH))
+        opt.zero_grad()
+        gp = fastgan.gradient_penalty(model, real, fake, alpha=alpha)
+        loss = model(fake).mean() - model(real).mean() + 10.0 * gp
+        loss.backward()
+        opt.step()
+    results = {"seed loop": [p.detach().clone() for p in critic.parameters()]}
+    critic = user_critic()
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    step = fastgan.CriticStep(wrap(critic), opt, loss="ns", penalty="r1", penalty_weight=1.0, lazy_every=2,
+                              mode="eager")
+    for real, fake in batches:
+        step(shard.rows(real), shard.rows(fake))
+    results["critic step"] = [p.detach().clone() for p in critic.parameters()]
+    return results
+
+
+def _flat(trainer: Trainer) -> torch.Tensor:
+    modules = [trainer.generator, trainer.critic] + ([trainer.ema] if trainer.ema is not None else [])
+    return torch.cat([p.detach().reshape(-1) for m in modules for p in m.parameters()])
+
+
+def main(runs_file: str, out: str) -> None:
+    init_from_environment("cpu")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    out = Path(out)
+    try:
+        for name, settings in json.loads(Path(runs_file).read_text()).items():
+            trainer = Trainer(TrainConfig(**settings), out / name, quiet=True)
+            trainer.fit()
+            mine = _flat(trainer)
+            every = [torch.empty_like(mine) for _ in range(world)]
+            dist.all_gather(every, mine)
+            if rank == 0:
+                (out / name / "ranks.json").write_text(json.dumps({"bitwise_equal": all(
+                    torch.equal(every[0], other) for other in every[1:])}))
+        ddp = user_loops(lambda m: nn.parallel.DistributedDataParallel(m), Shard.of(dist.group.WORLD))
+        try:
+            static = nn.parallel.DistributedDataParallel(user_critic(), static_graph=True)
+            fastgan.gradient_penalty(static, torch.randn(4, 5), torch.randn(4, 5))
+            refused = "not refused"
+        except ValueError as exc:
+            refused = str(exc)
+        if rank == 0:
+            torch.save(ddp, out / "user_loops.pt")
+            (out / "static_graph.txt").write_text(refused)
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main(*sys.argv[1:])
