@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile provider")
     parser.add_argument("--only", metavar="TEXT", action="append",
                         help="run only the ops whose name contains TEXT (repeatable: any of them)")
+    parser.add_argument("--exclude", metavar="TEXT", action="append",
+                        help="skip the ops whose name contains TEXT (repeatable)")
     parser.add_argument("--json", type=Path, help="write the results here (default: print only)")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for case in all_cases(device, quick=args.quick, compile_=args.compile):
         if args.only and not any(text in case.op for text in args.only):
+            continue
+        if args.exclude and any(text in case.op for text in args.exclude):
             continue
         results.extend(_measure(case, device, copy_gbs, rounds=1 if device.type == "cuda" else 3))
         print(f"  {case.op} {case.size} {case.dtype}: done", file=sys.stderr, flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .train.config import DEFAULTS, LOSSES, RESUME_SAFE, TrainConfig, preset_table
 from .train.data import IMAGE_SETS, TOY_SETS
@@ -78,12 +79,46 @@ def _parser() -> argparse.ArgumentParser:
     add("--lazy-every", type=int, help="apply the penalty every K-th critic step with weight x K (lazy R1)")
     add("--dist-timeout", type=float, metavar="SECONDS",
         help="with several processes (torchrun): how long to wait for another rank before failing (default 60)")
+
+    study = commands.add_parser(
+        "study", help="every preset on the ring and the grid over several seeds, beside PacGAN's table",
+        description="Run fastgan train for each preset x data set x seed (in parallel processes; a finished run "
+        "is not run again), then write study.md / study.json (mean and spread over the seeds, PacGAN's "
+        "published rows beside them), samples.png and curves.png.")
+    option = study.add_argument
+    option("--presets", nargs="+", choices=LOSSES, default=list(LOSSES), help="default: every preset")
+    option("--data", nargs="+", choices=("ring", "grid"), default=["ring", "grid"], help="default: ring grid")
+    option("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="default: 0 1 2 3 4")
+    option("--jobs", type=int, help="runs at once (default: one per CPU core)")
+    option("--steps", type=int, help="generator steps of every run (default: each preset's)")
+    option("--mode", choices=("auto", "eager", "compile"), help="step mode of every run (default auto)")
+    option("--out", default="runs/study", help="the study's directory (default runs/study)")
+    option("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _study(args, parser) -> int:
+    from .train.study import run_study
+
+    extra = [*(["--steps", str(args.steps)] if args.steps is not None else []),
+             *(["--mode", args.mode] if args.mode else [])]
+    if args.jobs is not None and args.jobs < 1:
+        parser.exit(2, f"fastgan study: error: --jobs must be >= 1, got {args.jobs}\n")
+    try:
+        run_study(args.out, args.presets, args.data, args.seeds, args.jobs, extra, args.quiet)
+    except RuntimeError as exc:
+        print(f"fastgan study: error: {exc}", file=sys.stderr)
+        return 1
+    print((Path(args.out) / "study.md").read_text(), end="")
+    print(f"wrote {args.out}/study.md, study.json, samples.png, curves.png")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "study":
+        return _study(args, parser)
     if args.command != "train":
         parser.print_help()
         return 0 if args.command is None else 2

@@ -138,6 +138,11 @@ def environment_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launched() -> bool:
+    """Whether torchrun (or a launcher setting ``RANK`` and ``WORLD_SIZE``) started this process, even alone."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
 def init_from_environment(device_type: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> dist.ProcessGroup:
     """Join the job torchrun described in the environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
     ``MASTER_PORT``): gloo for CPU tensors, NCCL for CUDA ones (one GPU per ``LOCAL_RANK``). A collective that

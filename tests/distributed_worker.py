@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import nn
 
 import fastgan
-from fastgan.distributed import Shard, init_from_environment
+from fastgan.distributed import Shard, all_reduce_gradients, init_from_environment
 from fastgan.train import TrainConfig, Trainer
 
 GLOBAL_BATCH = 8
@@ -29,9 +29,10 @@ def user_critic() -> nn.Module:
 
 
 def user_loops(wrap=lambda m: m, shard: Shard = Shard()) -> dict[str, list[torch.Tensor]]:
-    """Two loops a user writes, on ``shard``'s rows of fixed global batches: the seed's WGAN-GP step with
-    ``fastgan.gradient_penalty`` on a (DDP-)wrapped critic, and a ``CriticStep`` with lazy R1 (penalty-only
-    updates included) given the wrapped critic. Returns each loop's final critic parameters."""
+    """Three loops a user writes, on ``shard``'s rows of fixed global batches: the seed's WGAN-GP step with
+    ``fastgan.gradient_penalty`` on a (DDP-)wrapped critic; lazy R1 by hand, its penalty-only updates on the
+    inner module followed by ``all_reduce_gradients``; and a ``CriticStep`` with lazy R1 given the wrapped
+    critic. Returns each loop's final critic parameters."""
     data = torch.Generator().manual_seed(5)
     batches = [(torch.randn(GLOBAL_BATCH, 5, generator=data), torch.randn(GLOBAL_BATCH, 5, generator=data))
                for _ in range(4)]
@@ -48,6 +49,21 @@ def user_loops(wrap=lambda m: m, shard: Shard = Shard()) -> dict[str, list[torch
         loss.backward()
         opt.step()
     results = {"seed loop": [p.detach().clone() for p in critic.parameters()]}
+    critic = user_critic()
+    model = wrap(critic)
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    for i, (real, fake) in enumerate(batches):
+        real, fake = shard.rows(real), shard.rows(fake)
+        opt.zero_grad()
+        fastgan.ns_discriminator_loss(model(real), model(fake)).backward()
+        opt.step()
+        if i % 2 == 0:  # the lazy penalty-only update, outside DDP
+            opt.zero_grad()
+            (2.0 * fastgan.r1_penalty(critic, real)).backward()
+            if shard.world_size > 1:
+                all_reduce_gradients(critic.parameters())
+            opt.step()
+    results["lazy r1 by hand"] = [p.detach().clone() for p in critic.parameters()]
     critic = user_critic()
     opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
     step = fastgan.CriticStep(wrap(critic), opt, loss="ns", penalty="r1", penalty_weight=1.0, lazy_every=2,

@@ -32,21 +32,38 @@ def _env(threads: int = 1) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
 
 
-@pytest.fixture(scope="module")
-def two_process_runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("two")
-    runs = {loss: {**SETTINGS, "loss": loss, **extra} for loss, extra in PRESETS.items()}
+def _two_process_runs(out: Path, mode: str) -> tuple[Path, dict]:
+    runs = {loss: {**SETTINGS, "loss": loss, "mode": mode, **extra} for loss, extra in PRESETS.items()}
     (out / "runs.json").write_text(json.dumps(runs))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(WORKER), str(out / "runs.json"), str(out)],
-                          capture_output=True, text=True, timeout=600, env=_env())
+                          capture_output=True, text=True, timeout=1200, env=_env())
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out, runs
 
 
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory):
+    return _two_process_runs(tmp_path_factory.mktemp("two"), "eager")
+
+
+@pytest.fixture(scope="module")
+def two_process_compiled_runs(tmp_path_factory):
+    return _two_process_runs(tmp_path_factory.mktemp("two-compiled"), "compile")
+
+
 @pytest.mark.parametrize("loss", PRESETS)
 def test_two_processes_train_the_model_one_process_trains(two_process_runs, tmp_path, loss):
-    out, runs = two_process_runs
+    _check_against_one_process(*two_process_runs, tmp_path, loss)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", PRESETS)
+def test_compiled_two_processes_train_the_model_one_process_trains(two_process_compiled_runs, tmp_path, loss):
+    _check_against_one_process(*two_process_compiled_runs, tmp_path, loss)
+
+
+def _check_against_one_process(out: Path, runs: dict, tmp_path: Path, loss: str) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

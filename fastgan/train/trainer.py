@@ -139,7 +139,7 @@ class Trainer:
         """The process group of a multi-process run (joined here when torchrun started this process)."""
         owns = False
         if not dist.is_initialized():
-            if distributed.environment_world_size() == 1:
+            if not distributed.launched():
                 return None, False
             distributed.init_from_environment(self.device.type, self.s["dist_timeout"])
             owns = True
@@ -222,6 +222,8 @@ class Trainer:
         s = self.s
         start_wall = time.perf_counter()
         last_time, last_step = start_wall, self.step
+        # Wall-clock seconds of training so far (a resumed run continues its predecessor's count).
+        wall_before = self.history[-1].get("wall_seconds", 0.0) if self.history else 0.0
         with tqdm(total=s["steps"], initial=self.step, disable=self.quiet or not self.is_main,
                   desc=f"{s['loss']} on {s['data']}", dynamic_ncols=True) as bar:
             while self.step < s["steps"]:
@@ -234,7 +236,8 @@ class Trainer:
                 bar.update(1)
                 if self.step % s["log_every"] == 0 or self.step == s["steps"]:
                     now = time.perf_counter()
-                    record = self._log(stats, g_loss, (self.step - last_step) / (now - last_time))
+                    record = self._log(stats, g_loss, (self.step - last_step) / (now - last_time),
+                                       wall_before + now - start_wall)
                     last_time, last_step = now, self.step
                     bar.set_postfix({k: f"{record[k]:.3g}" for k in ("d_loss", "g_loss", "high_quality")
                                      if k in record})
@@ -250,11 +253,12 @@ class Trainer:
                 else:
                     group["lr"] = lr
 
-    def _log(self, stats: dict, g_loss: torch.Tensor, steps_per_second: float) -> dict:
+    def _log(self, stats: dict, g_loss: torch.Tensor, steps_per_second: float, wall_seconds: float) -> dict:
         stats = {**stats, "g_loss": g_loss}
         if self.group is not None:
             stats = distributed.reduce_stats(stats, self.group)  # every rank's batch: the global statistics
-        record = {"step": self.step, "steps_per_second": steps_per_second, **{k: v.item() for k, v in stats.items()}}
+        record = {"step": self.step, "steps_per_second": steps_per_second, "wall_seconds": wall_seconds,
+                  **{k: v.item() for k, v in stats.items()}}
         if self.is_main:
             record.update(self.evaluate())
             with open(self.out / "metrics.jsonl", "a") as f:

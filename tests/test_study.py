@@ -1,0 +1,64 @@
+"""`fastgan study`: a tiny study's outputs and their format; the slow acceptance run of the WGAN-GP grid target."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fastgan import cli
+from fastgan.train.study import PACGAN_ROWS, run_dir
+
+
+def test_a_tiny_study_writes_its_table_and_figures_and_resumes(tmp_path, capsys):
+    args = ["study", "--presets", "wgan-gp", "lsgan", "--data", "ring", "--seeds", "3", "4", "--steps", "4",
+            "--mode", "eager", "--jobs", "2", "--quiet", "--out", str(tmp_path)]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((tmp_path / "study.json").read_text())
+    rows = {(r["loss"], r["data"]): r for r in results["rows"]}
+    assert set(rows) == {("wgan-gp", "ring"), ("lsgan", "ring")}
+    for (loss, data), row in rows.items():
+        assert row["seeds"] == [3, 4] and row["total_modes"] == 8
+        finals = [json.loads((run_dir(tmp_path, loss, data, s) / "summary.json").read_text())["final"]
+                  for s in (3, 4)]
+        assert row["high_quality"]["mean"] == pytest.approx(sum(f["high_quality"] for f in finals) / 2)
+        assert row["modes"]["min"] == min(f["modes"] for f in finals)
+        assert row["all_modes"] == sum(f["modes"] == 8 for f in finals)
+        assert row["steps_per_second"]["mean"] > 0
+        for s in (3, 4):  # every log line has the wall-clock time the curves are drawn over
+            lines = (run_dir(tmp_path, loss, data, s) / "metrics.jsonl").read_text().splitlines()
+            assert all(json.loads(line)["wall_seconds"] > 0 for line in lines)
+    table = (tmp_path / "study.md").read_text()
+    assert table in printed
+    name, modes, hq, kl = PACGAN_ROWS["ring"]
+    assert f"| ring | {name} (published) | - | {modes} | {100 * hq:.1f}% | {kl:.2f} |" in table
+    assert table.count("| ring | wgan-gp |") == 1 and table.count("| ring | lsgan |") == 1
+    for picture in ("samples.png", "curves.png"):
+        assert (tmp_path / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Finished runs are not run again: a second call only rewrites the summary.
+    stamp = (run_dir(tmp_path, "lsgan", "ring", 3) / "summary.json").stat().st_mtime_ns
+    assert cli.main(args) == 0
+    assert (run_dir(tmp_path, "lsgan", "ring", 3) / "summary.json").stat().st_mtime_ns == stamp
+
+
+def test_a_failed_run_is_named(tmp_path, capsys):
+    assert cli.main(["study", "--presets", "wgan", "--data", "ring", "--seeds", "0", "--steps", "0",
+                     "--quiet", "--out", str(tmp_path)]) == 1
+    assert "wgan-ring-s0" in capsys.readouterr().err
+    assert "--steps must be >= 1" in (run_dir(tmp_path, "wgan", "ring", 0) / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_wgan_gp_grid_target(tmp_path):
+    """Bare `fastgan train --data grid` on a seed it was not tuned on: all 25 modes, >= 95% high quality,
+    reverse KL <= 0.03, within 600 s on a 2-core CPU."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "fastgan.cli", "train", "--data", "grid", "--seed", "7", "--quiet",
+                           "--out", str(tmp_path)], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    final = json.loads((tmp_path / "summary.json").read_text())["final"]
+    assert final["modes"] == 25 and final["high_quality"] >= 0.95 and final["reverse_kl"] <= 0.03
+    assert wall < 600
