@@ -181,18 +181,19 @@ def test_cli_help_shows_presets(capsys):
 
 @pytest.mark.slow
 def test_default_run_meets_the_ring_targets(tmp_path):
-    """`fastgan train` as shipped: all 8 modes, > 90% high quality, reverse KL < 0.07, within 3 minutes."""
+    """`fastgan train` as shipped, on a seed it was not tuned on: all 8 modes, >= 97% high quality, reverse KL
+    <= 0.01, within 3 minutes on a 2-core CPU."""
     import subprocess
     import sys
     import time
 
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "fastgan.cli", "train", "--quiet", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "fastgan.cli", "train", "--seed", "7", "--quiet", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=600)
     wall = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr
     final = json.loads((tmp_path / "summary.json").read_text())["final"]
-    assert final["modes"] == 8 and final["high_quality"] > 0.9 and final["reverse_kl"] < 0.07
+    assert final["modes"] == 8 and final["high_quality"] >= 0.97 and final["reverse_kl"] <= 0.01
     assert wall < 180
 
 
