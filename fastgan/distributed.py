@@ -58,7 +58,9 @@ class Shard:
         return cls(dist.get_rank(group), dist.get_world_size(group))
 
     def rows(self, global_batch: torch.Tensor) -> torch.Tensor:
-        """This rank's rows of a tensor holding the whole global batch (a view)."""
+        """This rank's rows of a tensor holding the whole global batch (a view; the tensor itself for one rank)."""
+        if self.world_size == 1:
+            return global_batch
         b = global_batch.shape[0] // self.world_size
         return global_batch[self.rank * b:(self.rank + 1) * b]
 
