@@ -106,10 +106,13 @@ class Trainer:
             check(settings)
         self.s = settings
         self.device = _device(settings["device"])
+        # Checked before joining the other ranks: a process leaving a joined group on an error aborts.
+        world = dist.get_world_size() if dist.is_initialized() else (
+            distributed.environment_world_size() if distributed.launched() else 1)
+        self.local_batch = distributed.Shard(0, world).local_size(settings["batch_size"], "--batch-size")
         self.group, self._owns_group = self._join_ranks()
         self.shard = distributed.Shard.of(self.group)
         self.is_main = self.shard.rank == 0
-        self.local_batch = self.shard.local_size(settings["batch_size"], "--batch-size")
         torch.manual_seed(settings["seed"])
         self.data = self._data()
         if generator is None or critic is None:
