@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 
 from .distributed import refuse_static_graph
+
 # Largest loss scale used for a critic's input gradient: leaves 64x headroom below fp16's largest value for
 # gradients that grow inside the critic, while lifting tiny ones 1024x away from underflow.
 MAX_PENALTY_SCALE = 2.0**10

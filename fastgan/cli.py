@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     except CollectiveError as exc:
         print(f"fastgan train: error: {exc}", file=sys.stderr)
         return 1
-    if summary["world_size"] > 1 and trainer.shard.rank != 0:
+    if not trainer.is_main:
         return 0  # rank 0 reports
     final = summary["final"]
     line = f"done: {summary['steps']} steps in {summary['wall_seconds']:.0f} s on {summary['device']}; wrote {out}/"

@@ -71,11 +71,13 @@ class Shard:
         return global_size // self.world_size
 
 
-def unwrap(module: nn.Module) -> tuple[nn.Module, dist.ProcessGroup | None]:
-    """A ``DistributedDataParallel`` module's inner module and process group; anything else as it is."""
+def unwrap(module: nn.Module, group: dist.ProcessGroup | None = None
+           ) -> tuple[nn.Module, dist.ProcessGroup | None]:
+    """A ``DistributedDataParallel`` module's inner module and process group (``group`` when given); any other
+    module as it is, with ``group``."""
     if isinstance(module, nn.parallel.DistributedDataParallel):
-        return module.module, module.process_group
-    return module, None
+        return module.module, group if group is not None else module.process_group
+    return module, group
 
 
 def refuse_static_graph(module: nn.Module) -> None:
@@ -135,14 +137,16 @@ def same_settings(settings: dict, group: dist.ProcessGroup | None = None) -> Non
         raise ValueError("the processes were started with different settings: " + "; ".join(differ))
 
 
-def environment_world_size() -> int:
-    """The number of processes torchrun (or a launcher setting ``WORLD_SIZE``) started."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def launched() -> bool:
     """Whether torchrun (or a launcher setting ``RANK`` and ``WORLD_SIZE``) started this process, even alone."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def world_size() -> int:
+    """The number of processes of this job: the initialised default group's, else torchrun's, else 1."""
+    if dist.is_initialized():
+        return dist.get_world_size()
+    return int(os.environ["WORLD_SIZE"]) if launched() else 1
 
 
 def init_from_environment(device_type: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> dist.ProcessGroup:

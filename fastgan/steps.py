@@ -31,6 +31,7 @@ every rank and each keeps its own, so the same seed also trains the same model o
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -322,14 +323,13 @@ def _first_mismatch(names, grads, eager_grads, rtol: float) -> str | None:
     Each tensor's difference may be ``rtol`` of its eager gradient's norm plus ``ZERO_GRADIENT`` of the whole
     gradient's: a gradient that is zero in exact arithmetic (the bias before a BatchNorm) is rounding noise in
     both, and noises do not agree."""
-    total = torch.stack([e.float().norm() for e in eager_grads if e is not None]).norm() if any(
-        e is not None for e in eager_grads) else torch.zeros(())
-    for name, g, e in zip(names, grads, eager_grads):
-        if e is None and g.any():
-            return f"the compiled step gives {name} a gradient eager does not"
+    norms = [None if e is None else float(e.float().norm()) for e in eager_grads]
+    floor = ZERO_GRADIENT * math.sqrt(sum(n * n for n in norms if n is not None))
+    for name, g, e, norm in zip(names, grads, eager_grads, norms):
         if e is None:
-            continue
-        if float((g.float() - e.float()).norm()) > rtol * float(e.float().norm()) + ZERO_GRADIENT * float(total):
+            if g.any():
+                return f"the compiled step gives {name} a gradient eager does not"
+        elif float((g.float() - e.float()).norm()) > rtol * norm + floor:
             return f"the compiled gradient of {name} differs from eager"
     return None
 
@@ -507,8 +507,7 @@ class CriticStep:
             raise ValueError(f"lazy_every must be a positive int, got {lazy_every!r}")
         if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
             raise TypeError(f"scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}")
-        critic, ddp_group = distributed.unwrap(critic)
-        self.group = process_group if process_group is not None else ddp_group
+        critic, self.group = distributed.unwrap(critic, process_group)
         self.critic, self.optimizer, self.requested_mode = critic, optimizer, _check_mode(mode)
         self.terms = loss_terms(loss, lsgan_targets)[:2] if loss is not None else None
         self.spec = PENALTIES[penalty] if penalty is not None else None
@@ -567,8 +566,8 @@ class GeneratorStep(_Step):
                  ema: float | None = None, mode: str = "auto",
                  lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
                  process_group: torch.distributed.ProcessGroup | None = None):
-        generator, ddp_group = distributed.unwrap(generator)
-        super().__init__(generator, optimizer, mode, process_group if process_group is not None else ddp_group)
+        generator, group = distributed.unwrap(generator, process_group)
+        super().__init__(generator, optimizer, mode, group)
         critic = distributed.unwrap(critic)[0]
         if not isinstance(critic, nn.Module):
             raise TypeError(f"critic must be an nn.Module, got {type(critic).__name__}")

@@ -83,6 +83,8 @@ FAULTS = [
           "            total = self.weight * penalty\n", "            total = penalty\n"),
     Fault("generator EMA moves by the decay instead of 1 - decay", "fastgan/steps.py",
           "self._ema_weight.fill_(1.0 - min(", "self._ema_weight.fill_(0.0 + min("),
+    Fault("compile check tolerates anything below the whole gradient's norm", "fastgan/steps.py",
+          "ZERO_GRADIENT = 1e-6", "ZERO_GRADIENT = 1.0"),
     Fault("gradient all-reduce sums over the ranks without dividing", "fastgan/distributed.py",
           "        flat.div_(world)\n", "        pass\n"),
     Fault("alpha drawn for this rank's rows only, not the global batch", "fastgan/steps.py",

@@ -31,7 +31,7 @@ def _device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but no CUDA device is available")
-    if name == "cuda" and distributed.environment_world_size() > 1:
+    if name == "cuda" and distributed.world_size() > 1:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per local rank
     return torch.device(name)
 
@@ -107,9 +107,8 @@ class Trainer:
         self.s = settings
         self.device = _device(settings["device"])
         # Checked before joining the other ranks: a process leaving a joined group on an error aborts.
-        world = dist.get_world_size() if dist.is_initialized() else (
-            distributed.environment_world_size() if distributed.launched() else 1)
-        self.local_batch = distributed.Shard(0, world).local_size(settings["batch_size"], "--batch-size")
+        self.local_batch = distributed.Shard(0, distributed.world_size()).local_size(settings["batch_size"],
+                                                                                     "--batch-size")
         self.group, self._owns_group = self._join_ranks()
         self.shard = distributed.Shard.of(self.group)
         self.is_main = self.shard.rank == 0
