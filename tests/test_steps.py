@@ -207,6 +207,25 @@ def test_compiled_gradients_that_differ_from_eager_fall_back(monkeypatch):
         torch.testing.assert_close(p, p_ref, rtol=1e-5, atol=1e-7)
 
 
+def test_a_compiled_gradient_one_percent_off_falls_back_to_eager(monkeypatch):
+    """The check's allowance for gradients that are zero in exact arithmetic must not hide a real error."""
+    from fastgan.steps import _CriticPhase
+
+    critic, real, fake = _setup()
+    step = fastgan.CriticStep(critic, torch.optim.SGD(critic.parameters(), lr=0.1), loss="wgan", penalty="gp",
+                              mode="compile")
+    compiled_gradients = _CriticPhase._compiled_gradients
+
+    def one_percent_off(self, inputs):
+        grads, stats = compiled_gradients(self, inputs)
+        return [grads[0] * 1.01, *grads[1:]], stats
+
+    monkeypatch.setattr(_CriticPhase, "_compiled_gradients", one_percent_off)
+    with pytest.warns(UserWarning, match="differs from eager"):
+        step(real, fake)
+    assert step.mode == "eager"
+
+
 def test_a_bias_before_batchnorm_does_not_fail_the_compile_check():
     """Its gradient is zero in exact arithmetic: eager and compiled rounding noise differ, and that is no mismatch."""
     torch.manual_seed(0)
