@@ -33,7 +33,8 @@ def requested_backend() -> str:
     """The backend asked for now: the innermost :func:`use_backend`, else ``$FASTGAN_BACKEND``, else ``auto``."""
     if _forced:
         return _forced[-1]
-    return _check_name(os.environ.get("FASTGAN_BACKEND", "auto").strip().lower() or "auto")
+    name = os.environ.get("FASTGAN_BACKEND")
+    return _check_name(name.strip().lower() or "auto") if name else "auto"
 
 
 @contextlib.contextmanager
