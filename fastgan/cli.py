@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         help="how each step runs: auto (default: compile on a CPU, eager on CUDA), eager, compile (torch.compile "
         "of the whole step) or graph (one CUDA graph per step, CUDA only); see fastgan.steps")
     add("--lazy-every", type=int, help="apply the penalty every K-th critic step with weight x K (lazy R1)")
+    add("--pack", type=int, help="the critic scores groups of this many samples concatenated (PacGAN; default 1)")
     add("--dist-timeout", type=float, metavar="SECONDS",
         help="with several processes (torchrun): how long to wait for another rank before failing (default 60)")
 

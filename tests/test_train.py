@@ -11,6 +11,7 @@ from fastgan.train import LOSSES, TrainConfig, Trainer, train
 from fastgan.train.checkpoint import CheckpointError
 from fastgan.train.data import grid_modes, ring_modes
 from fastgan.train.metrics import mode_metrics
+from fastgan.train.models import PackedCritic
 
 OUTPUTS = ("metrics.jsonl", "summary.json", "samples.png", "curves.png", "samples.pt", "checkpoint.pt")
 # On CPU even where a GPU exists: the resume test promises bitwise equality on CPU. Eager: compiling (the
@@ -136,6 +137,37 @@ def test_user_models(tmp_path):
     assert not torch.equal(before, generator[0].weight)
 
 
+@pytest.mark.parametrize("shape", [(6, 2), (4, 3, 5, 5)], ids=["points", "images"])
+def test_packed_critic_scores_consecutive_samples_concatenated(shape):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen)
+    inner = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * x[0].numel(), 1))
+    packed = PackedCritic(inner, 2)(x)
+    groups = torch.stack([torch.cat([x[i], x[i + 1]]) for i in range(0, shape[0], 2)])
+    assert packed.shape == (shape[0] // 2, 1)
+    torch.testing.assert_close(packed, inner(groups), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="divisible by pack=2"):
+        PackedCritic(inner, 2)(x[:3])
+    with pytest.raises(ValueError, match="pack must be a positive int"):
+        PackedCritic(inner, 0)
+
+
+@pytest.mark.parametrize("loss", ["lsgan", "wgan-gp"])
+def test_packed_runs_train(tmp_path, loss):
+    trainer = Trainer(TrainConfig(loss=loss, data="grid", pack=2, **TINY), tmp_path, quiet=True)
+    assert isinstance(trainer.critic, PackedCritic) and trainer.critic.inner.model[0].in_features == 4
+    first = trainer.critic.inner.model[0].weight
+    before = first.detach().clone()
+    summary = trainer.fit()
+    assert summary["settings"]["pack"] == 2 and "modes" in summary["final"]
+    assert not torch.equal(before, first)
+
+
+def test_packing_a_users_critic_must_be_explicit(tmp_path):
+    with pytest.raises(ValueError, match="PackedCritic"):
+        Trainer(TrainConfig(pack=2, **TINY), tmp_path, quiet=True, critic=torch.nn.Linear(2, 1))
+
+
 def test_mode_metrics_by_hand():
     modes = ring_modes()
     perfect = mode_metrics(modes.centers.repeat(10, 1), modes)
@@ -163,6 +195,8 @@ def test_cli_writes_every_output(tmp_path, capsys):
     (["--data", "mnist"], "--data-root"),
     (["--steps", "-5"], "--steps must be >= 1"),
     (["--betas", "0.5"], "comma-separated"),
+    (["--pack", "0"], "--pack must be >= 1"),
+    (["--pack", "3"], "--pack 3 needs each process's batch (256)"),
 ])
 def test_cli_errors_are_one_clear_line(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:

@@ -93,3 +93,25 @@ class DCGANCritic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+class PackedCritic(nn.Module):
+    """PacGAN's packing: the critic scores groups of ``pack`` consecutive samples, concatenated along the first
+    sample dimension (features of 2-D points, channels of images): (B, C, ...) -> (B / pack, 1).
+
+    Seeing several samples at once lets the critic notice when they come from too few modes (Lin et al., 2018).
+    ``inner`` takes (B / pack, pack * C, ...) inputs. A per-sample gradient penalty through a packed critic is
+    taken per sample, each with the gradient of its group's score.
+    """
+
+    def __init__(self, inner: nn.Module, pack: int):
+        super().__init__()
+        if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
+            raise ValueError(f"pack must be a positive int, got {pack!r}")
+        self.inner, self.pack = inner, pack
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] % self.pack:
+            raise ValueError(f"a packed critic needs a batch divisible by pack={self.pack}, got {x.shape[0]} samples")
+        return self.inner(x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:]))
+

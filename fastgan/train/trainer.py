@@ -20,7 +20,7 @@ from . import checkpoint as checkpoint_io
 from .config import TrainConfig, check
 from .data import TOY_SETS, ImageStream, ToyStream, load_image_dataset
 from .metrics import mode_metrics
-from .models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator
+from .models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator, PackedCritic
 from .plots import plot_curves, plot_samples_2d, save_image_grid
 
 EVAL_SEED = 20240601  # the evaluation noise is fixed and drawn apart from the training RNG
@@ -48,15 +48,19 @@ def _models(s: dict, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Modul
     numel = 1
     for n in sample_shape:
         numel *= n
+    pack = s["pack"]
     if s["model"] == "dcgan":
         channels, size = sample_shape[0], sample_shape[-1]
         # A per-sample penalty needs a critic whose samples do not interact: LayerNorm, not BatchNorm.
         norm = "layer" if _RECIPES[s["loss"]][1] else "batch"
-        return (DCGANGenerator(s["latent_dim"], channels, size),
-                DCGANCritic(channels, size, norm=norm))
-    toy = s["data"] in TOY_SETS
-    generator = MLPGenerator(s["latent_dim"], numel, s["hidden"], s["depth"], tanh=not toy, out_shape=sample_shape)
-    return generator, MLPCritic(numel, s["hidden"], s["depth"])
+        generator = DCGANGenerator(s["latent_dim"], channels, size)
+        critic = DCGANCritic(pack * channels, size, norm=norm)
+    else:
+        toy = s["data"] in TOY_SETS
+        generator = MLPGenerator(s["latent_dim"], numel, s["hidden"], s["depth"], tanh=not toy,
+                                 out_shape=sample_shape)
+        critic = MLPCritic(pack * numel, s["hidden"], s["depth"])
+    return generator, PackedCritic(critic, pack) if pack > 1 else critic
 
 
 def _optimizer(s: dict, params, device: torch.device) -> torch.optim.Optimizer:
@@ -109,11 +113,17 @@ class Trainer:
         # Checked before joining the other ranks: a process leaving a joined group on an error aborts.
         self.local_batch = distributed.Shard(0, distributed.world_size()).local_size(settings["batch_size"],
                                                                                      "--batch-size")
+        if self.local_batch % settings["pack"]:
+            raise ValueError(f"--pack {settings['pack']} needs each process's batch ({self.local_batch}) to be a "
+                             "multiple of it")
         self.group, self._owns_group = self._join_ranks()
         self.shard = distributed.Shard.of(self.group)
         self.is_main = self.shard.rank == 0
         torch.manual_seed(settings["seed"])
         self.data = self._data()
+        if critic is not None and settings["pack"] > 1 and not isinstance(critic, PackedCritic):
+            raise ValueError(f"--pack {settings['pack']} with your own critic: pass PackedCritic(critic, "
+                             f"{settings['pack']}) (fastgan.train.models), a critic of packed inputs")
         if generator is None or critic is None:
             default_generator, default_critic = _models(settings, self.data.sample_shape)
             generator, critic = generator or default_generator, critic or default_critic
