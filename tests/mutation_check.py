@@ -103,6 +103,10 @@ FAULTS = [
     Fault("R1 penalty taken at shifted samples", "fastgan/penalties.py",
           'return _squared_norm_at(critic, "real", real, return_norms, scaler)',
           'return _squared_norm_at(critic, "real", real + 0.01, return_norms, scaler)'),
+    Fault("packed critic groups every (B / M)-th sample instead of consecutive ones", "fastgan/train/models.py",
+          "        return self.inner(x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:]))",
+          "        x = x.reshape(self.pack, x.shape[0] // self.pack, *x.shape[1:]).transpose(0, 1)\n"
+          "        return self.inner(x.reshape(x.shape[0], self.pack * x.shape[2], *x.shape[3:]))"),
 ]
 
 
