@@ -286,6 +286,16 @@ def test_resume_refuses_changed_options_and_names_them(tmp_path, capsys):
     assert summary["steps"] == 3 and summary["settings"]["log_every"] == 1 and summary["settings"]["hidden"] == 8
 
 
+def test_checkpoint_from_before_an_option_existed_resumes_with_its_default():
+    from fastgan.train.checkpoint import resume_settings
+
+    saved = TrainConfig(**TINY).resolved()
+    del saved["pack"]  # written before --pack existed: that run trained unpacked
+    assert resume_settings(saved, {"steps": 5, "pack": 1})["pack"] == 1
+    with pytest.raises(CheckpointError, match=r"--pack 2 \(checkpoint: 1\)"):
+        resume_settings(saved, {"pack": 2})
+
+
 def test_resume_without_a_checkpoint_fails(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--out", str(tmp_path / "empty"), "--resume", "--steps", "2"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .config import RESUME_SAFE
+from .config import DEFAULTS, RESUME_SAFE
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
@@ -70,8 +70,10 @@ def _option(name: str) -> str:
 def resume_settings(saved: dict, given: dict) -> dict:
     """The settings of a resumed run: the checkpoint's, with the options in RESUME_SAFE that were given.
 
-    Raises ``CheckpointError`` naming every other given option whose value differs from the checkpoint's.
+    Raises ``CheckpointError`` naming every other given option whose value differs from the checkpoint's. An
+    option added after the checkpoint was written takes its default, which is how that run trained (``pack``).
     """
+    saved = {**{k: v for k, v in DEFAULTS.items() if k not in saved}, **saved}
     changed = [f"{_option(k)} {v!r} (checkpoint: {saved.get(k)!r})" for k, v in given.items()
                if k not in RESUME_SAFE and _normalised(v) != _normalised(saved.get(k))]
     if changed:

@@ -114,4 +114,3 @@ class PackedCritic(nn.Module):
         if x.shape[0] % self.pack:
             raise ValueError(f"a packed critic needs a batch divisible by pack={self.pack}, got {x.shape[0]} samples")
         return self.inner(x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:]))
-

@@ -116,14 +116,14 @@ class Trainer:
         if self.local_batch % settings["pack"]:
             raise ValueError(f"--pack {settings['pack']} needs each process's batch ({self.local_batch}) to be a "
                              "multiple of it")
+        if critic is not None and settings["pack"] > 1 and not isinstance(critic, PackedCritic):
+            raise ValueError(f"--pack {settings['pack']} with your own critic: pass PackedCritic(critic, "
+                             f"{settings['pack']}) (fastgan.train.models), a critic of packed inputs")
         self.group, self._owns_group = self._join_ranks()
         self.shard = distributed.Shard.of(self.group)
         self.is_main = self.shard.rank == 0
         torch.manual_seed(settings["seed"])
         self.data = self._data()
-        if critic is not None and settings["pack"] > 1 and not isinstance(critic, PackedCritic):
-            raise ValueError(f"--pack {settings['pack']} with your own critic: pass PackedCritic(critic, "
-                             f"{settings['pack']}) (fastgan.train.models), a critic of packed inputs")
         if generator is None or critic is None:
             default_generator, default_critic = _models(settings, self.data.sample_shape)
             generator, critic = generator or default_generator, critic or default_critic
