@@ -60,7 +60,7 @@ def _term_values(x: torch.Tensor, term: Term) -> tuple[torch.Tensor, float]:
         return (x - p).square(), 1.0
     if kind == SOFTPLUS:
         # softplus(p x) = p * softplus(x, beta=p) (also for p < 0, threshold included): one op instead of two.
-        return (F.softplus(x, beta=p), p) if p != 0 else (F.softplus(x * p), 1.0)
+        return F.softplus(x, beta=p), p  # the terms' p is +-1, never 0
     # HINGE: relu(1 + p x)
     if p == -1.0:
         return torch.rsub(x, 1.0).relu(), 1.0

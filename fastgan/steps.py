@@ -448,10 +448,10 @@ class _StateCache:
 
     def refresh(self) -> None:
         self.trained = [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
-        self.others = {**dict(self.module.named_buffers()),
-                       **{n: p for n, p in self.module.named_parameters() if not p.requires_grad}}
+        others = {**dict(self.module.named_buffers()),
+                  **{n: p for n, p in self.module.named_parameters() if not p.requires_grad}}
         # Detached views share their tensors' storage, so in-place updates (the optimizer's) show through.
-        self._split = ({n: p.detach() for n, p in self.trained}, {n: t.detach() for n, t in self.others.items()})
+        self._split = ({n: p.detach() for n, p in self.trained}, {n: t.detach() for n, t in others.items()})
 
     def split(self) -> tuple[dict, dict]:
         """The trained parameters and the other tensors (buffers, frozen parameters) by name, detached."""

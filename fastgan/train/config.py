@@ -27,7 +27,7 @@ PRESETS: dict[str, dict] = {
 
 # The 2-D sets: deeper MLPs without Tanh, 2-D noise, larger batches, learning rates decayed linearly to 0 and
 # an EMA of the generator (together they remove the jitter that would push samples out of a mode's 3-sigma
-# disc). WGAN-GP's values are tuned (README, "Tuning the 2-D presets") so that `fastgan train` captures all 8
+# disc). WGAN-GP's values are tuned (README, "Presets") so that `fastgan train` captures all 8
 # ring modes with >= 97% high-quality samples within 3 minutes on a 2-core CPU: Adam at 1e-3 with betas
 # (0.5, 0.9), lambda 1 (the ring's modes are 0.77 apart, and lambda 10 smooths the critic too much to separate
 # them sharply), 2 critic steps per generator step, and 15000 steps (5000 left 93-95% high quality: samples
@@ -48,10 +48,9 @@ DATA_PRESETS: dict[str, dict] = {"ring": dict(latent_dim=1)}
 # A loss's values for one data set, over the two layers above. The grid's 25 modes need longer training for
 # the bridges between them to thin out: WGAN-GP went from 72% high quality at 5000 steps to 91% at 15000 and
 # 98% at 25000 (seeds 0 and 1; a wider MLP, 256, gave 87% at 5000 steps in the time of 15000 narrow ones);
-# WGAN-LP from 24% at 4000 steps to 98% at 25000, R1 from 66% to 98% (seed 0). LSGAN, NS and hinge collapse
-# onto 11-22 of the 25 modes even at 25000 steps (seed 0), and stay at 15-19 with every other setting tried
-# (learning rate, batch 1024, width 256, 8-D noise, 5 critic steps; README, "A stability study"): the study
-# shows it.
+# WGAN-LP from 24% at 4000 steps to 98% at 25000, R1 from 66% to 98% (seed 0). Unpacked, LSGAN, NS and hinge
+# collapse onto 11-22 of the 25 modes even at 25000 steps (seed 0), and onto 15-19 with every other setting
+# tried (learning rate, batch 1024, width 256, 8-D noise, 5 critic steps; README, "Presets").
 # Packing pairs of samples for the critic (PacGAN2) is what gets LSGAN, NS and hinge onto every grid mode. Hinge
 # with pairs: 25/25 on seeds 0-4 (95.4% high quality). LSGAN and NS with pairs at batch 256 still dropped modes
 # (2 and 0 of seeds 0-4 with all 25); pairs at batch 512 took LSGAN to 4 of 5 and NS to 2 of 5 (NS seed 1:
