@@ -12,11 +12,16 @@ Modes (``mode=``):
 - ``eager``: the fused ops of :mod:`fastgan`, step by step.
 - ``compile``: the critic's loss, input gradient and penalty written with ``torch.func`` (``functional_call``
   and a nested ``grad``, which ``torch.compile`` traces where ``autograd.grad(create_graph=True)`` is refused),
-  compiled whole with ``fullgraph=True``, and the optimizer step compiled apart. Compiled double backward has
-  had silent wrong answers (pytorch/pytorch#136662), so the first call for each input shape also runs the
-  eager step's gradients and compares them before the optimizer step; a mismatch warns and falls back to
-  eager for good. Where compiling is impossible (no C compiler, BatchNorm in training mode under a penalty, an
-  fp16 ``GradScaler``, a torch that cannot trace it) the step warns once, saying why, and runs eager.
+  compiled whole with ``fullgraph=True`` and without the zero branches of the double backward
+  (:mod:`fastgan.zero_branches`). Adam's, AdamW's and RMSprop's update runs inside the same graph
+  (:mod:`fastgan.optimizer_update`; parameters are then left without ``.grad``); other optimizers' step is
+  compiled apart. Compiled double backward has had silent wrong answers (pytorch/pytorch#136662), so the first
+  call for each input shape also runs the eager step's gradients and compares them before an (eager) optimizer
+  step; where they differ by more than rounding usually makes, float64 gradients of the same step judge (a
+  WGAN critic's gradients cancel between real and fake, and carry fp32 errors of 1e-3 in eager too); a
+  mismatch warns and falls back to eager for good. Where compiling is impossible (no C compiler, BatchNorm in
+  training mode under a penalty, an fp16 ``GradScaler``, a torch that cannot trace it) the step warns once,
+  saying why, and runs eager.
 - ``graph`` (CUDA): the eager step captured once per input shape as one CUDA graph (warm-up step on a side
   stream, static inputs, the optimizer made capturable, alpha and noise drawn inside the graph), replayed
   on every call; ``ValueError`` on CPU tensors.
@@ -30,10 +35,11 @@ every rank and each keeps its own, so the same seed also trains the same model o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -44,13 +50,19 @@ from .amp import input_gradients
 from .clipping import clip_weights_
 from .interpolation import _interpolation_fwd_torch, check_pair, interpolate
 from .losses import LOSS_NAMES, loss_terms, terms_loss
+from .optimizer_update import in_graph_update
 from .penalty import _penalty_fwd_torch, norm_penalty
+from .zero_branches import ZeroBranches
 
 MODES = ("auto", "eager", "compile", "graph")
 # The largest relative difference (norm per tensor) allowed between compiled and eager gradients on a new shape:
 # fp32 arithmetic in a different order, or bf16/fp16 autocast (where a wrong term is still off by far more).
 COMPILE_CHECK_RTOL = 1e-3
 COMPILE_CHECK_RTOL_AUTOCAST = 5e-2
+# Where compiled and eager gradients differ by more than that, float64 gradients of the same step judge: the
+# compiled ones pass if they are within this many times eager's own distance from them. Gradients that cancel (a
+# WGAN critic's on real and fake batches alike) carry fp32 rounding errors of 1e-3 relative in eager as well.
+COMPILE_CHECK_NOISE_FACTOR = 4.0
 MAX_GRAPHS = 8  # captured input shapes kept per step
 # A parameter whose gradient norm is below this fraction of the whole gradient's has none but rounding noise.
 ZERO_GRADIENT = 1e-6
@@ -86,16 +98,17 @@ def _penalty_points(spec: _PenaltySpec, real, fake, alpha, noise, lerp: Callable
     return lerp(perturbed, real, alpha)
 
 
-def _draws(spec: _PenaltySpec | None, real: torch.Tensor, shard: distributed.Shard
-           ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The step's random numbers, in a fixed order: alpha (B,), then DRAGAN's noise; drawn for the global batch
-    and sliced to this rank's rows, so that they do not depend on the number of processes."""
+def _draws(spec: _PenaltySpec | None, real: torch.Tensor, shard: distributed.Shard,
+           noise_dtype: torch.dtype | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The step's random numbers, in a fixed order: alpha (B,), then DRAGAN's noise (in ``noise_dtype``, by
+    default the samples'); drawn for the global batch and sliced to this rank's rows, so that they do not depend
+    on the number of processes."""
     needs_alpha = spec is not None and spec.at in ("interpolates", "dragan")
     rows = real.shape[0] * shard.world_size
     alpha = shard.rows(torch.rand(rows, device=real.device)) if needs_alpha else None
     noise = None
     if spec is not None and spec.at == "dragan":
-        noise = shard.rows(torch.rand((rows, *real.shape[1:]), device=real.device, dtype=real.dtype))
+        noise = shard.rows(torch.rand((rows, *real.shape[1:]), device=real.device, dtype=noise_dtype or real.dtype))
     return alpha, noise
 
 
@@ -147,8 +160,12 @@ class _Step:
         self._checked_shapes: set[tuple] = set()
         self._compiled_grad = None
         self._compiled_optimizer_step = None
+        # The compiled step with the optimizer's update in its graph, and the parameters it was built for.
+        self._compiled_updating = None
+        self._updating_for: tuple[int, ...] | None = None
         self._graphs: dict[tuple, tuple] = {}
         self._unreached: set[int] = set()
+        self._noise_dtype: torch.dtype | None = None  # DRAGAN's noise dtype (None: the samples'); see _draws
 
     # ----- mode selection -----
 
@@ -199,43 +216,98 @@ class _Step:
         if self.mode == "compile":
             key = _shape_key(inputs)
             if key in self._checked_shapes:
-                return self._apply(*self._compiled_gradients(inputs))
+                return self._compiled_step(inputs)
             rng = _rng_state(inputs[0].device)
             try:
                 stats = self._checked_compiled_step(inputs, rng)
                 self._checked_shapes.add(key)
                 return stats
             except Exception as exc:  # noqa: BLE001 - any compile failure: warn once and run eager
-                self._fall_back(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+                self._fall_back(_compile_failure(exc))
                 _set_rng_state(inputs[0].device, rng)  # the eager step draws what the compiled one would have
         return self._eager_step(inputs)
 
     def _checked_compiled_step(self, inputs, rng) -> dict[str, torch.Tensor]:
         """The compiled step for a new input shape (``rng``: the generators' state before it), its gradients
         first compared with eager ones; on a mismatch, the eager step from the same random numbers."""
+        device = inputs[0].device
         self._state.refresh()
         eager_grads = self._eager_gradients(inputs)
-        _set_rng_state(inputs[0].device, rng)
+        _set_rng_state(device, rng)
         grads, stats = self._compiled_gradients(inputs)
         # Parameters the objective does not reach have no eager gradient (None: the optimizer skips them);
         # torch.func gives them zeros, which would still move Adam's moments. Keep them None.
         self._unreached = {i for i, e in enumerate(eager_grads) if e is None}
-        mismatch = _first_mismatch(self._param_names(), grads, eager_grads, _check_rtol(inputs[0].device))
+        names, rtol = self._param_names(), _check_rtol(device)
+        mismatch = _first_mismatch(names, grads, eager_grads, rtol)
+        if mismatch is not None:
+            after = _rng_state(device)
+            _set_rng_state(device, rng)
+            reference = self._float64_gradients(inputs)
+            _set_rng_state(device, after)
+            mismatch = _first_mismatch(names, grads, eager_grads, rtol, reference)
         if mismatch is None:
-            return self._apply(grads, stats)
+            return self._apply(grads, stats, self.optimizer.step)
         self._fall_back(f"{mismatch} on inputs of shape {tuple(inputs[0].shape)}")
-        _set_rng_state(inputs[0].device, rng)
+        _set_rng_state(device, rng)
         return self._eager_step(inputs)
 
-    def _apply(self, grads, stats) -> dict[str, torch.Tensor]:
-        for i, (p, g) in enumerate(zip(self._params(), grads)):
-            p.grad = None if i in self._unreached else g
-        self._synchronise()
+    def _float64_gradients(self, inputs) -> list[torch.Tensor | None]:
+        """The eager step's gradients from float64 copies of the modules and inputs, drawing the same random
+        numbers (the noise in the inputs' dtype), autocast off: the judge of :meth:`_checked_compiled_step`."""
+        twin = self._float64_twin()
+        twin._noise_dtype = inputs[0].dtype
+        with torch.autocast(inputs[0].device.type, enabled=False):
+            total, _ = twin._objective(*(t.double() for t in inputs))
+            return list(torch.autograd.grad(total, twin._params(), allow_unused=True))
+
+    def _compiled_step(self, inputs) -> dict[str, torch.Tensor]:
+        """One compiled step on a checked input shape: one compiled call that also applies the optimizer's update
+        where :func:`fastgan.optimizer_update.in_graph_update` can (no process group), else the compiled gradients
+        and a second, compiled optimizer step."""
+        reached = [p for i, p in enumerate(self._params()) if i not in self._unreached]
+        if self._updating_for != tuple(map(id, reached)):
+            self._updating_for = tuple(map(id, reached))
+            update = in_graph_update(self.optimizer, reached) if self.group is None else None
+            names = [n for i, n in enumerate(self._param_names()) if i not in self._unreached]
+            self._compiled_updating = update and _compile(_updating(self._functional_objective, update, names))
+            for p in reached:
+                p.grad = None  # the update in the graph leaves no gradients behind
+        if self._compiled_updating is None:
+            return self._apply(*self._compiled_gradients(inputs), self._optimizer_step_compiled())
+        device = inputs[0].device
+        rng = _rng_state(device)
+        params, others = self._state.split()
+        try:
+            with self._frozen_critic():
+                stats = self._compiled_updating(params, others, *self._traced_inputs(inputs))
+        except Exception as exc:  # noqa: BLE001 - a graph for new guards that cannot compile (Dynamo's limit)
+            self._fall_back(_compile_failure(exc))
+            _set_rng_state(device, rng)
+            return self._eager_step(inputs)
+        self._after_update()
+        return stats
+
+    def _compiled_gradients(self, inputs):
+        if self._compiled_grad is None:
+            self._compiled_grad = _compile(torch.func.grad(self._functional_objective, has_aux=True))
+        params, others = self._state.split()
+        with self._frozen_critic():
+            grads, stats = self._compiled_grad(params, others, *self._traced_inputs(inputs))
+        return [grads[n] for n in params], stats
+
+    def _optimizer_step_compiled(self) -> Callable[[], object]:
         if self._compiled_optimizer_step is None:
             # A fused optimizer is already one kernel: compiling it would only add compile time.
             fused = any(g.get("fused") for g in self.optimizer.param_groups)
             self._compiled_optimizer_step = self.optimizer.step if fused else torch.compile(self.optimizer.step)
-        self._compiled_optimizer_step()
+        return self._compiled_optimizer_step
+
+    def _apply(self, grads, stats, optimizer_step: Callable[[], object]) -> dict[str, torch.Tensor]:
+        for i, (p, g) in enumerate(zip(self._params(), grads)):
+            p.grad = None if i in self._unreached else g
+        self._synchronise()
+        optimizer_step()
         self._after_update()
         return stats
 
@@ -300,38 +372,96 @@ class _Step:
         """The eager objective to minimise and its detached statistics (drawing the step's random numbers)."""
         raise NotImplementedError
 
-    def _compiled_gradients(self, inputs):
+    def _functional_objective(self, params, buffers, *inputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The objective in plain PyTorch and torch.func (``params`` and ``buffers`` by name), which
+        torch.compile traces whole."""
+        raise NotImplementedError
+
+    def _traced_inputs(self, inputs) -> tuple:
+        """What :meth:`_functional_objective` takes after the module's tensors (drawing the random numbers)."""
+        return inputs
+
+    def _frozen_critic(self) -> contextlib.AbstractContextManager:
+        """Held around the compiled calls (the generator's step freezes its critic)."""
+        return contextlib.nullcontext()
+
+    def _float64_twin(self) -> _Step:
+        """A shallow copy of this step whose modules are float64 copies (to compute gradients, not to train)."""
         raise NotImplementedError
 
     def _after_update(self) -> None:
         pass
 
 
+def _float64_copy(module: nn.Module) -> nn.Module:
+    return copy.deepcopy(module).double()
+
+
+# One options dict (one pass object) for every step: Dynamo reuses a graph only under an equal backend.
+_INDUCTOR_OPTIONS = {"post_grad_custom_pre_pass": ZeroBranches()}
+
+
+def _updating(objective: Callable, update: Callable, names: list[str]) -> Callable:
+    """``objective``'s gradients for the parameters ``names`` applied by ``update`` (see
+    :func:`fastgan.optimizer_update.in_graph_update`); returns the objective's statistics."""
+    gradients = torch.func.grad(objective, has_aux=True)
+
+    def step(params, *inputs):
+        grads, stats = gradients(params, *inputs)
+        with torch.no_grad():
+            update([params[n] for n in names], [grads[n] for n in names])
+        return stats
+
+    return step
+
+
 def _compile(fn: Callable) -> Callable:
-    """``fn`` compiled whole for one input shape. (Inductor's C++ wrapper was measured on a CPU: 2.5% faster on
-    the seed's MLP critic step for about 10 s more compilation per graph, so it is left off.)"""
-    return torch.compile(fn, fullgraph=True, dynamic=False)
+    """``fn`` compiled whole for one input shape, without the zero branches of the double backward (see
+    :mod:`fastgan.zero_branches`). (Inductor's C++ wrapper was measured on a CPU: 2.5% faster on the seed's MLP
+    critic step for about 10 s more compilation per graph, so it is left off.)
+
+    ``fn`` is called through a function with a code object of its own: Dynamo keeps at most ``recompile_limit``
+    (8) graphs per code object, and the steps of one process (each guarded on its own modules and optimizer)
+    would otherwise share the one of ``torch.func.grad``'s wrapper."""
+
+    def call(*args):
+        return fn(*args)
+
+    call.__code__ = call.__code__.replace()
+    return torch.compile(call, fullgraph=True, dynamic=False, options=_INDUCTOR_OPTIONS)
+
+
+def _compile_failure(exc: Exception) -> str:
+    return f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
 
 
 def _shape_key(inputs: tuple[torch.Tensor, ...]) -> tuple:
     return tuple((tuple(t.shape), t.dtype, t.stride()) for t in inputs)
 
 
-def _first_mismatch(names, grads, eager_grads, rtol: float) -> str | None:
+def _first_mismatch(names, grads, eager_grads, rtol: float, reference=None) -> str | None:
     """What differs between compiled and eager gradients (None when they agree).
 
     Each tensor's difference may be ``rtol`` of its eager gradient's norm plus ``ZERO_GRADIENT`` of the whole
     gradient's: a gradient that is zero in exact arithmetic (the bias before a BatchNorm) is rounding noise in
-    both, and noises do not agree."""
+    both, and noises do not agree. With ``reference`` (float64 gradients of the same step), a tensor beyond that
+    still agrees if its distance from the reference is at most ``rtol`` of the reference's norm or
+    ``COMPILE_CHECK_NOISE_FACTOR`` times eager's distance from it (plus the floor): as accurate as eager."""
     norms = [None if e is None else float(e.float().norm()) for e in eager_grads]
     floor = ZERO_GRADIENT * math.sqrt(sum(n * n for n in norms if n is not None))
-    for name, g, e, norm in zip(names, grads, eager_grads, norms):
+    for i, (name, g, e, norm) in enumerate(zip(names, grads, eager_grads, norms)):
         if e is None:
             if g.any():
                 return f"the compiled step gives {name} a gradient eager does not"
-        elif float((g.float() - e.float()).norm()) > rtol * norm + floor:
+        elif float((g.float() - e.float()).norm()) > rtol * norm + floor and (
+                reference is None or not _as_accurate(g, e, reference[i], rtol, floor)):
             return f"the compiled gradient of {name} differs from eager"
     return None
+
+
+def _as_accurate(g: torch.Tensor, e: torch.Tensor, r: torch.Tensor, rtol: float, floor: float) -> bool:
+    error, eager_error = float((g.double() - r).norm()), float((e.double() - r).norm())
+    return error <= max(rtol * float(r.norm()), COMPILE_CHECK_NOISE_FACTOR * eager_error) + floor
 
 
 def _check_rtol(device: torch.device) -> float:
@@ -363,7 +493,7 @@ class _CriticPhase(_Step):
     def _objective(self, real, fake) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The eager objective with fastgan's fused ops, drawing this step's random numbers."""
         o = self.owner
-        alpha, noise = _draws(self.spec, real, self.shard)
+        alpha, noise = _draws(self.spec, real, self.shard, self._noise_dtype)
         stats: dict[str, torch.Tensor] = {}
         total = None
         if self.with_loss:
@@ -405,7 +535,7 @@ class _CriticPhase(_Step):
         return None
 
     def _functional_objective(self, params, buffers, real, fake, alpha, noise):
-        """The same objective in plain PyTorch and torch.func, which torch.compile traces whole."""
+        """The eager objective in plain PyTorch and torch.func."""
         o = self.owner
 
         def scores(x):
@@ -428,14 +558,17 @@ class _CriticPhase(_Step):
         stats["loss"] = total.detach()
         return total, stats
 
-    def _compiled_gradients(self, inputs):
+    def _traced_inputs(self, inputs) -> tuple:
         real, fake = inputs
-        if self._compiled_grad is None:
-            self._compiled_grad = _compile(torch.func.grad(self._functional_objective, has_aux=True))
-        alpha, noise = _draws(self.spec, real, self.shard)
-        params, others = self._state.split()
-        grads, stats = self._compiled_grad(params, others, real, fake, alpha, noise)
-        return [grads[n] for n in params], stats
+        return (real, fake, *_draws(self.spec, real, self.shard, self._noise_dtype))
+
+    def _float64_twin(self) -> _CriticPhase:
+        twin = copy.copy(self)
+        twin.owner = copy.copy(self.owner)
+        twin.owner.critic = twin.module = _float64_copy(self.owner.critic)
+        twin.owner.scaler = None
+        twin._state = _StateCache(twin.module)
+        return twin
 
 
 class _StateCache:
@@ -597,12 +730,18 @@ class GeneratorStep(_Step):
         return stats
 
     def _objective(self, noise) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with self._frozen_critic():
+            loss = terms_loss(self.critic(self.generator(noise)), self.term)
+        return loss, {"loss": loss.detach()}
+
+    @contextlib.contextmanager
+    def _frozen_critic(self) -> Iterator[None]:
+        """The critic's parameters out of autograd's (and Dynamo's) view: they are not trained here."""
         self.critic.requires_grad_(False)
         try:
-            loss = terms_loss(self.critic(self.generator(noise)), self.term)
+            yield
         finally:
             self.critic.requires_grad_(True)
-        return loss, {"loss": loss.detach()}
 
     def _after_update(self) -> None:
         if self.ema is None:
@@ -612,19 +751,14 @@ class GeneratorStep(_Step):
             for ema_buffer, buffer in zip(self.ema.buffers(), self.generator.buffers()):
                 ema_buffer.copy_(buffer)
 
-    def _functional_loss(self, params, buffers, noise):
+    def _functional_objective(self, params, buffers, noise):
         fake = torch.func.functional_call(self.generator, (params, buffers), (noise,))
         loss = terms_loss(self.critic(fake), self.term, fused=False)
         return loss, {"loss": loss.detach()}
 
-    def _compiled_gradients(self, inputs):
-        (noise,) = inputs
-        if self._compiled_grad is None:
-            self._compiled_grad = _compile(torch.func.grad(self._functional_loss, has_aux=True))
-        params, others = self._state.split()
-        self.critic.requires_grad_(False)
-        try:
-            grads, stats = self._compiled_grad(params, others, noise)
-        finally:
-            self.critic.requires_grad_(True)
-        return [grads[n] for n in params], stats
+    def _float64_twin(self) -> GeneratorStep:
+        twin = copy.copy(self)
+        twin.generator = twin.module = _float64_copy(self.generator)
+        twin.critic = _float64_copy(self.critic)
+        twin._state = _StateCache(twin.module)
+        return twin

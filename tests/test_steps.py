@@ -286,3 +286,199 @@ def test_compiled_step_under_bfloat16_autocast():
         results[mode] = [p.detach() for p in critic.parameters()]
     for p, p_ref in zip(results["compile"], results["eager"]):
         assert _relative(p, p_ref) < 1e-3
+
+
+def _first_mismatch_case(eager_noise, compiled_noise):
+    torch.manual_seed(0)
+    reference = torch.randn(50, dtype=torch.float64)
+    direction = torch.randn(50, dtype=torch.float64)
+    direction /= direction.norm()
+    eager = (reference + eager_noise * reference.norm() * direction).float()
+    compiled = (reference - compiled_noise * reference.norm() * direction).float()
+    from fastgan.steps import _first_mismatch
+
+    return _first_mismatch(["w"], [compiled], [eager], 1e-3, [reference])
+
+
+def test_compile_check_lets_float64_judge_gradients_that_cancel():
+    """Eager 1% off (rounding in a cancelling sum): compiled 1.5% off the other way is as accurate; 5% is not."""
+    from fastgan.steps import _first_mismatch
+
+    assert _first_mismatch_case(0.01, 0.015) is None
+    assert "differs from eager" in _first_mismatch_case(0.01, 0.05)
+    assert "differs from eager" in _first_mismatch_case(1e-7, 0.01)
+    torch.manual_seed(0)
+    e = torch.randn(50)
+    assert "differs from eager" in _first_mismatch(["w"], [e * 1.01], [e], 1e-3)  # no reference: eager judges
+
+
+def test_a_critic_whose_loss_gradients_cancel_stays_compiled(monkeypatch):
+    """Real and fake 1e-4 apart: WGAN's loss gradient is a difference of nearly equal terms, whose fp32 rounding
+    differs between eager and compiled by more than 1e-3 relative; float64 finds both as accurate."""
+    from fastgan.steps import _Step
+
+    judged = []
+    float64_gradients = _Step._float64_gradients
+    monkeypatch.setattr(_Step, "_float64_gradients", lambda self, inputs: judged.append(1) or float64_gradients(
+        self, inputs))
+    torch.manual_seed(0)
+    critic = ConvCritic()
+    real = torch.randn(6, 3, 16, 16)
+    fake = real + 1e-4 * torch.randn_like(real)
+    critic(real)
+    step = fastgan.CriticStep(critic, torch.optim.SGD(critic.parameters(), lr=0.1), loss="wgan", mode="compile")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        step(real, fake)
+    assert step.mode == "compile" and judged
+
+
+OPTIMIZERS = {
+    "adam amsgrad weight decay": lambda p, lr: torch.optim.Adam(p, lr=lr, betas=(0.5, 0.9), amsgrad=True,
+                                                                weight_decay=0.01),
+    "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.05),
+    "adam two groups": lambda p, lr: torch.optim.Adam([{"params": p[:2], "lr": 10 * lr}, {"params": p[2:]}], lr=lr),
+    "rmsprop centered momentum": lambda p, lr: torch.optim.RMSprop(p, lr=lr, momentum=0.9, centered=True),
+    "rmsprop tensor lr": lambda p, lr: torch.optim.RMSprop(p, lr=torch.tensor(lr)),
+    "sgd momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),  # no update in the graph: two calls
+}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_in_graph_update_is_the_optimizers_step(name):
+    """The compiled update against ``optimizer.step()`` on the same gradients, over steps whose learning rate
+    changes, then after ``load_state_dict``: to fp32 rounding (the compiled bias corrections are fp32)."""
+    from fastgan.optimizer_update import in_graph_update
+
+    torch.manual_seed(0)
+    params = [torch.randn(5, 3, requires_grad=True), torch.randn(5, requires_grad=True),
+              torch.randn(1, 5, requires_grad=True)]
+    ref_params = [p.detach().clone().requires_grad_() for p in params]
+    opt, ref_opt = OPTIMIZERS[name](params, 1e-3), OPTIMIZERS[name](ref_params, 1e-3)
+    grads = [[torch.randn_like(p) for p in params] for _ in range(8)]
+    for optimizer, ps in ((opt, params), (ref_opt, ref_params)):  # the first step creates the state
+        for p, g in zip(ps, grads[0]):
+            p.grad = g.clone()
+        optimizer.step()
+    update = in_graph_update(opt, params)
+    if name.startswith("sgd"):
+        assert update is None
+        return
+
+    @torch.compile(fullgraph=True)
+    def compiled(views, gs):
+        with torch.no_grad():
+            update(views, gs)
+
+    views = [p.detach() for p in params]
+    saved, ref_saved = copy.deepcopy(opt.state_dict()), copy.deepcopy(ref_opt.state_dict())
+    for k, gs in enumerate(grads[1:], start=1):
+        if k == 4:
+            for o in (opt, ref_opt):
+                lr = o.param_groups[-1]["lr"]
+                o.param_groups[-1]["lr"] = lr.fill_(3e-3) if torch.is_tensor(lr) else 3e-3
+        if k == 6:
+            opt.load_state_dict(saved)
+            ref_opt.load_state_dict(ref_saved)
+        compiled(views, gs)
+        for p, g in zip(ref_params, gs):
+            p.grad = g.clone()
+        ref_opt.step()
+        for p, p_ref in zip(params, ref_params):
+            torch.testing.assert_close(p.detach(), p_ref.detach(), rtol=1e-5, atol=1e-6)
+    for p, p_ref in zip(params, ref_params):
+        for key, value in ref_opt.state[p_ref].items():
+            torch.testing.assert_close(opt.state[p][key], value, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_compiled_step_trains_like_eager_with_each_optimizer(name):
+    """From the second call the update of Adam, AdamW and RMSprop runs in the compiled graph (no gradients left
+    behind); parameters after 10 steps equal eager's (to 1e-3: Adam's per-element normalisation amplifies
+    gradient rounding on near-zero elements)."""
+    trained = {}
+    for mode in ("eager", "compile"):
+        critic, real, fake = _setup()
+        step = fastgan.CriticStep(critic, OPTIMIZERS[name](list(critic.parameters()), 1e-4), loss="wgan",
+                                  penalty="gp", mode=mode)
+        torch.manual_seed(1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            for _ in range(10):
+                step(real, fake)
+        assert step.mode == mode
+        trained[mode] = critic
+    in_graph = not name.startswith("sgd")
+    assert all((p.grad is None) == in_graph for p in trained["compile"].parameters())
+    for p, p_ref in zip(trained["compile"].parameters(), trained["eager"].parameters()):
+        assert _relative(p.detach(), p_ref.detach()) < 1e-3
+
+
+@pytest.mark.parametrize("tensor_lr", [False, True])
+def test_compiled_update_reads_the_learning_rate_at_each_call(tensor_lr):
+    critic, real, fake = _setup()
+    opt = torch.optim.Adam(critic.parameters(), lr=torch.tensor(1e-3) if tensor_lr else 1e-3)
+    step = fastgan.CriticStep(critic, opt, loss="wgan", penalty="gp", mode="compile")
+    for _ in range(3):
+        step(real, fake)
+    if tensor_lr:
+        opt.param_groups[0]["lr"].fill_(0.0)
+    else:
+        opt.param_groups[0]["lr"] = 0.0
+    before = [p.detach().clone() for p in critic.parameters()]
+    step(real, fake)
+    assert step.mode == "compile"
+    for p, p_before in zip(critic.parameters(), before):
+        assert torch.equal(p.detach(), p_before)
+
+
+def test_compiled_update_follows_a_loaded_optimizer_state():
+    """load_state_dict replaces the state tensors: the compiled update must move the new ones, as eager does."""
+    trained = []
+    for mode in ("eager", "compile"):
+        critic, real, fake = _setup()
+        opt = torch.optim.Adam(critic.parameters(), lr=1e-4)
+        step = fastgan.CriticStep(critic, opt, loss="wgan", penalty="gp", mode=mode)
+        torch.manual_seed(1)
+        for _ in range(3):
+            step(real, fake)
+        saved = copy.deepcopy(opt.state_dict())
+        for _ in range(3):
+            step(real, fake)
+        opt.load_state_dict(saved)
+        for _ in range(2):
+            step(real, fake)
+        assert step.mode == mode
+        trained.append((list(critic.parameters()), opt))
+    (params, opt), (ref_params, ref_opt) = trained[1], trained[0]
+    for p, p_ref in zip(params, ref_params):
+        assert float(opt.state[p]["step"]) == float(ref_opt.state[p_ref]["step"]) == 5
+        assert _relative(opt.state[p]["exp_avg"], ref_opt.state[p_ref]["exp_avg"]) < 1e-3
+        assert _relative(p.detach(), p_ref.detach()) < 1e-3
+
+
+def test_nan_in_real_samples_reaches_the_parameters_of_a_compiled_r1_step():
+    """R1 alone: the input gradient's norm can stay finite with a NaN sample (ReLU masks it), so the NaN reaches
+    the parameters only through the zero products the compiled graph folds; it must still reach them."""
+    for mode in ("eager", "compile"):
+        critic, real, fake = _setup()
+        step = fastgan.CriticStep(critic, torch.optim.SGD(critic.parameters(), lr=0.1), loss=None, penalty="r1",
+                                  mode=mode)
+        step(real, fake)
+        bad = real.clone()
+        bad[2, 5] = float("nan")
+        step(bad, fake)
+        assert any(p.isnan().any() for p in critic.parameters()), mode
+
+
+def test_more_steps_in_one_process_than_dynamos_recompile_limit_stay_compiled():
+    """Dynamo keeps at most 8 graphs per code object: each step must compile into its own."""
+    for seed in range(9):
+        critic, real, fake = _setup(seed=seed)
+        step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), loss="wgan", penalty="gp",
+                                  mode="compile")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            for _ in range(2):
+                step(real, fake)
+        assert step.mode == "compile"

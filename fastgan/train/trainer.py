@@ -69,13 +69,13 @@ def _optimizer(s: dict, params, device: torch.device) -> torch.optim.Optimizer:
     if mode == "graph":
         # A captured step reads the learning rate from a device tensor (a graph would keep the first float).
         lr, options = torch.tensor(s["lr"], device=device), {"capturable": True}
-    elif adam:
-        # Adam's fused kernel (CPU and CUDA) is 2-3x faster than its per-tensor loop and, on a CPU, than a
-        # compiled optimizer step; the steps leave a fused optimizer uncompiled.
-        lr, options = s["lr"], {"fused": True}
     elif mode == "compile":
-        # RMSprop has no fused kernel and is compiled: a tensor rate, or each decayed float would recompile it.
-        lr, options = torch.tensor(s["lr"]), {"foreach": False}
+        # The compiled steps run Adam's and RMSprop's update inside their graph (fastgan.optimizer_update), which
+        # reads a tensor rate at each call: each decayed float would recompile it.
+        lr, options = torch.tensor(s["lr"]), {}
+    elif adam:
+        # Adam's fused kernel (CPU and CUDA) is 2-3x faster than its per-tensor loop.
+        lr, options = s["lr"], {"fused": True}
     else:
         lr, options = s["lr"], {}
     if s["optimizer"] == "rmsprop":
