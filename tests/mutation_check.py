@@ -107,6 +107,19 @@ FAULTS = [
           "        return self.inner(x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:]))",
           "        x = x.reshape(self.pack, x.shape[0] // self.pack, *x.shape[1:]).transpose(0, 1)\n"
           "        return self.inner(x.reshape(x.shape[0], self.pack * x.shape[2], *x.shape[3:]))"),
+    Fault("zero-branch pass drops the NaN of products it folds", "fastgan/zero_branches.py",
+          "p = self.zeros[x] if self._zero(x) else self._flag(node, x)",
+          "p = self.zeros[x] if self._zero(x) else None"),
+    Fault("zero-branch pass folds a where with one zero branch", "fastgan/zero_branches.py",
+          "self._zero_value(args[1]) and self._zero_value(args[2])",
+          "self._zero_value(args[1]) or self._zero_value(args[2])"),
+    Fault("in-graph Adam without weight decay", "fastgan/optimizer_update.py",
+          'lr=group["lr"], weight_decay=group["weight_decay"],', 'lr=group["lr"], weight_decay=0.0,'),
+    Fault("in-graph update with the first group's hyperparameters for every group", "fastgan/optimizer_update.py",
+          "update(optimizer.param_groups[k], capturable,", "update(optimizer.param_groups[0], capturable,"),
+    Fault("float64 judge of the compile check accepts anything", "fastgan/steps.py",
+          "    return error <= max(rtol * float(r.norm()), COMPILE_CHECK_NOISE_FACTOR * eager_error) + floor",
+          "    return True"),
 ]
 
 

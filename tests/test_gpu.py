@@ -107,14 +107,17 @@ def test_every_op_captures_in_a_cuda_graph_and_replays_on_new_inputs():
 
 
 @pytest.mark.parametrize("penalty,lazy_every", [("gp", 1), ("r1", 2), ("dragan", 1)])
-def test_graph_mode_trains_like_eager(penalty, lazy_every):
+@pytest.mark.parametrize("tested", ["graph", "compile"])
+def test_graph_and_compile_modes_train_like_eager(tested, penalty, lazy_every):
     """A whole critic step captured once and replayed: the same alpha and noise (drawn inside the graph from the
     default CUDA generator) and, after 10 steps, the parameters of eager steps; the generator step and its EMA
-    too. The captured optimizer reads its state from the device, so this also checks Adam's capturable path."""
+    too. The captured optimizer reads its state from the device, so this also checks Adam's capturable path.
+    Compiled on CUDA: Adam's update in the graph with its step count on the host (to 1e-3: Adam's per-element
+    normalisation amplifies gradient rounding on near-zero elements)."""
     from torch import nn
 
     results = {}
-    for mode in ("eager", "graph"):
+    for mode in ("eager", tested):
         torch.manual_seed(0)
         critic = nn.Sequential(nn.Linear(12, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1)).to(CUDA)
         generator = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 12)).to(CUDA)
@@ -133,7 +136,8 @@ def test_graph_mode_trains_like_eager(penalty, lazy_every):
         modules = (critic, generator, generator_step.ema)
         results[mode] = ([p.detach().clone() for m in modules for p in m.parameters()],
                          {k: v.clone() for k, v in stats.items()})
-    for p, p_ref in zip(results["graph"][0], results["eager"][0]):
-        assert (p - p_ref).norm() <= 1e-4 * p_ref.norm()
+    rtol = 1e-4 if tested == "graph" else 1e-3
+    for p, p_ref in zip(results[tested][0], results["eager"][0]):
+        assert (p - p_ref).norm() <= rtol * p_ref.norm()
     for key, value in results["eager"][1].items():
-        torch.testing.assert_close(results["graph"][1][key], value, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(results[tested][1][key], value, rtol=rtol, atol=1e-6)
