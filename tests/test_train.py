@@ -305,9 +305,11 @@ def test_resume_without_a_checkpoint_fails(tmp_path, capsys):
     assert "--steps,--device,--mode,--log-every,--checkpoint-every,--eval-samples" in "".join(help_text.split())
 
 
-def test_compiled_run_trains_like_eager(tmp_path):
-    """`--mode compile` (a tensor learning rate, decayed in place) ends where the eager run ends."""
-    config = dict(TINY, steps=4, lr_decay=True)
+@pytest.mark.parametrize("loss", ["wgan-gp", "wgan"])
+def test_compiled_run_trains_like_eager(tmp_path, loss):
+    """`--mode compile` (a tensor learning rate, decayed in place; Adam's or RMSprop's update in the graph, then
+    clipping for WGAN) ends where the eager run ends."""
+    config = dict(TINY, steps=4, lr_decay=True, loss=loss)
     eager = Trainer(TrainConfig(**config), tmp_path / "eager", quiet=True)
     eager.fit()
     compiled = Trainer(TrainConfig(**{**config, "mode": "compile"}), tmp_path / "compiled", quiet=True)
