@@ -131,8 +131,8 @@ def auto_mode(device: torch.device) -> str:
     CPU: ``compile``. Measured on a 2-core CPU (torch 2.14.1), a compiled WGAN-GP critic step is 2.1x eager on
     the seed's MLP, 1.6x on PyTorch-GAN's and 1.2x on a DCGAN critic, and ``fastgan train``'s default run makes
     234 steps/s once compiled (about 100 eager); compiling costs 10-30 s on the first call (more with an empty
-    Inductor cache), which a run of a few thousand steps earns back. CUDA: ``eager``, until ``compile`` and ``graph`` have been measured on a
-    GPU (neither has run on one yet).
+    Inductor cache), which a run of a few thousand steps earns back. CUDA: ``eager``, until ``compile`` and
+    ``graph`` have been measured on a GPU (neither has run on one yet).
     """
     return "compile" if torch.device(device).type == "cpu" else "eager"
 

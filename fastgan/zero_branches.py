@@ -109,8 +109,8 @@ class _Folding:
         elif target in _PRODUCTS and (zero(args[0]) or zero(args[1])):
             self._replace(node, self._poison(node, args[0], args[1]))
         elif target is aten.addmm.default and not node.kwargs and (zero(args[1]) or zero(args[2])):
-            value = self._call(node, aten.add.Tensor, self._zeros_of(node, self._poison(node, args[1], args[2])), args[0])
-            node.replace_all_uses_with(value)
+            products = self._zeros_of(node, self._poison(node, args[1], args[2]))
+            node.replace_all_uses_with(self._call(node, aten.add.Tensor, products, args[0]))
         elif target is aten.convolution_backward.default and zero(args[0]):
             self._fold_convolution_backward(node)
 
