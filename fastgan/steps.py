@@ -160,9 +160,10 @@ class _Step:
         self._checked_shapes: set[tuple] = set()
         self._compiled_grad = None
         self._compiled_optimizer_step = None
-        # The compiled step with the optimizer's update in its graph, and the parameters it was built for.
+        # The compiled step with the optimizer's update in its graph: None until the first compiled step after a
+        # check builds it, False where the optimizer's update cannot go into the graph.
         self._compiled_updating = None
-        self._updating_for: tuple[int, ...] | None = None
+        self._updating_for: tuple[int, ...] = ()  # the parameters (ids) it is built for
         self._graphs: dict[tuple, tuple] = {}
         self._unreached: set[int] = set()
         self._noise_dtype: torch.dtype | None = None  # DRAGAN's noise dtype (None: the samples'); see _draws
@@ -238,6 +239,9 @@ class _Step:
         # Parameters the objective does not reach have no eager gradient (None: the optimizer skips them);
         # torch.func gives them zeros, which would still move Adam's moments. Keep them None.
         self._unreached = {i for i, e in enumerate(eager_grads) if e is None}
+        reached = tuple(id(p) for i, p in enumerate(self._params()) if i not in self._unreached)
+        if reached != self._updating_for:  # parameters replaced or frozen: build the whole-step graph anew
+            self._updating_for, self._compiled_updating = reached, None
         names, rtol = self._param_names(), _check_rtol(device)
         mismatch = _first_mismatch(names, grads, eager_grads, rtol)
         if mismatch is not None:
@@ -265,15 +269,9 @@ class _Step:
         """One compiled step on a checked input shape: one compiled call that also applies the optimizer's update
         where :func:`fastgan.optimizer_update.in_graph_update` can (no process group), else the compiled gradients
         and a second, compiled optimizer step."""
-        reached = [p for i, p in enumerate(self._params()) if i not in self._unreached]
-        if self._updating_for != tuple(map(id, reached)):
-            self._updating_for = tuple(map(id, reached))
-            update = in_graph_update(self.optimizer, reached) if self.group is None else None
-            names = [n for i, n in enumerate(self._param_names()) if i not in self._unreached]
-            self._compiled_updating = update and _compile(_updating(self._functional_objective, update, names))
-            for p in reached:
-                p.grad = None  # the update in the graph leaves no gradients behind
         if self._compiled_updating is None:
+            self._compiled_updating = self._build_updating() or False
+        if not self._compiled_updating:
             return self._apply(*self._compiled_gradients(inputs), self._optimizer_step_compiled())
         device = inputs[0].device
         rng = _rng_state(device)
@@ -287,6 +285,17 @@ class _Step:
             return self._eager_step(inputs)
         self._after_update()
         return stats
+
+    def _build_updating(self) -> Callable | None:
+        """The whole step compiled with the optimizer's update in its graph (after the first step created the
+        optimizer's state), or None where that cannot be."""
+        reached = [(n, p) for i, (n, p) in enumerate(self._state.trained) if i not in self._unreached]
+        update = in_graph_update(self.optimizer, [p for _, p in reached]) if self.group is None else None
+        if update is None:
+            return None
+        for _, p in reached:
+            p.grad = None  # the update in the graph leaves no gradients behind
+        return _compile(_updating(self._functional_objective, update, [n for n, _ in reached]))
 
     def _compiled_gradients(self, inputs):
         if self._compiled_grad is None:
