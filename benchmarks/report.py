@@ -2,8 +2,9 @@
 
 ``python -m benchmarks.report A.json [B.json ...] --out results/CARD-DATE.json --results-md RESULTS.md
 [--tests "N passed"]`` merges runs of one machine (later files add the rows earlier ones lack, e.g. the
-torch.compile provider from a --quick run), writes the merged JSON and rewrites the part of RESULTS.md between
-the GPU markers with the card, versions, copy bandwidth, test outcome and table.
+torch.compile provider from a --quick run), writes the merged JSON and rewrites that card's part of RESULTS.md
+(between its GPU markers; a card not there yet gets a new part at the top of the GPU section) with the card,
+versions, copy bandwidth, test outcome and tables.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ import sys
 from pathlib import Path
 
 PROVIDERS = ("fastgan", "seed", "eager", "compile")
-BEGIN, END = "<!-- gpu-results:begin -->", "<!-- gpu-results:end -->"
+
+
+def markers(slug: str) -> tuple[str, str]:
+    """The comments around one card's part of RESULTS.md's GPU section."""
+    return f"<!-- gpu-results:begin {slug} -->", f"<!-- gpu-results:end {slug} -->"
 
 
 def _cell(row: dict) -> str:
@@ -96,37 +101,41 @@ def merge(reports: list[dict]) -> dict:
     return {"environment": reports[0]["environment"], "results": list(rows.values())}
 
 
+def card_slug(environment: dict) -> str:
+    """The card's name in lower case and dashes, e.g. ``nvidia-h100-80gb-hbm3``."""
+    return re.sub(r"[^a-z0-9]+", "-", environment["card"].lower()).strip("-")
+
+
 def results_name(environment: dict) -> str:
     """``<card>-<date>.json``, e.g. ``nvidia-h100-80gb-hbm3-2026-11-26.json``."""
-    card = re.sub(r"[^a-z0-9]+", "-", environment["card"].lower()).strip("-")
-    return f"{card}-{environment['date'][:10]}.json"
+    return f"{card_slug(environment)}-{environment['date'][:10]}.json"
 
 
 def gpu_section(report: dict, json_name: str, tests: str | None) -> str:
     env = report["environment"]
     timers = sorted({r.get("timer", "?") for r in report["results"] if "ms" in r})
+    begin, end = markers(card_slug(env))
     lines = [
-        BEGIN,
+        begin,
         f"### {env['card']}, {env['date'][:10]} ({json_name})",
         "",
         f"Written by `benchmarks/gpu_check.sh`: torch {env['torch']}, triton {env['triton']}, {env['machine']}; "
         f"measured copy bandwidth {env['copy_bandwidth_gbs']:.0f} GB/s; timers {', '.join(timers)} (single ops "
         "are replayed in CUDA graphs, so they show GPU time; whole steps run as a user runs them, host included)."
         + (f" Compiled-Triton test suite: {tests}." if tests else ""),
-        "",
-        markdown_table(report["results"]),
-        "",
-        steps_table(report["results"]),
-        END,
     ]
+    ops = any(not _is_step(r) for r in report["results"])
+    lines += ["", markdown_table(report["results"])] if ops else []
+    lines += ["", steps_table(report["results"]), end]
     return "\n".join(lines)
 
 
-def write_gpu_section(results_md: Path, section: str) -> None:
-    """Replace the text between the GPU markers of ``results_md`` (or add it after the GPU heading)."""
+def write_gpu_section(results_md: Path, section: str, card: str) -> None:
+    """Replace ``card``'s part of the GPU section of ``results_md``, or add it at the top of that section."""
     text = results_md.read_text()
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    begin, end = markers(card)
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
     else:
         text = text.replace("## GPU\n", "## GPU\n\n" + section + "\n", 1)
     results_md.write_text(text)
@@ -144,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / name).write_text(json.dumps(report, indent=1) + "\n")
     if args.results_md:
-        write_gpu_section(args.results_md, gpu_section(report, name, args.tests))
+        write_gpu_section(args.results_md, gpu_section(report, name, args.tests), card_slug(report["environment"]))
     print(f"wrote {args.out_dir / name}" + (f" and the GPU section of {args.results_md}" if args.results_md else ""))
     return 0
 

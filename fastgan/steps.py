@@ -756,7 +756,10 @@ class GeneratorStep(_Step):
         if self.ema is None:
             return
         with torch.no_grad():
-            torch._foreach_lerp_(list(self.ema.parameters()), list(self.generator.parameters()), self._ema_weight)
+            averaged = list(self.ema.parameters())
+            # One weight tensor per parameter (the List overload): a lone tensor would be read as a Python scalar,
+            # a host sync per step that a CUDA graph capture refuses.
+            torch._foreach_lerp_(averaged, list(self.generator.parameters()), [self._ema_weight] * len(averaged))
             for ema_buffer, buffer in zip(self.ema.buffers(), self.generator.buffers()):
                 ema_buffer.copy_(buffer)
 

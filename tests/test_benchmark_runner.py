@@ -33,3 +33,29 @@ def test_runner_writes_table_and_json(tmp_path):
 def test_runner_refuses_the_interpreter():
     proc = _run(["--quick"], interpret=True)
     assert proc.returncode == 2 and "TRITON_INTERPRET" in proc.stderr
+
+
+def _report(card, ms):
+    env = {"card": card, "date": "2026-11-26T23:00:00+00:00", "torch": "t", "triton": "tr", "machine": "m",
+           "copy_bandwidth_gbs": 1000.0}
+    return {"environment": env, "results": [{"op": "critic step (seed mlp)", "size": "64x784", "dtype": "float32",
+                                             "provider": p, "ms": v} for p, v in ms.items()]}
+
+
+def test_report_rewrites_one_cards_part_and_keeps_the_others(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import report
+
+    results_md = tmp_path / "RESULTS.md"
+    results_md.write_text("# Results\n\n## GPU\n\nnotes\n\n## CPU\n")
+    for card, ms in [("Card A", {"seed": 2.0, "fastgan graph": 0.5}), ("Card B", {"seed": 3.0, "fastgan": 1.0}),
+                     ("Card A", {"seed": 2.0, "fastgan graph": 0.25})]:
+        run = _report(card, ms)
+        section = report.gpu_section(run, report.results_name(run["environment"]), tests="1 passed")
+        report.write_gpu_section(results_md, section, report.card_slug(run["environment"]))
+    text = results_md.read_text()
+    assert text.count("### Card A") == 1 and text.count("### Card B") == 1
+    assert "| 2.0000 | - | - | 0.2500 |" in text and "0.5000" not in text  # card A rewritten
+    assert "| 3.0000 | 1.0000 |" in text and "| 8.00 |" in text and "| 3.00 |" in text
+    assert text.index("## GPU") < text.index("### Card B") < text.index("### Card A") < text.index("notes")
+    assert "| op | size |" not in text  # no op rows: no empty op table

@@ -35,8 +35,8 @@ def _reference_penalty(kind, critic, real, fake, alpha, noise):
 def _reference_step(critic, opt, real, fake, loss, penalty, weight, clip=None):
     """One critic step written the seed's way, drawing alpha and noise in the order the steps do."""
     spec = PENALTIES.get(penalty)
-    alpha = torch.rand(real.shape[0]) if spec and spec.at in ("interpolates", "dragan") else None
-    noise = torch.rand(real.shape, dtype=real.dtype) if spec and spec.at == "dragan" else None
+    alpha = torch.rand(real.shape[0], device=real.device) if spec and spec.at in ("interpolates", "dragan") else None
+    noise = torch.rand(real.shape, dtype=real.dtype, device=real.device) if spec and spec.at == "dragan" else None
     opt.zero_grad()
     total = REFERENCE_LOSSES[loss](critic(real), critic(fake)) if loss else 0.0
     if penalty:
@@ -47,13 +47,16 @@ def _reference_step(critic, opt, real, fake, loss, penalty, weight, clip=None):
         reference.clip_weights_(critic, clip)
 
 
-def _setup(kind="mlp", channels_last=False, seed=0):
+def _setup(kind="mlp", channels_last=False, seed=0, device="cpu"):
+    """A small critic and a batch of real and fake samples on ``device`` (the tests parametrized by backend take
+    the test device: on a GPU machine Triton kernels need CUDA tensors)."""
     torch.manual_seed(seed)
     if kind == "mlp":
         critic, shape = SeedCritic(img_size=20, hidden=16), (8, 20)
     else:
         critic, shape = ConvCritic(), (6, 3, 16, 16)
-    real, fake = torch.randn(shape), torch.randn(shape)
+    real, fake = torch.randn(shape).to(device), torch.randn(shape).to(device)
+    critic = critic.to(device)
     critic(real)  # materialise lazy layers
     if channels_last:
         real = real.contiguous(memory_format=torch.channels_last)
@@ -67,8 +70,8 @@ def _relative(a, b):
 
 @pytest.mark.parametrize("loss,penalty", [(loss, penalty) for loss in [*REFERENCE_LOSSES, None]
                                           for penalty in [*PENALTIES, None] if loss or penalty])
-def test_eager_step_is_the_seed_style_step(backend, loss, penalty):
-    critic, real, fake = _setup("conv" if penalty in ("r1", "dragan") else "mlp")
+def test_eager_step_is_the_seed_style_step(backend, device, loss, penalty):
+    critic, real, fake = _setup("conv" if penalty in ("r1", "dragan") else "mlp", device=device)
     ref_critic = copy.deepcopy(critic)
     opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
     ref_opt = torch.optim.Adam(ref_critic.parameters(), lr=1e-3)
@@ -85,8 +88,8 @@ def test_eager_step_is_the_seed_style_step(backend, loss, penalty):
     assert all(v.dim() == 0 and not v.requires_grad for v in stats.values())
 
 
-def test_wgan_step_clips_after_the_update(backend):
-    critic, real, fake = _setup()
+def test_wgan_step_clips_after_the_update(backend, device):
+    critic, real, fake = _setup(device=device)
     ref_critic = copy.deepcopy(critic)
     opt = torch.optim.RMSprop(critic.parameters(), lr=5e-3)
     ref_opt = torch.optim.RMSprop(ref_critic.parameters(), lr=5e-3)
@@ -98,8 +101,8 @@ def test_wgan_step_clips_after_the_update(backend):
         assert torch.equal(p, p_ref) and p.abs().max() <= 0.05
 
 
-def test_lazy_penalty_is_its_own_update_every_k_calls(backend):
-    critic, real, fake = _setup("conv")
+def test_lazy_penalty_is_its_own_update_every_k_calls(backend, device):
+    critic, real, fake = _setup("conv", device=device)
     ref_critic = copy.deepcopy(critic)
     opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
     ref_opt = torch.optim.Adam(ref_critic.parameters(), lr=1e-3)
@@ -116,16 +119,17 @@ def test_lazy_penalty_is_its_own_update_every_k_calls(backend):
         torch.testing.assert_close(p, p_ref, rtol=1e-5, atol=1e-7)
 
 
-def test_generator_step_and_its_ema(backend):
+def test_generator_step_and_its_ema(backend, device):
     torch.manual_seed(0)
-    generator, critic = SeedGenerator(latent_dim=4, img_size=20, hidden=16), SeedCritic(img_size=20, hidden=16)
+    generator = SeedGenerator(latent_dim=4, img_size=20, hidden=16).to(device)
+    critic = SeedCritic(img_size=20, hidden=16).to(device)
     ref_generator = copy.deepcopy(generator)
     opt = torch.optim.Adam(generator.parameters(), lr=1e-3)
     ref_opt = torch.optim.Adam(ref_generator.parameters(), lr=1e-3)
     step = fastgan.GeneratorStep(generator, critic, opt, loss="wgan", ema=0.9, mode="eager")
     ema = copy.deepcopy(generator)
     for t in range(4):
-        z = torch.randn(8, 4)
+        z = torch.randn(8, 4, device=device)
         stats = step(z)
         assert all(p.grad is None and p.requires_grad for p in critic.parameters())
         ref_opt.zero_grad()
