@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--checkpoint-every", type=int, help="steps between checkpoints (default 1000)")
     add("--eval-samples", type=int, help="generated samples for the mode metrics (default 2500)")
     add("--mode", choices=("auto", "eager", "compile", "graph"),
-        help="how each step runs: auto (default: compile on a CPU, eager on CUDA), eager, compile (torch.compile "
+        help="how each step runs: auto (default: compile on a CPU, graph on one GPU), eager, compile (torch.compile "
         "of the whole step) or graph (one CUDA graph per step, CUDA only); see fastgan.steps")
     add("--lazy-every", type=int, help="apply the penalty every K-th critic step with weight x K (lazy R1)")
     add("--pack", type=int, help="the critic scores groups of this many samples concatenated (PacGAN; default 1)")

@@ -141,3 +141,20 @@ def test_graph_and_compile_modes_train_like_eager(tested, penalty, lazy_every):
         assert (p - p_ref).norm() <= rtol * p_ref.norm()
     for key, value in results["eager"][1].items():
         torch.testing.assert_close(results[tested][1][key], value, rtol=rtol, atol=1e-6)
+
+
+def test_fastgan_train_auto_mode_captures_and_trains_like_eager(tmp_path):
+    """`fastgan train` on a GPU: auto is graph (capturable Adam with a device learning rate, decayed in place
+    between replays; the generator's EMA in the graph) and ends where the eager run ends."""
+    from fastgan.train import TrainConfig, Trainer
+
+    config = dict(steps=20, log_every=5, batch_size=64, eval_samples=200, hidden=32, device="cuda", lr_decay=True)
+    runs = {}
+    for mode in ("eager", "auto"):
+        trainer = Trainer(TrainConfig(mode=mode, **config), tmp_path / mode, quiet=True)
+        trainer.fit()
+        runs[mode] = trainer
+    assert runs["auto"].mode == "graph" and runs["auto"].critic_step_fn.mode == "graph"
+    for part in ("critic", "generator", "ema"):
+        for p, q in zip(getattr(runs["auto"], part).parameters(), getattr(runs["eager"], part).parameters()):
+            assert (p - q).norm() <= 1e-4 * q.norm()

@@ -252,6 +252,27 @@ def test_batchnorm_critic_with_a_penalty_runs_eager_with_a_warning():
     assert step.mode == "eager"
 
 
+def test_auto_mode_captures_on_one_gpu_and_compiles_elsewhere():
+    """auto: compile on a CPU; on CUDA a captured graph where the optimizer can be made capturable and no process
+    group is given, else compile (resolved without touching a GPU: only the device's type is read)."""
+    from fastgan.steps import auto_mode
+
+    cuda = torch.device("cuda")
+    assert auto_mode(torch.device("cpu")) == "compile" and auto_mode(cuda) == "graph"
+    assert auto_mode(cuda, process_group=object()) == "compile"
+    critic, real, fake = _setup()
+    adam = torch.optim.Adam(critic.parameters())
+    resolve = lambda step: step._main._resolve_mode(cuda)  # noqa: E731 - the critic step's one phase
+    assert resolve(fastgan.CriticStep(critic, adam, loss="wgan")) == "graph"
+    assert all(g["capturable"] for g in adam.param_groups)
+    sgd = torch.optim.SGD(critic.parameters(), lr=0.1)  # no capturable option
+    assert resolve(fastgan.CriticStep(critic, sgd, loss="wgan")) == "compile"
+    used = torch.optim.Adam(critic.parameters())  # state made without capturable: no error, compile
+    fastgan.CriticStep(critic, used, loss="wgan", mode="eager")(real, fake)
+    assert resolve(fastgan.CriticStep(critic, used, loss="wgan")) == "compile"
+    assert not any(g["capturable"] for g in used.param_groups)
+
+
 def test_graph_mode_needs_cuda_tensors():
     critic, real, fake = _setup()
     step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), loss="wgan", mode="graph")

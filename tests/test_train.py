@@ -356,3 +356,22 @@ def test_mnist_download_without_network_says_so(tmp_path):
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 2
     assert "could not download MNIST" in proc.stderr
+
+
+@pytest.mark.parametrize("mode", ["compile", "graph"])
+def test_resuming_in_another_mode_keeps_that_modes_optimizer(tmp_path, mode):
+    """An eager run (fused Adam, float rate) resumed in a compiled or captured mode gets the optimizer that mode
+    needs (a tensor rate, capturable for graph) with the checkpoint's rate and moments."""
+    config = dict(TINY, steps=2, lr_decay=True, checkpoint_every=1)
+    eager = Trainer(TrainConfig(**config), tmp_path, quiet=True)
+    eager.fit()
+    resumed = Trainer(TrainConfig(**{**config, "steps": 4, "mode": mode}), tmp_path, resume=True, quiet=True)
+    for opt, saved in [(resumed.opt_d, eager.opt_d), (resumed.opt_g, eager.opt_g)]:
+        group, saved_group = opt.param_groups[0], saved.param_groups[0]
+        assert saved_group["fused"] and not torch.is_tensor(saved_group["lr"])
+        assert saved_group["lr"] == eager.s["lr"] / 2  # decayed
+        assert torch.is_tensor(group["lr"]) and group["lr"] == torch.tensor(saved_group["lr"])
+        assert not group["fused"] and bool(group["capturable"]) == (mode == "graph")
+        for p, q in zip(opt.param_groups[0]["params"], saved.param_groups[0]["params"]):
+            assert torch.equal(opt.state[p]["exp_avg_sq"], saved.state[q]["exp_avg_sq"])
+            assert float(opt.state[p]["step"]) == float(saved.state[q]["step"]) >= 2

@@ -63,9 +63,9 @@ def _models(s: dict, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Modul
     return generator, PackedCritic(critic, pack) if pack > 1 else critic
 
 
-def _optimizer(s: dict, params, device: torch.device) -> torch.optim.Optimizer:
+def _optimizer(s: dict, params, device: torch.device, mode: str) -> torch.optim.Optimizer:
+    """Adam or RMSprop as the settings say, made for the steps' resolved ``mode``."""
     adam = s["optimizer"] == "adam"
-    mode = auto_mode(device) if s["mode"] == "auto" else s["mode"]
     if mode == "graph":
         # A captured step reads the learning rate from a device tensor (a graph would keep the first float).
         lr, options = torch.tensor(s["lr"], device=device), {"capturable": True}
@@ -81,6 +81,18 @@ def _optimizer(s: dict, params, device: torch.device) -> torch.optim.Optimizer:
     if s["optimizer"] == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, **options)
     return torch.optim.Adam(params, lr=lr, betas=tuple(s["betas"]), **options)
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """``optimizer.load_state_dict(saved)`` keeping this run's form of the update: a resumed run may change
+    ``--mode``, and the saved groups would bring back the old one (a fused update, or a float rate, where a
+    captured or compiled step needs a tensor rate; capturable or not, which also places the step counters)."""
+    groups = []
+    for mine, theirs in zip(optimizer.param_groups, saved["param_groups"]):
+        rate = float(theirs["lr"])  # the decayed rate at the checkpoint
+        lr = torch.full_like(mine["lr"], rate) if torch.is_tensor(mine["lr"]) else rate
+        groups.append({**theirs, **{k: mine[k] for k in ("capturable", "fused") if k in mine}, "lr": lr})
+    optimizer.load_state_dict({**saved, "param_groups": groups})
 
 
 class Trainer:
@@ -128,16 +140,18 @@ class Trainer:
             default_generator, default_critic = _models(settings, self.data.sample_shape)
             generator, critic = generator or default_generator, critic or default_critic
         self.generator, self.critic = generator.to(self.device), critic.to(self.device)
-        self.opt_g = _optimizer(settings, self.generator.parameters(), self.device)
-        self.opt_d = _optimizer(settings, self.critic.parameters(), self.device)
+        # One mode for both steps and their optimizers (auto: graph on one GPU, compile on a CPU or with ranks).
+        self.mode = auto_mode(self.device, self.group) if settings["mode"] == "auto" else settings["mode"]
+        self.opt_g = _optimizer(settings, self.generator.parameters(), self.device, self.mode)
+        self.opt_d = _optimizer(settings, self.critic.parameters(), self.device, self.mode)
         loss, penalty = _RECIPES[settings["loss"]]
         targets = tuple(settings["lsgan_abc"])
         self.critic_step_fn = fastgan.CriticStep(
             self.critic, self.opt_d, loss=loss, penalty=penalty, penalty_weight=settings["penalty_weight"],
-            clip_value=settings["clip_value"] or None, lazy_every=settings["lazy_every"], mode=settings["mode"],
+            clip_value=settings["clip_value"] or None, lazy_every=settings["lazy_every"], mode=self.mode,
             lsgan_targets=targets, process_group=self.group)
         self.generator_step_fn = fastgan.GeneratorStep(
-            self.generator, self.critic, self.opt_g, loss=loss, ema=settings["ema"] or None, mode=settings["mode"],
+            self.generator, self.critic, self.opt_g, loss=loss, ema=settings["ema"] or None, mode=self.mode,
             lsgan_targets=targets, process_group=self.group)
         self.ema = self.generator_step_fn.ema
         self.step = 0
@@ -338,8 +352,8 @@ class Trainer:
         self.critic.load_state_dict(state["critic"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        _load_optimizer(self.opt_g, state["opt_g"])
+        _load_optimizer(self.opt_d, state["opt_d"])
         self.data.load_state_dict(state["data"])
         self.history = state["history"]
         # The steps' schedules (lazy penalty, EMA warm-up) continue where they stopped.
