@@ -24,7 +24,7 @@ Modes (``mode=``):
   saying why, and runs eager.
 - ``graph`` (CUDA): the eager step captured once per input shape as one CUDA graph (warm-up step on a side
   stream, static inputs, the optimizer made capturable, alpha and noise drawn inside the graph), replayed
-  on every call; ``ValueError`` on CPU tensors.
+  on every call; ``ValueError`` on CPU tensors, with a process group or with an fp16 ``GradScaler``.
 - ``auto``: :func:`auto_mode`: ``compile`` on a CPU; ``graph`` on CUDA in one process (``compile`` where the
   optimizer cannot be made capturable or a process group is given); see there why.
 
@@ -544,6 +544,13 @@ class _CriticPhase(_Step):
         if self.owner.clip_value is not None:
             clip_weights_(self.owner.critic, self.owner.clip_value)
 
+    def _graph_impossible(self) -> str | None:
+        scaler = self.owner.scaler
+        if scaler is not None and scaler.is_enabled():
+            # GradScaler.step reads whether any gradient overflowed with .item(): a sync a capture refuses.
+            return "a GradScaler's step reads on the host whether gradients overflowed"
+        return super()._graph_impossible()
+
     # ----- compiled -----
 
     def _compile_impossible(self) -> str | None:
@@ -627,8 +634,8 @@ class CriticStep:
             ``penalty_weight * k`` after the loss update (StyleGAN2's lazy regularization); 1 puts the penalty
             into every update.
         mode: ``"auto"``, ``"eager"``, ``"compile"`` or ``"graph"`` (see the module docstring).
-        scaler: a ``torch.amp.GradScaler`` for fp16 autocast (eager and graph modes; compile falls back to
-            eager with it).
+        scaler: a ``torch.amp.GradScaler`` for fp16 autocast (eager mode: compile falls back to eager with it,
+            ``mode="graph"`` refuses it, ``auto`` runs eager).
         lsgan_targets: LSGAN's (a, b, c).
         joint_pass: score real and fake in one critic pass over both batches (concatenated) when the critic
             has no batch statistics (no BatchNorm in training mode); False keeps two passes, e.g. for a critic

@@ -120,6 +120,12 @@ FAULTS = [
     Fault("float64 judge of the compile check accepts anything", "fastgan/steps.py",
           "    return error <= max(rtol * float(r.norm()), COMPILE_CHECK_NOISE_FACTOR * eager_error) + floor",
           "    return True"),
+    Fault("auto mode raises instead of compiling where the optimizer cannot be captured", "fastgan/steps.py",
+          '            if mode == "graph" and self._graph_impossible():', "            if False:"),
+    Fault("a resumed run loads the checkpoint's optimizer form over its mode's", "fastgan/train/trainer.py",
+          'optimizer.load_state_dict({**saved, "param_groups": groups})', "optimizer.load_state_dict(saved)"),
+    Fault("a card's RESULTS.md part replaces the first card's part", "benchmarks/report.py",
+          "    begin, end = markers(card)\n", "    begin, end = markers(card)\n    begin, end = markers('nvidia-h100-80gb-hbm3')\n"),
 ]
 
 

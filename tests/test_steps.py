@@ -271,6 +271,13 @@ def test_auto_mode_captures_on_one_gpu_and_compiles_elsewhere():
     fastgan.CriticStep(critic, used, loss="wgan", mode="eager")(real, fake)
     assert resolve(fastgan.CriticStep(critic, used, loss="wgan")) == "compile"
     assert not any(g["capturable"] for g in used.param_groups)
+    # An fp16 GradScaler syncs in its step: never captured; auto then runs eager (compile cannot scale either).
+    scaled = fastgan.CriticStep(critic, adam, loss="wgan", scaler=torch.amp.GradScaler("cpu"))
+    with pytest.warns(UserWarning, match="GradScaler"):
+        assert resolve(scaled) == "eager"
+    scaled = fastgan.CriticStep(critic, adam, loss="wgan", scaler=torch.amp.GradScaler("cpu"), mode="graph")
+    with pytest.raises(ValueError, match="GradScaler's step"):
+        resolve(scaled)
 
 
 def test_graph_mode_needs_cuda_tensors():
