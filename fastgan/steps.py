@@ -186,7 +186,7 @@ class _Step:
         if mode == "auto":
             mode = auto_mode(device, self.group)
             if mode == "graph" and self._graph_impossible():
-                mode = "compile"  # an optimizer without a capturable option, or holding state made without it
+                mode = "compile"  # e.g. an optimizer without a capturable option, or an fp16 GradScaler
         if mode == "compile":
             why = self._compile_impossible()
             if why:
