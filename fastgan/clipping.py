@@ -49,21 +49,26 @@ def clip_weights_(
         clip_value: c, a finite number > 0.
     """
     clip_value = _checks.positive_real("clip_value", clip_value)
+    params = _parameters(module_or_params)
     # CPU tensors on the eager path are clamped as they come (one pass each; CPU foreach ops take two), which
-    # keeps this as cheap as the seed's loop; the rest is grouped by (device, dtype).
+    # keeps this as cheap as the seed's loop; the rest is grouped by (device, dtype). Grad mode is switched off
+    # by the function form of set_grad_enabled: cheaper than a no_grad block or a detached view per tensor.
     cpu_eager = requested_backend() != "triton"
     groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
-    for p in _parameters(module_or_params):
-        if not p.is_floating_point():
-            continue
-        if cpu_eager and p.is_cpu:
-            p.detach().clamp_(-clip_value, clip_value)  # the detached view shares p's version counter
-        elif p.numel():
-            groups.setdefault((p.device, p.dtype), []).append(p)
-    if groups:
-        with torch.no_grad():
-            for (device, dtype), tensors in groups.items():
-                _clip_group(device, dtype, tensors, clip_value)
+    grad_was_enabled = torch.is_grad_enabled()
+    torch.set_grad_enabled(False)
+    try:
+        for p in params:
+            if not p.is_floating_point():
+                continue
+            if cpu_eager and p.is_cpu:
+                p.clamp_(-clip_value, clip_value)
+            elif p.numel():
+                groups.setdefault((p.device, p.dtype), []).append(p)
+        for (device, dtype), tensors in groups.items():
+            _clip_group(device, dtype, tensors, clip_value)
+    finally:
+        torch.set_grad_enabled(grad_was_enabled)
 
 
 def _clip_group(device: torch.device, dtype: torch.dtype, tensors: list[torch.Tensor], clip_value: float) -> None:
