@@ -60,6 +60,12 @@ def _measure(case, device, copy_gbs: float, rounds: int) -> list[dict]:
                 continue
             if ms < row.get("ms", float("inf")):
                 row.update(ms=ms, timer=timer)
+    if device.type == "cuda" and not case.kernel_time:  # whole steps: how many launches and host waits each
+        from .timing import device_work
+
+        for provider, fn in case.providers.items():
+            if "ms" in rows[provider]:
+                rows[provider].update(device_work(fn))
     for row in rows.values():
         if "ms" in row and case.bytes is not None:
             row["gbs"] = case.bytes / (row["ms"] * 1e-3) / 1e9

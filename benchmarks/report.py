@@ -87,6 +87,13 @@ def steps_table(results: list[dict]) -> str:
         vs_seed = f"{ms['seed'] / ours:.2f}" if ours and "seed" in ms else "-"
         vs_alt = f"{alternative / ours:.2f}" if ours and alternative else "-"
         lines.append(f"| {op} | {size} | " + " | ".join(cells) + f" | {vs_seed} | {vs_alt} |")
+    if any("kernels" in row for by in groups.values() for row in by.values()):
+        lines += ["", "Device work per call (CUDA operations the profiler sees / host syncs):", "",
+                  f"| step | size | {' | '.join(STEP_PROVIDERS)} |", "|---|---|" + "---|" * len(STEP_PROVIDERS)]
+        for (op, size), by in groups.items():
+            cells = [f"{by[p]['kernels']} / {by[p]['syncs']}" if "kernels" in by.get(p, {}) else "-"
+                     for p in STEP_PROVIDERS]
+            lines.append(f"| {op} | {size} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -40,6 +40,30 @@ def median_ms(fn: Callable[[], object], device: torch.device, cuda_graph: bool =
     return triton.testing.do_bench(fn, return_mode="median"), "do_bench"
 
 
+def device_work(fn: Callable[[], object]) -> dict[str, int]:
+    """What one call of ``fn`` (already warmed up) asks of a CUDA device: ``kernels``, the device operations
+    torch.profiler sees (kernels, copies, fills), and ``syncs``, the calls that made the host wait for the device
+    (``torch.cuda.set_sync_debug_mode`` warnings: ``.item()``, blocking copies)."""
+    import warnings
+
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fn()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    return {"kernels": kernels, "syncs": sum("synchroniz" in str(w.message) for w in caught)}
+
+
 def copy_bandwidth_gbs(device: torch.device, megabytes: int = 256) -> float:
     """Measured device-to-device copy bandwidth in GB/s (bytes read + bytes written per second)."""
     n = megabytes * 2**20 // 4

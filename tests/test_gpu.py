@@ -1,5 +1,6 @@
-"""What only a GPU shows: bitwise determinism of the compiled kernels, launches on a non-current device, and
-every fused op captured in a CUDA graph and replayed on new inputs. Skipped without CUDA."""
+"""What only a GPU shows: bitwise determinism of the compiled kernels, launches on a non-current device, every
+fused op captured in a CUDA graph and replayed on new inputs, whole steps in graph and compile modes, and steps
+that never make the host wait. Skipped without CUDA."""
 
 import pytest
 import torch
@@ -158,3 +159,32 @@ def test_fastgan_train_auto_mode_captures_and_trains_like_eager(tmp_path):
     for part in ("critic", "generator", "ema"):
         for p, q in zip(getattr(runs["auto"], part).parameters(), getattr(runs["eager"], part).parameters()):
             assert (p - q).norm() <= 1e-4 * q.norm()
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_steps_never_make_the_host_wait(mode):
+    """Once warmed up (and captured), a WGAN-GP critic step and a generator step with its EMA return detached
+    statistics without a host sync: ``torch.cuda.set_sync_debug_mode("error")`` raises on one (an ``.item()``,
+    a blocking copy)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Linear(12, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1)).to(CUDA)
+    generator = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 12)).to(CUDA)
+    opt_d = torch.optim.Adam(critic.parameters(), lr=1e-3, capturable=mode == "graph")
+    opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3, capturable=mode == "graph")
+    critic_step = fastgan.CriticStep(critic, opt_d, loss="wgan", penalty="gp", penalty_weight=10.0, mode=mode)
+    generator_step = fastgan.GeneratorStep(generator, critic, opt_g, loss="wgan", ema=0.99, mode=mode)
+    real, z = torch.randn(64, 12, device=CUDA), torch.randn(64, 4, device=CUDA)
+    fake = generator(z).detach()
+    for _ in range(3):
+        critic_step(real, fake)
+        generator_step(z)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        stats = critic_step(real, fake)
+        generator_step(z)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert critic_step.mode == mode and torch.isfinite(stats["penalty"])
