@@ -125,6 +125,8 @@ FAULTS = [
     Fault("graph mode captures a GradScaler's syncing step", "fastgan/steps.py",
           '            return "a GradScaler\'s step reads on the host whether gradients overflowed"\n',
           "            pass\n"),
+    Fault("clipping leaves grad mode off", "fastgan/clipping.py",
+          "        torch.set_grad_enabled(grad_was_enabled)", "        torch.set_grad_enabled(False)"),
     Fault("a resumed run loads the checkpoint's optimizer form over its mode's", "fastgan/train/trainer.py",
           'optimizer.load_state_dict({**saved, "param_groups": groups})', "optimizer.load_state_dict(saved)"),
     Fault("a card's RESULTS.md part replaces the first card's part", "benchmarks/report.py",

@@ -85,6 +85,26 @@ def test_version_counter_is_bumped(backend, device):
         loss.backward()
 
 
+def test_grad_mode_is_left_as_it_was(backend, device):
+    """Clipping switches grad mode off for its in-place clamps and back afterwards, also when it raises."""
+    weight = torch.nn.Parameter(torch.randn(4, 4, device=device))
+    fastgan.clip_weights_([weight], 0.1)
+    assert torch.is_grad_enabled() and weight.requires_grad
+    with torch.no_grad():
+        fastgan.clip_weights_([weight], 0.1)
+        assert not torch.is_grad_enabled()
+
+
+    class Failing(torch.nn.Module):  # its parameters fail while clipping walks them
+        def parameters(self, recurse=True):
+            yield weight
+            raise RuntimeError("lost the rest")
+
+    with pytest.raises(RuntimeError, match="lost the rest"):
+        fastgan.clip_weights_(Failing(), 0.1)
+    assert torch.is_grad_enabled()
+
+
 def test_chunk_table_is_built_once_and_reused(device):
     tensors = [torch.randn(n, device=device) for n in (100, 9000, 3)]
     with fastgan.use_backend("triton"):
