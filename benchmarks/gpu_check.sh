@@ -53,7 +53,8 @@ for part in $PARTS; do
       step "benchmarks: whole critic steps and iterations, seed / eager / graph"
       timeout 50 python -m benchmarks --only "(seed mlp)" --only "(dcgan 64)" --only "(pytorch-gan mlp)" \
         --no-compile --json "$LOG/bench-steps-nocompile.json" >"$LOG/bench-steps-nocompile.log" \
-        2>"$LOG/bench-steps-nocompile.err" || { step "step benchmarks FAILED"; tail -n 5 "$LOG/bench-steps-nocompile.err"; status=1; }
+        2>"$LOG/bench-steps-nocompile.err" \
+        || { step "step benchmarks FAILED"; tail -n 5 "$LOG/bench-steps-nocompile.err"; status=1; }
       step "benchmarks: whole critic steps and iterations, compiled providers included"
       timeout 130 python -m benchmarks --quick --only "critic step (seed mlp)" --only "critic step (dcgan 64)" \
         --only "iteration (seed mlp)" --json "$LOG/bench-steps.json" >"$LOG/bench-steps.log" 2>"$LOG/bench-steps.err"
