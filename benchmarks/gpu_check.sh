@@ -6,7 +6,7 @@
 # Usage: bash benchmarks/gpu_check.sh [LOGDIR] [PART ...]      (default /tmp/fastgan-gpu-check, every part)
 # Parts, in the default order (what has never run on a GPU first), with their time limits:
 #   gpu-tests 150 s, steps 200 s, suite 300 s, nccl 60 s, ops 150 s.
-# A 15-minute lease fits two calls: `gpu-tests steps` (about 4 minutes on an H200), then `suite nccl ops` (under
+# A 15-minute lease fits two calls: `gpu-tests steps` (about 5 minutes on an H200), then `suite nccl ops` (under
 # 9 minutes); set GPU_CHECK_EARLIER to a folder holding the first call's JSON files so that the second call's
 # report keeps them.
 set -uo pipefail
