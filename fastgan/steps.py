@@ -544,9 +544,12 @@ class _CriticPhase(_Step):
         if self.owner.clip_value is not None:
             clip_weights_(self.owner.critic, self.owner.clip_value)
 
+    def _scales_losses(self) -> bool:
+        """Whether an enabled fp16 GradScaler scales this step's loss."""
+        return self.owner.scaler is not None and self.owner.scaler.is_enabled()
+
     def _graph_impossible(self) -> str | None:
-        scaler = self.owner.scaler
-        if scaler is not None and scaler.is_enabled():
+        if self._scales_losses():
             # GradScaler.step reads whether any gradient overflowed with .item(): a sync a capture refuses.
             return "a GradScaler's step reads on the host whether gradients overflowed"
         return super()._graph_impossible()
@@ -554,8 +557,7 @@ class _CriticPhase(_Step):
     # ----- compiled -----
 
     def _compile_impossible(self) -> str | None:
-        scaler = self.owner.scaler
-        if scaler is not None and scaler.is_enabled():
+        if self._scales_losses():
             return "a GradScaler is used; compile supports bf16 autocast, not fp16 loss scaling"
         if self.with_penalty and _has_batch_statistics(self.owner.critic):
             return "the critic has BatchNorm in training mode, whose batch statistics a penalty cannot trace"
