@@ -107,6 +107,22 @@ def test_every_op_captures_in_a_cuda_graph_and_replays_on_new_inputs():
         assert torch.equal(p, new.clamp(-0.1, 0.1))
 
 
+def _mlp_gan_steps(mode, penalty, penalty_weight, ema, lazy_every=1):
+    """A small MLP critic and generator on the GPU (seeded) and their steps in ``mode``: (critic, generator,
+    critic step, generator step)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Linear(12, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1)).to(CUDA)
+    generator = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 12)).to(CUDA)
+    opt_d = torch.optim.Adam(critic.parameters(), lr=1e-3, capturable=mode == "graph")
+    opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3, capturable=mode == "graph")
+    critic_step = fastgan.CriticStep(critic, opt_d, loss="wgan", penalty=penalty, penalty_weight=penalty_weight,
+                                     lazy_every=lazy_every, mode=mode)
+    generator_step = fastgan.GeneratorStep(generator, critic, opt_g, loss="wgan", ema=ema, mode=mode)
+    return critic, generator, critic_step, generator_step
+
+
 @pytest.mark.parametrize("penalty,lazy_every", [("gp", 1), ("r1", 2), ("dragan", 1)])
 @pytest.mark.parametrize("tested", ["graph", "compile"])
 def test_graph_and_compile_modes_train_like_eager(tested, penalty, lazy_every):
@@ -115,18 +131,9 @@ def test_graph_and_compile_modes_train_like_eager(tested, penalty, lazy_every):
     too. The captured optimizer reads its state from the device, so this also checks Adam's capturable path.
     Compiled on CUDA: Adam's update in the graph with its step count on the host (to 1e-3: Adam's per-element
     normalisation amplifies gradient rounding on near-zero elements)."""
-    from torch import nn
-
     results = {}
     for mode in ("eager", tested):
-        torch.manual_seed(0)
-        critic = nn.Sequential(nn.Linear(12, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1)).to(CUDA)
-        generator = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 12)).to(CUDA)
-        opt_d = torch.optim.Adam(critic.parameters(), lr=1e-3, capturable=mode == "graph")
-        opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3, capturable=mode == "graph")
-        critic_step = fastgan.CriticStep(critic, opt_d, loss="wgan", penalty=penalty, penalty_weight=5.0,
-                                         lazy_every=lazy_every, mode=mode)
-        generator_step = fastgan.GeneratorStep(generator, critic, opt_g, loss="wgan", ema=0.9, mode=mode)
+        critic, generator, critic_step, generator_step = _mlp_gan_steps(mode, penalty, 5.0, 0.9, lazy_every)
         data = torch.Generator(device=CUDA).manual_seed(1)
         for _ in range(10):
             real = torch.randn(64, 12, device=CUDA, generator=data)
@@ -166,15 +173,7 @@ def test_steps_never_make_the_host_wait(mode):
     """Once warmed up (and captured), a WGAN-GP critic step and a generator step with its EMA return detached
     statistics without a host sync: ``torch.cuda.set_sync_debug_mode("error")`` raises on one (an ``.item()``,
     a blocking copy)."""
-    from torch import nn
-
-    torch.manual_seed(0)
-    critic = nn.Sequential(nn.Linear(12, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1)).to(CUDA)
-    generator = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 12)).to(CUDA)
-    opt_d = torch.optim.Adam(critic.parameters(), lr=1e-3, capturable=mode == "graph")
-    opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3, capturable=mode == "graph")
-    critic_step = fastgan.CriticStep(critic, opt_d, loss="wgan", penalty="gp", penalty_weight=10.0, mode=mode)
-    generator_step = fastgan.GeneratorStep(generator, critic, opt_g, loss="wgan", ema=0.99, mode=mode)
+    _, generator, critic_step, generator_step = _mlp_gan_steps(mode, "gp", 10.0, 0.99)
     real, z = torch.randn(64, 12, device=CUDA), torch.randn(64, 4, device=CUDA)
     fake = generator(z).detach()
     for _ in range(3):
