@@ -66,13 +66,14 @@ for part in $PARTS; do
       step "fastgan train on one NCCL process (torchrun)"
       timeout 60 python -m benchmarks.distributed --processes 1 --steps 300 --device cuda --json "$LOG/nccl.json" \
         >"$LOG/nccl.log" 2>&1 || { step "one-process NCCL run FAILED"; tail -n 5 "$LOG/nccl.log"; status=1; } ;;
-    ops)
+    ops)  # the step part's models, not the seed-size "critic iteration (wgan-gp)" and "(wgan clip)" rows
+      whole_steps_out='--exclude (seed --exclude (dcgan --exclude (pytorch-gan'
       step "benchmarks: single ops, every size, without torch.compile"
-      timeout 100 python -m benchmarks --no-compile --exclude "critic step" --exclude "iteration (" \
+      timeout 100 python -m benchmarks --no-compile $whole_steps_out \
         --json "$LOG/bench.json" >"$LOG/bench.log" 2>"$LOG/bench.err" \
         || { step "benchmarks FAILED"; tail -n 5 "$LOG/bench.err"; status=1; }
       step "benchmarks: small sizes with torch.compile beside the others (ops)"
-      timeout 50 python -m benchmarks --quick --exclude "critic step" --exclude "iteration (" \
+      timeout 50 python -m benchmarks --quick $whole_steps_out \
         --json "$LOG/bench-compile.json" >"$LOG/bench-compile.log" 2>"$LOG/bench-compile.err" \
         || { step "compile benchmarks FAILED"; tail -n 5 "$LOG/bench-compile.err"; status=1; } ;;
     *) echo "unknown part: $part" >&2; exit 2 ;;
