@@ -65,7 +65,10 @@ def _measure(case, device, copy_gbs: float, rounds: int) -> list[dict]:
 
         for provider, fn in case.providers.items():
             if "ms" in rows[provider]:
-                rows[provider].update(device_work(fn))
+                try:
+                    rows[provider].update(device_work(fn))
+                except Exception as exc:  # noqa: BLE001 - a profiler failure must not cost the timings
+                    rows[provider]["work_error"] = f"{type(exc).__name__}: {exc}"[:200]
     for row in rows.values():
         if "ms" in row and case.bytes is not None:
             row["gbs"] = case.bytes / (row["ms"] * 1e-3) / 1e9

@@ -64,7 +64,8 @@ def _is_step(row: dict) -> bool:
     return row["op"].startswith(("critic step", "iteration ("))
 
 
-STEP_PROVIDERS = ("seed", "fastgan", "fastgan compile", "fastgan graph", "func compile", "trace compile")
+STEP_PROVIDERS = ("seed", "fastgan", "fastgan torch path", "fastgan compile", "fastgan compile capturable",
+                  "fastgan graph", "func compile", "trace compile")
 
 
 def steps_table(results: list[dict]) -> str:
@@ -88,13 +89,22 @@ def steps_table(results: list[dict]) -> str:
         vs_alt = f"{alternative / ours:.2f}" if ours and alternative else "-"
         lines.append(f"| {op} | {size} | " + " | ".join(cells) + f" | {vs_seed} | {vs_alt} |")
     if any("kernels" in row for by in groups.values() for row in by.values()):
-        lines += ["", "Device work per call (CUDA operations the profiler sees / host syncs):", "",
+        lines += ["", "Device work per call (`benchmarks.timing.device_work`): device operations / launch calls / "
+                  "memcpy calls / synchronize calls (the host's time in them) / sync-debug warnings; where the "
+                  "runtime calls were not recorded, device operations / sync-debug warnings:", "",
                   f"| step | size | {' | '.join(STEP_PROVIDERS)} |", "|---|---|" + "---|" * len(STEP_PROVIDERS)]
         for (op, size), by in groups.items():
-            cells = [f"{by[p]['kernels']} / {by[p]['syncs']}" if "kernels" in by.get(p, {}) else "-"
-                     for p in STEP_PROVIDERS]
-            lines.append(f"| {op} | {size} | " + " | ".join(cells) + " |")
+            lines.append(f"| {op} | {size} | " + " | ".join(_work_cell(by.get(p, {})) for p in STEP_PROVIDERS) + " |")
     return "\n".join(lines)
+
+
+def _work_cell(row: dict) -> str:
+    if "kernels" not in row:
+        return "-"
+    if "launches" not in row:
+        return f"{row['kernels']} / {row['syncs']}"
+    return (f"{row['kernels']} / {row['launches']} / {row['copies']} / {row['waits']} ({row['wait_us']:g} us) / "
+            f"{row['syncs']}")
 
 
 def merge(reports: list[dict]) -> dict:

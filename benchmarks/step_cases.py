@@ -5,7 +5,9 @@ as a loop that logs it must (fastgan's steps also return the Wasserstein estimat
 
 Providers:
 - ``seed``: the seed's code (``fastgan.reference``'s penalty in the seed's loop);
-- ``fastgan``: ``fastgan.CriticStep`` eager; ``fastgan compile``, ``fastgan graph`` (CUDA) its other modes;
+- ``fastgan``: ``fastgan.CriticStep`` eager; ``fastgan compile``, ``fastgan graph`` (CUDA) its other modes; on
+  CUDA also ``fastgan torch path`` (eager on PyTorch's kernels, ``use_backend("torch")``) and ``fastgan compile
+  capturable`` (a capturable Adam: its step counters on the device);
 - ``func compile``: the step as a user would compile it with ``torch.func.grad`` + ``functional_call``;
 - ``trace compile``: ``torch.compile(fullgraph=True)`` of loss and backward inside
   ``torch._dynamo.config.patch(trace_autograd_ops=True)``, zero_grad outside, the optimizer step compiled apart.
@@ -185,18 +187,39 @@ def _step_pairs(name: str, device: torch.device, compile_: bool) -> dict[str, tu
     d, g, opt_d, opt_g = fresh()
     made["seed"] = (lambda r, f, d=d, o=opt_d: seed_step(d, o, r, f),
                     lambda z, g=g, d=d, o=opt_g: seed_generator_step(g, d, o, z), g)
-    modes = ["eager"] + (["compile"] if compile_ else []) + (["graph"] if device.type == "cuda" else [])
-    for mode in modes:
-        d, g, opt_d, opt_g = fresh(capturable=mode == "graph")
+    # On CUDA also two variants that say where fastgan's host time goes: eager on PyTorch's kernels instead of
+    # Triton's (launch cost), and compile with Adam's step counters on the device (no CPU scalars in the graph).
+    cuda = device.type == "cuda"
+    variants = [("fastgan", "eager", False)]
+    if cuda:
+        variants.append(("fastgan torch path", "eager", False))
+    if compile_:
+        variants.append(("fastgan compile", "compile", False))
+        if cuda:
+            variants.append(("fastgan compile capturable", "compile", True))
+    if cuda:
+        variants.append(("fastgan graph", "graph", True))
+    for provider, mode, capturable in variants:
+        d, g, opt_d, opt_g = fresh(capturable)
         critic_step = fastgan.CriticStep(d, opt_d, loss="wgan", penalty="gp", penalty_weight=LAMBDA, mode=mode)
         generator_step = fastgan.GeneratorStep(g, d, opt_g, loss="wgan", mode=mode)
-        made["fastgan" if mode == "eager" else f"fastgan {mode}"] = (critic_step, generator_step, g)
+        if provider.endswith("torch path"):
+            critic_step, generator_step = _on_torch_path(critic_step), _on_torch_path(generator_step)
+        made[provider] = (critic_step, generator_step, g)
     if compile_:
         d, g, opt_d, opt_g = fresh()
         made["func compile"] = (func_compile_step(d, opt_d), func_compile_generator_step(g, d, opt_g), g)
         d, g, opt_d, opt_g = fresh()
         made["trace compile"] = (trace_compile_step(d, opt_d), trace_compile_generator_step(g, d, opt_g), g)
     return made
+
+
+def _on_torch_path(step: Callable) -> Callable:
+    def run(*args):
+        with fastgan.use_backend("torch"):
+            return step(*args)
+
+    return run
 
 
 def _iteration(critic_step: Callable, generator_step: Callable, generator: nn.Module, real: torch.Tensor,

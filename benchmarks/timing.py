@@ -40,19 +40,35 @@ def median_ms(fn: Callable[[], object], device: torch.device, cuda_graph: bool =
     return triton.testing.do_bench(fn, return_mode="median"), "do_bench"
 
 
-def device_work(fn: Callable[[], object]) -> dict[str, int]:
-    """What one call of ``fn`` (already warmed up) asks of a CUDA device: ``kernels``, the device operations
-    torch.profiler sees (kernels, copies, fills), and ``syncs``, the calls that made the host wait for the device
-    (``torch.cuda.set_sync_debug_mode`` warnings: ``.item()``, blocking copies)."""
+# CUDA runtime and driver calls the profiler records on the host, by what they ask of the device.
+_RUNTIME_CALLS = {"launches": ("LaunchKernel", "GraphLaunch"), "copies": ("Memcpy",), "waits": ("Synchronize",)}
+
+
+def device_work(fn: Callable[[], object]) -> dict[str, float]:
+    """What one call of ``fn`` (already warmed up) asks of a CUDA device.
+
+    ``kernels``: the device operations torch.profiler sees (kernels, copies, fills). The host's runtime calls:
+    ``launches`` (kernels and CUDA graphs, PyTorch's and Triton's), ``copies`` (memcpy, e.g. a CPU scalar sent to
+    the device), ``waits`` (stream, event and device synchronize) and ``wait_us``, the host's time in those (idle
+    until the device catches up). ``syncs``: the calls ``torch.cuda.set_sync_debug_mode`` warns about
+    (``.item()``, blocking copies)."""
     import warnings
 
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         fn()
-        torch.cuda.synchronize()
-    kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+        torch.cuda.synchronize()  # the last runtime call: not counted
+    events = prof.events()
+    work = {"kernels": sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)}
+    calls = sorted((e for e in events if e.device_type == torch.autograd.DeviceType.CPU
+                    and e.name.startswith(("cuda", "cu"))), key=lambda e: e.time_range.start)
+    if calls:  # a profiler that records no runtime calls leaves these out rather than report zeros
+        calls = calls[:-1] if "Synchronize" in calls[-1].name else calls  # the synchronize above
+        for key, marks in _RUNTIME_CALLS.items():
+            work[key] = sum(1 for e in calls if any(m in e.name for m in marks))
+        work["wait_us"] = round(sum(e.cpu_time_total for e in calls if "Synchronize" in e.name), 1)
     torch.cuda.set_sync_debug_mode("warn")
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -61,7 +77,7 @@ def device_work(fn: Callable[[], object]) -> dict[str, int]:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()
-    return {"kernels": kernels, "syncs": sum("synchroniz" in str(w.message) for w in caught)}
+    return {**work, "syncs": sum("synchroniz" in str(w.message) for w in caught)}
 
 
 def copy_bandwidth_gbs(device: torch.device, megabytes: int = 256) -> float:
