@@ -1,5 +1,6 @@
 """Run by ``torchrun`` from tests/test_distributed.py: every training run of a JSON file in one process group
-(process start-up is paid once), then a user's own loops with a DDP-wrapped critic.
+(process start-up is paid once), then a user's own loops with a DDP-wrapped critic. Also the ranks that
+tests/test_gpu.py spawns on one GPU (:func:`shared_device_rank`).
 
     torchrun --standalone --nproc_per_node 2 tests/distributed_worker.py RUNS.json OUT_DIR
 
@@ -72,6 +73,42 @@ def user_loops(wrap=lambda m: m, shard: Shard = Shard()) -> dict[str, list[torch
         step(shard.rows(real), shard.rows(fake))
     results["critic step"] = [p.detach().clone() for p in critic.parameters()]
     return results
+
+
+def gan_steps(mode: str, device: torch.device, shard: Shard = Shard(), group=None, steps: int = 5
+              ) -> list[torch.Tensor]:
+    """WGAN-GP critic steps and generator steps with EMA of a small MLP GAN in ``mode`` on ``device``, each on
+    ``shard``'s rows of fixed global batches of 64, the gradients averaged over ``group``. Returns the critic's,
+    the generator's and the EMA's parameters at the end (on the CPU)."""
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Linear(12, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1)).to(device)
+    generator = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 12)).to(device)
+    critic_step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters(), lr=1e-3), loss="wgan",
+                                     penalty="gp", penalty_weight=10.0, mode=mode, process_group=group)
+    generator_step = fastgan.GeneratorStep(generator, critic, torch.optim.Adam(generator.parameters(), lr=1e-3),
+                                           loss="wgan", ema=0.9, mode=mode, process_group=group)
+    data = torch.Generator(device=device).manual_seed(1)
+    for _ in range(steps):
+        real = shard.rows(torch.randn(64, 12, device=device, generator=data))
+        z = shard.rows(torch.randn(64, 4, device=device, generator=data))
+        critic_step(real, generator(z).detach())
+        generator_step(z)
+    assert critic_step.mode == mode and generator_step.mode == mode  # no fallback
+    return [p.detach().cpu() for m in (critic, generator, generator_step.ema) for p in m.parameters()]
+
+
+def shared_device_rank(rank: int, world: int, init_file: str, mode: str, device: str, out: str) -> None:
+    """One of ``world`` processes (``torch.multiprocessing.spawn``) that join a gloo group and run
+    :func:`gan_steps` on the same device; rank 0 saves every rank's parameters to ``out``."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        mine = gan_steps(mode, torch.device(device), Shard(rank, world), dist.group.WORLD)
+        every = [None] * world
+        dist.all_gather_object(every, mine)
+        if rank == 0:
+            torch.save(every, out)
+    finally:
+        dist.destroy_process_group()
 
 
 def _flat(trainer: Trainer) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """What only a GPU shows: bitwise determinism of the compiled kernels, launches on a non-current device, every
-fused op captured in a CUDA graph and replayed on new inputs, whole steps in graph and compile modes, and steps
-that never make the host wait. Skipped without CUDA."""
+fused op captured in a CUDA graph and replayed on new inputs, whole steps in graph and compile modes, steps
+that never make the host wait, and two processes training on one GPU. Skipped without CUDA."""
 
 import pytest
 import torch
@@ -168,11 +168,12 @@ def test_fastgan_train_auto_mode_captures_and_trains_like_eager(tmp_path):
             assert (p - q).norm() <= 1e-4 * q.norm()
 
 
-@pytest.mark.parametrize("mode", ["eager", "graph"])
+@pytest.mark.parametrize("mode", ["eager", "graph", "compile"])
 def test_steps_never_make_the_host_wait(mode):
-    """Once warmed up (and captured), a WGAN-GP critic step and a generator step with its EMA return detached
-    statistics without a host sync: ``torch.cuda.set_sync_debug_mode("error")`` raises on one (an ``.item()``,
-    a blocking copy)."""
+    """Once warmed up (and captured, or compiled and checked), a WGAN-GP critic step and a generator step with
+    its EMA return detached statistics without a host sync: ``torch.cuda.set_sync_debug_mode("error")`` raises on
+    one (an ``.item()``, a blocking copy, such as a CPU scalar of a non-capturable optimizer sent to the device
+    by compiled code)."""
     _, generator, critic_step, generator_step = _mlp_gan_steps(mode, "gp", 10.0, 0.99)
     real, z = torch.randn(64, 12, device=CUDA), torch.randn(64, 4, device=CUDA)
     fake = generator(z).detach()
@@ -187,3 +188,21 @@ def test_steps_never_make_the_host_wait(mode):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert critic_step.mode == mode and torch.isfinite(stats["penalty"])
+
+
+@pytest.mark.parametrize("mode", ["eager", "compile"])
+def test_two_processes_sharing_the_gpu_train_the_model_one_process_trains(tmp_path, mode):
+    """Two spawned processes in a gloo group, each with half of every global batch on the one GPU (NCCL needs a
+    GPU per process): the flat all-reduce of CUDA gradients and the global-batch draws of alpha give every rank
+    bitwise the same models, those of one process on the whole batch to rounding (without the all-reduce they
+    are 7e-3 apart). ``compile`` is what ``mode="auto"`` picks with a process group on CUDA."""
+    import torch.multiprocessing as mp
+    from distributed_worker import gan_steps, shared_device_rank
+
+    out = tmp_path / "ranks.pt"
+    mp.spawn(shared_device_rank, args=(2, str(tmp_path / "init"), mode, "cuda", str(out)), nprocs=2)
+    ranks = torch.load(out, weights_only=True)
+    one = gan_steps(mode, CUDA)
+    assert all(torch.equal(a, b) for a, b in zip(ranks[0], ranks[1]))
+    for p, q in zip(ranks[0], one):
+        assert (p - q).norm() <= 1e-4 * q.norm()
