@@ -6,9 +6,9 @@
 # Usage: bash benchmarks/gpu_check.sh [LOGDIR] [PART ...]      (default /tmp/fastgan-gpu-check, every part)
 # Parts, in the default order (what has never run on a GPU first), with their time limits:
 #   gpu-tests 240 s, steps 240 s, suite 300 s, nccl 60 s, ops 150 s.
-# A 15-minute lease fits two calls: `gpu-tests steps` (4 minutes on the H100 of 2026-11-27, 6 expected since), then `suite nccl ops`
-# (6 minutes on the H100, 2026-11-27); set GPU_CHECK_EARLIER to a folder holding the first call's JSON files so that the second call's
-# report keeps them.
+# A 15-minute lease fits two calls: `gpu-tests steps` (4 minutes on the H100 of 2026-11-27; about 6 with the
+# tests and providers added since), then `suite nccl ops` (6 minutes there); set GPU_CHECK_EARLIER to a folder
+# holding the first call's JSON files so that the second call's report keeps them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG=${1:-/tmp/fastgan-gpu-check}
