@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .kernels._layout import is_dense, sample_is_dense, sample_strides
+from .kernels._layout import is_dense, same_sample_order, sample_is_dense
 
 __all__ = ["dense_strides", "empty_rows_like", "is_dense", "rows_like", "sample_is_dense"]
 
@@ -30,7 +30,7 @@ def empty_rows_like(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.
 
 def rows_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """``x`` itself when its samples are dense and ordered like ``ref``'s, else a copy laid out like ``ref``."""
-    if sample_is_dense(x) and sample_strides(x) == sample_strides(ref):
+    if sample_is_dense(x) and same_sample_order(x, ref):
         return x
     out = empty_rows_like(ref, dtype=x.dtype)
     out.copy_(x)

@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from ._layout import sample_is_dense, sample_strides
+from ._layout import same_sample_order, sample_is_dense
 
 FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 # The clipping kernel compares in fp32: exact for these dtypes once the bound is rounded to them, not for fp64.
@@ -65,7 +65,7 @@ def rows_like(name: str, t: object, ref_name: str, ref: torch.Tensor, dtype: tor
     rows(name, t, (dtype or ref.dtype,))
     same_shape(name, t, ref_name, ref)
     same_device(name, t, ref_name, ref)
-    if sample_strides(t) != sample_strides(ref):
+    if not same_sample_order(t, ref):
         raise ValueError(f"{name} orders a sample's elements differently from {ref_name} "
                          f"(strides {t.stride()} and {ref.stride()})")
 

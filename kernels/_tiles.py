@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -37,21 +38,38 @@ class RowTiles:
         return (self.n_row_blocks * self.n_chunks,)
 
 
+def cdiv(a: int, b: int) -> int:
+    """``ceil(a / b)`` for ints > 0. Plain Python: since Triton 3.5 ``triton.cdiv`` is a constexpr function whose
+    host call costs microseconds, several per launch."""
+    return -(-a // b)
+
+
+def next_power_of_2(n: int) -> int:
+    """The smallest power of 2 >= ``n`` (>= 1), in plain Python like :func:`cdiv`."""
+    return 1 << (n - 1).bit_length() if n > 1 else 1
+
+
 def row_tiles(batch: int, width: int) -> RowTiles:
     """Choose the tiling of ``batch`` rows of ``width`` elements (both >= 1).
 
     A program covers ``BLOCK_B`` rows and ``ITERS`` column blocks; ``ITERS`` doubles while the grid would still
     hold ``TARGET_PROGRAMS`` programs, and never past the row's column blocks (no fully masked iterations).
+    Remembered per shape: every launch asks, and a training run asks about a handful of shapes.
     """
-    block_d = min(triton.next_power_of_2(width), TILE_ELEMENTS)
-    block_b = max(1, min(triton.next_power_of_2(batch), TILE_ELEMENTS // block_d))
-    n_row_blocks = triton.cdiv(batch, block_b)
-    col_blocks = triton.cdiv(width, block_d)
+    return _row_tiles(batch, width, TARGET_PROGRAMS)
+
+
+@functools.lru_cache(maxsize=256)
+def _row_tiles(batch: int, width: int, target_programs: int) -> RowTiles:
+    block_d = min(next_power_of_2(width), TILE_ELEMENTS)
+    block_b = max(1, min(next_power_of_2(batch), TILE_ELEMENTS // block_d))
+    n_row_blocks = cdiv(batch, block_b)
+    col_blocks = cdiv(width, block_d)
     iters = 1
     while (iters < MAX_ITERS and iters < col_blocks
-           and n_row_blocks * triton.cdiv(col_blocks, 2 * iters) >= TARGET_PROGRAMS):
+           and n_row_blocks * cdiv(col_blocks, 2 * iters) >= target_programs):
         iters *= 2
-    n_chunks = triton.cdiv(col_blocks, iters)
+    n_chunks = cdiv(col_blocks, iters)
     num_warps = 8 if block_b * block_d >= 2048 else 4
     return RowTiles(block_b, block_d, iters, n_row_blocks, n_chunks, num_warps)
 

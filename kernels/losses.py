@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from . import _checks
-from ._tiles import accumulator_dtype, on_device, tl_dtype
+from ._tiles import accumulator_dtype, cdiv, on_device, tl_dtype
 from .loss_terms import HINGE, LINEAR, NO_TERM, SOFTPLUS, SQUARE, Term
 
 BLOCK = 1024
@@ -184,7 +184,7 @@ def _launch_args(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: 
     n_b, s_b = (0, 0) if b is None else (b.shape[0], b.stride(0))
     scalars = (a.shape[0], n_b, a.stride(0), s_b, term_a.param, term_a.weight, term_b.param, term_b.weight)
     constants = dict(KIND_A=term_a.kind, KIND_B=term_b.kind, HAS_B=b is not None, ACC=tl_dtype(acc), BLOCK=BLOCK)
-    blocks = triton.cdiv(a.shape[0], BLOCK) + (triton.cdiv(b.shape[0], BLOCK) if b is not None else 0)
+    blocks = cdiv(a.shape[0], BLOCK) + (cdiv(b.shape[0], BLOCK) if b is not None else 0)
     return scalars, constants, blocks, acc
 
 

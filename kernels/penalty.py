@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from . import _checks
-from ._tiles import RowTiles, accumulator_dtype, on_device, row_chunk, row_tiles, tl_dtype
+from ._tiles import RowTiles, accumulator_dtype, next_power_of_2, on_device, row_chunk, row_tiles, tl_dtype
 
 
 @triton.jit
@@ -166,7 +166,7 @@ def _launch_finish(
 ) -> None:
     batch, n_chunks = partial.shape
     # Several chunks per row only happen for rows wider than a tile, so BLOCK_B is 1 here.
-    block_c = min(triton.next_power_of_2(n_chunks), 1024)
+    block_c = min(next_power_of_2(n_chunks), 1024)
     _penalty_finish_kernel[(tiles.n_row_blocks,)](
         partial, norms, block_out, batch, n_chunks, float(center),
         BLOCK_B=tiles.BLOCK_B, BLOCK_C=block_c, ONE_SIDED=one_sided, ACC=tl_dtype(partial.dtype),
