@@ -1,5 +1,5 @@
 """The benchmark runner works end to end (on the interpolation cases, to stay quick) and refuses the interpreter;
-the report keeps one part per card and gives the device work of whole steps."""
+the report keeps one part per card and gives the device work of whole steps; the launch host-cost probe runs."""
 
 import json
 import os
@@ -71,3 +71,15 @@ def test_steps_table_gives_the_device_work_where_measured():
     run["results"][1].update(kernels=41, launches=1, copies=2, waits=3, wait_us=12.5, syncs=1)
     table = report.steps_table(run["results"])
     assert "| critic step (seed mlp) | 64x784 | 52 / 0 | - | - | - | - | 41 / 1 / 2 / 3 (12.5 us) / 1 | - | - |" in table
+
+
+def test_launch_overhead_counts_an_eager_steps_launches(tmp_path):
+    """The host-cost probe (its own process: it replaces the kernels) times both paths and sees the five launches
+    of an eager WGAN-GP critic step: interpolation, penalty forward and backward, loss forward and backward."""
+    out = tmp_path / "launch.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.launch_overhead", "--calls", "5", "--rounds", "1",
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["launches_per_step"] == 5
+    assert result["torch_path_us"] > 0 and result["triton_path_us"] > 0
