@@ -70,7 +70,8 @@ def assert_elementwise(actual, expected64, dtype, ops: int = 3, extra=None):
 def make(shape, dtype, device, layout="contiguous", seed=0):
     """A random normal tensor of ``shape``.
 
-    ``layout``: contiguous, channels_last, batch_sliced (``x[::2]``) or strided (a view with non-dense samples).
+    ``layout``: contiguous, channels_last, hw_swapped (dense samples with the last two dimensions swapped in
+    memory), batch_sliced (``x[::2]``) or strided (a view with non-dense samples).
     """
     gen = torch.Generator().manual_seed(seed)
     if layout == "batch_sliced":
@@ -84,6 +85,8 @@ def make(shape, dtype, device, layout="contiguous", seed=0):
     x = torch.randn(*shape, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
+    if layout == "hw_swapped":
+        x = x.transpose(-1, -2).contiguous().transpose(-1, -2)
     return x
 
 

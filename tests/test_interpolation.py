@@ -45,9 +45,11 @@ def test_output_keeps_memory_format(backend, device, layout):
         assert out.is_contiguous()
 
 
-def test_mixed_layouts_interpolate_elementwise(backend, device):
-    real = make((2, 3, 5, 7), torch.float32, device, "contiguous", seed=1)
-    fake = make((2, 3, 5, 7), torch.float32, device, "channels_last", seed=2)
+@pytest.mark.parametrize("real_layout,fake_layout", [("contiguous", "channels_last"), ("channels_last", "hw_swapped")])
+def test_mixed_layouts_interpolate_elementwise(backend, device, real_layout, fake_layout):
+    """Samples ordered differently in memory (neither contiguous in the second pair) meet element by element."""
+    real = make((2, 3, 5, 7), torch.float32, device, real_layout, seed=1)
+    fake = make((2, 3, 5, 7), torch.float32, device, fake_layout, seed=2)
     alpha = torch.tensor([0.25, 0.75], device=device)
     expected = reference.interpolate(real.double(), fake.double(), alpha.double())
     spread = real.double().abs() + fake.double().abs()
