@@ -5,15 +5,15 @@
 # Exits non-zero when a test fails or a benchmark run fails.
 # Usage: bash benchmarks/gpu_check.sh [LOGDIR] [PART ...]      (default /tmp/fastgan-gpu-check, every part)
 # Parts, in the default order (what has never run on a GPU first), with their time limits:
-#   gpu-tests 240 s, steps 240 s, suite 300 s, nccl 60 s, ops 150 s.
+#   gpu-tests 240 s, steps 240 s, suite 300 s, nccl 60 s, parity 120 s, ops 150 s.
 # A 15-minute lease fits two calls: `gpu-tests steps` (4 minutes on the H100 of 2026-11-27; about 6 with the
-# tests and providers added since), then `suite nccl ops` (6 minutes there); set GPU_CHECK_EARLIER to a folder
-# holding the first call's JSON files so that the second call's report keeps them.
+# tests and providers added since), then `suite nccl parity ops` (6 minutes there without parity); set
+# GPU_CHECK_EARLIER to a folder holding the first call's JSON files so that the second call's report keeps them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG=${1:-/tmp/fastgan-gpu-check}
 shift || true
-PARTS=${*:-gpu-tests steps suite nccl ops}
+PARTS=${*:-gpu-tests steps suite nccl parity ops}
 mkdir -p "$LOG"
 unset TRITON_INTERPRET
 export PYTHONUNBUFFERED=1
@@ -76,6 +76,11 @@ for part in $PARTS; do
       timeout 50 python -m benchmarks --quick $whole_steps_out \
         --json "$LOG/bench-compile.json" >"$LOG/bench-compile.log" 2>"$LOG/bench-compile.err" \
         || { step "compile benchmarks FAILED"; tail -n 5 "$LOG/bench-compile.err"; status=1; } ;;
+    parity)  # graph mode's parameters after 10 steps against eager's and a float64 run's (every penalty)
+      step "parity: graph mode against eager and float64"
+      timeout 120 python -m benchmarks.parity --modes graph --device cuda --json "$LOG/parity.json" \
+        >"$LOG/parity.log" 2>&1 || { step "parity FAILED"; tail -n 5 "$LOG/parity.log"; status=1; }
+      grep -E "^\| (seed|dcgan)" "$LOG/parity.log" ;;
     *) echo "unknown part: $part" >&2; exit 2 ;;
   esac
 done

@@ -1,5 +1,6 @@
 """The benchmark runner works end to end (on the interpolation cases, to stay quick) and refuses the interpreter;
-the report keeps one part per card and gives the device work of whole steps; the launch host-cost probe runs."""
+the report keeps one part per card and gives the device work of whole steps; the launch host-cost probe and the
+parity measurement run."""
 
 import json
 import os
@@ -83,3 +84,14 @@ def test_launch_overhead_counts_an_eager_steps_launches(tmp_path):
     result = json.loads(out.read_text())
     assert result["launches_per_step"] == 5
     assert result["torch_path_us"] > 0 and result["triton_path_us"] > 0
+
+
+def test_parity_compares_a_mode_with_eager_and_float64():
+    """Two compiled WGAN-GP steps on the seed's MLP end within 1e-4 of eager, and the float64 run is the
+    yardstick of both (nonzero distances: fp32 is not float64)."""
+    from benchmarks import parity
+
+    (row,) = parity.measure(models=("seed mlp",), penalties=("gp",), steps=2)
+    assert row["mode"] == "compile" and row["to_eager"] < 1e-4
+    assert 0 < row["eager_to_float64"] < 1e-4 and 0 < row["to_float64"] < 1e-4
+    assert parity.verdict(row) == "within 1e-4"
