@@ -1,6 +1,7 @@
 """Memory-layout predicates shared by the launchers' precondition checks and ``fastgan``'s layout helpers.
 
-Plain PyTorch (no triton import), so ``fastgan`` can use them without loading triton.
+Plain PyTorch (no triton import), so ``fastgan`` can use them without loading triton. Every launch asks them of
+its tensors, so a contiguous tensor (the usual case) is answered by one C call.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ def _dense(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
             return False
         expected *= size
     return True
-
-
-# Every launch asks these of its tensors: a contiguous tensor (the usual case) is answered by one C call.
 
 
 def is_dense(x: torch.Tensor) -> bool:
