@@ -248,8 +248,9 @@ def step_cases(device: torch.device, compile_: bool, pairs=tuple(PAIRS), iterati
         real, fake = torch.rand(shape, device=device) * 2 - 1, torch.rand(shape, device=device) * 2 - 1
         size = "x".join(map(str, shape))
         steps = _step_pairs(name, device, compile_)
+        # The batches bound as defaults: pytest collects every case before it calls any.
         yield Case(f"critic step ({name})", size, torch.float32, None,
-                   {p: (lambda c=c: c(real, fake)) for p, (c, _, _) in steps.items()})
+                   {p: (lambda c=c, r=real, f=fake: c(r, f)) for p, (c, _, _) in steps.items()})
         if iterations and (device.type == "cuda" or name != "dcgan 64"):
             yield Case(f"iteration ({name})", size, torch.float32, None,
-                       {p: (lambda c=c, g=g, m=m: _iteration(c, g, m, real)) for p, (c, g, m) in steps.items()})
+                       {p: (lambda c=c, g=g, m=m, r=real: _iteration(c, g, m, r)) for p, (c, g, m) in steps.items()})

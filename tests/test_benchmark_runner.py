@@ -1,6 +1,6 @@
 """The benchmark runner works end to end (on the interpolation cases, to stay quick) and refuses the interpreter;
 the report keeps one part per card and gives the device work of whole steps; the launch host-cost probe and the
-parity measurement run."""
+parity measurement run; `pytest benchmarks/` runs every case."""
 
 import json
 import os
@@ -95,3 +95,13 @@ def test_parity_compares_a_mode_with_eager_and_float64():
     assert row["mode"] == "compile" and row["to_eager"] < 1e-4
     assert 0 < row["eager_to_float64"] < 1e-4 and 0 < row["to_float64"] < 1e-4
     assert parity.verdict(row) == "within 1e-4"
+
+
+def test_pytest_benchmark_cases_run():
+    """`pytest benchmarks/` (the README's command) collects every case before it runs any: each case must keep
+    its own inputs (the step cases once shared the last model's batches). Timings off: the cases run once."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "-q", "-p", "no:cacheprovider",
+                           "--benchmark-disable"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
