@@ -30,6 +30,10 @@ python -c "import torch, triton; print('torch', torch.__version__, 'triton', tri
 # Several pytest workers where pytest-xdist is there: the suite compiles every kernel variant once per worker.
 workers=""
 python -c "import xdist" 2>/dev/null && workers="-n 12 -p no:benchmark"
+# The whole-step cases' models: the steps part runs their cases, the ops part every other case.
+step_models=("(seed mlp)" "(dcgan 64)" "(pytorch-gan mlp)")
+only_steps=(); no_steps=()
+for m in "${step_models[@]}"; do only_steps+=(--only "$m"); no_steps+=(--exclude "$m"); done
 
 run_tests() {  # name, time limit, pytest arguments...
   local name=$1 limit=$2; shift 2
@@ -51,9 +55,8 @@ for part in $PARTS; do
       # eager and graph rows exist whatever happens next; then the compiled providers (tens of seconds each to
       # compile; the JSON is written after each case, and running out of time is not a failure here).
       step "benchmarks: whole critic steps and iterations, seed / eager / graph"
-      timeout 50 python -m benchmarks --only "(seed mlp)" --only "(dcgan 64)" --only "(pytorch-gan mlp)" \
-        --no-compile --json "$LOG/bench-steps-nocompile.json" >"$LOG/bench-steps-nocompile.log" \
-        2>"$LOG/bench-steps-nocompile.err" \
+      timeout 50 python -m benchmarks "${only_steps[@]}" --no-compile --json "$LOG/bench-steps-nocompile.json" \
+        >"$LOG/bench-steps-nocompile.log" 2>"$LOG/bench-steps-nocompile.err" \
         || { step "step benchmarks FAILED"; tail -n 5 "$LOG/bench-steps-nocompile.err"; status=1; }
       step "benchmarks: whole critic steps and iterations, compiled providers included"
       timeout 190 python -m benchmarks --quick --only "critic step (seed mlp)" --only "critic step (dcgan 64)" \
@@ -66,14 +69,13 @@ for part in $PARTS; do
       step "fastgan train on one NCCL process (torchrun)"
       timeout 60 python -m benchmarks.distributed --processes 1 --steps 300 --device cuda --json "$LOG/nccl.json" \
         >"$LOG/nccl.log" 2>&1 || { step "one-process NCCL run FAILED"; tail -n 5 "$LOG/nccl.log"; status=1; } ;;
-    ops)  # the step part's models, not the seed-size "critic iteration (wgan-gp)" and "(wgan clip)" rows
-      whole_steps_out='--exclude (seed --exclude (dcgan --exclude (pytorch-gan'
+    ops)  # everything but the step part's models (the seed-size "critic iteration" rows included)
       step "benchmarks: single ops, every size, without torch.compile"
-      timeout 100 python -m benchmarks --no-compile $whole_steps_out \
+      timeout 100 python -m benchmarks --no-compile "${no_steps[@]}" \
         --json "$LOG/bench.json" >"$LOG/bench.log" 2>"$LOG/bench.err" \
         || { step "benchmarks FAILED"; tail -n 5 "$LOG/bench.err"; status=1; }
       step "benchmarks: small sizes with torch.compile beside the others (ops)"
-      timeout 50 python -m benchmarks --quick $whole_steps_out \
+      timeout 50 python -m benchmarks --quick "${no_steps[@]}" \
         --json "$LOG/bench-compile.json" >"$LOG/bench-compile.log" 2>"$LOG/bench-compile.err" \
         || { step "compile benchmarks FAILED"; tail -n 5 "$LOG/bench-compile.err"; status=1; } ;;
     parity)  # graph mode's parameters after 10 steps against eager's and a float64 run's (every penalty)
