@@ -21,6 +21,8 @@ import fastgan
 from fastgan.distributed import Shard, all_reduce_gradients, init_from_environment
 from fastgan.train import TrainConfig, Trainer
 
+from models import tiny_mlp_gan
+
 GLOBAL_BATCH = 8
 
 
@@ -80,9 +82,7 @@ def gan_steps(mode: str, device: torch.device, shard: Shard = Shard(), group=Non
     """WGAN-GP critic steps and generator steps with EMA of a small MLP GAN in ``mode`` on ``device``, each on
     ``shard``'s rows of fixed global batches of 64, the gradients averaged over ``group``. Returns the critic's,
     the generator's and the EMA's parameters at the end (on the CPU)."""
-    torch.manual_seed(0)
-    critic = nn.Sequential(nn.Linear(12, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1)).to(device)
-    generator = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 12)).to(device)
+    critic, generator = tiny_mlp_gan(device)
     critic_step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters(), lr=1e-3), loss="wgan",
                                      penalty="gp", penalty_weight=10.0, mode=mode, process_group=group)
     generator_step = fastgan.GeneratorStep(generator, critic, torch.optim.Adam(generator.parameters(), lr=1e-3),

@@ -1,5 +1,7 @@
-"""Critics and generators for the tests: the seed's MLP pair and a small conv critic without BatchNorm."""
+"""Critics and generators for the tests: the seed's MLP pair, a small conv critic without BatchNorm, and a tiny
+MLP GAN for whole training steps."""
 
+import torch
 from torch import nn
 
 
@@ -35,3 +37,11 @@ class ConvCritic(nn.Module):
 
     def forward(self, x):
         return self.model(x)
+
+
+def tiny_mlp_gan(device) -> tuple[nn.Module, nn.Module]:
+    """A seeded MLP critic (12-32-1, LeakyReLU) and generator (4-32-12) on ``device``."""
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Linear(12, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1)).to(device)
+    generator = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 12)).to(device)
+    return critic, generator

@@ -110,11 +110,9 @@ def test_every_op_captures_in_a_cuda_graph_and_replays_on_new_inputs():
 def _mlp_gan_steps(mode, penalty, penalty_weight, ema, lazy_every=1):
     """A small MLP critic and generator on the GPU (seeded) and their steps in ``mode``: (critic, generator,
     critic step, generator step)."""
-    from torch import nn
+    from models import tiny_mlp_gan
 
-    torch.manual_seed(0)
-    critic = nn.Sequential(nn.Linear(12, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1)).to(CUDA)
-    generator = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 12)).to(CUDA)
+    critic, generator = tiny_mlp_gan(CUDA)
     opt_d = torch.optim.Adam(critic.parameters(), lr=1e-3, capturable=mode == "graph")
     opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3, capturable=mode == "graph")
     critic_step = fastgan.CriticStep(critic, opt_d, loss="wgan", penalty=penalty, penalty_weight=penalty_weight,
