@@ -42,8 +42,8 @@ def _environment(device: torch.device, copy_gbs: float) -> dict:
 
 
 def _measure(case, device, copy_gbs: float, rounds: int) -> list[dict]:
-    """Time every provider of ``case``; on CPU in ``rounds`` interleaved rounds, keeping each one's best median
-    (so that no provider is favoured by running first or last on a noisy machine)."""
+    """Time every provider of ``case`` in ``rounds`` interleaved rounds, keeping each one's best median (so that
+    no provider is favoured by running first or last on a noisy machine)."""
     from .timing import median_ms
 
     rows = {}
@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if args.exclude and any(text in case.op for text in args.exclude):
             continue
-        results.extend(_measure(case, device, copy_gbs, rounds=1 if device.type == "cuda" else 3))
+        # Interleaved rounds where the host's noise shows: on a CPU, and for whole steps on CUDA (host included).
+        rounds = 1 if device.type == "cuda" and case.kernel_time else 3
+        results.extend(_measure(case, device, copy_gbs, rounds=rounds))
         print(f"  {case.op} {case.size} {case.dtype}: done", file=sys.stderr, flush=True)
         if args.json:  # after every case: a run stopped by a time limit keeps what it measured
             _write_json(args.json, env, results)

@@ -64,6 +64,8 @@ def _is_step(row: dict) -> bool:
     return row["op"].startswith(("critic step", "iteration ("))
 
 
+# Column order; a run's table has the columns of the providers it measured. ("fastgan compile capturable" ran on
+# an H200 on 2026-11-27 only: its rows are in that card's results.)
 STEP_PROVIDERS = ("seed", "fastgan", "fastgan torch path", "fastgan compile", "fastgan compile capturable",
                   "fastgan graph", "func compile", "trace compile")
 
@@ -77,14 +79,15 @@ def steps_table(results: list[dict]) -> str:
             groups.setdefault((row["op"], row["size"]), {})[row["provider"]] = row
     if not groups:
         return ""
-    head = " | ".join(f"{p} ms" for p in STEP_PROVIDERS)
+    providers = [p for p in STEP_PROVIDERS if any(p in by for by in groups.values())]
+    head = " | ".join(f"{p} ms" for p in providers)
     lines = [f"| step | size | {head} | best fastgan x seed | best fastgan x best alternative |",
-             "|---|---|" + "---|" * (len(STEP_PROVIDERS) + 2)]
+             "|---|---|" + "---|" * (len(providers) + 2)]
     for (op, size), by in groups.items():
-        ms = {p: by[p]["ms"] for p in STEP_PROVIDERS if "ms" in by.get(p, {})}
+        ms = {p: by[p]["ms"] for p in providers if "ms" in by.get(p, {})}
         ours = min((v for p, v in ms.items() if p.startswith("fastgan")), default=None)
         alternative = min((ms[p] for p in ("func compile", "trace compile") if p in ms), default=None)
-        cells = [_cell(by.get(p, {})) for p in STEP_PROVIDERS]
+        cells = [_cell(by.get(p, {})) for p in providers]
         vs_seed = f"{ms['seed'] / ours:.2f}" if ours and "seed" in ms else "-"
         vs_alt = f"{alternative / ours:.2f}" if ours and alternative else "-"
         lines.append(f"| {op} | {size} | " + " | ".join(cells) + f" | {vs_seed} | {vs_alt} |")
@@ -92,9 +95,9 @@ def steps_table(results: list[dict]) -> str:
         lines += ["", "Device work per call (`benchmarks.timing.device_work`): device operations / launch calls / "
                   "memcpy calls / synchronize calls (the host's time in them) / sync-debug warnings; where the "
                   "runtime calls were not recorded, device operations / sync-debug warnings:", "",
-                  f"| step | size | {' | '.join(STEP_PROVIDERS)} |", "|---|---|" + "---|" * len(STEP_PROVIDERS)]
+                  f"| step | size | {' | '.join(providers)} |", "|---|---|" + "---|" * len(providers)]
         for (op, size), by in groups.items():
-            lines.append(f"| {op} | {size} | " + " | ".join(_work_cell(by.get(p, {})) for p in STEP_PROVIDERS) + " |")
+            lines.append(f"| {op} | {size} | " + " | ".join(_work_cell(by.get(p, {})) for p in providers) + " |")
     return "\n".join(lines)
 
 
