@@ -16,16 +16,7 @@ class _Interpolation(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, fused: bool) -> torch.Tensor:
-        alpha_rows = alpha.reshape(-1)
-        if fused:
-            from .kernels.interpolation import interpolation_fwd
-
-            alpha_rows = alpha_rows.contiguous()
-            real = rows_like(real, real)
-            fake = rows_like(fake, real)
-            out = interpolation_fwd(real, fake, alpha_rows, empty_rows_like(real))
-        else:
-            out = _interpolation_fwd_torch(real, fake, alpha_rows)
+        real, fake, alpha_rows, out = _forward(real, fake, alpha, fused)
         ctx.alpha_shape, ctx.alpha_dtype, ctx.fused = alpha.shape, alpha.dtype, fused
         # real and fake are only read for alpha's gradient; they also give the gradients their layout.
         ctx.save_for_backward(real, fake, alpha_rows)
@@ -49,6 +40,27 @@ class _Interpolation(torch.autograd.Function):
         if d_alpha is not None:
             d_alpha = d_alpha.to(ctx.alpha_dtype).reshape(ctx.alpha_shape)
         return d_real, d_fake, d_alpha, None
+
+
+def _forward(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, fused: bool):
+    """The interpolates of checked tensors (no autograd), with the real, fake and (B,) alpha they were computed
+    from (the kernels' copies where a layout needed one)."""
+    alpha_rows = alpha.reshape(-1)
+    if not fused:
+        return real, fake, alpha_rows, _interpolation_fwd_torch(real, fake, alpha_rows)
+    from .kernels.interpolation import interpolation_fwd
+
+    alpha_rows = alpha_rows.contiguous()
+    real = rows_like(real, real)
+    fake = rows_like(fake, real)
+    return real, fake, alpha_rows, interpolation_fwd(real, fake, alpha_rows, empty_rows_like(real))
+
+
+def interpolated_points(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """:func:`interpolate` of tensors already checked (by :func:`check_pair`; ``alpha`` (B,)) without autograd:
+    for points where a penalty takes a fresh input gradient (the whole steps), without the cost of an autograd
+    Function whose graph would be cut right away. The result has no history."""
+    return _forward(real, fake, alpha, uses_triton(real.device))[3]
 
 
 def _per_sample(alpha: torch.Tensor, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

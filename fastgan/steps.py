@@ -49,7 +49,7 @@ from torch import nn
 from . import _checks, distributed
 from .amp import input_gradients
 from .clipping import clip_weights_
-from .interpolation import _interpolation_fwd_torch, check_pair, interpolate
+from .interpolation import _interpolation_fwd_torch, check_pair, interpolated_points
 from .losses import LOSS_NAMES, loss_terms, terms_loss
 from .optimizer_update import in_graph_update
 from .penalty import _penalty_fwd_torch, norm_penalty
@@ -521,7 +521,8 @@ class _CriticPhase(_Step):
             total = terms_loss(real_out, o.terms[0], fake_out, o.terms[1])
             stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
         if self.with_penalty:
-            x = _penalty_points(self.spec, real, fake, alpha, noise, interpolate).detach().requires_grad_(True)
+            x = _penalty_points(self.spec, real, fake, alpha, noise, interpolated_points)
+            x = x.detach().requires_grad_(True)  # a fresh leaf (R1's and R2's points are the inputs themselves)
             grads = input_gradients(o.critic, x, o.scaler)
             penalty, norms = norm_penalty(grads, self.spec.center, self.spec.one_sided, True)
             total = self.weight * penalty if total is None else total + self.weight * penalty
