@@ -67,7 +67,7 @@ def _is_step(row: dict) -> bool:
 # Column order; a run's table has the columns of the providers it measured. ("fastgan compile capturable" ran on
 # an H200 on 2026-11-27 only: its rows are in that card's results.)
 STEP_PROVIDERS = ("seed", "fastgan", "fastgan torch path", "fastgan compile", "fastgan compile capturable",
-                  "fastgan graph", "func compile", "trace compile")
+                  "fastgan graph", "prototype compile+graph", "func compile", "trace compile")
 
 
 def steps_table(results: list[dict]) -> str:

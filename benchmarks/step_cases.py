@@ -8,6 +8,7 @@ Providers:
 - ``fastgan``: ``fastgan.CriticStep`` eager; ``fastgan compile``, ``fastgan graph`` (CUDA) its other modes; on
   CUDA also ``fastgan torch path`` (eager on PyTorch's kernels, ``use_backend("torch")``: the Triton launches'
   host cost);
+- ``prototype compile+graph`` (CUDA): :class:`CapturedCompiledStep`, not a mode yet (not counted as fastgan's);
 - ``func compile``: the step as a user would compile it with ``torch.func.grad`` + ``functional_call``;
 - ``trace compile``: ``torch.compile(fullgraph=True)`` of loss and backward inside
   ``torch._dynamo.config.patch(trace_autograd_ops=True)``, zero_grad outside, the optimizer step compiled apart.
@@ -204,12 +205,68 @@ def _step_pairs(name: str, device: torch.device, compile_: bool) -> dict[str, tu
         if provider.endswith("torch path"):
             critic_step, generator_step = _on_torch_path(critic_step), _on_torch_path(generator_step)
         made[provider] = (critic_step, generator_step, g)
+    if compile_ and cuda:
+        d, g, opt_d, opt_g = fresh(capturable=True)
+        critic_step = fastgan.CriticStep(d, opt_d, loss="wgan", penalty="gp", penalty_weight=LAMBDA, mode="compile")
+        generator_step = fastgan.GeneratorStep(g, d, opt_g, loss="wgan", mode="compile")
+        made["prototype compile+graph"] = (CapturedCompiledStep(critic_step, critic_step._main),
+                                           CapturedCompiledStep(generator_step, generator_step), g)
     if compile_:
         d, g, opt_d, opt_g = fresh()
         made["func compile"] = (func_compile_step(d, opt_d), func_compile_generator_step(g, d, opt_g), g)
         d, g, opt_d, opt_g = fresh()
         made["trace compile"] = (trace_compile_step(d, opt_d), trace_compile_generator_step(g, d, opt_g), g)
     return made
+
+
+class CapturedCompiledStep:
+    """Prototype of a compile + graph mode, measured before it becomes one (the issue asks for it where it wins):
+    a fastgan step in ``mode="compile"`` whose compiled call (the optimizer's update in its graph, a capturable
+    optimizer) is captured as one CUDA graph at the third call and replayed after. The first call is checked
+    against eager, the second builds the compiled update; ``phase`` is the part of ``step`` holding it."""
+
+    def __init__(self, step: Callable, phase):
+        self.step, self.phase, self.calls = step, phase, 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def __call__(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.graph is None:
+            self.calls += 1
+            if self.calls <= 2:
+                return self.step(*inputs)
+            self._capture(inputs)
+        for static, t in zip(self.static, inputs):
+            static.copy_(t)
+        self.graph.replay()
+        return {k: v.clone() for k, v in self.stats.items()}
+
+    def _capture(self, inputs) -> None:
+        self._prepare(inputs)
+        side = torch.cuda.Stream()  # warm-up away from the capture, as graph mode does
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self._run_once()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.stats = self._run_once()
+        self.graph = graph
+
+    def _prepare(self, inputs) -> None:
+        """The compiled update, the module's tensors and static copies of ``inputs``, for :meth:`_run_once`."""
+        self._update = self.phase._compiled_updating
+        if not self._update:
+            raise RuntimeError("no compiled step with the optimizer's update in its graph to capture")
+        self._tensors = self.phase._state.split()
+        self.static = [t.detach().clone() for t in inputs]
+
+    def _run_once(self) -> dict[str, torch.Tensor]:
+        """One compiled step on the static inputs: what the graph holds."""
+        phase = self.phase
+        with phase._frozen_critic():
+            stats = self._update(*self._tensors, *phase._traced_inputs(tuple(self.static)))
+        phase._after_update()
+        return stats
 
 
 def _on_torch_path(step: Callable) -> Callable:
