@@ -57,9 +57,9 @@ def _forward(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, fused:
 
 
 def interpolated_points(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """:func:`interpolate` of tensors already checked (by :func:`check_pair`; ``alpha`` (B,)) without autograd:
-    for points where a penalty takes a fresh input gradient (the whole steps), without the cost of an autograd
-    Function whose graph would be cut right away. The result has no history."""
+    """:func:`interpolate` of detached tensors already checked (by :func:`check_pair`; ``alpha`` (B,)), outside
+    autograd: for points where a penalty takes a fresh input gradient (the whole steps), without the cost of an
+    autograd Function whose graph would be cut right away."""
     return _forward(real, fake, alpha, uses_triton(real.device))[3]
 
 
