@@ -25,6 +25,7 @@ from torch.func import functional_call
 
 import fastgan
 from fastgan import reference
+from fastgan.steps import warm_then_capture
 
 from fastgan.train.models import DCGANGenerator
 
@@ -242,30 +243,18 @@ class CapturedCompiledStep:
 
     def _capture(self, inputs) -> None:
         self._prepare(inputs)
-        side = torch.cuda.Stream()  # warm-up away from the capture, as graph mode does
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            self._run_once()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.stats = self._run_once()
-        self.graph = graph
+        _, self.graph, self.stats = warm_then_capture(self._run_once, self._run_once)
 
     def _prepare(self, inputs) -> None:
-        """The compiled update, the module's tensors and static copies of ``inputs``, for :meth:`_run_once`."""
-        self._update = self.phase._compiled_updating
-        if not self._update:
+        """Static copies of ``inputs`` for :meth:`_run_once`, once the compiled update is built."""
+        if not self.phase._compiled_updating:
             raise RuntimeError("no compiled step with the optimizer's update in its graph to capture")
-        self._tensors = self.phase._state.split()
         self.static = [t.detach().clone() for t in inputs]
 
     def _run_once(self) -> dict[str, torch.Tensor]:
         """One compiled step on the static inputs: what the graph holds."""
-        phase = self.phase
-        with phase._frozen_critic():
-            stats = self._update(*self._tensors, *phase._traced_inputs(tuple(self.static)))
-        phase._after_update()
+        stats = self.phase._compiled_update(tuple(self.static))
+        self.phase._after_update()
         return stats
 
 

@@ -286,16 +286,20 @@ class _Step:
             return self._apply(*self._compiled_gradients(inputs), self._optimizer_step_compiled())
         device = inputs[0].device
         rng = _rng_state(device)
-        params, others = self._state.split()
         try:
-            with self._frozen_critic():
-                stats = self._compiled_updating(params, others, *self._traced_inputs(inputs))
+            stats = self._compiled_update(inputs)
         except Exception as exc:  # noqa: BLE001 - a graph for new guards that cannot compile (Dynamo's limit)
             self._fall_back(_compile_failure(exc))
             _set_rng_state(device, rng)
             return self._eager_step(inputs)
         self._after_update()
         return stats
+
+    def _compiled_update(self, inputs) -> dict[str, torch.Tensor]:
+        """One call of the built compiled step with the optimizer's update in its graph (draws included)."""
+        params, others = self._state.split()
+        with self._frozen_critic():
+            return self._compiled_updating(params, others, *self._traced_inputs(inputs))
 
     def _build_updating(self) -> Callable | None:
         """The whole step compiled with the optimizer's update in its graph (after the first step created the
@@ -337,16 +341,10 @@ class _Step:
         if entry is None:
             if len(self._graphs) >= MAX_GRAPHS:
                 self._graphs.pop(next(iter(self._graphs)))
-            # Warm-up on a side stream: a real step (kernels compiled, optimizer state and tables allocated).
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                stats = self._eager_step(inputs)
-            torch.cuda.current_stream().wait_stream(side)
             static = [t.clone() for t in inputs]
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_stats = self._eager_step(tuple(static))
+            # The warm-up is a real step (kernels compiled, optimizer state and tables allocated).
+            stats, graph, static_stats = warm_then_capture(lambda: self._eager_step(inputs),
+                                                           lambda: self._eager_step(tuple(static)))
             self._graphs[key] = (graph, static, static_stats)
             return stats
         graph, static, static_stats = entry
@@ -411,6 +409,20 @@ class _Step:
 
     def _after_update(self) -> None:
         pass
+
+
+def warm_then_capture(warm_up: Callable[[], object], body: Callable[[], object]):
+    """``warm_up()`` on a side stream, then ``body()`` captured as one CUDA graph (not run): returns the
+    warm-up's result, the graph and the captured call's outputs (refreshed by every replay)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        warmed = warm_up()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = body()
+    return warmed, graph, captured
 
 
 def _float64_copy(module: nn.Module) -> nn.Module:
