@@ -19,7 +19,7 @@ import warnings
 import torch
 
 import fastgan
-from fastgan.steps import PENALTIES
+from fastgan.penalties import PENALTIES
 
 from .cases import conv_critic, mlp_critic
 
@@ -31,9 +31,6 @@ def _run(critic, batches, mode: str, penalty: str, dtype: torch.dtype) -> list[t
     critic = copy.deepcopy(critic).to(dtype)
     step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters(), lr=1e-3, betas=(0.5, 0.9)),
                               loss="wgan", penalty=penalty, penalty_weight=10.0, mode=mode)
-    for phase in (step._main, step._penalty):  # DRAGAN's noise: the fp32 runs' numbers also in float64
-        if phase is not None:
-            phase._noise_dtype = torch.float32
     torch.manual_seed(5)
     for real, fake in batches:
         step(real.to(dtype), fake.to(dtype))

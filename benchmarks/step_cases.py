@@ -25,7 +25,7 @@ from torch.func import functional_call
 
 import fastgan
 from fastgan import reference
-from fastgan.steps import warm_then_capture
+from fastgan.steps.graph import warm_then_capture
 
 from fastgan.train.models import DCGANGenerator
 
@@ -211,7 +211,7 @@ def _step_pairs(name: str, device: torch.device, compile_: bool) -> dict[str, tu
         critic_step = fastgan.CriticStep(d, opt_d, loss="wgan", penalty="gp", penalty_weight=LAMBDA, mode="compile")
         generator_step = fastgan.GeneratorStep(g, d, opt_g, loss="wgan", mode="compile")
         made["prototype compile+graph"] = (CapturedCompiledStep(critic_step, critic_step._main),
-                                           CapturedCompiledStep(generator_step, generator_step), g)
+                                           CapturedCompiledStep(generator_step, generator_step._runner), g)
     if compile_:
         d, g, opt_d, opt_g = fresh()
         made["func compile"] = (func_compile_step(d, opt_d), func_compile_generator_step(g, d, opt_g), g)
@@ -224,10 +224,10 @@ class CapturedCompiledStep:
     """Prototype of a compile + graph mode, measured before it becomes one (the issue asks for it where it wins):
     a fastgan step in ``mode="compile"`` whose compiled call (the optimizer's update in its graph, a capturable
     optimizer) is captured as one CUDA graph at the third call and replayed after. The first call is checked
-    against eager, the second builds the compiled update; ``phase`` is the part of ``step`` holding it."""
+    against eager, the second builds the compiled update; ``runner`` is the part of ``step`` holding it."""
 
-    def __init__(self, step: Callable, phase):
-        self.step, self.phase, self.calls = step, phase, 0
+    def __init__(self, step: Callable, runner):
+        self.step, self.runner, self.calls = step, runner, 0
         self.graph: torch.cuda.CUDAGraph | None = None
 
     def __call__(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -247,14 +247,16 @@ class CapturedCompiledStep:
 
     def _prepare(self, inputs) -> None:
         """Static copies of ``inputs`` for :meth:`_run_once`, once the compiled update is built."""
-        if not self.phase._compiled_updating:
+        if not self.runner.has_compiled_update():
             raise RuntimeError("no compiled step with the optimizer's update in its graph to capture")
         self.static = [t.detach().clone() for t in inputs]
+        # The runner's inputs: the batches, then one labels slot per batch (None: unconditional).
+        self._runner_inputs = (*self.static, *[None] * len(self.static))
 
     def _run_once(self) -> dict[str, torch.Tensor]:
         """One compiled step on the static inputs: what the graph holds."""
-        stats = self.phase._compiled_update(tuple(self.static))
-        self.phase._after_update()
+        stats = self.runner.compiled_update(self._runner_inputs)
+        self.runner.objective.after_update()
         return stats
 
 

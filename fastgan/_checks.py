@@ -9,8 +9,8 @@ import torch
 
 from .kernels._checks import same_device, same_shape
 
-__all__ = ["batched", "critic_output", "finite_real", "float_tensor", "per_sample", "positive_real",
-           "same_device", "same_dtype", "same_shape"]
+__all__ = ["batched", "critic_output", "critic_scores", "finite_real", "float_tensor", "non_negative_real",
+           "per_sample", "positive_real", "same_device", "same_dtype", "same_shape"]
 
 
 def float_tensor(name: str, x: object) -> torch.Tensor:
@@ -55,6 +55,14 @@ def finite_real(name: str, value: object) -> float:
     return value
 
 
+def non_negative_real(name: str, value: object) -> float:
+    """``value`` as a float if it is a finite real number >= 0, else ``TypeError``/``ValueError``."""
+    value = finite_real(name, value)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
 def positive_real(name: str, value: object) -> float:
     """``value`` as a float if it is a finite real number > 0, else ``TypeError``/``ValueError``."""
     value = finite_real(name, value)
@@ -71,3 +79,22 @@ def critic_output(name: str, x: object) -> torch.Tensor:
     if x.shape[0] == 0:
         raise ValueError(f"{name} has an empty batch")
     return x
+
+
+def critic_scores(scores: object, batch: int, critic: object = None) -> torch.Tensor:
+    """``scores`` if the critic gave one floating score per sample of a batch of ``batch``: (B,) or (B, 1); a
+    critic with an int attribute ``pack`` > 1 scores groups of that many samples (PacGAN), B / pack scores.
+
+    A scalar (``D(x).mean()``) or several scores per sample would make a per-sample penalty or a loss silently
+    mean something else.
+    """
+    if not isinstance(scores, torch.Tensor) or not scores.is_floating_point():
+        raise TypeError(f"the critic must return a floating-point tensor of scores, got "
+                        f"{scores.dtype if isinstance(scores, torch.Tensor) else type(scores).__name__}")
+    pack = getattr(critic, "pack", 1)
+    rows = batch // pack if isinstance(pack, int) and pack > 1 and batch % pack == 0 else batch
+    if not (scores.dim() == 1 or (scores.dim() == 2 and scores.shape[1] == 1)) or scores.shape[0] != rows:
+        what = "sample" if rows == batch else f"group of {pack} samples"
+        raise ValueError(f"the critic must return one score per {what}, shape ({rows},) or ({rows}, 1); it "
+                         f"returned shape {tuple(scores.shape)}")
+    return scores

@@ -7,7 +7,7 @@ size); every loss returns a 0-dim fp32 tensor (fp64 if an input is fp64), accumu
 |---|---|---|
 | WGAN | ``mean(D(fake)) - mean(D(real))`` | ``-mean(D(fake))`` |
 | LSGAN (a, b, c) | ``0.5 E[(D(x)-b)^2] + 0.5 E[(D(G(z))-a)^2]`` | ``0.5 E[(D(G(z))-c)^2]`` |
-| standard GAN (logits) | ``E[softplus(-D(x))] + E[softplus(D(G(z)))]`` (BCE) | ``E[softplus(-D(G(z)))]`` (non-saturating) |
+| standard GAN (logits) | ``E[softplus(-D(x))] + E[softplus(D(G(z)))]`` (BCE; ``label_smoothing`` s: real target 1 - s) | ``E[softplus(-D(G(z)))]`` (non-saturating) |
 | hinge | ``E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]`` | ``-E[D(G(z))]`` |
 """
 
@@ -19,7 +19,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _checks
 from .backend import uses_triton
-from .kernels.loss_terms import HINGE, LINEAR, SOFTPLUS, SQUARE, Term
+from .kernels.loss_terms import HINGE, LINEAR, LOGISTIC, SQUARE, Term
 
 
 class _Loss(torch.autograd.Function):
@@ -58,9 +58,13 @@ def _term_values(x: torch.Tensor, term: Term) -> tuple[torch.Tensor, float]:
         return x, 1.0
     if kind == SQUARE:
         return (x - p).square(), 1.0
-    if kind == SOFTPLUS:
-        # softplus(p x) = p * softplus(x, beta=p) (also for p < 0, threshold included): one op instead of two.
-        return F.softplus(x, beta=p), p  # the terms' p is +-1, never 0
+    if kind == LOGISTIC:
+        # softplus(x) - p x: one op for labels 0 and 1 (softplus(-x) = -softplus(x, beta=-1), threshold included).
+        if p == 0.0:
+            return F.softplus(x), 1.0
+        if p == 1.0:
+            return F.softplus(x, beta=-1.0), -1.0
+        return F.softplus(x) - p * x, 1.0
     # HINGE: relu(1 + p x)
     if p == -1.0:
         return torch.rsub(x, 1.0).relu(), 1.0
@@ -71,9 +75,8 @@ def _one_term_mean(x: torch.Tensor, term: Term) -> torch.Tensor:
     """``mean(f(x))`` of ``term`` in one recorded op where PyTorch has it as a loss (the generator's side)."""
     if term.kind == SQUARE:
         return F.mse_loss(x, torch.full_like(x, term.param))
-    if term.kind == SOFTPLUS and abs(term.param) == 1.0:
-        # softplus(-x) is cross-entropy with label 1, softplus(x) with label 0.
-        return F.binary_cross_entropy_with_logits(x, torch.full_like(x, (1.0 - term.param) / 2))
+    if term.kind == LOGISTIC:
+        return F.binary_cross_entropy_with_logits(x, torch.full_like(x, term.param))
     values, c = _term_values(x, term)
     return _scaled(values.mean(), c)
 
@@ -136,8 +139,8 @@ def _loss(name_a: str, a: torch.Tensor, term_a: Term, name_b: str | None = None,
 # Terms that take no user parameter, built once.
 _MINUS_MEAN = Term(LINEAR, weight=-1.0)
 _MEAN = Term(LINEAR)
-_BCE_LABEL_1 = Term(SOFTPLUS, -1.0)
-_BCE_LABEL_0 = Term(SOFTPLUS, 1.0)
+_BCE_LABEL_1 = Term(LOGISTIC, 1.0)
+_BCE_LABEL_0 = Term(LOGISTIC, 0.0)
 _HINGE_REAL = Term(HINGE, -1.0)
 _HINGE_FAKE = Term(HINGE, 1.0)
 
@@ -145,18 +148,37 @@ _HINGE_FAKE = Term(HINGE, 1.0)
 LOSS_NAMES = ("wgan", "lsgan", "ns", "hinge")
 
 
-def loss_terms(name: str, lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0)) -> tuple[Term, Term, Term]:
+def _smoothing(label_smoothing: object) -> float:
+    value = _checks.finite_real("label_smoothing", label_smoothing)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {value}")
+    return value
+
+
+def _real_label(label_smoothing: float) -> Term:
+    """The discriminator's cross-entropy term on real logits, with target ``1 - label_smoothing``."""
+    return _BCE_LABEL_1 if label_smoothing == 0.0 else Term(LOGISTIC, 1.0 - label_smoothing)
+
+
+def loss_terms(name: str, lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
+               label_smoothing: float = 0.0) -> tuple[Term, Term, Term]:
     """The terms of loss ``name``: (critic's term on real outputs, on fake outputs, generator's on fake outputs).
 
     ``lsgan_targets``: LSGAN's (a, b, c), fake and real targets of the critic and the generator's target.
+    ``label_smoothing``: the ``"ns"`` discriminator's real target is ``1 - label_smoothing`` (one-sided).
     """
+    label_smoothing = _smoothing(label_smoothing)
+    if label_smoothing and name != "ns":
+        raise ValueError(f"label_smoothing applies to the ns loss only, got loss {name!r}")
     if name == "wgan":
         return _MINUS_MEAN, _MEAN, _MINUS_MEAN
     if name == "lsgan":
-        a, b, c = (_checks.finite_real(n, v) for n, v in zip("abc", lsgan_targets))
+        if not isinstance(lsgan_targets, (tuple, list)) or len(lsgan_targets) != 3:
+            raise ValueError(f"lsgan_targets must be three numbers (a, b, c), got {lsgan_targets!r}")
+        a, b, c = (_checks.finite_real(f"lsgan_targets' {n}", v) for n, v in zip("abc", lsgan_targets))
         return Term(SQUARE, b, 0.5), Term(SQUARE, a, 0.5), Term(SQUARE, c, 0.5)
     if name == "ns":
-        return _BCE_LABEL_1, _BCE_LABEL_0, _BCE_LABEL_1
+        return _real_label(label_smoothing), _BCE_LABEL_0, _BCE_LABEL_1
     if name == "hinge":
         return _HINGE_REAL, _HINGE_FAKE, _MINUS_MEAN
     raise ValueError(f"loss must be one of {LOSS_NAMES}, got {name!r}")
@@ -197,9 +219,15 @@ def lsgan_generator_loss(fake_out: torch.Tensor, c: float = 1.0, *, half: bool =
     return _loss("fake_out", fake_out, Term(SQUARE, c, weight))
 
 
-def ns_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Standard GAN discriminator loss from logits: ``BCE(D(x), 1) + BCE(D(G(z)), 0)``, numerically stable."""
-    return _loss("real_logits", real_logits, _BCE_LABEL_1, "fake_logits", fake_logits, _BCE_LABEL_0)
+def ns_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, *,
+                          label_smoothing: float = 0.0) -> torch.Tensor:
+    """Standard GAN discriminator loss from logits: ``BCE(D(x), 1 - s) + BCE(D(G(z)), 0)``, numerically stable.
+
+    ``label_smoothing`` s in [0, 1): one-sided label smoothing (Salimans et al., 2016; 0.1 is usual), the real
+    samples' target lowered to ``1 - s`` and the fake ones' left at 0.
+    """
+    real_term = _real_label(_smoothing(label_smoothing))
+    return _loss("real_logits", real_logits, real_term, "fake_logits", fake_logits, _BCE_LABEL_0)
 
 
 def ns_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:

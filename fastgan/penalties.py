@@ -14,6 +14,13 @@ critic's parameters), and optionally the per-sample norms; the penalty itself is
 :mod:`fastgan.penalty`. With ``scaler=`` (a ``torch.amp.GradScaler``) the input gradient follows PyTorch's AMP
 recipe (:mod:`fastgan.amp`): scaled critic output, ``autograd.grad``, unscaled gradient, and the norms and
 penalty in fp32 — no host sync, so the step stays capturable.
+
+A conditional critic ``D(x, y)`` is given as a function of the samples alone, holding the labels of the real
+samples the points come from (StudioGAN's convention): ``gradient_penalty(lambda x: D(x, y), real, fake)``,
+``r1_penalty(lambda x: D(x, y), real)``, ``r2_penalty(lambda x: D(x, y_fake), fake)``.
+
+:data:`PENALTIES` is the catalogue the step objects (:class:`fastgan.CriticStep`) take by name: one entry per
+penalty, saying where its points are (:func:`penalty_points`) and what it does with each norm.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -29,6 +37,61 @@ from . import _checks
 from .amp import input_gradients
 from .interpolation import check_pair, interpolate
 from .penalty import norm_penalty, penalty_args
+
+DRAGAN_PERTURBATION = 0.5  # DRAGAN's noise scale, in units of the real batch's standard deviation
+
+
+@dataclass(frozen=True)
+class PenaltyKind:
+    """One penalty of the catalogue: ``mean_i phi(||grad D(x_i)||)`` with ``phi(n) = (n - center)^2`` (or
+    ``max(0, n - center)^2`` when ``one_sided``), at the points ``at`` names (see :func:`penalty_points`)."""
+
+    center: float
+    one_sided: bool
+    at: str  # "interpolates", "real", "fake" or "dragan"
+
+    @property
+    def draws_alpha(self) -> bool:
+        """Whether its points need one random weight per sample."""
+        return self.at in ("interpolates", "dragan")
+
+    @property
+    def draws_noise(self) -> bool:
+        """Whether its points need noise of the samples' shape (DRAGAN)."""
+        return self.at == "dragan"
+
+
+PENALTIES = {
+    "gp": PenaltyKind(1.0, False, "interpolates"),
+    "lp": PenaltyKind(1.0, True, "interpolates"),
+    "zero-centred": PenaltyKind(0.0, False, "interpolates"),
+    "r1": PenaltyKind(0.0, False, "real"),
+    "r2": PenaltyKind(0.0, False, "fake"),
+    "dragan": PenaltyKind(1.0, False, "dragan"),
+}
+
+
+def penalty_points(kind: PenaltyKind, real: torch.Tensor, fake: torch.Tensor | None, alpha: torch.Tensor | None,
+                   noise: torch.Tensor | None, lerp: Callable, perturbation: float = DRAGAN_PERTURBATION
+                   ) -> torch.Tensor:
+    """Where ``kind`` takes the critic's input gradient, from (B, ...) samples, ``alpha`` (B,) and DRAGAN's
+    ``noise`` (real's shape): ``lerp(a, b, alpha) = b + alpha * (a - b)`` per sample (:func:`interpolate` or a
+    path without autograd). Interpolates ``alpha*real + (1-alpha)*fake``; the real or the fake samples; DRAGAN's
+    ``real + alpha * perturbation * std(real) * noise``."""
+    if kind.at == "interpolates":
+        return lerp(real, fake, alpha)
+    if kind.at == "real":
+        return real
+    if kind.at == "fake":
+        return fake
+    perturbed = torch.addcmul(real, noise, perturbation * real.std())
+    return lerp(perturbed, real, alpha)
+
+
+def point_labels(kind: PenaltyKind, labels, fake_labels):
+    """The labels a conditional critic is given at ``kind``'s points: the fake samples' for R2, else the real
+    samples' (the points are made from them)."""
+    return fake_labels if kind.at == "fake" else labels
 
 
 def gradient_penalty(
@@ -119,7 +182,7 @@ def dragan_penalty(
     *,
     alpha: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
-    perturbation: float = 0.5,
+    perturbation: float = DRAGAN_PERTURBATION,
     center: float = 1.0,
     return_norms: bool = False,
     scaler: torch.amp.GradScaler | None = None,
@@ -139,17 +202,18 @@ def dragan_penalty(
         _checks.float_tensor("noise", noise)
         _checks.same_shape("noise", noise, "real", real)
         _checks.same_device("noise", noise, "real", real)
-    real = real.detach()
-    perturbed = torch.addcmul(real, noise.to(real.dtype), perturbation * real.std())
     # real + alpha * (perturbed - real), fused, with one alpha per sample.
-    x = interpolate(perturbed, real, alpha)
+    x = penalty_points(PENALTIES["dragan"], real.detach(), None, alpha, noise.to(real.dtype), interpolate,
+                       perturbation)
     return _penalty_at(critic, x, center, False, return_norms, scaler)
 
 
 _checked_for_batchnorm: weakref.WeakSet = weakref.WeakSet()
 
 
-def _warn_batchnorm(critic: object) -> None:
+def warn_batchnorm(critic: object, stacklevel: int = 4) -> None:
+    """Warn once per critic that contains BatchNorm: its samples interact, and a per-sample penalty means
+    little there."""
     if not isinstance(critic, nn.Module) or critic in _checked_for_batchnorm:
         return
     _checked_for_batchnorm.add(critic)
@@ -158,7 +222,7 @@ def _warn_batchnorm(critic: object) -> None:
             f"the critic {type(critic).__name__} contains BatchNorm: a per-sample gradient penalty is ill-defined "
             "when samples interact through batch statistics (the WGAN-GP paper uses LayerNorm or no normalization)",
             UserWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
 
 
@@ -178,7 +242,7 @@ def _squared_norm_at(critic, name: str, samples: torch.Tensor, return_norms: boo
 
 def _penalty_at(critic, x: torch.Tensor, center: float, one_sided: bool, return_norms: bool, scaler):
     """The penalty of ``critic``'s input gradient at the points ``x`` (made to require grad)."""
-    _warn_batchnorm(critic)
+    warn_batchnorm(critic)
     if not x.requires_grad:
         x.requires_grad_(True)
     return norm_penalty(input_gradients(critic, x, scaler), center, one_sided, return_norms)

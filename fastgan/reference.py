@@ -103,9 +103,11 @@ def lsgan_generator_loss(fake_pred, c: float = 1.0, half: bool = True) -> torch.
     return 0.5 * loss if half else loss
 
 
-def ns_discriminator_loss(real_logits, fake_logits) -> torch.Tensor:
+def ns_discriminator_loss(real_logits, fake_logits, label_smoothing: float = 0.0) -> torch.Tensor:
+    """BCE with real target ``1 - label_smoothing`` (one-sided label smoothing) and fake target 0."""
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    return bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
+    real_target = torch.full_like(real_logits, 1.0 - label_smoothing)
+    return bce(real_logits, real_target) + bce(fake_logits, torch.zeros_like(fake_logits))
 
 
 def ns_generator_loss(fake_logits) -> torch.Tensor:

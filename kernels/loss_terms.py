@@ -4,7 +4,8 @@ can describe its losses without importing triton.
 A loss is ``sum_k weight_k * mean(f_k(x_k))`` over one or two critic outputs, each f one of:
   LINEAR    f(x) = x                      (WGAN, hinge generator)
   SQUARE    f(x) = (x - param)^2          (LSGAN, target param)
-  SOFTPLUS  f(x) = softplus(param * x)    (cross-entropy from logits: param -1 for label 1, +1 for label 0)
+  LOGISTIC  f(x) = softplus(x) - param*x  (cross-entropy of logits x with target param: label 1, 0, or a
+                                          smoothed label such as 0.9)
   HINGE     f(x) = max(0, 1 + param * x)  (hinge: param -1 for real, +1 for fake)
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LINEAR, SQUARE, SOFTPLUS, HINGE = 0, 1, 2, 3
+LINEAR, SQUARE, LOGISTIC, HINGE = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ import triton.language as tl
 
 from . import _checks
 from ._tiles import accumulator_dtype, cdiv, on_device, tl_dtype
-from .loss_terms import HINGE, LINEAR, NO_TERM, SOFTPLUS, SQUARE, Term
+from .loss_terms import HINGE, LINEAR, LOGISTIC, NO_TERM, SQUARE, Term
 
 BLOCK = 1024
 # The term kinds as compile-time constants the kernels can compare against.
 _LINEAR = tl.constexpr(LINEAR)
 _SQUARE = tl.constexpr(SQUARE)
-_SOFTPLUS = tl.constexpr(SOFTPLUS)
+_LOGISTIC = tl.constexpr(LOGISTIC)
 _HINGE = tl.constexpr(HINGE)
 
 
@@ -37,10 +37,10 @@ def _term(x, p, KIND: tl.constexpr):
         y = x
     elif KIND == _SQUARE:
         y = (x - p) * (x - p)
-    elif KIND == _SOFTPLUS:
-        z = p * x
-        y = tl.maximum(z, 0.0) + _log1p(tl.exp(-tl.abs(z)))
-        y = tl.where(z != z, z, y)  # keep NaN (maximum may drop it)
+    elif KIND == _LOGISTIC:
+        # softplus(x) - p x, with softplus(x) = max(x, 0) + log1p(exp(-|x|)): exact max(-x, 0) for p = 1.
+        y = tl.maximum(x, 0.0) - p * x + _log1p(tl.exp(-tl.abs(x)))
+        y = tl.where(x != x, x, y)  # keep NaN (maximum may drop it)
     else:  # _HINGE
         z = 1.0 + p * x
         y = tl.where(z < 0.0, 0.0, z)  # NaN passes (the comparison is false)
@@ -53,11 +53,14 @@ def _term_grad(x, p, KIND: tl.constexpr):
         d = tl.full(x.shape, 1.0, x.dtype)  # exact even for NaN x, as autograd's mean backward
     elif KIND == _SQUARE:
         d = 2.0 * (x - p)
-    elif KIND == _SOFTPLUS:
-        z = p * x
-        e = tl.exp(-tl.abs(z))
-        sig = tl.where(z >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
-        d = p * tl.where(z != z, z, sig)
+    elif KIND == _LOGISTIC:
+        # sigmoid(x) - p = (1 - p) sigmoid(x) - p sigmoid(-x), each sigmoid without cancellation.
+        e = tl.exp(-tl.abs(x))
+        up = x >= 0.0
+        sig = tl.where(up, 1.0 / (1.0 + e), e / (1.0 + e))
+        sig_neg = tl.where(up, e / (1.0 + e), 1.0 / (1.0 + e))
+        d = (1.0 - p) * sig - p * sig_neg
+        d = tl.where(x != x, x, d)
     else:  # _HINGE
         z = 1.0 + p * x
         d = tl.where(z > 0.0, p, 0.0)

@@ -125,10 +125,10 @@ def test_compile_graph_prototype_captures_the_compiled_step():
             generator_step(noise)
         before = [p.detach().clone() for p in [*d.parameters(), *g.parameters()]]
         stats = []
-        for step, phase, inputs in ((critic_step, critic_step._main, (real, fake)),
-                                    (generator_step, generator_step, (noise,))):
+        for step, runner, inputs in ((critic_step, critic_step._main, (real, fake)),
+                                     (generator_step, generator_step._runner, (noise,))):
             if through_prototype:
-                prototype = CapturedCompiledStep(step, phase)
+                prototype = CapturedCompiledStep(step, runner)
                 prototype._prepare(inputs)
                 stats.append(prototype._run_once())
             else:

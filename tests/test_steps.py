@@ -12,7 +12,7 @@ from torch import nn
 
 import fastgan
 from fastgan import reference
-from fastgan.steps import PENALTIES
+from fastgan.penalties import PENALTIES
 
 REFERENCE_LOSSES = {
     "wgan": reference.wgan_critic_loss,
@@ -153,9 +153,6 @@ def _train(mode, kind, loss, penalty, channels_last=False, steps=10, lazy_every=
     opt = torch.optim.Adam(critic.parameters(), lr=1e-3, betas=(0.5, 0.9))
     step = fastgan.CriticStep(critic, opt, loss=loss, penalty=penalty, penalty_weight=5.0, mode=mode,
                               lazy_every=lazy_every)
-    for phase in (step._main, step._penalty):  # DRAGAN's noise: the fp32 runs' numbers in float64 too
-        if phase is not None:
-            phase._noise_dtype = torch.float32
     torch.manual_seed(1)
     for _ in range(steps):
         stats = step(real, fake)
@@ -210,13 +207,13 @@ def test_compiled_gradients_that_differ_from_eager_fall_back(monkeypatch):
     critic, real, fake = _setup()
     opt = torch.optim.SGD(critic.parameters(), lr=0.1)
     step = fastgan.CriticStep(critic, opt, loss="wgan", penalty="gp", mode="compile")
-    from fastgan.steps import _CriticPhase
+    from fastgan.steps.runner import Runner
 
     def wrong(self, inputs):
         torch.rand(inputs[0].shape[0])  # draws alpha as the real one does
-        return [torch.ones_like(p) for p in self._params()], {}
+        return [torch.ones_like(p) for p in self.state.params], {}
 
-    monkeypatch.setattr(_CriticPhase, "_compiled_gradients", wrong)
+    monkeypatch.setattr(Runner, "_compiled_gradients", wrong)
     ref_critic, ref_opt = copy.deepcopy(critic), torch.optim.SGD
     ref_opt = ref_opt(ref_critic.parameters(), lr=0.1)
     torch.manual_seed(5)
@@ -231,18 +228,18 @@ def test_compiled_gradients_that_differ_from_eager_fall_back(monkeypatch):
 
 def test_a_compiled_gradient_one_percent_off_falls_back_to_eager(monkeypatch):
     """The check's allowance for gradients that are zero in exact arithmetic must not hide a real error."""
-    from fastgan.steps import _CriticPhase
+    from fastgan.steps.runner import Runner
 
     critic, real, fake = _setup()
     step = fastgan.CriticStep(critic, torch.optim.SGD(critic.parameters(), lr=0.1), loss="wgan", penalty="gp",
                               mode="compile")
-    compiled_gradients = _CriticPhase._compiled_gradients
+    compiled_gradients = Runner._compiled_gradients
 
     def one_percent_off(self, inputs):
         grads, stats = compiled_gradients(self, inputs)
         return [grads[0] * 1.01, *grads[1:]], stats
 
-    monkeypatch.setattr(_CriticPhase, "_compiled_gradients", one_percent_off)
+    monkeypatch.setattr(Runner, "_compiled_gradients", one_percent_off)
     with pytest.warns(UserWarning, match="differs from eager"):
         step(real, fake)
     assert step.mode == "eager"
@@ -345,35 +342,35 @@ def _first_mismatch_case(eager_noise, compiled_noise):
     direction /= direction.norm()
     eager = (reference + eager_noise * reference.norm() * direction).float()
     compiled = (reference - compiled_noise * reference.norm() * direction).float()
-    from fastgan.steps import _first_mismatch
+    from fastgan.steps.compile_check import first_mismatch
 
-    return _first_mismatch(["w"], [compiled], [eager], 1e-3, [reference])
+    return first_mismatch(["w"], [compiled], [eager], 1e-3, [reference])
 
 
 def test_compile_check_lets_float64_judge_gradients_that_cancel():
     """Eager 1% off (rounding in a cancelling sum): compiled 1.5% off the other way is as accurate; 5% is not."""
-    from fastgan.steps import _first_mismatch
+    from fastgan.steps.compile_check import first_mismatch
 
     assert _first_mismatch_case(0.01, 0.015) is None
     assert "differs from eager" in _first_mismatch_case(0.01, 0.05)
     assert "differs from eager" in _first_mismatch_case(1e-7, 0.01)
     torch.manual_seed(0)
     e = torch.randn(50)
-    assert "differs from eager" in _first_mismatch(["w"], [e * 1.01], [e], 1e-3)  # no reference: eager judges
+    assert "differs from eager" in first_mismatch(["w"], [e * 1.01], [e], 1e-3)  # no reference: eager judges
 
 
 def test_a_critic_whose_loss_gradients_cancel_stays_compiled(monkeypatch):
     """Real and fake 1e-4 apart: WGAN's loss gradient is a difference of nearly equal terms, whose fp32 rounding
     differs between eager and compiled by more than 1e-3 relative with torch 2.14 on x86 (torch 2.11 on the H100
     machine's CPU rounds both alike); where it does, float64 is asked and finds both as accurate."""
-    from fastgan import steps as steps_module
-    from fastgan.steps import _Step
+    from fastgan.steps import compile_check
+    from fastgan.steps.runner import Runner
 
     judged, flagged = [], []
-    float64_gradients, first_mismatch = _Step._float64_gradients, steps_module._first_mismatch
-    monkeypatch.setattr(_Step, "_float64_gradients", lambda self, inputs: judged.append(1) or float64_gradients(
-        self, inputs))
-    monkeypatch.setattr(steps_module, "_first_mismatch", lambda *args: flagged.append(
+    float64_gradients, first_mismatch = Runner._float64_gradients, compile_check.first_mismatch
+    monkeypatch.setattr(Runner, "_float64_gradients", lambda self, *args: judged.append(1) or float64_gradients(
+        self, *args))
+    monkeypatch.setattr(compile_check, "first_mismatch", lambda *args: flagged.append(
         first_mismatch(*args) is not None and len(args) == 4) or first_mismatch(*args))
     torch.manual_seed(0)
     critic = ConvCritic()

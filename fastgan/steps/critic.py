@@ -1,0 +1,146 @@
+"""``CriticStep``: one whole critic (discriminator) update per call."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import _checks, distributed
+from ..interpolation import check_pair
+from ..losses import LOSS_NAMES, loss_terms
+from ..penalties import PENALTIES, warn_batchnorm
+from .modes import check_mode
+from .objectives import CriticObjective, has_batch_statistics
+from .runner import Runner
+from .state import ModuleState
+
+
+def check_labels(name: str, labels: object, samples: torch.Tensor) -> torch.Tensor:
+    """``labels`` (detached) if it is a tensor with one row per sample of ``samples`` on their device, else
+    ``TypeError``/``ValueError`` naming it."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.dim() == 0 or labels.shape[0] != samples.shape[0]:
+        raise ValueError(f"{name} must hold one label per sample ({samples.shape[0]}), got shape "
+                         f"{tuple(labels.shape)}")
+    _checks.same_device(name, labels, "the samples", samples)
+    return labels.detach()
+
+
+class CriticStep:
+    """One whole critic (discriminator) step per call: ``stats = step(real, fake)``, or
+    ``step(real, fake, labels=y, fake_labels=y_fake)`` for a conditional critic ``critic(x, y)``.
+
+    One call is zero grad, the critic's scores, the loss, the penalty, backward, the optimizer's step and
+    clipping, in the chosen mode (:mod:`fastgan.steps`). The trained parameters are the critic's parameters that
+    require grad (the optimizer must hold each of them); frozen ones are neither given a gradient nor changed.
+
+    Args:
+        critic: module mapping (B, ...) samples (and, when called with labels, (B, ...) labels) to (B,) or
+            (B, 1) scores.
+        optimizer: the critic's optimizer (for ``mode="graph"`` one with a ``capturable`` option, e.g. Adam).
+        loss: ``"wgan"``, ``"lsgan"``, ``"ns"`` or ``"hinge"`` (the critic side of :mod:`fastgan.losses`), or
+            None for penalty-only steps.
+        penalty: None or a name in :data:`fastgan.penalties.PENALTIES`: ``"gp"``, ``"lp"``, ``"zero-centred"``,
+            ``"r1"``, ``"r2"`` or ``"dragan"``.
+        penalty_weight: lambda (GP, LP, DRAGAN) or gamma / 2 (R1, R2), > 0.
+        clip_value: clamp the trained parameters to [-c, c] after each update (WGAN), or None.
+        lazy_every: apply the penalty every k-th call only, as its own penalty-only update with weight
+            ``penalty_weight * k`` after the loss update (StyleGAN2's lazy regularization); 1 puts the penalty
+            into every update.
+        mode: ``"auto"``, ``"eager"``, ``"compile"`` or ``"graph"`` (see :mod:`fastgan.steps`).
+        scaler: a ``torch.amp.GradScaler`` for fp16 autocast (eager mode: compile falls back to eager with it,
+            ``mode="graph"`` refuses it, ``auto`` runs eager).
+        lsgan_targets: LSGAN's (a, b, c).
+        label_smoothing: one-sided label smoothing of the ``"ns"`` loss: the real samples' target is
+            ``1 - label_smoothing`` (Salimans et al., 2016; 0.1 is usual); 0 for none.
+        joint_pass: score real and fake in one critic pass over both batches (concatenated) when the critic
+            has no batch statistics (no BatchNorm in training mode); False keeps two passes.
+        process_group: with several processes (``torch.distributed``), the group whose ranks train this
+            critic together: each update's gradients are averaged over its ranks (one flat all-reduce), and
+            alpha and noise are drawn for the global batch and sliced, so N processes with B rows each train
+            the model one process trains with N * B rows. A ``DistributedDataParallel`` critic is unwrapped
+            and its group used. Not with ``mode="graph"``.
+
+    A call returns a dict of detached 0-dim tensors on the device, read without a host sync: ``loss`` (the
+    loss update's objective, penalty included when it is in it), with a loss ``wasserstein`` (mean real score
+    minus mean fake score), and on calls that apply the penalty ``penalty`` (unweighted), ``grad_norm_mean``
+    and ``grad_norm_max`` (of the per-sample input-gradient norms).
+    """
+
+    def __init__(self, critic: nn.Module, optimizer: torch.optim.Optimizer, *, loss: str | None,
+                 penalty: str | None = None, penalty_weight: float = 10.0, clip_value: float | None = None,
+                 lazy_every: int = 1, mode: str = "auto", scaler: torch.amp.GradScaler | None = None,
+                 lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0), label_smoothing: float = 0.0,
+                 joint_pass: bool = False, process_group: torch.distributed.ProcessGroup | None = None):
+        critic, group = distributed.unwrap(critic, process_group)
+        if not isinstance(critic, nn.Module):
+            raise TypeError(f"critic must be an nn.Module, got {type(critic).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if loss is None and penalty is None:
+            raise ValueError("loss and penalty cannot both be None")
+        if loss is not None and loss not in LOSS_NAMES:
+            raise ValueError(f"loss must be one of {LOSS_NAMES} or None, got {loss!r}")
+        if penalty is not None and penalty not in PENALTIES:
+            raise ValueError(f"penalty must be one of {tuple(PENALTIES)} or None, got {penalty!r}")
+        if isinstance(lazy_every, bool) or not isinstance(lazy_every, int) or lazy_every < 1:
+            raise ValueError(f"lazy_every must be a positive int, got {lazy_every!r}")
+        if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
+            raise TypeError(f"scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}")
+        if not isinstance(joint_pass, bool):
+            raise TypeError(f"joint_pass must be a bool, got {type(joint_pass).__name__}")
+        weight = (_checks.positive_real if penalty is not None else _checks.non_negative_real)(
+            "penalty_weight", penalty_weight)
+        clip_value = None if clip_value is None else _checks.positive_real("clip_value", clip_value)
+        terms = loss_terms(loss, lsgan_targets, label_smoothing)[:2] if loss is not None else None
+        self.critic, self.optimizer, self.group = critic, optimizer, group
+        self.requested_mode = check_mode(mode)
+        self.state = ModuleState(critic, "critic", optimizer)
+        if penalty is not None:
+            warn_batchnorm(critic, stacklevel=3)
+        # One critic pass over real and fake together, unless samples interact (batch statistics) or the caller
+        # asks for separate passes.
+        joint = joint_pass and not has_batch_statistics(critic)
+        self.lazy_every = lazy_every if penalty is not None else 1
+        lazy = self.lazy_every > 1
+        shard = distributed.Shard.of(group)
+        kind = PENALTIES.get(penalty)
+
+        def runner(terms, kind, weight):
+            objective = CriticObjective(self.state, terms, kind, weight, joint, scaler, clip_value, shard)
+            return Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)
+
+        self._main = runner(terms, None if lazy else kind, weight) if loss is not None else None
+        self._penalty = runner(None, kind, weight * self.lazy_every) if kind is not None and (
+            lazy or loss is None) else None
+        self.calls = 0
+
+    @property
+    def mode(self) -> str | None:
+        """The mode in use (None before the first call): ``requested_mode`` resolved, or eager after a fallback."""
+        return (self._main or self._penalty).mode
+
+    def __call__(self, real: torch.Tensor, fake: torch.Tensor, *, labels: torch.Tensor | None = None,
+                 fake_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One critic step on a batch of real and generated samples (B, ...) of one shape, dtype and device.
+
+        ``labels`` (B, ...): the real samples' labels (class indices, or any tensor the critic takes), for a
+        conditional critic called ``critic(x, y)``; ``fake_labels``: the generated samples' (default:
+        ``labels``). Penalty points carry the labels of the real samples they are made from (R2: the fake ones).
+        """
+        check_pair(real, fake)
+        if labels is not None:
+            labels = check_labels("labels", labels, real)
+            fake_labels = labels if fake_labels is None else check_labels("fake_labels", fake_labels, fake)
+        elif fake_labels is not None:
+            raise ValueError("fake_labels needs labels (the real samples' labels) too")
+        inputs = (real.detach(), fake.detach(), labels, fake_labels)
+        stats: dict[str, torch.Tensor] = {}
+        if self._main is not None:
+            stats = self._main(inputs)
+        if self._penalty is not None and self.calls % self.lazy_every == 0:
+            # The penalty update's statistics, with the loss update's loss and Wasserstein estimate.
+            stats = {**self._penalty(inputs), **stats}
+        self.calls += 1
+        return stats

@@ -1,0 +1,80 @@
+"""``GeneratorStep``: one whole generator update per call (and its moving average)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import _checks, distributed
+from ..losses import LOSS_NAMES, loss_terms
+from .critic import check_labels
+from .modes import check_mode
+from .objectives import GeneratorObjective
+from .runner import Runner
+from .state import ModuleState, copy_module
+
+
+class GeneratorStep:
+    """One whole generator step per call: ``stats = step(noise)``, or ``step(noise, labels=y)`` for a
+    class-conditional pair (``generator(noise, y)`` scored by ``critic(fake, y)``).
+
+    Args:
+        generator: module mapping (B, ...) noise (and labels) to samples.
+        critic: the critic scoring them. It is called, not trained: none of its parameters gets a gradient,
+            and its ``requires_grad`` flags are left as they are (its buffers advance as in any call).
+        optimizer: the generator's optimizer (it must hold every generator parameter that requires grad).
+        loss: ``"wgan"``, ``"lsgan"``, ``"ns"`` or ``"hinge"`` (the generator side of :mod:`fastgan.losses`).
+        ema: decay of an exponential moving average of the generator, kept in ``self.ema`` and updated after
+            every step (with a warm-up: the decay is ``min(ema, (1 + t) / (10 + t))`` at step t), or None.
+        mode: as for :class:`fastgan.CriticStep`.
+        lsgan_targets: LSGAN's (a, b, c).
+        process_group: as for :class:`fastgan.CriticStep` (the gradients are averaged over its ranks; a
+            ``DistributedDataParallel`` generator or critic is unwrapped, the generator's group used).
+
+    Returns (from a call): ``{"loss": ...}``, a detached 0-dim tensor.
+    """
+
+    def __init__(self, generator: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer, *, loss: str,
+                 ema: float | None = None, mode: str = "auto",
+                 lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
+                 process_group: torch.distributed.ProcessGroup | None = None):
+        generator, group = distributed.unwrap(generator, process_group)
+        critic = distributed.unwrap(critic)[0]
+        for name, module in (("generator", generator), ("critic", critic)):
+            if not isinstance(module, nn.Module):
+                raise TypeError(f"{name} must be an nn.Module, got {type(module).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if loss not in LOSS_NAMES:
+            raise ValueError(f"loss must be one of {LOSS_NAMES}, got {loss!r}")
+        if ema is not None and not 0.0 <= _checks.finite_real("ema", ema) < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {ema}")
+        self.generator, self.critic, self.optimizer, self.group = generator, critic, optimizer, group
+        self.requested_mode = check_mode(mode)
+        self.decay = ema
+        self.ema = copy_module(generator).requires_grad_(False) if ema is not None else None
+        objective = GeneratorObjective(ModuleState(generator, "generator", optimizer), ModuleState(critic, "critic"),
+                                       loss_terms(loss, lsgan_targets)[2], self.ema)
+        self._runner = Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)
+        self.calls = 0
+
+    @property
+    def mode(self) -> str | None:
+        """The mode in use (None before the first call): ``requested_mode`` resolved, or eager after a fallback."""
+        return self._runner.mode
+
+    def __call__(self, noise: torch.Tensor, *, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One generator step from a batch of noise (B, ...), with the batch's labels (B, ...) for a conditional
+        pair."""
+        _checks.batched("noise", _checks.float_tensor("noise", noise))
+        if labels is not None:
+            labels = check_labels("labels", labels, noise)
+        if self.ema is not None:
+            objective = self._runner.objective
+            if objective.ema_weight is None:
+                objective.ema_weight = torch.zeros((), device=noise.device, dtype=next(self.ema.parameters()).dtype)
+            # Warm-up (as in many EMA implementations): early on the average follows the generator closely.
+            objective.ema_weight.fill_(1.0 - min(self.decay, (1 + self.calls) / (10 + self.calls)))
+        stats = self._runner((noise, labels))
+        self.calls += 1
+        return stats

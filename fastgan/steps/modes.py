@@ -1,0 +1,30 @@
+"""The modes a step runs in, and the one ``mode="auto"`` picks."""
+
+from __future__ import annotations
+
+import torch
+
+MODES = ("auto", "eager", "compile", "graph")
+
+
+def auto_mode(device: torch.device, process_group: torch.distributed.ProcessGroup | None = None) -> str:
+    """The mode ``mode="auto"`` runs on ``device``, chosen by measurement (benchmarks/RESULTS.md).
+
+    CPU: ``compile``: a compiled step is faster than eager on every critic measured (the seed's MLP most), and
+    compiling (seconds to tens of seconds on the first call for each input shape) is earned back within a run
+    of a few thousand steps.
+
+    CUDA: ``graph``: a small step is some 50 kernel launches of host time, which one graph replay removes (the
+    fastest mode measured on the seed's MLP by far). With a process group (the gradient all-reduce is not
+    captured), or where the optimizer cannot be made capturable (the steps then choose ``compile``
+    themselves): ``compile``.
+    """
+    if torch.device(device).type == "cpu":
+        return "compile"
+    return "graph" if process_group is None else "compile"
+
+
+def check_mode(mode: object) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return mode
