@@ -211,13 +211,20 @@ def dragan_penalty(
 _checked_for_batchnorm: weakref.WeakSet = weakref.WeakSet()
 
 
+def has_batch_statistics(module: nn.Module) -> bool:
+    """Whether ``module`` normalises with batch statistics (BatchNorm in training mode, or without running
+    statistics): then its samples interact."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or not m.track_running_stats)
+               for m in module.modules())
+
+
 def warn_batchnorm(critic: object, stacklevel: int = 4) -> None:
-    """Warn once per critic that contains BatchNorm: its samples interact, and a per-sample penalty means
-    little there."""
+    """Warn once per critic that normalises with batch statistics: its samples interact, and a per-sample
+    penalty means little there."""
     if not isinstance(critic, nn.Module) or critic in _checked_for_batchnorm:
         return
     _checked_for_batchnorm.add(critic)
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in critic.modules()):
+    if has_batch_statistics(critic):
         warnings.warn(
             f"the critic {type(critic).__name__} contains BatchNorm: a per-sample gradient penalty is ill-defined "
             "when samples interact through batch statistics (the WGAN-GP paper uses LayerNorm or no normalization)",

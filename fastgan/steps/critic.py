@@ -8,9 +8,9 @@ from torch import nn
 from .. import _checks, distributed
 from ..interpolation import check_pair
 from ..losses import LOSS_NAMES, loss_terms
-from ..penalties import PENALTIES, warn_batchnorm
+from ..penalties import PENALTIES, has_batch_statistics, warn_batchnorm
 from .modes import check_mode
-from .objectives import CriticObjective, has_batch_statistics
+from .objectives import CriticObjective
 from .runner import Runner
 from .state import ModuleState
 

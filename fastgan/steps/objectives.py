@@ -25,7 +25,7 @@ from ..clipping import clip_weights_
 from ..interpolation import _interpolation_fwd_torch, interpolated_points
 from ..kernels.loss_terms import Term
 from ..losses import terms_loss
-from ..penalties import PenaltyKind, penalty_points, point_labels
+from ..penalties import PenaltyKind, has_batch_statistics, penalty_points, point_labels
 from ..penalty import _penalty_fwd_torch, norm_penalty
 from .state import ModuleState, copy_module
 
@@ -219,8 +219,3 @@ class GeneratorObjective:
         twin.state = ModuleState(copy_module(self.state.module, torch.float64), self.state.role)
         twin.aux = ModuleState(copy_module(self.aux.module, torch.float64), self.aux.role)
         return twin
-
-
-def has_batch_statistics(module: torch.nn.Module) -> bool:
-    """Whether ``module`` has BatchNorm in training mode (its samples interact)."""
-    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training for m in module.modules())

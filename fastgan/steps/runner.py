@@ -228,6 +228,8 @@ class Runner:
     def _tensors(self) -> tuple:
         """The compiled functions' first arguments: trained parameters, the module's other tensors, and the
         other module's tensors (the generator step's critic)."""
+        for s in self.states:
+            s.detach_hooked()
         params, others = self.state.views
         aux = self.objective.aux.views[1] if self.objective.aux is not None else {}
         return params, others, aux

@@ -104,6 +104,14 @@ class ModuleState:
         """Copies of the buffers (a step updates them in place: spectral norm's u and v, BatchNorm's statistics)."""
         return [(b, b.detach().clone()) for _, b in self.buffers]
 
+    def detach_hooked(self) -> None:
+        """Detach the weights the older spectral-norm API's hook left on the module (before compiled code reads
+        them: it keeps them, see :meth:`functional_call`, and must not keep a tensor of eager's graph)."""
+        for m, name in self.hooked:
+            value = getattr(m, name, None)
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                setattr(m, name, value.detach())
+
     def functional_call(self, tensors: tuple[dict, dict], *args):
         """``torch.func.functional_call(module, tensors, args)``, leaving on the module what the older
         spectral-norm API's hook found there (it stores the weight it computes, which would leak a traced

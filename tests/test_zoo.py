@@ -1,0 +1,258 @@
+"""Critics and generators fastgan was not designed around (tests/zoo.py), trained by the steps in every mode on
+the CPU against the same steps written plainly in float64: parameters, every buffer (spectral norm's u and v,
+BatchNorm's statistics and counters, a critic's own buffer) and the returned statistics, after several steps.
+
+Tolerances come from the fp32 reference's own distance from float64: fastgan may be at most 4 times as far
+(plus a few fp32 roundings of the value). Eager runs every critic with every loss and penalty; compile runs one
+case per critic here and the whole matrix under ``-m slow`` (Inductor compiles for seconds per case).
+"""
+
+import warnings
+
+import pytest
+import torch
+import zoo
+
+import fastgan
+
+LOSSES = ["wgan", "lsgan", "ns", "hinge"]
+PENALTIES = ["gp", "lp", "zero-centred", "r1", "r2", "dragan"]
+CASES = [(loss, penalty) for loss in [*LOSSES, None] for penalty in [*PENALTIES, None] if loss or penalty]
+STEPS = 3
+BATCH = 8
+WEIGHT = 2.0
+# Relative distance of a few fp32 roundings: the floor under the fp32 reference's own distance.
+FLOOR = 1e-5
+
+
+def _batches(shape, steps, conditional, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(steps):
+        real, fake = torch.randn(BATCH, *shape, generator=g), torch.randn(BATCH, *shape, generator=g)
+        labels = torch.randint(zoo.CLASSES, (BATCH,), generator=g) if conditional else None
+        fake_labels = torch.randint(zoo.CLASSES, (BATCH,), generator=g) if conditional else None
+        out.append((real, fake, labels, fake_labels))
+    return out
+
+
+def _as(batches, dtype):
+    return [(r.to(dtype), f.to(dtype), y, yf) for r, f, y, yf in batches]
+
+
+def _optimizer(module):
+    return torch.optim.Adam(module.parameters(), lr=1e-3, betas=(0.5, 0.9))
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def train_critic(name, loss, penalty, mode=None, dtype=torch.float32, steps=STEPS, clip=None, lazy_every=1):
+    """``steps`` critic updates of zoo critic ``name`` from seed 0: by fastgan in ``mode``, or by the plain
+    reference when ``mode`` is None; returns (state_dict, per-step statistics, the step or None)."""
+    build, shape = zoo.CRITICS[name]
+    torch.manual_seed(0)
+    critic = build().to(dtype)
+    opt = _optimizer(critic)
+    batches = _as(_batches(shape, steps, name in zoo.CONDITIONAL), dtype)
+    step = None
+    if mode is not None:
+        step = fastgan.CriticStep(critic, opt, loss=loss, penalty=penalty, penalty_weight=WEIGHT, mode=mode,
+                                  clip_value=clip, lazy_every=lazy_every)
+    history = []
+    for t, (real, fake, labels, fake_labels) in enumerate(batches):
+        torch.manual_seed(100 + t)
+        if step is not None:
+            stats = step(real, fake, labels=labels, fake_labels=fake_labels)
+            history.append({k: float(v) for k, v in stats.items()})
+            continue
+        stats = {}
+        if loss is not None:
+            lazy = lazy_every > 1
+            stats = zoo.reference_critic_step(critic, opt, real, fake, loss, None if lazy else penalty, WEIGHT,
+                                              labels, fake_labels, clip)
+            if lazy and t % lazy_every == 0:
+                stats = {**zoo.reference_critic_step(critic, opt, real, fake, None, penalty, WEIGHT * lazy_every,
+                                                     labels, fake_labels, clip), **stats}
+        else:
+            stats = zoo.reference_critic_step(critic, opt, real, fake, None, penalty, WEIGHT, labels, fake_labels,
+                                              clip)
+        history.append(stats)
+    return _snapshot(critic), history, step
+
+
+def _distance(a, b):
+    return float((a.double() - b.double()).norm())
+
+
+def assert_like_reference(got, ref32, ref64, what):
+    """Every tensor of ``got`` (a state dict or per-step statistics) within 4x the fp32 reference's distance
+    from float64 (plus ``FLOOR`` of its size); integer tensors (counters) equal."""
+    if isinstance(got, list):
+        assert len(got) == len(ref64)
+        for t, (g, r32, r64) in enumerate(zip(got, ref32, ref64)):
+            assert g.keys() == r64.keys(), f"{what}: step {t} returns {sorted(g)}, expected {sorted(r64)}"
+            for k in r64:
+                bound = 4 * abs(r32[k] - r64[k]) + FLOOR * (abs(r64[k]) + 1e-3)
+                assert abs(g[k] - r64[k]) <= bound, (
+                    f"{what}: step {t} {k} = {g[k]!r}, float64 reference {r64[k]!r} (fp32 reference {r32[k]!r})")
+        return
+    assert got.keys() == ref64.keys()
+    for k, r64 in ref64.items():
+        g, r32 = got[k], ref32[k]
+        if not r64.is_floating_point():
+            assert torch.equal(g, r64), f"{what}: {k} is {g}, expected {r64}"
+            continue
+        bound = 4 * _distance(r32, r64) + FLOOR * float(r64.double().norm()) + 1e-12
+        assert _distance(g, r64) <= bound, (
+            f"{what}: {k} is {_distance(g, r64):.3g} from float64 (fp32 reference: {_distance(r32, r64):.3g})")
+
+
+def _check_critic_case(name, loss, penalty, mode, **kwargs):
+    got, got_stats, step = train_critic(name, loss, penalty, mode, **kwargs)
+    ref32, stats32, _ = train_critic(name, loss, penalty, **kwargs)
+    ref64, stats64, _ = train_critic(name, loss, penalty, dtype=torch.float64, **kwargs)
+    assert_like_reference(got, ref32, ref64, f"{name}, {loss} + {penalty}, {mode}")
+    assert_like_reference(got_stats, stats32, stats64, f"{name}, {loss} + {penalty}, {mode}")
+    return step
+
+
+@pytest.mark.parametrize("loss,penalty", CASES)
+@pytest.mark.parametrize("name", zoo.CRITICS)
+def test_eager_steps_train_every_critic_like_the_reference(name, loss, penalty):
+    _check_critic_case(name, loss, penalty, "eager")
+
+
+# One compiled case per critic, each taking the critic's risk: the spectral-norm power iteration advanced once
+# per critic call, conditional penalty points, dropout masks with DRAGAN's draws, a buffer moved in forward. The
+# larger graphs (a residual critic's double backward compiles for a minute on 2 cores) run under -m slow.
+SLOW = pytest.mark.slow
+COMPILED = [
+    ("sn mlp (parametrizations)", "wgan", "gp"),
+    ("sn mlp (old api)", "hinge", "r1"),
+    ("sn conv (old api)", "wgan", "lp"),
+    pytest.param("sn resnet", "wgan", "gp", marks=SLOW),
+    pytest.param("projection (conditional)", "hinge", "gp", marks=SLOW),
+    ("projection (conditional)", "ns", "r2"),
+    pytest.param("minibatch stddev", "wgan", "gp", marks=SLOW),
+    ("dropout", "wgan", "dragan"),
+    ("batchnorm", "lsgan", None),
+    ("frozen features", "wgan", "zero-centred"),
+    ("running buffer", "lsgan", None),
+]
+
+
+def _compiled_case(name, loss, penalty, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no fallback to eager
+        step = _check_critic_case(name, loss, penalty, "compile", **kwargs)
+    assert step.mode == "compile"
+
+
+@pytest.mark.parametrize("name,loss,penalty", COMPILED)
+def test_compiled_steps_train_the_critics_like_the_reference(name, loss, penalty):
+    _compiled_case(name, loss, penalty)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss,penalty", CASES)
+@pytest.mark.parametrize("name", [n for n in zoo.CRITICS if n != "batchnorm"])
+def test_compiled_steps_train_every_critic_like_the_reference(name, loss, penalty):
+    _compiled_case(name, loss, penalty)
+
+
+def test_a_batchnorm_critic_under_a_penalty_runs_eager_and_says_why():
+    with pytest.warns(UserWarning) as caught:
+        step = _check_critic_case("batchnorm", "wgan", "gp", "compile")
+    assert step.mode == "eager"
+    messages = [str(w.message) for w in caught]
+    assert any("contains BatchNorm" in m for m in messages)  # the penalty's warning, from the step itself
+    assert any("cannot compile" in m and "BatchNorm" in m for m in messages)
+
+
+def test_eager_critic_step_warns_of_batchnorm_under_a_penalty():
+    critic = zoo.BatchNormCritic()
+    with pytest.warns(UserWarning, match="contains BatchNorm"):
+        fastgan.CriticStep(critic, _optimizer(critic), loss="wgan", penalty="gp", mode="eager")
+
+
+def test_a_critic_that_moves_its_buffer_under_a_penalty_runs_eager_exactly():
+    """torch.func refuses an in-place update of a captured buffer inside the penalty's input gradient: compile
+    mode says so once and the fallback step is exactly eager's (the attempt's buffer updates undone)."""
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        step = _check_critic_case("running buffer", "lsgan", "gp", "compile")
+    assert step.mode == "eager"
+
+
+@pytest.mark.parametrize("mode", ["eager", pytest.param("compile", marks=SLOW)])
+def test_lazy_r1_and_clipping_on_a_spectral_norm_critic(mode):
+    """The lazy schedule (a penalty-only update every 2nd call) and clipping, with the power iteration's state."""
+    kwargs = dict(lazy_every=2, clip=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        step = _check_critic_case("sn conv (parametrizations)", "ns", "r1", mode, steps=4, **kwargs)
+    assert step.mode == mode
+
+
+def test_frozen_parameters_stay_frozen_and_unchanged_in_every_mode():
+    for mode in ("eager", "compile"):
+        critic, generator = zoo.FrozenFeatureCritic(), zoo.BatchNormGenerator()
+        frozen = {n: p.detach().clone() for n, p in critic.features.named_parameters()}
+        critic_step = fastgan.CriticStep(critic, _optimizer(critic), loss="wgan", penalty="gp", mode=mode)
+        generator_step = fastgan.GeneratorStep(generator, critic, _optimizer(generator), loss="wgan", mode=mode)
+        for _ in range(3):
+            critic_step(torch.randn(BATCH, 12), generator(torch.randn(BATCH, zoo.LATENT)).detach())
+            generator_step(torch.randn(BATCH, zoo.LATENT))
+        assert critic_step.mode == generator_step.mode == mode
+        for n, p in critic.features.named_parameters():
+            assert not p.requires_grad and p.grad is None and torch.equal(p, frozen[n]), (mode, n)
+        assert all(p.requires_grad for p in critic.head.parameters())
+
+
+# ----- generators -----
+
+GENERATOR_PAIRS = {
+    "batchnorm generator, sn critic": (zoo.BatchNormGenerator, zoo.SNMLPCritic, False),
+    "batchnorm generator, old-api sn critic": (zoo.BatchNormGenerator, lambda: zoo.SNMLPCritic("old"), False),
+    "conditional generator, projection critic": (zoo.ConditionalGenerator, zoo.ProjectionCritic, True),
+    "batchnorm generator, dropout critic": (zoo.BatchNormGenerator, zoo.DropoutCritic, False),
+    "batchnorm generator, frozen-feature critic": (zoo.BatchNormGenerator, zoo.FrozenFeatureCritic, False),
+}
+
+
+def train_generator(pair, loss, mode=None, dtype=torch.float64, steps=STEPS):
+    """``steps`` generator updates; returns the generator's and the critic's state dicts and the statistics."""
+    build_generator, build_critic, conditional = GENERATOR_PAIRS[pair]
+    torch.manual_seed(0)
+    generator, critic = build_generator().to(dtype), build_critic().to(dtype)
+    flags = [p.requires_grad for p in critic.parameters()]
+    opt = _optimizer(generator)
+    g = torch.Generator().manual_seed(1)
+    step = fastgan.GeneratorStep(generator, critic, opt, loss=loss, mode=mode) if mode else None
+    history = []
+    for t in range(steps):
+        noise = torch.randn(BATCH, zoo.LATENT, generator=g).to(dtype)
+        labels = torch.randint(zoo.CLASSES, (BATCH,), generator=g) if conditional else None
+        torch.manual_seed(100 + t)
+        if step is not None:
+            history.append({k: float(v) for k, v in step(noise, labels=labels).items()})
+        else:
+            history.append(zoo.reference_generator_step(generator, critic, opt, noise, loss, labels))
+    assert [p.requires_grad for p in critic.parameters()] == flags
+    assert all(p.grad is None for p in critic.parameters())
+    return {**_snapshot(generator), **{"critic." + k: v for k, v in _snapshot(critic).items()}}, history, step
+
+
+@pytest.mark.parametrize("mode", ["eager", "compile"])
+@pytest.mark.parametrize("pair", GENERATOR_PAIRS)
+def test_generator_steps_train_like_the_reference(pair, mode):
+    loss = "hinge" if "projection" in pair else "ns"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        got, got_stats, step = train_generator(pair, loss, mode, torch.float32)
+    assert step.mode == mode
+    ref32, stats32, _ = train_generator(pair, loss, dtype=torch.float32)
+    ref64, stats64, _ = train_generator(pair, loss)
+    assert_like_reference(got, ref32, ref64, f"{pair}, {mode}")
+    assert_like_reference(got_stats, stats32, stats64, f"{pair}, {mode}")

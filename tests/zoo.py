@@ -1,0 +1,265 @@
+"""Critics and generators fastgan was not designed around, and the steps they train with written plainly.
+
+The modules are small versions of what GAN users train: spectral norm through both torch APIs on linear and
+conv layers, an SNGAN/BigGAN-style residual discriminator, a projection discriminator (Miyato & Koyama, 2018),
+a StyleGAN-style minibatch-stddev critic, dropout, BatchNorm, a frozen feature network under a trained head, a
+critic whose own buffer moves at every call, and generators with BatchNorm or a class embedding.
+
+The reference steps follow the seed's code shape (zero_grad, scores, loss, penalty with ``create_graph=True``,
+backward, step, clip) with the oracles of :mod:`fastgan.reference`, and their own table of where each penalty
+is taken: nothing here reads fastgan's penalty catalogue, so a wrong entry there fails the comparison.
+"""
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations
+from torch.nn.utils import spectral_norm as old_spectral_norm
+
+from fastgan import reference
+
+IMAGE = (3, 8, 8)
+VECTOR = (12,)
+CLASSES = 4
+LATENT = 6
+
+
+def sn(layer, api="parametrizations"):
+    """Spectral norm through ``torch.nn.utils.parametrizations`` (the current API) or the older hook API."""
+    return parametrizations.spectral_norm(layer) if api == "parametrizations" else old_spectral_norm(layer)
+
+
+class SNMLPCritic(nn.Module):
+    def __init__(self, api="parametrizations"):
+        super().__init__()
+        self.net = nn.Sequential(sn(nn.Linear(12, 24), api), nn.LeakyReLU(0.2), sn(nn.Linear(24, 16), api),
+                                 nn.LeakyReLU(0.2), sn(nn.Linear(16, 1), api))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class SNConvCritic(nn.Module):
+    def __init__(self, api="old"):
+        super().__init__()
+        self.net = nn.Sequential(sn(nn.Conv2d(3, 8, 3, 2, 1), api), nn.LeakyReLU(0.1),
+                                 sn(nn.Conv2d(8, 16, 3, 2, 1), api), nn.LeakyReLU(0.1), nn.Flatten(),
+                                 sn(nn.Linear(16 * 2 * 2, 1), api))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class SNResBlock(nn.Module):
+    """SNGAN's discriminator block: ReLU-conv-ReLU-conv with an average-pooled 1x1 shortcut."""
+
+    def __init__(self, c_in, c_out, first=False):
+        super().__init__()
+        self.first = first
+        self.conv1, self.conv2 = sn(nn.Conv2d(c_in, c_out, 3, 1, 1)), sn(nn.Conv2d(c_out, c_out, 3, 1, 1))
+        self.shortcut = sn(nn.Conv2d(c_in, c_out, 1))
+
+    def forward(self, x):
+        h = x if self.first else torch.relu(x)
+        h = nn.functional.avg_pool2d(self.conv2(torch.relu(self.conv1(h))), 2)
+        return h + self.shortcut(nn.functional.avg_pool2d(x, 2))
+
+
+class SNResNetCritic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.Sequential(SNResBlock(3, 8, first=True), SNResBlock(8, 8))
+        self.head = sn(nn.Linear(8, 1))
+
+    def forward(self, x):
+        return self.head(torch.relu(self.blocks(x)).sum(dim=(2, 3)))
+
+
+class ProjectionCritic(nn.Module):
+    """``D(x, y) = psi(phi(x)) + <embed(y), phi(x)>``: the projection discriminator, spectrally normalised."""
+
+    def __init__(self):
+        super().__init__()
+        self.phi = nn.Sequential(sn(nn.Linear(12, 16)), nn.LeakyReLU(0.2), sn(nn.Linear(16, 16)), nn.LeakyReLU(0.2))
+        self.psi = sn(nn.Linear(16, 1))
+        self.embed = sn(nn.Embedding(CLASSES, 16))
+
+    def forward(self, x, y):
+        h = self.phi(x)
+        return self.psi(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
+
+
+class MinibatchStdCritic(nn.Module):
+    """StyleGAN's minibatch standard deviation: each sample also sees the spread of its group of 4."""
+
+    def __init__(self, group=4):
+        super().__init__()
+        self.group = group
+        self.conv = nn.Conv2d(3, 8, 3, 2, 1)
+        self.out = nn.Linear((8 + 1) * 4 * 4, 1)
+
+    def forward(self, x):
+        h = nn.functional.leaky_relu(self.conv(x), 0.2)
+        b, c, hh, ww = h.shape
+        g = h.reshape(self.group, b // self.group, c, hh, ww)
+        std = (g.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (b // group,)
+        std = std.repeat(self.group).reshape(b, 1, 1, 1).expand(b, 1, hh, ww)
+        return self.out(torch.cat([h, std], dim=1).flatten(1))
+
+
+class DropoutCritic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(12, 32), nn.LeakyReLU(0.2), nn.Dropout(0.3), nn.Linear(32, 16),
+                                 nn.ELU(), nn.Dropout(0.2), nn.Linear(16, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class BatchNormCritic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(12, 24), nn.BatchNorm1d(24), nn.LeakyReLU(0.2), nn.Linear(24, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class FrozenFeatureCritic(nn.Module):
+    """A frozen feature network (as a pretrained one in Projected GAN, or FreezeD's first layers) under a
+    trained head; the frozen part holds BatchNorm statistics in eval mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.SiLU(), nn.Linear(16, 16))
+        self.features.requires_grad_(False).eval()
+        self.head = nn.Sequential(nn.Mish(), nn.Linear(16, 8), nn.Softplus(), nn.Linear(8, 1))
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.features.eval()  # frozen: its statistics stay as they are
+        return self
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class RunningCenterCritic(nn.Module):
+    """A critic with a buffer of its own that every training call moves: a running mean of its inputs,
+    subtracted before scoring (in-place buffer updates inside forward, as user code writes them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("center", torch.zeros(12))
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.net = nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 1))
+
+    def forward(self, x):
+        if self.training:
+            with torch.no_grad():
+                self.center.mul_(0.9).add_(x.mean(dim=0), alpha=0.1)
+                self.calls += 1
+        return self.net(x - self.center)
+
+
+CRITICS = {
+    "sn mlp (parametrizations)": (SNMLPCritic, VECTOR),
+    "sn mlp (old api)": (lambda: SNMLPCritic("old"), VECTOR),
+    "sn conv (old api)": (SNConvCritic, IMAGE),
+    "sn conv (parametrizations)": (lambda: SNConvCritic("parametrizations"), IMAGE),
+    "sn resnet": (SNResNetCritic, IMAGE),
+    "projection (conditional)": (ProjectionCritic, VECTOR),
+    "minibatch stddev": (MinibatchStdCritic, IMAGE),
+    "dropout": (DropoutCritic, VECTOR),
+    "batchnorm": (BatchNormCritic, VECTOR),
+    "frozen features": (FrozenFeatureCritic, VECTOR),
+    "running buffer": (RunningCenterCritic, VECTOR),
+}
+CONDITIONAL = {"projection (conditional)"}
+
+
+class BatchNormGenerator(nn.Module):
+    def __init__(self, out=12):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(LATENT, 24), nn.BatchNorm1d(24), nn.ReLU(), nn.Linear(24, out))
+
+    def forward(self, z):
+        return self.net(z)
+
+
+class ConditionalGenerator(nn.Module):
+    """A class embedding concatenated to the noise."""
+
+    def __init__(self, out=12):
+        super().__init__()
+        self.embed = nn.Embedding(CLASSES, 4)
+        self.net = nn.Sequential(nn.Linear(LATENT + 4, 24), nn.BatchNorm1d(24), nn.GELU(), nn.Linear(24, out))
+
+    def forward(self, z, y):
+        return self.net(torch.cat([z, self.embed(y)], dim=1))
+
+
+# ----- the reference steps -----
+
+REFERENCE_LOSSES = {
+    "wgan": (reference.wgan_critic_loss, reference.wgan_generator_loss),
+    "lsgan": (reference.lsgan_discriminator_loss, reference.lsgan_generator_loss),
+    "ns": (reference.ns_discriminator_loss, reference.ns_generator_loss),
+    "hinge": (reference.hinge_discriminator_loss, reference.hinge_generator_loss),
+}
+# Where each penalty is taken and its centre, from the papers (WGAN-GP, WGAN-LP, zero-centred GP, R1, R2, DRAGAN).
+PENALTY_POINTS = {"gp": "interpolates", "lp": "interpolates", "zero-centred": "interpolates", "r1": "real",
+                  "r2": "fake", "dragan": "dragan"}
+
+
+def _call(critic, x, y):
+    return critic(x) if y is None else critic(x, y)
+
+
+def reference_penalty(name, critic, real, fake, labels, fake_labels, alpha, noise):
+    """The penalty ``name`` in the seed's style, with the labels of the samples its points come from."""
+    at = PENALTY_POINTS[name]
+    y = fake_labels if at == "fake" else labels
+    D = lambda x: _call(critic, x, y)  # noqa: E731 - the seed's one-argument critic
+    if at == "interpolates":
+        center, one_sided = (0.0, False) if name == "zero-centred" else (1.0, name == "lp")
+        return reference.gradient_penalty(D, real, fake, alpha, center, one_sided)
+    if at in ("real", "fake"):
+        return reference.squared_gradient_norm(D, real if at == "real" else fake)
+    return reference.dragan_penalty(D, real, alpha, noise)
+
+
+def reference_critic_step(critic, opt, real, fake, loss, penalty, weight, labels=None, fake_labels=None,
+                          clip=None):
+    """One critic step written plainly, drawing alpha and noise as the steps do (fp32, before any critic call);
+    returns its statistics as floats."""
+    needs_alpha = penalty in ("gp", "lp", "zero-centred", "dragan")
+    alpha = torch.rand(real.shape[0]).to(real.dtype) if needs_alpha else None
+    noise = torch.rand(real.shape).to(real.dtype) if penalty == "dragan" else None
+    opt.zero_grad()
+    total, stats = 0.0, {}
+    if loss:
+        real_out, fake_out = _call(critic, real, labels), _call(critic, fake, fake_labels)
+        total = REFERENCE_LOSSES[loss][0](real_out, fake_out)
+        stats["wasserstein"] = float(real_out.detach().mean() - fake_out.detach().mean())
+    if penalty:
+        value, norms = reference_penalty(penalty, critic, real, fake, labels, fake_labels, alpha, noise)
+        total = total + weight * value
+        stats.update(penalty=float(value.detach()), grad_norm_mean=float(norms.detach().mean()),
+                     grad_norm_max=float(norms.detach().max()))
+    stats["loss"] = float(total.detach())
+    total.backward()
+    opt.step()
+    if clip:
+        reference.clip_weights_([p for p in critic.parameters() if p.requires_grad], clip)
+    return stats
+
+
+def reference_generator_step(generator, critic, opt, noise, loss, labels=None):
+    """One generator step written plainly: the critic's parameters get no gradient (``backward(inputs=...)``)."""
+    opt.zero_grad()
+    fake = generator(noise) if labels is None else generator(noise, labels)
+    value = REFERENCE_LOSSES[loss][1](_call(critic, fake, labels))
+    value.backward(inputs=[p for p in generator.parameters() if p.requires_grad])
+    opt.step()
+    return {"loss": float(value.detach())}
