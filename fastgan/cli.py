@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .train.config import DEFAULTS, LOSSES, RESUME_SAFE, TrainConfig, preset_table
+from .train.config import DEFAULTS, LOSSES, MODELS, RESUME_SAFE, TrainConfig, preset_table
 from .train.data import IMAGE_SETS, TOY_SETS
 
 
@@ -50,12 +50,22 @@ def _parser() -> argparse.ArgumentParser:
     add("--seed", type=int, help="random seed (default 0)")
     add("--batch-size", type=int, help="samples per batch")
     add("--device", choices=("auto", "cpu", "cuda"), help="default auto: cuda when available")
-    add("--out", help="output directory (default runs/LOSS-DATA-sSEED)")
+    add("--out", help="output folder, which must hold no other run (default: a new runs/NNNNN-LOSS-DATA-sSEED)")
     add("--resume", action="store_true",
-        help="continue from the checkpoint in --out; options given must match the checkpoint's, except "
-        + ", ".join("--" + k.replace("_", "-") for k in RESUME_SAFE) + ", which may change")
+        help="continue from the checkpoint in --out (default: the newest runs/NNNNN-LOSS-DATA-sSEED); options "
+        "given must match the checkpoint's, except " + ", ".join("--" + k.replace("_", "-") for k in RESUME_SAFE)
+        + ", which may change (--steps not below the checkpoint's step, nor at all with --lr-decay)")
+    add("--overwrite", action="store_true", help="replace the run in --out (its files are removed)")
     add("--quiet", action="store_true", help="no progress bar")
-    add("--model", choices=("mlp", "dcgan"), help="mlp (the seed's pair; wider MLPs on 2-D data) or dcgan")
+    add("--model", choices=MODELS,
+        help="mlp (the seed's pair; wider MLPs on 2-D data), dcgan, or resnet (SNGAN's, --hidden channels)")
+    add("--conditional", action="store_true", default=None,
+        help="class-conditional GAN on the image set's labels (a projection critic, a class embedding in the "
+        "generator; MNIST's digits, one class per subfolder of --data folder)")
+    add("--spectral-norm", action=argparse.BooleanOptionalAction, default=None,
+        help="spectral normalization of every critic layer (on in the sngan preset)")
+    add("--label-smoothing", type=float,
+        help="one-sided label smoothing of the ns loss (ns, r1): the real target is 1 - S (0.1 is usual)")
     add("--lr", type=float, help="learning rate of both networks")
     add("--betas", type=_floats(2), help="Adam betas as B1,B2")
     add("--optimizer", choices=("adam", "rmsprop"), help="optimizer of both networks")
@@ -115,27 +125,40 @@ def _study(args, parser) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command == "study":
-        return _study(args, parser)
-    if args.command != "train":
-        parser.print_help()
-        return 0 if args.command is None else 2
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "out", "resume", "quiet")}
-    config = TrainConfig(**options)
-    name = {k: options[k] if options[k] is not None else DEFAULTS[k] for k in ("loss", "data", "seed")}
-    out = args.out or f"runs/{name['loss']}-{name['data']}-s{name['seed']}"
+def _out(args, options: dict) -> Path:
+    """The run's folder: ``--out``, else a new numbered folder (with ``--resume``: the newest) under runs/."""
+    from .train import rundir
+
+    if args.out:
+        return Path(args.out)
+    name = "-".join(str(options[k] if options[k] is not None else DEFAULTS[k]) for k in ("loss", "data"))
+    name += f"-s{options['seed'] if options['seed'] is not None else DEFAULTS['seed']}"
+    root = Path("runs")
+    return rundir.latest_run_dir(root, name) if args.resume else rundir.new_run_dir(root, name)
+
+
+def _train(args, parser) -> int:
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "out", "resume", "quiet", "overwrite")}
     from .distributed import CollectiveError
-    from .train.trainer import Trainer
+    from .train.data import DataError
+    from .train.trainer import Interrupted, Trainer
+
+    def refuse(exc: Exception):
+        parser.exit(2, f"fastgan train: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}\n")
 
     try:
-        trainer = Trainer(config, out, resume=args.resume, quiet=args.quiet)
+        out = _out(args, options)
+        trainer = Trainer(TrainConfig(**options), out, resume=args.resume, quiet=args.quiet, overwrite=args.overwrite)
     except (ValueError, FileNotFoundError) as exc:
-        parser.exit(2, f"fastgan train: error: {exc}\n")
+        refuse(exc)
     try:
         summary = trainer.fit()
+    except Interrupted as exc:
+        if trainer.is_main:
+            print(f"fastgan train: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except DataError as exc:
+        refuse(exc)
     except CollectiveError as exc:
         print(f"fastgan train: error: {exc}", file=sys.stderr)
         return 1
@@ -149,6 +172,17 @@ def main(argv: list[str] | None = None) -> int:
                  f"reverse KL {kl}")
     print(line)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "study":
+        return _study(args, parser)
+    if args.command != "train":
+        parser.print_help()
+        return 0 if args.command is None else 2
+    return _train(args, parser)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 - :class:`Shard`: which rows of the global batch a rank holds. Random numbers are drawn for the whole global
   batch on every rank (from generators in the same state everywhere) and each rank keeps its rows, so step t
   uses the same data, noise and interpolation weights whatever the number of processes.
-- :func:`same_settings`, :func:`reduce_stats`, :func:`unwrap`, :func:`refuse_static_graph`; every collective
+- :func:`same_settings`, :func:`reduce_stats`, :func:`any_rank`, :func:`unwrap`, :func:`refuse_static_graph`;
+  every collective
   here raises :class:`CollectiveError` when another rank is gone.
 
 Every rank's batch must have the same size: the mean over ranks of per-rank means is then the global mean.
@@ -121,6 +122,14 @@ def reduce_stats(stats: dict[str, torch.Tensor], group: dist.ProcessGroup | None
     _collective("the statistics' all-reduce", dist.all_reduce, maxima, op=dist.ReduceOp.MAX, group=group)
     means /= dist.get_world_size(group)
     return {n: (maxima[i] if n == "grad_norm_max" else means[i]) for i, n in enumerate(names)}
+
+
+def any_rank(flag: bool, group: dist.ProcessGroup | None, device: torch.device) -> bool:
+    """Whether ``flag`` is true on any rank of ``group`` (one all-reduce of one value on ``device``, a CUDA
+    device for NCCL; a host sync)."""
+    value = torch.tensor(float(flag), device=device)
+    _collective("the stop request's all-reduce", dist.all_reduce, value, op=dist.ReduceOp.MAX, group=group)
+    return bool(value.item())
 
 
 def same_settings(settings: dict, group: dist.ProcessGroup | None = None) -> None:

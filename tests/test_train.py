@@ -271,7 +271,7 @@ def test_truncated_checkpoint_gives_a_clear_error_and_the_previous_one_is_kept(t
 
 def test_resume_refuses_changed_options_and_names_them(tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli.main(["train", "--out", str(out), "--steps", "2", "--quiet", "--batch-size", "16",
+    assert cli.main(["train", "--out", str(out), "--steps", "2", "--quiet", "--batch-size", "16", "--no-lr-decay",
                      "--hidden", "8", "--device", "cpu", "--eval-samples", "100", "--mode", "eager"]) == 0
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--out", str(out), "--resume", "--steps", "3", "--lr", "0.01", "--loss", "lsgan"])
@@ -291,9 +291,9 @@ def test_checkpoint_from_before_an_option_existed_resumes_with_its_default():
 
     saved = TrainConfig(**TINY).resolved()
     del saved["pack"]  # written before --pack existed: that run trained unpacked
-    assert resume_settings(saved, {"steps": 5, "pack": 1})["pack"] == 1
+    assert resume_settings(saved, {"steps": 3, "pack": 1}, 0)["pack"] == 1
     with pytest.raises(CheckpointError, match=r"--pack 2 \(checkpoint: 1\)"):
-        resume_settings(saved, {"pack": 2})
+        resume_settings(saved, {"pack": 2}, 0)
 
 
 def test_resume_without_a_checkpoint_fails(tmp_path, capsys):
@@ -336,12 +336,13 @@ def test_image_batches_are_the_same_resident_or_streamed(mnist_root, monkeypatch
     streamed = data.ImageStream(dataset, 16, seed=3, device=torch.device("cpu"), workers=0)
     assert resident.images is not None and streamed.images is None
     batches = [(resident.next_batch(), streamed.next_batch()) for _ in range(5)]  # 40 images: epochs roll over
-    for a, b in batches:
-        assert torch.equal(a, b)
+    for (a, a_labels), (b, b_labels) in batches:
+        assert torch.equal(a, b) and torch.equal(a_labels, b_labels) and a_labels.dtype == torch.int64
     state = streamed.state_dict()
     resumed = data.ImageStream(dataset, 16, seed=3, device=torch.device("cpu"), workers=0)
     resumed.load_state_dict(state)
-    assert torch.equal(resumed.next_batch(), streamed.next_batch())
+    for a, b in zip(resumed.next_batch(), streamed.next_batch()):
+        assert torch.equal(a, b)
 
 
 def test_mnist_download_without_network_says_so(tmp_path):
@@ -361,12 +362,24 @@ def test_mnist_download_without_network_says_so(tmp_path):
 @pytest.mark.parametrize("mode", ["compile", "graph"])
 def test_resuming_in_another_mode_keeps_that_modes_optimizer(tmp_path, mode):
     """An eager run (fused Adam, float rate) resumed in a compiled or captured mode gets the optimizer that mode
-    needs (a tensor rate, capturable for graph) with the checkpoint's rate and moments."""
+    needs (a tensor rate, capturable for graph) with the checkpoint's rate and moments. (Graph mode needs CUDA:
+    its optimizer is built and loaded here as a resumed run on a GPU builds and loads it.)"""
+    from fastgan.train.trainer import _load_optimizer, _optimizer
+
     config = dict(TINY, steps=2, lr_decay=True, checkpoint_every=1)
     eager = Trainer(TrainConfig(**config), tmp_path, quiet=True)
     eager.fit()
-    resumed = Trainer(TrainConfig(**{**config, "steps": 4, "mode": mode}), tmp_path, resume=True, quiet=True)
-    for opt, saved in [(resumed.opt_d, eager.opt_d), (resumed.opt_g, eager.opt_g)]:
+    if mode == "compile":
+        resumed = Trainer(TrainConfig(**{**config, "mode": mode}), tmp_path, resume=True, quiet=True)
+        pairs = [(resumed.opt_d, eager.opt_d), (resumed.opt_g, eager.opt_g)]
+    else:
+        saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+        pairs = []
+        for name, module, optimizer in (("opt_d", eager.critic, eager.opt_d), ("opt_g", eager.generator, eager.opt_g)):
+            opt = _optimizer(eager.s, module.parameters(), torch.device("cpu"), "graph")
+            _load_optimizer(opt, saved[name])
+            pairs.append((opt, optimizer))
+    for opt, saved in pairs:
         group, saved_group = opt.param_groups[0], saved.param_groups[0]
         assert saved_group["fused"] and not torch.is_tensor(saved_group["lr"])
         assert saved_group["lr"] == eager.s["lr"] / 2  # decayed

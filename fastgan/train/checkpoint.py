@@ -67,11 +67,14 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def resume_settings(saved: dict, given: dict) -> dict:
-    """The settings of a resumed run: the checkpoint's, with the options in RESUME_SAFE that were given.
+def resume_settings(saved: dict, given: dict, done: int) -> dict:
+    """The settings of a resumed run: the checkpoint's (written after ``done`` steps), with the options in
+    RESUME_SAFE that were given.
 
-    Raises ``CheckpointError`` naming every other given option whose value differs from the checkpoint's. An
-    option added after the checkpoint was written takes its default, which is how that run trained (``pack``).
+    Raises ``CheckpointError`` naming every other given option whose value differs from the checkpoint's, and
+    for a ``steps`` the resumed run could not end as the uninterrupted run would have: fewer than ``done``, or
+    another number of steps when the learning rates decay over them. An option added after the checkpoint was
+    written takes its default, which is how that run trained (``pack``).
     """
     saved = {**{k: v for k, v in DEFAULTS.items() if k not in saved}, **saved}
     changed = [f"{_option(k)} {v!r} (checkpoint: {saved.get(k)!r})" for k, v in given.items()
@@ -81,6 +84,14 @@ def resume_settings(saved: dict, given: dict) -> dict:
             "--resume: these options differ from the checkpoint's: " + ", ".join(changed) + ". Only "
             + ", ".join(_option(k) for k in RESUME_SAFE) + " may change when resuming; start a new run "
             "(another --out) to change the others.")
+    steps = given.get("steps", saved["steps"])
+    if steps < done:
+        raise CheckpointError(f"--resume: the checkpoint is at step {done}; --steps {steps} would go back")
+    if steps != saved["steps"] and saved.get("lr_decay"):
+        raise CheckpointError(
+            f"--resume: --steps cannot change from {saved['steps']} here: the learning rates decay to 0 over "
+            f"--steps (--lr-decay), so the run would not end as one of {steps} steps; resume with --steps "
+            f"{saved['steps']}, or start a new run")
     return {**saved, **{k: v for k, v in given.items() if k in RESUME_SAFE}}
 
 

@@ -7,11 +7,16 @@ gave. ``summary.json`` and ``--help`` show the result.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 from .data import IMAGE_SETS, TOY_SETS
 
-LOSSES = ("wgan", "wgan-gp", "wgan-lp", "lsgan", "ns", "hinge", "r1")
+LOSSES = ("wgan", "wgan-gp", "wgan-lp", "lsgan", "ns", "hinge", "r1", "sngan")
+# Each recipe's loss and penalty as the step objects take them (fastgan.CriticStep).
+RECIPES = {"wgan": ("wgan", None), "wgan-gp": ("wgan", "gp"), "wgan-lp": ("wgan", "lp"), "lsgan": ("lsgan", None),
+           "ns": ("ns", None), "hinge": ("hinge", None), "r1": ("ns", "r1"), "sngan": ("hinge", None)}
+MODELS = ("mlp", "dcgan", "resnet")
 
 # The seed's recipes (and their usual relatives), for images.
 PRESETS: dict[str, dict] = {
@@ -23,6 +28,8 @@ PRESETS: dict[str, dict] = {
     "hinge": dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), n_critic=1),
     # R1 with gamma = 10 (weight gamma / 2) on the non-saturating loss, StyleGAN2's pairing.
     "r1": dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), n_critic=1, penalty_weight=5.0),
+    # SNGAN (Miyato et al., 2018): the hinge loss with a spectrally normalised critic, their ResNet setting.
+    "sngan": dict(optimizer="adam", lr=2e-4, betas=(0.0, 0.9), n_critic=5, spectral_norm=True),
 }
 
 # The 2-D sets: deeper MLPs without Tanh, 2-D noise, larger batches, learning rates decayed linearly to 0 and
@@ -41,6 +48,7 @@ TOY_PRESETS: dict[str, dict] = {
     "ns": dict(lr=1e-3, betas=(0.5, 0.9), steps=4000),
     "hinge": dict(lr=1e-3, betas=(0.5, 0.9), steps=4000),
     "r1": dict(lr=1e-3, betas=(0.5, 0.9), penalty_weight=0.05, steps=4000),
+    "sngan": dict(lr=1e-3, betas=(0.5, 0.9), n_critic=1, steps=4000),
 }
 TOY_MODEL = dict(model="mlp", latent_dim=2, hidden=128, depth=3, batch_size=256, ema=0.999, lr_decay=True)
 # The ring is a circle of modes: 1-D noise only has to be cut into 8 arcs, which leaves fewer samples between
@@ -68,7 +76,8 @@ IMAGE_MODEL = dict(model="mlp", latent_dim=100, hidden=128, depth=1, batch_size=
 
 # What an option left out means when no preset sets it.
 DEFAULTS = dict(loss="wgan-gp", data="ring", seed=0, device="auto", log_every=100, checkpoint_every=1000,
-                eval_samples=2500, mode="auto", lazy_every=1, download=False, dist_timeout=60.0, pack=1)
+                eval_samples=2500, mode="auto", lazy_every=1, download=False, dist_timeout=60.0, pack=1,
+                conditional=False, spectral_norm=False, label_smoothing=0.0)
 # Options a resumed run may change: they alter neither the model nor the random numbers of training.
 RESUME_SAFE = ("steps", "device", "mode", "log_every", "checkpoint_every", "eval_samples", "download",
                "dist_timeout")
@@ -108,6 +117,9 @@ class TrainConfig:
     lazy_every: int | None = None  # apply the penalty every k-th critic step (R1 lazy regularization)
     dist_timeout: float | None = None  # seconds a multi-process run waits for a rank before failing (default 60)
     pack: int | None = None  # the critic scores groups of this many samples (PacGAN); default 1
+    conditional: bool | None = None  # class-conditional GAN on an image set's labels (projection critic)
+    spectral_norm: bool | None = None  # spectral normalization of the provided critic (on for sngan)
+    label_smoothing: float | None = None  # one-sided label smoothing of the ns loss (ns, r1): real target 1 - s
 
     def given(self) -> dict:
         """The settings set here (not None), i.e. the options a user chose."""
@@ -131,32 +143,69 @@ class TrainConfig:
             settings.update(DATA_PRESETS.get(data, {}))
             settings.update(TUNED.get((loss, data), {}))
         settings.update(given)
-        check(settings)
+        check(settings, given)
         return settings
 
 
-def check(s: dict) -> None:
-    """Raise ``ValueError`` naming the option when a concrete setting is out of range."""
+SEED_LIMIT = 2**32  # seeds are in [0, 2^32), numpy's range
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _positive(s: dict, name: str, finite: bool = True) -> None:
+    value = s[name]
+    if not (value > 0) or (finite and not math.isfinite(value)):
+        raise ValueError(f"{_option(name)} must be a finite number > 0, got {value}")
+
+
+def check(s: dict, given: dict | None = None) -> None:
+    """Raise ``ValueError`` naming the option when a concrete setting is out of range, or when an option in
+    ``given`` (the user's) does not apply to the run."""
+    given = given or {}
     for name in ("steps", "batch_size", "n_critic", "latent_dim", "hidden", "depth", "log_every",
                  "checkpoint_every", "eval_samples", "lazy_every", "pack"):
         if int(s[name]) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {s[name]}")
-    if not s["dist_timeout"] > 0:
-        raise ValueError(f"--dist-timeout must be > 0 seconds, got {s['dist_timeout']}")
-    if s["lr"] <= 0:
-        raise ValueError(f"--lr must be > 0, got {s['lr']}")
+            raise ValueError(f"{_option(name)} must be >= 1, got {s[name]}")
+    if not 0 <= s["seed"] < SEED_LIMIT:
+        raise ValueError(f"--seed must be in [0, 2^32), got {s['seed']}")
+    for name in ("dist_timeout", "lr"):
+        _positive(s, name)
+    if not all(0 <= b < 1 for b in s["betas"]):
+        raise ValueError(f"--betas must be two numbers in [0, 1), got {','.join(map(str, s['betas']))}")
+    if not all(math.isfinite(v) for v in s["lsgan_abc"]):
+        raise ValueError(f"--lsgan-abc must be finite, got {','.join(map(str, s['lsgan_abc']))}")
     if not 0 <= s["ema"] < 1:
         raise ValueError(f"--ema must be in [0, 1), got {s['ema']}")
+    if not 0 <= s["label_smoothing"] < 1:
+        raise ValueError(f"--label-smoothing must be in [0, 1), got {s['label_smoothing']}")
     if s["mode"] not in MODES:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {s['mode']!r}")
-    if s["model"] not in ("mlp", "dcgan"):
-        raise ValueError(f"--model must be mlp or dcgan, got {s['model']!r}")
+    if s["mode"] == "graph" and s["device"] == "cpu":
+        raise ValueError("--mode graph captures CUDA graphs: it needs --device cuda (or auto on a GPU machine)")
+    if s["model"] not in MODELS:
+        raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {s['model']!r}")
     if s["optimizer"] not in ("adam", "rmsprop"):
         raise ValueError(f"--optimizer must be adam or rmsprop, got {s['optimizer']!r}")
     if s["data"] in TOY_SETS and s["model"] != "mlp":
         raise ValueError("the 2-D data sets use --model mlp")
     if s["data"] in IMAGE_SETS and not s.get("data_root"):
         raise ValueError(f"--data {s['data']} needs --data-root DIR")
+    loss, penalty = RECIPES[s["loss"]]
+    if penalty is not None:
+        _positive(s, "penalty_weight")
+    if s["clip_value"] < 0 or "clip_value" in given and not s["clip_value"] > 0 or not math.isfinite(
+            s["clip_value"]):
+        raise ValueError(f"--clip-value must be a finite number > 0, got {s['clip_value']}")
+    unused = {"penalty_weight": penalty is None, "lazy_every": penalty is None, "lsgan_abc": loss != "lsgan",
+              "label_smoothing": loss != "ns", "pack": s["conditional"]}
+    for name, ignored in unused.items():
+        if ignored and name in given and given[name] != DEFAULTS.get(name):
+            why = "--conditional" if name == "pack" else f"--loss {s['loss']}"
+            raise ValueError(f"{_option(name)} does not apply with {why}")
+    if s["conditional"] and s["data"] not in IMAGE_SETS:
+        raise ValueError("--conditional trains on the class labels of an image set: use --data mnist or folder")
 
 
 def preset_table() -> str:

@@ -1,7 +1,8 @@
 """Training data, all offline: the 2-D mode-collapse benchmarks and torchvision image datasets from local files.
 
-Every source is an endless, resumable stream of batches: ``next_batch()`` and ``state_dict()`` /
-``load_state_dict()``, so that a resumed run sees exactly the batches an uninterrupted one would.
+Every source is an endless, resumable stream of batches: ``next_batch()`` (samples and their class labels, None
+for the 2-D sets) and ``state_dict()`` / ``load_state_dict()``, so that a resumed run sees exactly the batches
+an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from ..distributed import Shard
 
 TOY_SETS = ("ring", "grid", "swissroll")
 IMAGE_SETS = ("mnist", "folder")
+
+
+class DataError(ValueError):
+    """A data set that cannot be read: a file that is not an image, a folder without classes."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,11 @@ class ToyStream:
         points = torch.stack([t * t.cos(), t * t.sin()], dim=1) / (4.5 * math.pi)
         return points + 0.01 * torch.randn(n, 2, generator=generator)
 
-    def next_batch(self) -> torch.Tensor:
-        return self.shard.rows(self.sample(self.batch_size, self.generator)).to(self.device)
+    classes = None  # unlabelled
+
+    def next_batch(self) -> tuple[torch.Tensor, None]:
+        """This rank's rows of the next batch (B, 2), and no labels."""
+        return self.shard.rows(self.sample(self.batch_size, self.generator)).to(self.device), None
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -86,9 +94,20 @@ def _image_transform(image_size: int, channels: int):
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize([0.5] * channels, [0.5] * channels)])
 
 
+def _open_image(path: str):
+    """ImageFolder's loader, naming the file it cannot read (``DataError``) instead of PIL's traceback."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL's UnidentifiedImageError is an OSError
+        raise DataError(f"cannot read the image {path} ({type(exc).__name__}: {exc}); remove or replace it") from None
+
+
 def load_image_dataset(name: str, root: str | Path, image_size: int, download: bool = False):
-    """A torchvision dataset of images scaled to [-1, 1]: MNIST (from local files, or fetched with
-    ``download``), or any ImageFolder tree."""
+    """A torchvision dataset of images scaled to [-1, 1], with class labels: MNIST (from local files, or fetched
+    with ``download``), or any ImageFolder tree (one class per subfolder)."""
     from torchvision import datasets
 
     root = Path(root)
@@ -107,8 +126,20 @@ def load_image_dataset(name: str, root: str | Path, image_size: int, download: b
     if name == "folder":
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist: give --data-root DIR with DIR/class/*.png")
-        return datasets.ImageFolder(str(root), transform=_image_transform(image_size, 3))
+        try:
+            return datasets.ImageFolder(str(root), transform=_image_transform(image_size, 3), loader=_open_image)
+        except FileNotFoundError as exc:  # no class folders, or no images in them
+            raise DataError(f"image folder {root}: {exc}") from None
     raise ValueError(f"unknown image data set {name!r}; choose from {IMAGE_SETS}")
+
+
+def _named_errors(loader):
+    """``loader``'s batches, a ``DataError`` raised in a worker re-raised with its own message (a worker's
+    error arrives as a copy whose message starts with the worker's traceback)."""
+    try:
+        yield from loader
+    except DataError as exc:
+        raise DataError(str(exc).strip().splitlines()[-1].split("DataError: ", 1)[-1]) from None
 
 
 # The whole data set is decoded once and kept as one tensor on the device when it takes at most this many
@@ -137,13 +168,15 @@ class ImageStream:
         self.epoch, self.position = 0, 0
         first = dataset[0][0]
         self.sample_shape = tuple(first.shape)
+        self.classes = len(dataset.classes) if getattr(dataset, "classes", None) else None
         resident = len(dataset) * first.numel() * first.element_size() <= RESIDENT_BYTES
-        self.images = self._decode_all() if resident else None
+        self.images, self.labels = self._decode_all() if resident else (None, None)
         self._start_epoch()
 
-    def _decode_all(self) -> torch.Tensor:
+    def _decode_all(self) -> tuple[torch.Tensor, torch.Tensor]:
         loader = torch.utils.data.DataLoader(self.dataset, batch_size=256, num_workers=self.workers)
-        return torch.cat([images for images, _ in loader]).to(self.device)
+        images, labels = zip(*_named_errors(loader))
+        return torch.cat(images).to(self.device), torch.cat(labels).to(self.device)
 
     def _permutation(self) -> torch.Tensor:
         return torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
@@ -158,20 +191,22 @@ class ImageStream:
                        for batch in self._order[self.position:end].split(self.batch_size)]
             loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers,
                                                  pin_memory=self.device.type == "cuda")
-            self._batches = iter(loader)
+            self._batches = _named_errors(loader)
 
-    def next_batch(self) -> torch.Tensor:
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's rows of the next batch: images (B, C, H, W) and their class labels (B,) (int64)."""
         if self.position + self.batch_size > len(self.dataset):
             self.epoch, self.position = self.epoch + 1, 0
             self._start_epoch()
         if self.images is not None:
             indices = self.shard.rows(self._order[self.position:self.position + self.batch_size])
             indices = indices.to(self.images.device)
-            batch = self.images.index_select(0, indices)
+            batch, labels = self.images.index_select(0, indices), self.labels.index_select(0, indices)
         else:
-            batch = next(self._batches)[0].to(self.device, non_blocking=True)
+            batch, labels = next(self._batches)
+            batch, labels = batch.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
         self.position += self.batch_size
-        return batch
+        return batch, labels
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}

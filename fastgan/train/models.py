@@ -1,4 +1,10 @@
-"""Generators and critics: the seed's MLP pair, wider MLPs for the 2-D sets, and a DCGAN-style conv pair."""
+"""Generators and critics: the seed's MLP pair, wider MLPs for the 2-D sets, a DCGAN-style conv pair and an
+SNGAN/BigGAN-style residual pair; spectral normalization of a critic, a projection discriminator and a
+class-conditional generator for any of them.
+
+Every critic here is ``head(features(x))``: ``features`` maps (B, ...) samples to (B, F) features and ``head``
+is a linear layer F -> 1, which :class:`ProjectionCritic` reuses.
+"""
 
 from __future__ import annotations
 
@@ -31,12 +37,25 @@ class MLPGenerator(nn.Module):
         return self.model(z).view(z.shape[0], *self.out_shape)
 
 
+def _all_but_last(sequential: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    for layer in list(sequential)[:-1]:
+        x = layer(x)
+    return x
+
+
 class MLPCritic(nn.Module):
     """x (B, ...) -> score (B, 1). The seed's: hidden 128, depth 1, no output activation."""
 
     def __init__(self, in_dim: int = 784, hidden: int = 128, depth: int = 1):
         super().__init__()
         self.model = nn.Sequential(*_mlp([in_dim] + [hidden] * depth + [1], nn.ReLU))
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.model[-1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return _all_but_last(self.model, x.flatten(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.flatten(1))
@@ -91,8 +110,128 @@ class DCGANCritic(nn.Module):
             c_in, c_out = c_out, c_out * 2
         self.model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * base * base, 1))
 
+    @property
+    def head(self) -> nn.Linear:
+        return self.model[-1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return _all_but_last(self.model, x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+class _UpBlock(nn.Module):
+    """SNGAN's generator block: BN-ReLU-upsample-conv3-BN-ReLU-conv3, plus an upsampled 1x1 conv shortcut."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(c_in), nn.Conv2d(c_in, c_out, 3, 1, 1)
+        self.bn2, self.conv2 = nn.BatchNorm2d(c_out), nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = nn.functional.interpolate(torch.relu(self.bn1(x)), scale_factor=2.0)
+        h = self.conv2(torch.relu(self.bn2(self.conv1(up))))
+        return h + self.shortcut(nn.functional.interpolate(x, scale_factor=2.0))
+
+
+class _DownBlock(nn.Module):
+    """SNGAN's discriminator block: (ReLU-)conv3-ReLU-conv3, average-pooled when ``down``, plus a 1x1 conv
+    shortcut; the first block takes the image itself (no ReLU before its first conv, pooling before the
+    shortcut's conv)."""
+
+    def __init__(self, c_in: int, c_out: int, down: bool, first: bool = False):
+        super().__init__()
+        self.down, self.first = down, first
+        self.conv1, self.conv2 = nn.Conv2d(c_in, c_out, 3, 1, 1), nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv2(torch.relu(self.conv1(x if self.first else torch.relu(x))))
+        pool = nn.functional.avg_pool2d
+        if not self.down:
+            return h + self.shortcut(x)
+        skip = self.shortcut(pool(x, 2)) if self.first else pool(self.shortcut(x), 2)
+        return pool(h, 2) + skip
+
+
+class ResNetGenerator(nn.Module):
+    """z (B, latent_dim) -> image (B, channels, S, S) in [-1, 1] (SNGAN's ResNet generator): a linear stem to
+    ``width`` channels at S / 2^k, k residual blocks doubling the size, then BN-ReLU-conv3-Tanh."""
+
+    def __init__(self, latent_dim: int = 128, channels: int = 3, image_size: int = 32, width: int = 128):
+        super().__init__()
+        base, steps = _base_and_steps(image_size)
+        self.stem = nn.Sequential(nn.Linear(latent_dim, width * base * base), nn.Unflatten(1, (width, base, base)))
+        self.blocks = nn.Sequential(*[_UpBlock(width, width) for _ in range(steps)])
+        self.out = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, channels, 3, 1, 1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.blocks(self.stem(z)))
+
+
+class ResNetCritic(nn.Module):
+    """image (B, channels, S, S) -> score (B, 1) (SNGAN's ResNet discriminator): residual blocks halving the
+    size down to S / 2^k, one more at that size, ReLU, sum over positions, a linear head. No normalization
+    layers, so per-sample penalties are well defined; use :func:`spectral_normalized` for SNGAN."""
+
+    def __init__(self, channels: int = 3, image_size: int = 32, width: int = 128):
+        super().__init__()
+        _, steps = _base_and_steps(image_size)
+        blocks = [_DownBlock(channels, width, True, first=True)]
+        blocks += [_DownBlock(width, width, True) for _ in range(steps - 1)]
+        self.blocks = nn.Sequential(*blocks, _DownBlock(width, width, False))
+        self.head = nn.Linear(width, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.blocks(x)).sum(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def spectral_normalized(critic: nn.Module) -> nn.Module:
+    """``critic`` with spectral normalization (Miyato et al., 2018; ``torch.nn.utils.parametrizations``) on every
+    linear, convolution and embedding layer: each layer's weight divided by its largest singular value, estimated
+    by one power iteration per call, which bounds the critic's Lipschitz constant."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for module in list(critic.modules()):
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
+            spectral_norm(module)
+    return critic
+
+
+class ProjectionCritic(nn.Module):
+    """The projection discriminator (Miyato & Koyama, 2018): ``D(x, y) = head(phi(x)) + <embed(y), phi(x)>``
+    with ``phi`` and ``head`` the ``features`` and ``head`` of ``critic``: (B, ...) samples and (B,) class
+    indices in [0, classes) -> (B, 1) scores."""
+
+    def __init__(self, critic: nn.Module, classes: int):
+        super().__init__()
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+            raise ValueError(f"classes must be an int >= 2, got {classes!r}")
+        self.critic = critic
+        self.embed = nn.Embedding(classes, critic.head.in_features)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.critic.features(x)
+        return self.critic.head(h) + (self.embed(y) * h).sum(dim=1, keepdim=True)
+
+
+class ConditionalGenerator(nn.Module):
+    """A class-conditional generator: ``generator(cat(z, embed(y)))``, with ``generator`` built for
+    ``latent_dim + embed_dim`` inputs: (B, latent_dim) noise and (B,) class indices -> samples."""
+
+    def __init__(self, generator: nn.Module, classes: int, embed_dim: int):
+        super().__init__()
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+            raise ValueError(f"classes must be an int >= 2, got {classes!r}")
+        self.generator, self.embed = generator, nn.Embedding(classes, embed_dim)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.generator(torch.cat([z, self.embed(y)], dim=1))
 
 
 class PackedCritic(nn.Module):

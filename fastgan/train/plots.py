@@ -30,10 +30,10 @@ def plot_samples_2d(samples: torch.Tensor, real: torch.Tensor, modes: Modes | No
 
 
 def save_image_grid(images: torch.Tensor, path: Path) -> None:
-    """An 8-wide grid of (N, C, H, W) images in [-1, 1]."""
+    """An 8-wide grid of (N, C, H, W) images in [-1, 1] (a conditional run's 8 per class: a class per row)."""
     from torchvision.utils import save_image
 
-    save_image(images[:64].detach().cpu(), str(path), nrow=8, normalize=True, value_range=(-1, 1))
+    save_image(images.detach().cpu(), str(path), nrow=8, normalize=True, value_range=(-1, 1))
 
 
 def plot_curves(history: list[dict], path: Path) -> None:

@@ -73,8 +73,10 @@ def run_study(out: str | Path, losses=LOSSES, sets=STUDY_SETS, seeds=DEFAULT_SEE
     def one(loss, data, seed):
         directory = run_dir(out, loss, data, seed)
         directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / "train.log", "w") as log:
-            rc = subprocess.run(_command(loss, data, seed, directory, extra or []), stdout=log,
+        # A run stopped before its summary continues from its checkpoint, or starts again without one.
+        again = ["--resume"] if (directory / "checkpoint.pt").exists() else ["--overwrite"]
+        with open(directory / "train.log", "a") as log:
+            rc = subprocess.run(_command(loss, data, seed, directory, [*(extra or []), *again]), stdout=log,
                                 stderr=subprocess.STDOUT, env=env).returncode
         return (loss, data, seed), rc
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -17,13 +19,60 @@ from fastgan import distributed
 from fastgan.steps import auto_mode
 
 from . import checkpoint as checkpoint_io
-from .config import TrainConfig, check
+from . import rundir
+from .config import RECIPES, TrainConfig, check
 from .data import TOY_SETS, ImageStream, ToyStream, load_image_dataset
 from .metrics import mode_metrics
-from .models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator, PackedCritic
+from .models import (
+    ConditionalGenerator,
+    DCGANCritic,
+    DCGANGenerator,
+    MLPCritic,
+    MLPGenerator,
+    PackedCritic,
+    ProjectionCritic,
+    ResNetCritic,
+    ResNetGenerator,
+    spectral_normalized,
+)
 from .plots import plot_curves, plot_samples_2d, save_image_grid
 
 EVAL_SEED = 20240601  # the evaluation noise is fixed and drawn apart from the training RNG
+EMBED_DIM = 16  # the conditional generator's class embedding
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped the run after a step; the checkpoint of that step was written."""
+
+    def __init__(self, signum: int, step: int, out: Path):
+        self.signum, self.step, self.out = signum, step, out
+        super().__init__(f"interrupted by {signal.Signals(signum).name} after step {step}; its checkpoint is in "
+                         f"{out}/: continue with --resume --out {out}")
+
+    @property
+    def exit_status(self) -> int:
+        return SIGNAL_EXIT[self.signum]
+
+
+class _StopRequest:
+    """SIGINT and SIGTERM handlers (in the main thread) that ask the loop to stop after the current step; a
+    second signal stops at once, as without them."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in SIGNAL_EXIT:
+                self._previous[signum] = signal.signal(signum, self._ask)
+
+    def _ask(self, signum, frame):
+        self.signum = signum
+        signal.signal(signum, self._previous[signum])
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def _device(name: str) -> torch.device:
@@ -36,30 +85,32 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-
-# The step objects' loss and penalty for each recipe.
-_RECIPES = {
-    "wgan": ("wgan", None), "wgan-gp": ("wgan", "gp"), "wgan-lp": ("wgan", "lp"), "lsgan": ("lsgan", None),
-    "ns": ("ns", None), "hinge": ("hinge", None), "r1": ("ns", "r1"),
-}
-
-
-def _models(s: dict, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+def _models(s: dict, sample_shape: tuple[int, ...], classes: int | None) -> tuple[nn.Module, nn.Module]:
+    """The provided generator and critic for the settings: packed, spectrally normalised, conditional."""
     numel = 1
     for n in sample_shape:
         numel *= n
-    pack = s["pack"]
-    if s["model"] == "dcgan":
+    pack, conditional = s["pack"], s["conditional"]
+    latent = s["latent_dim"] + (EMBED_DIM if conditional else 0)
+    if s["model"] in ("dcgan", "resnet"):
         channels, size = sample_shape[0], sample_shape[-1]
-        # A per-sample penalty needs a critic whose samples do not interact: LayerNorm, not BatchNorm.
-        norm = "layer" if _RECIPES[s["loss"]][1] else "batch"
-        generator = DCGANGenerator(s["latent_dim"], channels, size)
+    if s["model"] == "dcgan":
+        # A per-sample penalty needs a critic whose samples do not interact: LayerNorm, not BatchNorm; spectral
+        # normalization takes the place of both (SNGAN's critics have no normalization layers).
+        norm = "none" if s["spectral_norm"] else "layer" if RECIPES[s["loss"]][1] else "batch"
+        generator = DCGANGenerator(latent, channels, size)
         critic = DCGANCritic(pack * channels, size, norm=norm)
+    elif s["model"] == "resnet":
+        generator = ResNetGenerator(latent, channels, size, s["hidden"])
+        critic = ResNetCritic(pack * channels, size, s["hidden"])
     else:
         toy = s["data"] in TOY_SETS
-        generator = MLPGenerator(s["latent_dim"], numel, s["hidden"], s["depth"], tanh=not toy,
-                                 out_shape=sample_shape)
+        generator = MLPGenerator(latent, numel, s["hidden"], s["depth"], tanh=not toy, out_shape=sample_shape)
         critic = MLPCritic(pack * numel, s["hidden"], s["depth"])
+    if conditional:
+        generator, critic = ConditionalGenerator(generator, classes, EMBED_DIM), ProjectionCritic(critic, classes)
+    if s["spectral_norm"]:
+        critic = spectral_normalized(critic)
     return generator, PackedCritic(critic, pack) if pack > 1 else critic
 
 
@@ -98,30 +149,40 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict) -> None:
 class Trainer:
     """One GAN run: ``Trainer(config, out_dir).fit()`` writes metrics, pictures, samples and checkpoints.
 
-    With ``resume=True`` the run continues from the checkpoint in ``out_dir`` (``CheckpointError`` when there
-    is none, it is corrupt or unsafe, or ``config`` gives options that differ from it other than those in
-    ``RESUME_SAFE``); on CPU the result is bitwise the same as an uninterrupted run.
+    ``out_dir`` must hold no other run (:mod:`fastgan.train.rundir`; ``RunDirError`` naming what it holds),
+    unless ``resume=True``: the run continues from the checkpoint there (``CheckpointError`` when there is none,
+    it is corrupt or unsafe, or ``config`` gives options that differ from it other than those in
+    ``RESUME_SAFE``, or a ``steps`` the resumed run could not end as an uninterrupted one would); on CPU the
+    result is bitwise the same as an uninterrupted run. ``overwrite=True`` removes the run in ``out_dir``
+    when training starts.
+
+    SIGINT (Ctrl-C) and SIGTERM stop the run after the current step with a checkpoint of that step:
+    :meth:`fit` raises :class:`Interrupted`, and ``resume=True`` continues as if nothing had happened.
 
     Started by ``torchrun --nproc_per_node N`` (or with ``torch.distributed`` already initialised), the run
     uses N processes: gloo on CPU, NCCL on CUDA with one GPU per local rank, ``batch_size`` split evenly over
     them, every random number drawn for the global batch and sliced, gradients averaged after every update.
     The model does not depend on N. Settings that differ between ranks are refused at the start; rank 0 alone
     shows progress and writes metrics, pictures, samples and checkpoints; a collective that fails or waits
-    longer than ``dist_timeout`` seconds (a dead or hung rank) raises ``fastgan.distributed.CollectiveError``.
+    longer than ``dist_timeout`` seconds (a dead or hung rank) raises ``fastgan.distributed.CollectiveError``;
+    a signal stops every rank at the next log step.
     """
 
     def __init__(self, config: TrainConfig, out_dir: str | Path, resume: bool = False, quiet: bool = False,
-                 generator: nn.Module | None = None, critic: nn.Module | None = None):
+                 generator: nn.Module | None = None, critic: nn.Module | None = None, overwrite: bool = False):
         self.out = Path(out_dir)
-        self.quiet = quiet
+        self.quiet, self.overwrite = quiet, overwrite
+        rundir.check(self.out, resume, overwrite)
         checkpoint = checkpoint_io.load(self.out) if resume else None
         if checkpoint is None:
             settings = config.resolved()
         else:
-            settings = checkpoint_io.resume_settings(checkpoint["settings"], config.given())
+            settings = checkpoint_io.resume_settings(checkpoint["settings"], config.given(), checkpoint["step"])
             check(settings)
         self.s = settings
         self.device = _device(settings["device"])
+        if settings["mode"] == "graph" and self.device.type != "cuda":
+            raise ValueError("--mode graph captures CUDA graphs: it needs a CUDA device")
         # Checked before joining the other ranks: a process leaving a joined group on an error aborts.
         self.local_batch = distributed.Shard(0, distributed.world_size()).local_size(settings["batch_size"],
                                                                                      "--batch-size")
@@ -131,25 +192,31 @@ class Trainer:
         if critic is not None and settings["pack"] > 1 and not isinstance(critic, PackedCritic):
             raise ValueError(f"--pack {settings['pack']} with your own critic: pass PackedCritic(critic, "
                              f"{settings['pack']}) (fastgan.train.models), a critic of packed inputs")
+        if critic is not None and settings["spectral_norm"]:
+            raise ValueError("spectral_norm normalises the provided critics: give your critic spectral norm itself "
+                             "(fastgan.train.models.spectral_normalized) and set spectral_norm=False")
         self.group, self._owns_group = self._join_ranks()
         self.shard = distributed.Shard.of(self.group)
         self.is_main = self.shard.rank == 0
         torch.manual_seed(settings["seed"])
         self.data = self._data()
+        self.classes = self.data.classes if settings["conditional"] else None
+        if settings["conditional"] and not self.classes:
+            raise ValueError(f"--conditional: the {settings['data']} data has no class labels")
         if generator is None or critic is None:
-            default_generator, default_critic = _models(settings, self.data.sample_shape)
+            default_generator, default_critic = _models(settings, self.data.sample_shape, self.classes)
             generator, critic = generator or default_generator, critic or default_critic
         self.generator, self.critic = generator.to(self.device), critic.to(self.device)
         # One mode for both steps and their optimizers (auto: graph on one GPU, compile on a CPU or with ranks).
         self.mode = auto_mode(self.device, self.group) if settings["mode"] == "auto" else settings["mode"]
         self.opt_g = _optimizer(settings, self.generator.parameters(), self.device, self.mode)
         self.opt_d = _optimizer(settings, self.critic.parameters(), self.device, self.mode)
-        loss, penalty = _RECIPES[settings["loss"]]
+        loss, penalty = RECIPES[settings["loss"]]
         targets = tuple(settings["lsgan_abc"])
         self.critic_step_fn = fastgan.CriticStep(
             self.critic, self.opt_d, loss=loss, penalty=penalty, penalty_weight=settings["penalty_weight"],
             clip_value=settings["clip_value"] or None, lazy_every=settings["lazy_every"], mode=self.mode,
-            lsgan_targets=targets, process_group=self.group)
+            lsgan_targets=targets, label_smoothing=settings["label_smoothing"], process_group=self.group)
         self.generator_step_fn = fastgan.GeneratorStep(
             self.generator, self.critic, self.opt_g, loss=loss, ema=settings["ema"] or None, mode=self.mode,
             lsgan_targets=targets, process_group=self.group)
@@ -198,15 +265,38 @@ class Trainer:
             return self.shard.rows(torch.randn(n * self.shard.world_size, self.s["latent_dim"], device=self.device))
         return torch.randn(n, self.s["latent_dim"], generator=generator).to(self.device)
 
+    def _fake_labels(self, n: int) -> torch.Tensor | None:
+        """Uniformly drawn classes for this rank's ``n`` generated samples (drawn for every rank's), or None for
+        an unconditional run."""
+        if self.classes is None:
+            return None
+        return self.shard.rows(torch.randint(self.classes, (n * self.shard.world_size,), device=self.device))
+
+    def _generate(self, net: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return net(z) if labels is None else net(z, labels)
+
+    def sample_labels(self, n: int) -> torch.Tensor | None:
+        """The classes of :meth:`generate`'s ``n`` samples: ``n // classes`` of each class in turn (then class 0
+        for the rest), so that an 8-wide grid of ``8 * classes`` shows one class per row; None if
+        unconditional."""
+        if self.classes is None:
+            return None
+        per_class = max(n // self.classes, 1)
+        return (torch.arange(n) // per_class % self.classes).to(self.device)
+
     @torch.no_grad()
     def generate(self, n: int) -> torch.Tensor:
-        """``n`` samples from the EMA generator (or the generator) with the fixed evaluation noise."""
+        """``n`` samples from the EMA generator (or the generator) with the fixed evaluation noise (and, for a
+        conditional run, :meth:`sample_labels`)."""
         net = self.ema if self.ema is not None else self.generator
         was_training = net.training
         net.eval()
-        out = torch.cat([net(z) for z in self._noise(n, torch.Generator().manual_seed(EVAL_SEED)).split(4096)])
+        noise = self._noise(n, torch.Generator().manual_seed(EVAL_SEED))
+        labels = self.sample_labels(n)
+        chunks = [self._generate(net, z, None if labels is None else labels[i:i + z.shape[0]])
+                  for i, z in zip(range(0, n, 4096), noise.split(4096))]
         net.train(was_training)
-        return out
+        return torch.cat(chunks)
 
     def evaluate(self) -> dict:
         """Mode metrics on ``eval_samples`` generated points (2-D mixtures only)."""
@@ -219,31 +309,41 @@ class Trainer:
 
     def critic_step(self) -> dict:
         """One critic step on the next real batch and a fresh generated one; detached statistics."""
-        real = self.data.next_batch()
+        real, labels = self.data.next_batch()
+        noise, fake_labels = self._noise(real.shape[0]), self._fake_labels(real.shape[0])
         with torch.no_grad():
-            fake = self.generator(self._noise(real.shape[0]))
-        stats = self.critic_step_fn(real, fake)
+            fake = self._generate(self.generator, noise, fake_labels)
+        if self.classes is None:
+            stats = self.critic_step_fn(real, fake)
+        else:
+            stats = self.critic_step_fn(real, fake, labels=labels, fake_labels=fake_labels)
         stats["d_loss"] = stats.pop("loss")
         return stats
 
     def generator_step(self) -> torch.Tensor:
         """One generator step (and its EMA update); the detached loss."""
-        return self.generator_step_fn(self._noise(self.local_batch))["loss"]
+        noise, labels = self._noise(self.local_batch), self._fake_labels(self.local_batch)
+        return self.generator_step_fn(noise, labels=labels)["loss"]
 
     # ----- the run -----
 
     def fit(self) -> dict:
-        """Train up to ``steps`` generator steps; returns the summary (rank 0 also writes ``summary.json``)."""
+        """Train up to ``steps`` generator steps; returns the summary (rank 0 also writes ``summary.json``).
+        Raises :class:`Interrupted` after a SIGINT or SIGTERM (with the checkpoint of the last step written)."""
+        stop = _StopRequest()
         try:
-            return self._fit()
+            return self._fit(stop)
         finally:
+            stop.restore()
             self.close()
 
-    def _fit(self) -> dict:
+    def _fit(self, stop: _StopRequest) -> dict:
         from tqdm.auto import tqdm
 
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            if self.overwrite:
+                rundir.clear(self.out)
             self._rewrite_metrics()
         s = self.s
         start_wall = time.perf_counter()
@@ -260,16 +360,29 @@ class Trainer:
                 g_loss = self.generator_step()
                 self.step += 1
                 bar.update(1)
-                if self.step % s["log_every"] == 0 or self.step == s["steps"]:
+                logged = self.step % s["log_every"] == 0 or self.step == s["steps"]
+                if logged:
                     now = time.perf_counter()
                     record = self._log(stats, g_loss, (self.step - last_step) / (now - last_time),
                                        wall_before + now - start_wall)
                     last_time, last_step = now, self.step
                     bar.set_postfix({k: f"{record[k]:.3g}" for k in ("d_loss", "g_loss", "high_quality")
                                      if k in record})
-                if self.is_main and (self.step % s["checkpoint_every"] == 0 or self.step == s["steps"]):
+                stopping = self._stopping(stop, logged)
+                if self.is_main and (stopping or self.step % s["checkpoint_every"] == 0 or self.step == s["steps"]):
                     self._save_checkpoint()
+                if stopping:
+                    raise Interrupted(stop.signum or signal.SIGTERM, self.step, self.out)
         return self._finish(time.perf_counter() - start_wall)
+
+    def _stopping(self, stop: _StopRequest, logged: bool) -> bool:
+        """Whether the run stops after this step: a signal arrived (with several processes: at any rank, agreed
+        on at log steps, so that every rank stops after the same step)."""
+        if self.group is None:
+            return stop.signum is not None
+        if not logged:
+            return False
+        return distributed.any_rank(stop.signum is not None, self.group, self.device)
 
     def _set_lr(self, lr: float) -> None:
         for optimizer in (self.opt_g, self.opt_d):
@@ -313,7 +426,7 @@ class Trainer:
         }
         if not self.is_main:
             return summary
-        samples = self.generate(s["eval_samples"] if s["data"] in TOY_SETS else 64)
+        samples = self.generate(s["eval_samples"] if s["data"] in TOY_SETS else 8 * (self.classes or 8))
         torch.save(samples.cpu(), self.out / "samples.pt")
         if s["data"] in TOY_SETS:
             real = self.data.sample(s["eval_samples"], torch.Generator().manual_seed(EVAL_SEED))
@@ -323,7 +436,7 @@ class Trainer:
                           f"{100 * final['high_quality']:.1f}% high quality")
             plot_samples_2d(samples.cpu(), real, self.data.modes, self.out / "samples.png", title)
         else:
-            save_image_grid(samples, self.out / "samples.png")
+            save_image_grid(samples, self.out / "samples.png")  # conditional: one class per row
         plot_curves(self.history, self.out / "curves.png")
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         return summary
@@ -365,16 +478,20 @@ class Trainer:
 
 
 def train(config: TrainConfig | None = None, out_dir: str | Path = "runs/fastgan", *, resume: bool = False,
-          quiet: bool = False, generator: nn.Module | None = None, critic: nn.Module | None = None) -> dict:
+          quiet: bool = False, generator: nn.Module | None = None, critic: nn.Module | None = None,
+          overwrite: bool = False) -> dict:
     """Train a GAN with fastgan's fused stabilizers; returns the run's summary.
 
     Args:
         config: the run's settings (defaults: WGAN-GP on the 8-Gaussian ring).
-        out_dir: where metrics.jsonl, summary.json, samples.png, curves.png, samples.pt and the checkpoint go.
+        out_dir: where metrics.jsonl, summary.json, samples.png, curves.png, samples.pt and the checkpoint go;
+            it must hold no other run unless ``resume`` or ``overwrite``.
         resume: continue from ``out_dir``'s checkpoint (see :class:`Trainer` for what may change).
         quiet: no progress bar.
         generator, critic: your own modules instead of the provided ones (the generator maps
-            (B, latent_dim) noise to samples of the data's shape; the critic maps them to (B, 1) scores).
+            (B, latent_dim) noise to samples of the data's shape; the critic maps them to (B, 1) scores; with
+            ``conditional`` they take the (B,) class labels as a second argument).
+        overwrite: replace the run in ``out_dir``.
     """
     return Trainer(config or TrainConfig(), out_dir, resume=resume, quiet=quiet, generator=generator,
-                   critic=critic).fit()
+                   critic=critic, overwrite=overwrite).fit()

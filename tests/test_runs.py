@@ -1,0 +1,168 @@
+"""`fastgan train` as a run: where it writes (never over another run), bad options refused before anything is
+written, SIGINT and SIGTERM stopping with a checkpoint, and resumed runs ending as uninterrupted ones."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastgan import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["--steps", "3", "--log-every", "1", "--hidden", "8", "--batch-size", "16", "--eval-samples", "100",
+         "--device", "cpu", "--mode", "eager", "--quiet"]
+
+
+def _refused(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    return err[0]
+
+
+def _folder(root, corrupt=False):
+    from PIL import Image
+
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (12, 12), (50 * i, 30, 7)).save(root / label / f"{i}.png")
+    if corrupt:
+        (root / "dog" / "broken.png").write_bytes(b"\x89PNG not really")
+    return root
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+    (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+    (["--lr", "0"], "--lr must be a finite number > 0"),
+    (["--penalty-weight", "-1"], "--penalty-weight must be a finite number > 0, got -1.0"),
+    (["--loss", "wgan", "--clip-value", "0"], "--clip-value must be a finite number > 0, got 0.0"),
+    (["--loss", "wgan", "--clip-value", "-1"], "--clip-value must be a finite number > 0"),
+    (["--seed", "100000000000000000000"], "--seed must be in [0, 2^32)"),
+    (["--seed", "-1"], "--seed must be in [0, 2^32)"),
+    (["--lsgan-abc", "0,1"], "--lsgan-abc: expected 3 comma-separated numbers"),
+    (["--loss", "lsgan", "--lsgan-abc", "0,inf,1"], "--lsgan-abc must be finite"),
+    (["--mode", "graph", "--device", "cpu"], "--mode graph captures CUDA graphs"),
+    (["--loss", "lsgan", "--penalty-weight", "5"], "--penalty-weight does not apply with --loss lsgan"),
+    (["--label-smoothing", "0.1"], "--label-smoothing does not apply with --loss wgan-gp"),
+    (["--loss", "ns", "--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
+    (["--betas", "1.5,0.9"], "--betas must be two numbers in [0, 1)"),
+    (["--ema", "nan"], "--ema must be in [0, 1)"),
+    (["--dist-timeout", "inf"], "--dist-timeout must be a finite number > 0"),
+    (["--conditional"], "--conditional trains on the class labels of an image set"),
+    (["--loss", "wgan", "--lazy-every", "4"], "--lazy-every does not apply with --loss wgan"),
+    (["--resume", "--overwrite"], "give one of them"),
+])
+def test_bad_options_are_one_line_and_write_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    _refused(capsys, ["--out", str(out), *args], message)
+    assert not out.exists()
+
+
+def test_a_corrupt_image_is_named_in_one_line(tmp_path, capsys):
+    root = _folder(tmp_path / "images", corrupt=True)
+    line = _refused(capsys, ["--data", "folder", "--data-root", str(root), "--model", "dcgan", "--image-size", "8",
+                             "--out", str(tmp_path / "run"), *QUICK, "--batch-size", "4"], "cannot read the image")
+    assert "broken.png" in line and not (tmp_path / "run").exists()
+
+
+def test_an_out_that_is_a_file_or_cannot_be_written_is_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    _refused(capsys, ["--out", str(tmp_path / "file"), *QUICK], "is a file, not a folder")
+    assert (tmp_path / "file").read_text() == "mine"
+    _refused(capsys, ["--out", "/proc/fastgan-run", *QUICK], "cannot write in /proc")
+
+
+def test_a_new_run_never_replaces_another(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--out", str(out), *QUICK]) == 0
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    _refused(capsys, ["--out", str(out), *QUICK, "--seed", "1"], "holds another run")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files  # untouched, metrics.jsonl included
+    (out / "notes.txt").write_text("kept")
+    assert cli.main(["train", "--out", str(out), *QUICK, "--seed", "1", "--overwrite"]) == 0
+    assert json.loads((out / "summary.json").read_text())["settings"]["seed"] == 1
+    assert (out / "notes.txt").read_text() == "kept"
+
+
+def test_without_out_each_run_takes_a_new_numbered_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    quick = [a for a in QUICK if a != "--quiet"] + ["--quiet", "--no-lr-decay"]
+    assert cli.main(["train", *quick]) == 0
+    assert cli.main(["train", *quick]) == 0
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["00000-wgan-gp-ring-s0", "00001-wgan-gp-ring-s0"]
+    # --resume without --out continues the newest run of that name.
+    assert cli.main(["train", *quick[:-4], "--steps", "5", "--quiet", "--no-lr-decay", "--resume"]) == 0
+    assert json.loads((tmp_path / "runs" / runs[1] / "summary.json").read_text())["steps"] == 5
+    assert json.loads((tmp_path / "runs" / runs[0] / "summary.json").read_text())["steps"] == 3
+
+
+def test_resume_refuses_a_steps_it_cannot_end_as_an_uninterrupted_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--out", str(out), *QUICK]) == 0  # the ring preset decays the rates over --steps
+    _refused(capsys, ["--out", str(out), "--resume", "--steps", "6"], "--steps cannot change from 3")
+    _refused(capsys, ["--out", str(out), "--resume", "--steps", "2"], "the checkpoint is at step 3")
+
+
+def _parameters(out):
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    return torch.utils._pytree.tree_leaves([state["generator"], state["critic"], state["ema"], state["opt_d"],
+                                             state["opt_g"]])
+
+
+def _assert_same_run(a, b):
+    for x, y in zip(_parameters(a), _parameters(b)):
+        assert torch.equal(x, y) if torch.is_tensor(x) else x == y
+
+
+def test_more_steps_without_rate_decay_end_as_the_longer_run(tmp_path):
+    args = [*QUICK, "--no-lr-decay", "--checkpoint-every", "2"]
+    assert cli.main(["train", "--out", str(tmp_path / "long"), *args, "--steps", "6"]) == 0
+    assert cli.main(["train", "--out", str(tmp_path / "split"), *args, "--steps", "4"]) == 0
+    assert cli.main(["train", "--out", str(tmp_path / "split"), "--resume", "--steps", "6", "--quiet"]) == 0
+    _assert_same_run(tmp_path / "long", tmp_path / "split")
+
+
+def _command(out, *extra):
+    return [sys.executable, "-m", "fastgan.cli", "train", "--out", str(out), "--steps", "400", "--log-every", "5",
+            "--checkpoint-every", "100000", "--hidden", "16", "--batch-size", "32", "--eval-samples", "100",
+            "--device", "cpu", "--mode", "eager", "--quiet", *extra]
+
+
+@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_with_a_checkpoint_and_the_resumed_run_ends_as_the_uninterrupted_one(tmp_path, signum,
+                                                                                            status):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    straight = subprocess.run(_command(tmp_path / "straight"), cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    proc = subprocess.Popen(_command(tmp_path / "split"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "split" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == status, err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"interrupted by {signal.Signals(signum).name} after step" in lines[0], err
+    stopped = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["step"]
+    assert 10 <= stopped < 400 and f"after step {stopped};" in lines[0]
+    resumed = subprocess.run(_command(tmp_path / "split", "--resume"), cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_run(tmp_path / "straight", tmp_path / "split")
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == list(range(5, 401, 5))  # every log line once
