@@ -18,6 +18,9 @@ LOSSES = {
         lambda f: fastgan.lsgan_generator_loss(f, c=0.9, half=False),
         lambda f: reference.lsgan_generator_loss(f, c=0.9, half=False), 1),
     "ns_discriminator": (fastgan.ns_discriminator_loss, reference.ns_discriminator_loss, 2),
+    "ns_discriminator_label_smoothing": (
+        lambda r, f: fastgan.ns_discriminator_loss(r, f, label_smoothing=0.1),
+        lambda r, f: reference.ns_discriminator_loss(r, f, label_smoothing=0.1), 2),
     "ns_generator": (fastgan.ns_generator_loss, reference.ns_generator_loss, 1),
     "hinge_discriminator": (fastgan.hinge_discriminator_loss, reference.hinge_discriminator_loss, 2),
     "hinge_generator": (fastgan.hinge_generator_loss, reference.hinge_generator_loss, 1),
