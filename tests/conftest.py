@@ -38,3 +38,11 @@ def small_grid(monkeypatch):
     from fastgan.kernels import _tiles
 
     monkeypatch.setattr(_tiles, "TARGET_PROGRAMS", SMALL_GRID)
+
+
+@pytest.fixture
+def mnist_root(tmp_path):
+    """A folder holding a tiny MNIST (40 training images) in torchvision's layout."""
+    from helpers import write_mnist
+
+    return write_mnist(tmp_path / "mnist")

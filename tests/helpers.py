@@ -8,6 +8,8 @@ largest value: a zero, halved or 1%-scaled result fails.
 
 import math
 import os
+import struct
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,3 +113,22 @@ SHAPE_IDS = [f"{'x'.join(map(str, s))}-{lay}" for s, lay in SHAPES]
 # Programs a launch aims for in the accuracy tests (the `small_grid` fixture of conftest.py): small, so that
 # small tensors take the tilings large ones take.
 SMALL_GRID = 8
+
+
+def _write_idx(path: Path, array: torch.Tensor, magic: int) -> None:
+    with open(path, "wb") as f:
+        f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", n) for n in array.shape))
+        f.write(array.numpy().tobytes())
+
+
+def write_mnist(root: Path, train: int = 40, test: int = 8) -> Path:
+    """MNIST's four IDX files under ``root/MNIST/raw``: random 28x28 digits labelled ``index % 10`` (every class
+    present). Returns ``root``."""
+    raw = Path(root) / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(0)
+    for split, n in (("train", train), ("t10k", test)):
+        images = torch.randint(0, 256, (n, 28, 28), generator=gen, dtype=torch.uint8)
+        _write_idx(raw / f"{split}-images-idx3-ubyte", images, 0x803)
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", torch.arange(n, dtype=torch.uint8) % 10, 0x801)
+    return Path(root)

@@ -3,7 +3,6 @@ class-conditional generator, ImageFolder's and MNIST's labels, grids with a clas
 pair, spectral normalization, the SNGAN preset and label smoothing."""
 
 import json
-import struct
 
 import pytest
 import torch
@@ -20,24 +19,6 @@ from fastgan.train.models import (
 )
 
 TINY = dict(steps=2, log_every=1, batch_size=8, n_critic=1, device="cpu", mode="eager")
-
-
-def _write_idx(path, array, magic):
-    with open(path, "wb") as f:
-        f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", n) for n in array.shape))
-        f.write(array.numpy().tobytes())
-
-
-@pytest.fixture
-def mnist_root(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    gen = torch.Generator().manual_seed(0)
-    for split, n in (("train", 40), ("t10k", 8)):
-        images = torch.randint(0, 256, (n, 28, 28), generator=gen, dtype=torch.uint8)
-        _write_idx(raw / f"{split}-images-idx3-ubyte", images, 0x803)
-        _write_idx(raw / f"{split}-labels-idx1-ubyte", torch.arange(n, dtype=torch.uint8) % 10, 0x801)
-    return tmp_path
 
 
 @pytest.fixture

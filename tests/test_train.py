@@ -1,7 +1,6 @@
 """The training API and the `fastgan train` command, on tiny runs."""
 
 import json
-import struct
 
 import pytest
 import torch
@@ -53,24 +52,6 @@ def test_presets_follow_the_seed_for_images():
     assert (s["latent_dim"], s["hidden"], s["batch_size"]) == (100, 128, 64)
     s = TrainConfig(loss="lsgan", data="mnist", data_root="x", lr=1e-3).resolved()
     assert (s["lr"], s["n_critic"], tuple(s["lsgan_abc"])) == (1e-3, 1, (0.0, 1.0, 1.0))
-
-
-def _write_idx(path, array, magic):
-    with open(path, "wb") as f:
-        f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", n) for n in array.shape))
-        f.write(array.numpy().tobytes())
-
-
-@pytest.fixture
-def mnist_root(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    gen = torch.Generator().manual_seed(0)
-    for split, n in (("train", 40), ("t10k", 8)):
-        images = torch.randint(0, 256, (n, 28, 28), generator=gen, dtype=torch.uint8)
-        _write_idx(raw / f"{split}-images-idx3-ubyte", images, 0x803)
-        _write_idx(raw / f"{split}-labels-idx1-ubyte", torch.randint(0, 10, (n,), dtype=torch.uint8), 0x801)
-    return tmp_path
 
 
 @pytest.mark.parametrize("model", ["mlp", "dcgan"])
