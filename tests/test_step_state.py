@@ -14,19 +14,6 @@ import fastgan
 MODES = ["eager", "compile"]
 
 
-class LabelBufferCritic(nn.Module):
-    """The conditional-critic wrapper users write without a labels argument: labels in a buffer, replaced by
-    assignment before each call."""
-
-    def __init__(self):
-        super().__init__()
-        self.inner = zoo.ProjectionCritic()
-        self.register_buffer("labels", torch.zeros(8, dtype=torch.long))
-
-    def forward(self, x):
-        return self.inner(x, self.labels)
-
-
 def _batch(t, n=8):
     g = torch.Generator().manual_seed(t)
     return torch.randn(n, 12, generator=g), torch.randn(n, 12, generator=g), torch.randint(zoo.CLASSES, (n,),
@@ -67,8 +54,8 @@ def _replace_labels(critic, t):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_buffer_replaced_between_calls_is_used(mode):
-    expected = _run(None, LabelBufferCritic, _replace_labels)
-    _assert_close(_run(mode, LabelBufferCritic, _replace_labels), expected)
+    expected = _run(None, zoo.LabelBufferCritic, _replace_labels)
+    _assert_close(_run(mode, zoo.LabelBufferCritic, _replace_labels), expected)
 
 
 def _switch_mode(critic, t):

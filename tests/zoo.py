@@ -162,6 +162,19 @@ class RunningCenterCritic(nn.Module):
         return self.net(x - self.center)
 
 
+class LabelBufferCritic(nn.Module):
+    """The conditional-critic wrapper users write without a labels argument: labels in a buffer, replaced by
+    assignment before each call."""
+
+    def __init__(self, batch=8):
+        super().__init__()
+        self.inner = ProjectionCritic()
+        self.register_buffer("labels", torch.zeros(batch, dtype=torch.long))
+
+    def forward(self, x):
+        return self.inner(x, self.labels)
+
+
 CRITICS = {
     "sn mlp (parametrizations)": (SNMLPCritic, VECTOR),
     "sn mlp (old api)": (lambda: SNMLPCritic("old"), VECTOR),
