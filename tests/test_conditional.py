@@ -83,14 +83,17 @@ def test_conditional_mnist_trains_with_a_class_per_row(tmp_path, mnist_root, mod
     step = trainer.critic_step_fn.__call__
 
     def recording(real, fake, *, labels=None, fake_labels=None):
-        seen.append((labels, fake_labels))
+        seen.append((real, labels, fake_labels))
         return step(real, fake, labels=labels, fake_labels=fake_labels)
 
     trainer.critic_step_fn = recording
     trainer.fit()
-    for labels, fake_labels in seen:
+    all_images = trainer.data.images.flatten(1)
+    for real, labels, fake_labels in seen:
         assert labels.dtype == torch.int64 and labels.shape == (8,) and fake_labels.shape == (8,)
-    # MNIST's labels here are index % 10: the real batch's labels are its images' own.
+        # The tiny MNIST's labels are index % 10: the real batch's labels are its images' own.
+        index = (real.flatten(1)[:, None] == all_images[None]).all(dim=2).int().argmax(dim=1)
+        assert torch.equal(labels, index % 10)
     images = torch.load(tmp_path / "run" / "samples.pt")
     assert images.shape == (80, 1, 28, 28)
     rows = trainer.sample_labels(80).reshape(10, 8)
