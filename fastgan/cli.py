@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -160,8 +161,10 @@ def _train(args, parser) -> int:
     except DataError as exc:
         refuse(exc)
     except CollectiveError as exc:
-        print(f"fastgan train: error: {exc}", file=sys.stderr)
-        return 1
+        print(f"fastgan train: error: {exc}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # Leave at once: the process group's teardown at exit, with a rank gone, can hang or abort the process.
+        os._exit(1)
     if not trainer.is_main:
         return 0  # rank 0 reports
     final = summary["final"]

@@ -48,7 +48,9 @@ TOY_PRESETS: dict[str, dict] = {
     "ns": dict(lr=1e-3, betas=(0.5, 0.9), steps=4000),
     "hinge": dict(lr=1e-3, betas=(0.5, 0.9), steps=4000),
     "r1": dict(lr=1e-3, betas=(0.5, 0.9), penalty_weight=0.05, steps=4000),
-    "sngan": dict(lr=1e-3, betas=(0.5, 0.9), n_critic=1, steps=4000),
+    # SNGAN's optimizer (betas (0, 0.9), 5 critic steps) at a 2-D rate: 1 critic step, or lr 2e-4, left the
+    # spectrally normalised critic unable to separate the ring's modes (0-1 of 8 at 2000 steps, seed 0).
+    "sngan": dict(lr=2e-3, betas=(0.0, 0.9), n_critic=5, steps=4000),
 }
 TOY_MODEL = dict(model="mlp", latent_dim=2, hidden=128, depth=3, batch_size=256, ema=0.999, lr_decay=True)
 # The ring is a circle of modes: 1-D noise only has to be cut into 8 arcs, which leaves fewer samples between
@@ -70,6 +72,9 @@ TUNED: dict[tuple[str, str], dict] = {
     ("lsgan", "grid"): dict(steps=25000, pack=2, batch_size=512),
     ("ns", "grid"): dict(steps=25000, pack=2, batch_size=512, lr=5e-4),
     ("hinge", "grid"): dict(steps=25000, pack=2),
+    # Spectral norm finds all 25 grid modes unpacked, where plain hinge collapses: 91% high quality at 8000
+    # steps, 95% at 16000 (seed 0).
+    ("sngan", "grid"): dict(steps=16000),
 }
 IMAGE_MODEL = dict(model="mlp", latent_dim=100, hidden=128, depth=1, batch_size=64, ema=0.0, image_size=28, steps=5000)
 

@@ -333,6 +333,9 @@ class Trainer:
         stop = _StopRequest()
         try:
             return self._fit(stop)
+        except distributed.CollectiveError:
+            self._owns_group = False  # a group with a lost rank is not destroyed: that can hang or abort
+            raise
         finally:
             stop.restore()
             self.close()
