@@ -52,20 +52,8 @@ def _replace_labels(critic, t):
     critic.labels = _batch(t)[2]  # a new tensor: the module's buffer replaced
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_a_buffer_replaced_between_calls_is_used(mode):
-    expected = _run(None, zoo.LabelBufferCritic, _replace_labels)
-    _assert_close(_run(mode, zoo.LabelBufferCritic, _replace_labels), expected)
-
-
 def _switch_mode(critic, t):
     critic.train(t % 2 == 0)  # dropout on, off, on, off
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_train_and_eval_between_calls_are_followed(mode):
-    expected = _run(None, zoo.DropoutCritic, _switch_mode, penalty="dragan")
-    _assert_close(_run(mode, zoo.DropoutCritic, _switch_mode, penalty="dragan"), expected)
 
 
 def _swap_data(critic, t):
@@ -75,22 +63,25 @@ def _swap_data(critic, t):
             first.weight.data = first.weight.data * 0.5 + 0.1  # new storage under the same Parameter
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_parameter_data_assigned_between_calls_is_used(mode):
-    expected = _run(None, zoo.DropoutCritic, _swap_data, penalty="r1")
-    _assert_close(_run(mode, zoo.DropoutCritic, _swap_data, penalty="r1"), expected)
-
-
 def _freeze_first_layer(critic, t):
     if t == 2:
         critic.net[0].requires_grad_(False)
 
 
+CHANGES = {  # what changes between calls: (critic, the change, penalty)
+    "a buffer replaced": (zoo.LabelBufferCritic, _replace_labels, "gp"),
+    "train and eval switched": (zoo.DropoutCritic, _switch_mode, "dragan"),
+    "parameter data assigned": (zoo.DropoutCritic, _swap_data, "r1"),
+    "a layer frozen": (zoo.DropoutCritic, _freeze_first_layer, "gp"),
+}
+
+
 @pytest.mark.parametrize("mode", MODES)
-def test_a_layer_frozen_between_calls_stops_training(mode):
-    expected = _run(None, zoo.DropoutCritic, _freeze_first_layer)
-    got = _run(mode, zoo.DropoutCritic, _freeze_first_layer)
-    _assert_close(got, expected)
+@pytest.mark.parametrize("change", CHANGES)
+def test_modules_changed_between_calls_are_followed(change, mode):
+    build, between, penalty = CHANGES[change]
+    expected = _run(None, build, between, penalty=penalty)
+    _assert_close(_run(mode, build, between, penalty=penalty), expected)
 
 
 def test_parameters_replaced_by_load_state_dict_assign_are_refused_before_anything_runs():
