@@ -186,12 +186,14 @@ def test_a_critic_that_moves_its_buffer_under_a_penalty_runs_eager_exactly():
 
 
 @pytest.mark.parametrize("mode", ["eager", pytest.param("compile", marks=SLOW)])
-def test_lazy_r1_and_clipping_on_a_spectral_norm_critic(mode):
-    """The lazy schedule (a penalty-only update every 2nd call) and clipping, with the power iteration's state."""
+@pytest.mark.parametrize("name", ["sn conv (parametrizations)", "projection (conditional)"])
+def test_lazy_r1_and_clipping_on_spectral_norm_critics(name, mode):
+    """The lazy schedule (a penalty-only update every 2nd call) and clipping, with the power iteration's state
+    (and the real samples' labels at R1's points for the conditional critic)."""
     kwargs = dict(lazy_every=2, clip=0.05)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        step = _check_critic_case("sn conv (parametrizations)", "ns", "r1", mode, steps=4, **kwargs)
+        step = _check_critic_case(name, "ns", "r1", mode, steps=4, **kwargs)
     assert step.mode == mode
 
 
