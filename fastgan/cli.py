@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from .steps.modes import MODES
+from .steps.precision import PRECISIONS
 from .train.config import DEFAULTS, LOSSES, MODELS, RESUME_SAFE, TrainConfig, preset_table
 from .train.data import IMAGE_SETS, TOY_SETS
 
@@ -84,9 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--log-every", type=int, help="steps between log lines (default 100)")
     add("--checkpoint-every", type=int, help="steps between checkpoints (default 1000)")
     add("--eval-samples", type=int, help="generated samples for the mode metrics (default 2500)")
-    add("--mode", choices=("auto", "eager", "compile", "graph"),
+    add("--mode", choices=MODES,
         help="how each step runs: auto (default: compile on a CPU, graph on one GPU), eager, compile (torch.compile "
         "of the whole step) or graph (one CUDA graph per step, CUDA only); see fastgan.steps")
+    add("--precision", choices=PRECISIONS,
+        help="fp32 (default), or bf16: both networks' forward and backward under bf16 autocast, with fp32 "
+        "parameters, optimizer state, penalty and losses")
     add("--lazy-every", type=int, help="apply the penalty every K-th critic step with weight x K (lazy R1)")
     add("--pack", type=int, help="the critic scores groups of this many samples concatenated (PacGAN; default 1)")
     add("--dist-timeout", type=float, metavar="SECONDS",
@@ -103,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     option("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="default: 0 1 2 3 4")
     option("--jobs", type=int, help="runs at once (default: one per CPU core)")
     option("--steps", type=int, help="generator steps of every run (default: each preset's)")
-    option("--mode", choices=("auto", "eager", "compile"), help="step mode of every run (default auto)")
+    option("--mode", choices=[m for m in MODES if m != "graph"], help="step mode of every run (default auto)")
+    option("--precision", choices=PRECISIONS, help="precision of every run (default fp32)")
     option("--out", default="runs/study", help="the study's directory (default runs/study)")
     option("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -113,7 +119,8 @@ def _study(args, parser) -> int:
     from .train.study import run_study
 
     extra = [*(["--steps", str(args.steps)] if args.steps is not None else []),
-             *(["--mode", args.mode] if args.mode else [])]
+             *(["--mode", args.mode] if args.mode else []),
+             *(["--precision", args.precision] if args.precision else [])]
     if args.jobs is not None and args.jobs < 1:
         parser.exit(2, f"fastgan study: error: --jobs must be >= 1, got {args.jobs}\n")
     try:

@@ -194,6 +194,15 @@ FAULTS = [
           "stats = self.critic_step_fn(real, fake, labels=fake_labels, fake_labels=fake_labels)"),
     Fault("a card's RESULTS.md part replaces the first card's part", "benchmarks/report.py",
           "    begin, end = markers(card)\n", "    begin, end = markers(card)\n    begin, end = markers('nvidia-h100-80gb-hbm3')\n"),
+    Fault("precision='bf16' runs the networks in fp32", "fastgan/steps/precision.py",
+          '    if precision == "bf16":\n        return torch.autocast', '    if precision == "bf16x":\n        return torch.autocast'),
+    Fault("the compiled critic step takes the penalty's input gradient in fp32 under bf16",
+          "fastgan/steps/objectives.py",
+          "torch.func.grad(lambda x: scores(critic, x, y, self.state.module, self.precision).sum())(x)",
+          'torch.func.grad(lambda x: scores(critic, x, y, self.state.module, "fp32").sum())(x)'),
+    Fault("the compiled generator step runs the generator in fp32 under bf16", "fastgan/steps/objectives.py",
+          "        with networks(self.precision, noise.device.type):\n            fake = self.state.functional_call(",
+          '        with networks("fp32", noise.device.type):\n            fake = self.state.functional_call('),
 ]
 
 

@@ -178,6 +178,7 @@ def test_cli_writes_every_output(tmp_path, capsys):
     (["--betas", "0.5"], "comma-separated"),
     (["--pack", "0"], "--pack must be >= 1"),
     (["--pack", "3"], "--pack 3 needs each process's batch (256)"),
+    (["--precision", "fp16"], "invalid choice"),
 ])
 def test_cli_errors_are_one_clear_line(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -298,6 +299,22 @@ def test_compiled_run_trains_like_eager(tmp_path, loss):
     assert compiled.critic_step_fn.mode == "compile" and compiled.generator_step_fn.mode == "compile"
     for p, q in zip(compiled.critic.parameters(), eager.critic.parameters()):
         assert (p - q).norm() <= 1e-3 * q.norm()
+
+
+@pytest.mark.parametrize("data,model", [("ring", "mlp"), ("mnist", "dcgan")])
+def test_bf16_runs_train_both_networks_in_bf16(tmp_path, mnist_root, data, model):
+    """`--precision bf16` reaches both steps; an image run trains (finite losses, parameters moved, fp32)."""
+    extra = dict(data_root=str(mnist_root), batch_size=16, n_critic=2) if data == "mnist" else {}
+    trainer = Trainer(TrainConfig(**{**TINY, **extra}, data=data, model=model, precision="bf16"), tmp_path,
+                      quiet=True)
+    before = [p.detach().clone() for p in trainer.generator.parameters()]
+    trainer.fit()
+    assert trainer.critic_step_fn.precision == trainer.generator_step_fn.precision == "bf16"
+    assert json.loads((tmp_path / "summary.json").read_text())["settings"]["precision"] == "bf16"
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"]])).all() for r in records)
+    after = list(trainer.generator.parameters())
+    assert all(p.dtype == torch.float32 for p in after) and any(not torch.equal(a, b) for a, b in zip(after, before))
 
 
 def test_lazy_r1_from_the_command_line(tmp_path):

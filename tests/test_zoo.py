@@ -48,9 +48,11 @@ def _snapshot(module):
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def train_critic(name, loss, penalty, mode=None, dtype=torch.float32, steps=STEPS, clip=None, lazy_every=1):
+def train_critic(name, loss, penalty, mode=None, dtype=torch.float32, steps=STEPS, clip=None, lazy_every=1,
+                 precision="fp32"):
     """``steps`` critic updates of zoo critic ``name`` from seed 0: by fastgan in ``mode``, or by the plain
-    reference when ``mode`` is None; returns (state_dict, per-step statistics, the step or None)."""
+    reference when ``mode`` is None (all of it under bf16 autocast for ``precision="bf16"``, as a user writes
+    it); returns (state_dict, per-step statistics, the step or None)."""
     build, shape = zoo.CRITICS[name]
     torch.manual_seed(0)
     critic = build().to(dtype)
@@ -59,7 +61,7 @@ def train_critic(name, loss, penalty, mode=None, dtype=torch.float32, steps=STEP
     step = None
     if mode is not None:
         step = fastgan.CriticStep(critic, opt, loss=loss, penalty=penalty, penalty_weight=WEIGHT, mode=mode,
-                                  clip_value=clip, lazy_every=lazy_every)
+                                  clip_value=clip, lazy_every=lazy_every, precision=precision)
     history = []
     for t, (real, fake, labels, fake_labels) in enumerate(batches):
         torch.manual_seed(100 + t)
@@ -67,34 +69,39 @@ def train_critic(name, loss, penalty, mode=None, dtype=torch.float32, steps=STEP
             stats = step(real, fake, labels=labels, fake_labels=fake_labels)
             history.append({k: float(v) for k, v in stats.items()})
             continue
-        stats = {}
-        if loss is not None:
-            lazy = lazy_every > 1
-            stats = zoo.reference_critic_step(critic, opt, real, fake, loss, None if lazy else penalty, WEIGHT,
-                                              labels, fake_labels, clip)
-            if lazy and t % lazy_every == 0:
-                stats = {**zoo.reference_critic_step(critic, opt, real, fake, None, penalty, WEIGHT * lazy_every,
-                                                     labels, fake_labels, clip), **stats}
-        else:
-            stats = zoo.reference_critic_step(critic, opt, real, fake, None, penalty, WEIGHT, labels, fake_labels,
-                                              clip)
-        history.append(stats)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            history.append(_reference_critic_steps(t, critic, opt, real, fake, labels, fake_labels, loss, penalty,
+                                                   clip, lazy_every))
     return _snapshot(critic), history, step
+
+
+def _reference_critic_steps(t, critic, opt, real, fake, labels, fake_labels, loss, penalty, clip, lazy_every):
+    """Call ``t`` of the plain reference: the loss update (and the lazy penalty update), or the penalty update."""
+    if loss is None:
+        return zoo.reference_critic_step(critic, opt, real, fake, None, penalty, WEIGHT, labels, fake_labels, clip)
+    lazy = lazy_every > 1
+    stats = zoo.reference_critic_step(critic, opt, real, fake, loss, None if lazy else penalty, WEIGHT, labels,
+                                      fake_labels, clip)
+    if lazy and t % lazy_every == 0:
+        stats = {**zoo.reference_critic_step(critic, opt, real, fake, None, penalty, WEIGHT * lazy_every, labels,
+                                             fake_labels, clip), **stats}
+    return stats
 
 
 def _distance(a, b):
     return float((a.double() - b.double()).norm())
 
 
-def assert_like_reference(got, ref32, ref64, what):
+def assert_like_reference(got, ref32, ref64, what, stats_floor=FLOOR, stats_atol=0.0):
     """Every tensor of ``got`` (a state dict or per-step statistics) within 4x the fp32 reference's distance
-    from float64 (plus ``FLOOR`` of its size); integer tensors (counters) equal."""
+    from float64 (plus ``FLOOR`` of its size; ``stats_floor`` of a statistic's, plus ``stats_atol``); integer
+    tensors (counters) equal."""
     if isinstance(got, list):
         assert len(got) == len(ref64)
         for t, (g, r32, r64) in enumerate(zip(got, ref32, ref64)):
             assert g.keys() == r64.keys(), f"{what}: step {t} returns {sorted(g)}, expected {sorted(r64)}"
             for k in r64:
-                bound = 4 * abs(r32[k] - r64[k]) + FLOOR * (abs(r64[k]) + 1e-3)
+                bound = 4 * abs(r32[k] - r64[k]) + stats_floor * (abs(r64[k]) + 1e-3) + stats_atol
                 assert abs(g[k] - r64[k]) <= bound, (
                     f"{what}: step {t} {k} = {g[k]!r}, float64 reference {r64[k]!r} (fp32 reference {r32[k]!r})")
         return

@@ -10,6 +10,10 @@
 Conditional GANs pass the labels: ``critic_step(real, fake, labels=y, fake_labels=y_fake)`` calls
 ``critic(x, y)``; ``generator_step(z, labels=y)`` calls ``generator(z, y)`` and ``critic(fake, y)``.
 
+Precision (``precision=``): ``"fp32"``, or ``"bf16"``: the networks' forward and backward under bf16 autocast,
+with fp32 parameters, optimizer state, input-gradient norms, penalty and losses, the same in every mode
+(:mod:`fastgan.steps.precision`).
+
 Modes (``mode=``):
 
 - ``eager``: the fused ops of :mod:`fastgan`, step by step.

@@ -11,6 +11,7 @@ from ..losses import LOSS_NAMES, loss_terms
 from ..penalties import PENALTIES, has_batch_statistics, warn_batchnorm
 from .modes import check_mode
 from .objectives import CriticObjective
+from .precision import check_precision
 from .runner import Runner
 from .state import ModuleState
 
@@ -49,6 +50,9 @@ class CriticStep:
             ``penalty_weight * k`` after the loss update (StyleGAN2's lazy regularization); 1 puts the penalty
             into every update.
         mode: ``"auto"``, ``"eager"``, ``"compile"`` or ``"graph"`` (see :mod:`fastgan.steps`).
+        precision: ``"fp32"``, or ``"bf16"``: the critic's forward and backward under bf16 autocast, with its
+            parameters, the optimizer's state, the input-gradient norms, the penalty and the losses in fp32, in
+            every mode (:mod:`fastgan.steps.precision`).
         scaler: a ``torch.amp.GradScaler`` for fp16 autocast (eager mode: compile falls back to eager with it,
             ``mode="graph"`` refuses it, ``auto`` runs eager).
         lsgan_targets: LSGAN's (a, b, c).
@@ -70,7 +74,8 @@ class CriticStep:
 
     def __init__(self, critic: nn.Module, optimizer: torch.optim.Optimizer, *, loss: str | None,
                  penalty: str | None = None, penalty_weight: float = 10.0, clip_value: float | None = None,
-                 lazy_every: int = 1, mode: str = "auto", scaler: torch.amp.GradScaler | None = None,
+                 lazy_every: int = 1, mode: str = "auto", precision: str = "fp32",
+                 scaler: torch.amp.GradScaler | None = None,
                  lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0), label_smoothing: float = 0.0,
                  joint_pass: bool = False, process_group: torch.distributed.ProcessGroup | None = None):
         critic, group = distributed.unwrap(critic, process_group)
@@ -88,6 +93,8 @@ class CriticStep:
             raise ValueError(f"lazy_every must be a positive int, got {lazy_every!r}")
         if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
             raise TypeError(f"scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}")
+        if check_precision(precision) == "bf16" and scaler is not None:
+            raise ValueError("precision='bf16' takes no scaler (a GradScaler is for fp16 autocast)")
         if not isinstance(joint_pass, bool):
             raise TypeError(f"joint_pass must be a bool, got {type(joint_pass).__name__}")
         weight = (_checks.positive_real if penalty is not None else _checks.non_negative_real)(
@@ -95,7 +102,7 @@ class CriticStep:
         clip_value = None if clip_value is None else _checks.positive_real("clip_value", clip_value)
         terms = loss_terms(loss, lsgan_targets, label_smoothing)[:2] if loss is not None else None
         self.critic, self.optimizer, self.group = critic, optimizer, group
-        self.requested_mode = check_mode(mode)
+        self.requested_mode, self.precision = check_mode(mode), precision
         self.state = ModuleState(critic, "critic", optimizer)
         if penalty is not None:
             warn_batchnorm(critic, stacklevel=3)
@@ -108,7 +115,7 @@ class CriticStep:
         kind = PENALTIES.get(penalty)
 
         def runner(terms, kind, weight):
-            objective = CriticObjective(self.state, terms, kind, weight, joint, scaler, clip_value, shard)
+            objective = CriticObjective(self.state, terms, kind, weight, joint, scaler, clip_value, shard, precision)
             return Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)
 
         self._main = runner(terms, None if lazy else kind, weight) if loss is not None else None

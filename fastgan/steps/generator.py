@@ -10,6 +10,7 @@ from ..losses import LOSS_NAMES, loss_terms
 from .critic import check_labels
 from .modes import check_mode
 from .objectives import GeneratorObjective
+from .precision import check_precision
 from .runner import Runner
 from .state import ModuleState, copy_module
 
@@ -26,7 +27,8 @@ class GeneratorStep:
         loss: ``"wgan"``, ``"lsgan"``, ``"ns"`` or ``"hinge"`` (the generator side of :mod:`fastgan.losses`).
         ema: decay of an exponential moving average of the generator, kept in ``self.ema`` and updated after
             every step (with a warm-up: the decay is ``min(ema, (1 + t) / (10 + t))`` at step t), or None.
-        mode: as for :class:`fastgan.CriticStep`.
+        mode, precision: as for :class:`fastgan.CriticStep` (``"bf16"``: the generator's and the critic's forward
+            and backward under bf16 autocast, the loss in fp32).
         lsgan_targets: LSGAN's (a, b, c).
         process_group: as for :class:`fastgan.CriticStep` (the gradients are averaged over its ranks; a
             ``DistributedDataParallel`` generator or critic is unwrapped, the generator's group used).
@@ -35,7 +37,7 @@ class GeneratorStep:
     """
 
     def __init__(self, generator: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer, *, loss: str,
-                 ema: float | None = None, mode: str = "auto",
+                 ema: float | None = None, mode: str = "auto", precision: str = "fp32",
                  lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
                  process_group: torch.distributed.ProcessGroup | None = None):
         generator, group = distributed.unwrap(generator, process_group)
@@ -50,11 +52,11 @@ class GeneratorStep:
         if ema is not None and not 0.0 <= _checks.finite_real("ema", ema) < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {ema}")
         self.generator, self.critic, self.optimizer, self.group = generator, critic, optimizer, group
-        self.requested_mode = check_mode(mode)
+        self.requested_mode, self.precision = check_mode(mode), check_precision(precision)
         self.decay = ema
         self.ema = copy_module(generator).requires_grad_(False) if ema is not None else None
         objective = GeneratorObjective(ModuleState(generator, "generator", optimizer), ModuleState(critic, "critic"),
-                                       loss_terms(loss, lsgan_targets)[2], self.ema)
+                                       loss_terms(loss, lsgan_targets)[2], self.ema, precision)
         self._runner = Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)
         self.calls = 0
 

@@ -27,6 +27,7 @@ from ..kernels.loss_terms import Term
 from ..losses import terms_loss
 from ..penalties import PenaltyKind, has_batch_statistics, penalty_points, point_labels
 from ..penalty import _penalty_fwd_torch, norm_penalty
+from .precision import networks
 from .state import ModuleState, copy_module
 
 
@@ -45,18 +46,24 @@ def draws(kind: PenaltyKind | None, real: torch.Tensor, shard: distributed.Shard
     return alpha, noise
 
 
-def scores(critic: Callable, x: torch.Tensor, y: torch.Tensor | None, module: torch.nn.Module) -> torch.Tensor:
-    """``critic(x)`` or ``critic(x, y)``, checked to be one score per sample (per group of ``module.pack``)."""
-    return _checks.critic_scores(critic(x) if y is None else critic(x, y), x.shape[0], module)
+def scores(critic: Callable, x: torch.Tensor, y: torch.Tensor | None, module: torch.nn.Module,
+           precision: str = "fp32") -> torch.Tensor:
+    """``critic(x)`` or ``critic(x, y)`` in ``precision`` (:mod:`fastgan.steps.precision`), checked to be one score
+    per sample (per group of ``module.pack``); fp32 scores from a bf16 critic, so that the losses are fp32."""
+    with networks(precision, x.device.type):
+        out = critic(x) if y is None else critic(x, y)
+    out = _checks.critic_scores(out, x.shape[0], module)
+    return out.float() if precision == "bf16" else out
 
 
-def scores_of_both(critic: Callable, real, fake, labels, fake_labels, joint: bool, module: torch.nn.Module):
+def scores_of_both(critic: Callable, real, fake, labels, fake_labels, joint: bool, module: torch.nn.Module,
+                   precision: str):
     """The critic's scores of real and fake, in one pass over both batches when ``joint`` (half the launches
     and larger matrix products; only for critics whose samples do not interact)."""
     if not joint:
-        return scores(critic, real, labels, module), scores(critic, fake, fake_labels, module)
+        return scores(critic, real, labels, module, precision), scores(critic, fake, fake_labels, module, precision)
     y = None if labels is None else torch.cat([labels, fake_labels])
-    both = scores(critic, torch.cat([real, fake]), y, module)
+    both = scores(critic, torch.cat([real, fake]), y, module, precision)
     split = both.shape[0] * real.shape[0] // (real.shape[0] + fake.shape[0])
     return both[:split], both[split:]
 
@@ -64,14 +71,15 @@ def scores_of_both(critic: Callable, real, fake, labels, fake_labels, joint: boo
 class CriticObjective:
     """One kind of critic update: its loss (``terms``: the critic's terms on real and fake scores, or None) plus
     ``weight`` times its penalty (``kind``, or None), then clipping of the trained parameters to
-    ``[-clip_value, clip_value]`` when given. ``scaler``: a GradScaler for fp16 autocast, or None."""
+    ``[-clip_value, clip_value]`` when given. ``scaler``: a GradScaler for fp16 autocast, or None. ``precision``:
+    the critic's (:mod:`fastgan.steps.precision`)."""
 
     def __init__(self, state: ModuleState, terms: tuple[Term, Term] | None, kind: PenaltyKind | None,
                  weight: float, joint: bool, scaler: torch.amp.GradScaler | None, clip_value: float | None,
-                 shard: distributed.Shard):
+                 shard: distributed.Shard, precision: str = "fp32"):
         self.state, self.aux = state, None
         self.terms, self.kind, self.weight, self.joint = terms, kind, weight, joint
-        self.scaler, self.clip_value, self.shard = scaler, clip_value, shard
+        self.scaler, self.clip_value, self.shard, self.precision = scaler, clip_value, shard, precision
 
     def eager(self, real, fake, labels, fake_labels) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The objective to minimise with fastgan's fused ops, and its detached statistics."""
@@ -80,14 +88,15 @@ class CriticObjective:
         stats: dict[str, torch.Tensor] = {}
         total = None
         if self.terms is not None:
-            real_out, fake_out = scores_of_both(critic, real, fake, labels, fake_labels, self.joint, critic)
+            real_out, fake_out = scores_of_both(critic, real, fake, labels, fake_labels, self.joint, critic,
+                                                self.precision)
             total = terms_loss(real_out, self.terms[0], fake_out, self.terms[1])
             stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
         if self.kind is not None:
             x = penalty_points(self.kind, real, fake, alpha, noise, interpolated_points)
             x = x.detach().requires_grad_(True)  # a fresh leaf (R1's and R2's points are the inputs themselves)
             y = point_labels(self.kind, labels, fake_labels)
-            grads = input_gradients(critic if y is None else (lambda x: critic(x, y)), x, self.scaler)
+            grads = input_gradients(lambda x: scores(critic, x, y, critic, self.precision), x, self.scaler)
             penalty, norms = norm_penalty(grads, self.kind.center, self.kind.one_sided, True)
             total = self.weight * penalty if total is None else total + self.weight * penalty
             stats.update(penalty=penalty.detach(), grad_norm_mean=norms.mean(), grad_norm_max=norms.max())
@@ -105,13 +114,13 @@ class CriticObjective:
         total = None
         if self.terms is not None:
             real_out, fake_out = scores_of_both(critic, real, fake, labels, fake_labels, self.joint,
-                                                 self.state.module)
+                                                 self.state.module, self.precision)
             total = terms_loss(real_out, self.terms[0], fake_out, self.terms[1], fused=False)
             stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
         if self.kind is not None:
             x = penalty_points(self.kind, real, fake, alpha, noise, _interpolation_fwd_torch)
             y = point_labels(self.kind, labels, fake_labels)
-            grads = torch.func.grad(lambda x: scores(critic, x, y, self.state.module).sum())(x)
+            grads = torch.func.grad(lambda x: scores(critic, x, y, self.state.module, self.precision).sum())(x)
             penalty, norms = _penalty_fwd_torch(grads, self.kind.center, self.kind.one_sided)
             total = self.weight * penalty if total is None else total + self.weight * penalty
             stats.update(penalty=penalty.detach(), grad_norm_mean=norms.detach().mean(),
@@ -159,33 +168,37 @@ class CriticObjective:
         scaler."""
         twin = copy.copy(self)
         twin.state = ModuleState(copy_module(self.state.module, torch.float64), self.state.role)
-        twin.scaler = None
+        twin.scaler, twin.precision = None, "fp32"
         return twin
 
 
 class GeneratorObjective:
     """A generator update: ``term`` of the critic's scores of the generated batch. The critic (``aux``) is
     called, not trained: its tensors get no gradient. ``ema``: the moving average of the generator, updated
-    after each update with the weight in the 0-dim device tensor ``ema_weight``, or None."""
+    after each update with the weight in the 0-dim device tensor ``ema_weight``, or None. ``precision``: both
+    networks' (:mod:`fastgan.steps.precision`)."""
 
-    def __init__(self, state: ModuleState, aux: ModuleState, term: Term, ema: torch.nn.Module | None):
-        self.state, self.aux, self.term, self.ema = state, aux, term, ema
+    def __init__(self, state: ModuleState, aux: ModuleState, term: Term, ema: torch.nn.Module | None,
+                 precision: str = "fp32"):
+        self.state, self.aux, self.term, self.ema, self.precision = state, aux, term, ema, precision
         # Filled before each call, so that a captured graph reads the current value instead of baking in the first.
         self.ema_weight: torch.Tensor | None = None
 
     def eager(self, noise, labels) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         generator, critic = self.state.module, self.aux.module
-        fake = generator(noise) if labels is None else generator(noise, labels)
-        loss = terms_loss(scores(critic, fake, labels, critic), self.term)
+        with networks(self.precision, noise.device.type):
+            fake = generator(noise) if labels is None else generator(noise, labels)
+        loss = terms_loss(scores(critic, fake, labels, critic, self.precision), self.term)
         return loss, {"loss": loss.detach()}
 
     def functional(self, params, others, aux, noise, labels):
         conditioning = () if labels is None else (labels,)
-        fake = self.state.functional_call((params, others), noise, *conditioning)
+        with networks(self.precision, noise.device.type):
+            fake = self.state.functional_call((params, others), noise, *conditioning)
         critic_tensors = ({}, aux)
         critic = self.aux.functional_call
-        loss = terms_loss(scores(lambda x, *y: critic(critic_tensors, x, *y), fake, labels, self.aux.module),
-                          self.term, fused=False)
+        loss = terms_loss(scores(lambda x, *y: critic(critic_tensors, x, *y), fake, labels, self.aux.module,
+                                 self.precision), self.term, fused=False)
         return loss, {"loss": loss.detach()}
 
     def traced_inputs(self, inputs: tuple) -> tuple:
@@ -218,4 +231,5 @@ class GeneratorObjective:
         twin = copy.copy(self)
         twin.state = ModuleState(copy_module(self.state.module, torch.float64), self.state.role)
         twin.aux = ModuleState(copy_module(self.aux.module, torch.float64), self.aux.role)
+        twin.precision = "fp32"
         return twin

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from ..steps.modes import MODES
+from ..steps.precision import PRECISIONS
 from .data import IMAGE_SETS, TOY_SETS
 
 LOSSES = ("wgan", "wgan-gp", "wgan-lp", "lsgan", "ns", "hinge", "r1", "sngan")
@@ -82,11 +84,10 @@ IMAGE_MODEL = dict(model="mlp", latent_dim=100, hidden=128, depth=1, batch_size=
 # What an option left out means when no preset sets it.
 DEFAULTS = dict(loss="wgan-gp", data="ring", seed=0, device="auto", log_every=100, checkpoint_every=1000,
                 eval_samples=2500, mode="auto", lazy_every=1, download=False, dist_timeout=60.0, pack=1,
-                conditional=False, spectral_norm=False, label_smoothing=0.0)
+                conditional=False, spectral_norm=False, label_smoothing=0.0, precision="fp32")
 # Options a resumed run may change: they alter neither the model nor the random numbers of training.
 RESUME_SAFE = ("steps", "device", "mode", "log_every", "checkpoint_every", "eval_samples", "download",
                "dist_timeout")
-MODES = ("auto", "eager", "compile", "graph")
 
 
 @dataclass
@@ -125,6 +126,7 @@ class TrainConfig:
     conditional: bool | None = None  # class-conditional GAN on an image set's labels (projection critic)
     spectral_norm: bool | None = None  # spectral normalization of the provided critic (on for sngan)
     label_smoothing: float | None = None  # one-sided label smoothing of the ns loss (ns, r1): real target 1 - s
+    precision: str | None = None  # "fp32" (default) or "bf16": the networks under bf16 autocast (fastgan.steps)
 
     def given(self) -> dict:
         """The settings set here (not None), i.e. the options a user chose."""
@@ -187,6 +189,8 @@ def check(s: dict, given: dict | None = None) -> None:
         raise ValueError(f"--label-smoothing must be in [0, 1), got {s['label_smoothing']}")
     if s["mode"] not in MODES:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {s['mode']!r}")
+    if s["precision"] not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {s['precision']!r}")
     if s["mode"] == "graph" and s["device"] == "cpu":
         raise ValueError("--mode graph captures CUDA graphs: it needs --device cuda (or auto on a GPU machine)")
     if s["model"] not in MODELS:

@@ -216,10 +216,11 @@ class Trainer:
         self.critic_step_fn = fastgan.CriticStep(
             self.critic, self.opt_d, loss=loss, penalty=penalty, penalty_weight=settings["penalty_weight"],
             clip_value=settings["clip_value"] or None, lazy_every=settings["lazy_every"], mode=self.mode,
-            lsgan_targets=targets, label_smoothing=settings["label_smoothing"], process_group=self.group)
+            precision=settings["precision"], lsgan_targets=targets, label_smoothing=settings["label_smoothing"],
+            process_group=self.group)
         self.generator_step_fn = fastgan.GeneratorStep(
             self.generator, self.critic, self.opt_g, loss=loss, ema=settings["ema"] or None, mode=self.mode,
-            lsgan_targets=targets, process_group=self.group)
+            precision=settings["precision"], lsgan_targets=targets, process_group=self.group)
         self.ema = self.generator_step_fn.ema
         self.step = 0
         self.history: list[dict] = []

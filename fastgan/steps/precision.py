@@ -1,0 +1,24 @@
+"""The precision a step runs its networks in: ``"fp32"``, or ``"bf16"`` (autocast of the critic's and generator's
+forward, and so of their backward; parameters, optimizer state, input-gradient norms and losses stay fp32)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: object) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
+def networks(precision: str, device_type: str) -> contextlib.AbstractContextManager:
+    """The context to call a network in: bf16 autocast for ``"bf16"``; for ``"fp32"`` none at all, so that a
+    caller's own autocast still applies."""
+    if precision == "bf16":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
