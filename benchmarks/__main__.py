@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-def _environment(device: torch.device, copy_gbs: float) -> dict:
+def _environment(device: torch.device, copy_gbs: float, bf16_tflops: float) -> dict:
     import fastgan
 
     try:
@@ -38,15 +38,25 @@ def _environment(device: torch.device, copy_gbs: float) -> dict:
         "fastgan": fastgan.__version__,
         "fastgan_path": "triton" if device.type == "cuda" else "torch (CPU path; Triton timings need a GPU)",
         "copy_bandwidth_gbs": round(copy_gbs, 2),
+        "bf16_matmul_tflops": round(bf16_tflops, 2),
     }
 
 
-def _measure(case, device, copy_gbs: float, rounds: int) -> list[dict]:
+def _measure(case, device, env: dict, rounds: int) -> list[dict]:
     """Time every provider of ``case`` in ``rounds`` interleaved rounds, keeping each one's best median (so that
-    no provider is favoured by running first or last on a noisy machine)."""
-    from .timing import median_ms
+    no provider is favoured by running first or last on a noisy machine). Whole steps on CUDA: first each
+    provider's peak memory (:func:`benchmarks.timing.first_call_peak_mb`)."""
+    from .timing import first_call_peak_mb, median_ms
 
     rows = {}
+    peaks = {}
+    if device.type == "cuda" and not case.kernel_time:
+        for provider, fn in case.providers.items():
+            try:
+                peaks[provider] = first_call_peak_mb(fn)
+            except Exception as exc:  # noqa: BLE001 - recorded by the timing below, which runs it again
+                peaks[provider] = None
+                print(f"  {provider}: first call failed ({type(exc).__name__})", file=sys.stderr)
     for _ in range(rounds):
         for provider, fn in case.providers.items():
             row = rows.setdefault(provider, {"op": case.op, "size": case.size,
@@ -69,10 +79,17 @@ def _measure(case, device, copy_gbs: float, rounds: int) -> list[dict]:
                     rows[provider].update(device_work(fn))
                 except Exception as exc:  # noqa: BLE001 - a profiler failure must not cost the timings
                     rows[provider]["work_error"] = f"{type(exc).__name__}: {exc}"[:200]
-    for row in rows.values():
+    for provider, row in rows.items():
+        if peaks.get(provider) is not None:
+            row["peak_mb"] = round(peaks[provider], 1)
         if "ms" in row and case.bytes is not None:
             row["gbs"] = case.bytes / (row["ms"] * 1e-3) / 1e9
-            row["fraction_of_copy"] = row["gbs"] / copy_gbs
+            row["fraction_of_copy"] = row["gbs"] / env["copy_bandwidth_gbs"]
+        if case.flops is not None:
+            row["flops"], row["arithmetic_intensity"] = case.flops, case.flops / case.traffic
+            if "ms" in row:
+                row["tflops"] = case.flops / (row["ms"] * 1e-3) / 1e12
+                row["fraction_of_bf16_peak"] = row["tflops"] / env["bf16_matmul_tflops"]
     return list(rows.values())
 
 
@@ -87,9 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="seed sizes and one mid size, fp32 and bf16 only")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile provider")
     parser.add_argument("--only", metavar="TEXT", action="append",
-                        help="run only the ops whose name contains TEXT (repeatable: any of them)")
+                        help="run only the cases whose 'op size' (e.g. 'critic step (dcgan 64) 64x3x64x64') contains "
+                        "TEXT (repeatable: any of them)")
     parser.add_argument("--exclude", metavar="TEXT", action="append",
-                        help="skip the ops whose name contains TEXT (repeatable)")
+                        help="skip the cases whose 'op size' contains TEXT (repeatable)")
+    parser.add_argument("--providers", metavar="TEXT", action="append",
+                        help="time only the providers whose name contains TEXT (repeatable: any of them)")
     parser.add_argument("--json", type=Path, help="write the results here (default: print only)")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
@@ -102,22 +122,27 @@ def main(argv: list[str] | None = None) -> int:
     from .cases import all_cases
     from .timing import copy_bandwidth_gbs
     from .report import markdown_table, steps_table
+    from .roofline import matmul_tflops
 
     torch.manual_seed(0)
     copy_gbs = copy_bandwidth_gbs(device, megabytes=256 if device.type == "cuda" else 64)
-    env = _environment(device, copy_gbs)
+    env = _environment(device, copy_gbs, matmul_tflops(device))
     print(f"# fastgan benchmarks on {env['card']} ({env['date']})")
     print(f"torch {env['torch']}, triton {env['triton']}; fastgan path: {env['fastgan_path']}; "
-          f"measured copy bandwidth {copy_gbs:.1f} GB/s\n", flush=True)
+          f"measured copy bandwidth {copy_gbs:.1f} GB/s, bf16 matmul {env['bf16_matmul_tflops']:.1f} TFLOP/s\n",
+          flush=True)
     results = []
     for case in all_cases(device, quick=args.quick, compile_=args.compile):
-        if args.only and not any(text in case.op for text in args.only):
+        label = f"{case.op} {case.size}"
+        if args.only and not any(text in label for text in args.only):
             continue
-        if args.exclude and any(text in case.op for text in args.exclude):
+        if args.exclude and any(text in label for text in args.exclude):
             continue
+        if args.providers:
+            case.providers = {p: fn for p, fn in case.providers.items() if any(t in p for t in args.providers)}
         # Interleaved rounds where the host's noise shows: on a CPU, and for whole steps on CUDA (host included).
         rounds = 1 if device.type == "cuda" and case.kernel_time else 3
-        results.extend(_measure(case, device, copy_gbs, rounds=rounds))
+        results.extend(_measure(case, device, env, rounds=rounds))
         print(f"  {case.op} {case.size} {case.dtype}: done", file=sys.stderr, flush=True)
         if args.json:  # after every case: a run stopped by a time limit keeps what it measured
             _write_json(args.json, env, results)

@@ -28,6 +28,8 @@ class Case:
     dtype: torch.dtype
     bytes: int | None  # minimum memory traffic of one call; None where GB/s means nothing (whole steps)
     providers: dict[str, Callable[[], object]] = field(default_factory=dict)
+    flops: int | None = None  # FLOPs of one call (critic steps: benchmarks.roofline.count_work)
+    traffic: int | None = None  # bytes eager PyTorch moves in one call (the roofline's intensity: flops / traffic)
 
     @property
     def kernel_time(self) -> bool:

@@ -4,7 +4,8 @@
 [--tests "N passed"]`` merges runs of one machine (later files add the rows earlier ones lack, e.g. the
 torch.compile provider from a --quick run), writes the merged JSON and rewrites that card's part of RESULTS.md
 (between its GPU markers; a card not there yet gets a new part at the top of the GPU section) with the card,
-versions, copy bandwidth, test outcome and tables.
+versions, copy bandwidth, test outcome, tables and the pictures of :mod:`benchmarks.plots` (PNGs beside the
+JSON).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import re
 import sys
 from pathlib import Path
+
+from .plots import draw_all
 
 PROVIDERS = ("fastgan", "seed", "eager", "compile")
 
@@ -67,12 +70,25 @@ def _is_step(row: dict) -> bool:
 # Column order; a run's table has the columns of the providers it measured. ("fastgan compile capturable" ran on
 # an H200 on 2026-11-27 only: its rows are in that card's results.)
 STEP_PROVIDERS = ("seed", "fastgan", "fastgan torch path", "fastgan compile", "fastgan compile capturable",
-                  "fastgan graph", "prototype compile+graph", "func compile", "trace compile")
+                  "fastgan graph", "prototype compile+graph", "func compile", "trace compile", "seed bf16",
+                  "fastgan bf16", "fastgan compile bf16", "fastgan graph bf16")
+FP32_ALTERNATIVES = ("func compile", "trace compile")  # a user's own torch.compile of the step
+
+
+def _best(ms: dict, names) -> tuple[str, float] | None:
+    """The fastest of ``names`` measured, as (provider, ms)."""
+    return min(((p, ms[p]) for p in names if p in ms), key=lambda pv: pv[1], default=None)
+
+
+def _times(a: tuple | None, b: tuple | None) -> str:
+    return f"{b[1] / a[1]:.2f}" if a and b else "-"
 
 
 def steps_table(results: list[dict]) -> str:
-    """Whole-step cases (providers beyond the op table's): each provider's median ms and its speed-up over the
-    seed's code, and the best fastgan mode over the best alternative (a user's own torch.compile)."""
+    """Whole-step cases (providers beyond the op table's): each provider's median ms; the best fastgan
+    provider's speed-up over the seed's code, the best fp32 fastgan mode's over a user's own torch.compile, the
+    best bf16 fastgan mode's over the seed's step in bf16 (``seed bf16``); the best fastgan provider's TFLOP/s
+    and fraction of the measured bf16 matmul rate; peak memory of the seed's step and the best fastgan one."""
     groups: dict[tuple, dict[str, dict]] = {}
     for row in results:
         if _is_step(row):
@@ -81,16 +97,23 @@ def steps_table(results: list[dict]) -> str:
         return ""
     providers = [p for p in STEP_PROVIDERS if any(p in by for by in groups.values())]
     head = " | ".join(f"{p} ms" for p in providers)
-    lines = [f"| step | size | {head} | best fastgan x seed | best fastgan x best alternative |",
-             "|---|---|" + "---|" * (len(providers) + 2)]
+    lines = [f"| step | size | {head} | best fastgan x seed | fp32: best fastgan x best compile | bf16: best "
+             "fastgan x seed bf16 | best fastgan TFLOP/s | % of bf16 matmul | peak MiB seed / best fastgan |",
+             "|---|---|" + "---|" * (len(providers) + 6)]
     for (op, size), by in groups.items():
         ms = {p: by[p]["ms"] for p in providers if "ms" in by.get(p, {})}
-        ours = min((v for p, v in ms.items() if p.startswith("fastgan")), default=None)
-        alternative = min((ms[p] for p in ("func compile", "trace compile") if p in ms), default=None)
+        ours = _best(ms, [p for p in ms if p.startswith("fastgan")])
+        ours32 = _best(ms, [p for p in ms if p.startswith("fastgan") and not p.endswith("bf16")])
+        ours16 = _best(ms, [p for p in ms if p.startswith("fastgan") and p.endswith("bf16")])
+        best = by[ours[0]] if ours else {}
+        rate = f"{best['tflops']:.1f}" if "tflops" in best else "-"
+        fraction = f"{100 * best['fraction_of_bf16_peak']:.1f}%" if "fraction_of_bf16_peak" in best else "-"
+        peaks = f"{by['seed']['peak_mb']:.0f} / {best['peak_mb']:.0f}" if "peak_mb" in by.get(
+            "seed", {}) and "peak_mb" in best else "-"
         cells = [_cell(by.get(p, {})) for p in providers]
-        vs_seed = f"{ms['seed'] / ours:.2f}" if ours and "seed" in ms else "-"
-        vs_alt = f"{alternative / ours:.2f}" if ours and alternative else "-"
-        lines.append(f"| {op} | {size} | " + " | ".join(cells) + f" | {vs_seed} | {vs_alt} |")
+        lines.append(f"| {op} | {size} | " + " | ".join(cells) + f" | {_times(ours, _best(ms, ['seed']))} | "
+                     f"{_times(ours32, _best(ms, FP32_ALTERNATIVES))} | {_times(ours16, _best(ms, ['seed bf16']))} | "
+                     f"{rate} | {fraction} | {peaks} |")
     if any("kernels" in row for by in groups.values() for row in by.values()):
         lines += ["", "Device work per call (`benchmarks.timing.device_work`): device operations / launch calls / "
                   "memcpy calls / synchronize calls (the host's time in them) / sync-debug warnings; where the "
@@ -131,7 +154,15 @@ def results_name(environment: dict) -> str:
     return f"{card_slug(environment)}-{environment['date'][:10]}.json"
 
 
-def gpu_section(report: dict, json_name: str, tests: str | None) -> str:
+def launch_table(launch: dict) -> str:
+    """The rows of ``python -m benchmarks.launch_cost``: host microseconds per call, fastgan against ATen."""
+    lines = ["Host time of one launch (`benchmarks.launch_cost`, tiny tensors):", "",
+             "| op | fastgan host us | ATen host us | fastgan / ATen |", "|---|---|---|---|"]
+    lines += [f"| {r['op']} | {r['fastgan_us']} | {r['aten_us']} | {r['ratio']} |" for r in launch["rows"]]
+    return "\n".join(lines)
+
+
+def gpu_section(report: dict, json_name: str, tests: str | None, pictures: list[str] = ()) -> str:
     env = report["environment"]
     timers = sorted({r.get("timer", "?") for r in report["results"] if "ms" in r})
     begin, end = markers(card_slug(env))
@@ -145,8 +176,11 @@ def gpu_section(report: dict, json_name: str, tests: str | None) -> str:
         + (f" Compiled-Triton test suite: {tests}." if tests else ""),
     ]
     ops = any(not _is_step(r) for r in report["results"])
+    lines += ["", launch_table(report["launch"])] if report.get("launch") else []
     lines += ["", markdown_table(report["results"])] if ops else []
-    lines += ["", steps_table(report["results"]), end]
+    lines += ["", steps_table(report["results"])]
+    lines += ["", " ".join(f"![{Path(p).stem}](results/{p})" for p in pictures)] if pictures else []
+    lines.append(end)
     return "\n".join(lines)
 
 
@@ -167,13 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, required=True, help="where <card>-<date>.json is written")
     parser.add_argument("--results-md", type=Path, help="RESULTS.md whose GPU section is rewritten")
     parser.add_argument("--tests", help="the test suite's outcome line, quoted in the section")
+    parser.add_argument("--launch", type=Path, help="the JSON of python -m benchmarks.launch_cost")
     args = parser.parse_args(argv)
     report = merge([json.loads(p.read_text()) for p in args.inputs])
+    if args.launch:
+        report["launch"] = json.loads(args.launch.read_text())
     name = results_name(report["environment"])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / name).write_text(json.dumps(report, indent=1) + "\n")
+    pictures = [p.name for p in draw_all(report, args.out_dir / name.removesuffix(".json"))]
     if args.results_md:
-        write_gpu_section(args.results_md, gpu_section(report, name, args.tests), card_slug(report["environment"]))
+        write_gpu_section(args.results_md, gpu_section(report, name, args.tests, pictures),
+                          card_slug(report["environment"]))
     print(f"wrote {args.out_dir / name}" + (f" and the GPU section of {args.results_md}" if args.results_md else ""))
     return 0
 

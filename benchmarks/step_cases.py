@@ -1,7 +1,11 @@
 """Whole-step benchmark cases: one WGAN-GP critic step (zero grad, losses, penalty, backward, Adam step), and one
 full iteration (5 critic steps on fresh generated batches, then one generator step), on the seed's MLP pair,
-PyTorch-GAN's MLP pair and a DCGAN pair for 64x64 images, batch 64. Every provider returns the detached loss,
-as a loop that logs it must (fastgan's steps also return the Wasserstein estimate and the gradient norms).
+PyTorch-GAN's MLP pair and a DCGAN pair for 64x64 images, batch 64 (on CUDA the DCGAN critic step at batch 16
+and 256 too); on CUDA also a 128x128 spectral-norm ResNet critic (SNGAN/BigGAN style) at batch 64, with
+WGAN-GP and with R1 applied lazily every 16 steps (timed over 16 calls). Every provider returns the detached
+loss, as a loop that logs it must (fastgan's steps also return the Wasserstein estimate and the gradient norms).
+Each critic-step case carries the FLOPs and eager traffic of one call (:func:`benchmarks.roofline.count_work` of
+the seed's step).
 
 Providers:
 - ``seed``: the seed's code (``fastgan.reference``'s penalty in the seed's loop);
@@ -12,11 +16,17 @@ Providers:
 - ``func compile``: the step as a user would compile it with ``torch.func.grad`` + ``functional_call``;
 - ``trace compile``: ``torch.compile(fullgraph=True)`` of loss and backward inside
   ``torch._dynamo.config.patch(trace_autograd_ops=True)``, zero_grad outside, the optimizer step compiled apart.
+
+bf16 cases (dtype ``bfloat16``; on a CPU for the seed's MLP only): ``seed bf16``, the seed's step under bf16
+autocast with channels_last images (what a user gets alone in that precision), on CUDA captured by hand in one
+CUDA graph where it captures; ``fastgan bf16``, ``fastgan compile bf16``, ``fastgan graph bf16``: the steps with
+``precision="bf16"`` (channels_last images too).
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable, Iterator
 
 import torch
@@ -26,10 +36,10 @@ from torch.func import functional_call
 import fastgan
 from fastgan import reference
 from fastgan.steps.graph import warm_then_capture
-
-from fastgan.train.models import DCGANGenerator
+from fastgan.train.models import DCGANGenerator, ResNetCritic, spectral_normalized
 
 from .cases import Case, conv_critic, mlp_critic, mlp_generator
+from .roofline import count_work
 
 LAMBDA = 10.0
 
@@ -175,49 +185,144 @@ def trace_compile_generator_step(generator: nn.Module, critic: nn.Module, opt: t
     return step
 
 
-def _step_pairs(name: str, device: torch.device, compile_: bool) -> dict[str, tuple[Callable, Callable, nn.Module]]:
-    """Per provider: its critic step ``(real, fake)``, its generator step ``(z)`` and its generator, each
-    provider with its own copies of the same initial models."""
-    build_critic, build_generator, _ = PAIRS[name]
-    base_critic, base_generator = build_critic().to(device), build_generator().to(device)
+# A critic step's objective as CriticStep takes it: loss, penalty, penalty weight, lazy_every.
+WGAN_GP = ("wgan", "gp", LAMBDA, 1)
+LAZY_R1 = ("ns", "r1", 5.0, 16)  # gamma = 10, StyleGAN2's lazy interval
+
+
+def seed_lazy_r1_steps(critic: nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor,
+                       calls: int = LAZY_R1[3], weight: float = LAZY_R1[2]) -> torch.Tensor:
+    """``calls`` critic steps of the non-saturating loss written plainly, R1 (weight x ``calls``) applied as its
+    own update after the first one: one period of lazy regularization."""
+    for t in range(calls):
+        opt.zero_grad()
+        loss = reference.ns_discriminator_loss(critic(real), critic(fake))
+        loss.backward()
+        opt.step()
+        if t == 0:
+            opt.zero_grad()
+            (weight * calls * reference.squared_gradient_norm(critic, real)[0]).backward()
+            opt.step()
+    return loss.detach()
+
+
+def _seed_call(objective: tuple, critic: nn.Module, opt: torch.optim.Optimizer) -> Callable:
+    """The seed-style code of one timed call of ``objective``: a WGAN-GP step, or a lazy-R1 period."""
+    if objective == LAZY_R1:
+        return lambda r, f: seed_lazy_r1_steps(critic, opt, r, f)
+    return lambda r, f: seed_step(critic, opt, r, f)
+
+
+def _fastgan_call(step: Callable, objective: tuple) -> Callable:
+    calls = objective[3]
+    if calls == 1:
+        return step
+
+    def period(real, fake):
+        for _ in range(calls):
+            stats = step(real, fake)
+        return stats
+
+    return period
+
+
+class HandCaptured:
+    """``step(*inputs)`` as a user captures it by hand: at the first call one warm-up step, then the step captured
+    in one CUDA graph on static copies of the inputs, replayed (inputs copied in) from then on; where the capture
+    fails, ``step`` itself."""
+
+    def __init__(self, step: Callable):
+        self.step, self.graph = step, None
+
+    def __call__(self, *inputs: torch.Tensor):
+        if self.graph is None:
+            self.static = [t.clone() for t in inputs]
+            try:
+                warmed, self.graph, self.out = warm_then_capture(lambda: self.step(*self.static),
+                                                                 lambda: self.step(*self.static))
+            except Exception as exc:  # noqa: BLE001 - e.g. a host sync in the user's step
+                print(f"seed bf16: the step does not capture ({type(exc).__name__}); timed uncaptured",
+                      file=sys.stderr)
+                self.graph = False
+            return self.step(*inputs)
+        if self.graph is False:
+            return self.step(*inputs)
+        for s, t in zip(self.static, inputs):
+            s.copy_(t)
+        self.graph.replay()
+        return self.out.clone()
+
+
+def _bf16_seed_call(objective: tuple, critic: nn.Module, opt: torch.optim.Optimizer, device) -> Callable:
+    call = _seed_call(objective, critic, opt)
+
+    def autocast_call(real, fake):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return call(real, fake)
+
+    return HandCaptured(autocast_call) if device.type == "cuda" else autocast_call
+
+
+def _step_pairs(name: str, device: torch.device, compile_: bool, objective: tuple = WGAN_GP,
+                precision: str = "fp32") -> dict[str, tuple[Callable, Callable | None, nn.Module | None]]:
+    """Per provider: its timed critic call ``(real, fake)``, its generator step ``(z)`` and its generator (None
+    for critic-only pairs and in bf16), each provider with its own copies of the same initial models."""
+    build_critic, build_generator, _, _ = PAIRS[name]
+    base_critic = build_critic().to(device)
+    base_generator = build_generator().to(device) if build_generator and precision == "fp32" else None
+    cuda, bf16 = device.type == "cuda", precision == "bf16"
+    if bf16 and _is_conv(base_critic):
+        base_critic = base_critic.to(memory_format=torch.channels_last)
+    suffix = " bf16" if bf16 else ""
     made = {}
 
     def fresh(capturable=False):
         critic, generator = copy.deepcopy(base_critic), copy.deepcopy(base_generator)
-        return critic, generator, _adam(critic, capturable), _adam(generator, capturable)
+        return (critic, generator, _adam(critic, capturable),
+                _adam(generator, capturable) if generator is not None else None)
 
-    d, g, opt_d, opt_g = fresh()
-    made["seed"] = (lambda r, f, d=d, o=opt_d: seed_step(d, o, r, f),
-                    lambda z, g=g, d=d, o=opt_g: seed_generator_step(g, d, o, z), g)
+    d, g, opt_d, opt_g = fresh(capturable=bf16 and cuda)
+    if bf16:
+        made["seed bf16"] = (_bf16_seed_call(objective, d, opt_d, device), None, None)
+    else:
+        made["seed"] = (_seed_call(objective, d, opt_d),
+                        g and (lambda z, g=g, d=d, o=opt_g: seed_generator_step(g, d, o, z)), g)
     # On CUDA also eager on PyTorch's kernels instead of Triton's: what the Triton launches cost the host. (A
     # compiled step with a capturable Adam was measured on an H200 on 2026-11-27: slower, see RESULTS.md.)
-    cuda = device.type == "cuda"
     variants = [("fastgan", "eager")]
-    if cuda:
+    if cuda and not bf16:
         variants.append(("fastgan torch path", "eager"))
     if compile_:
         variants.append(("fastgan compile", "compile"))
     if cuda:
         variants.append(("fastgan graph", "graph"))
+    loss, penalty, weight, lazy = objective
     for provider, mode in variants:
         d, g, opt_d, opt_g = fresh(capturable=mode == "graph")
-        critic_step = fastgan.CriticStep(d, opt_d, loss="wgan", penalty="gp", penalty_weight=LAMBDA, mode=mode)
-        generator_step = fastgan.GeneratorStep(g, d, opt_g, loss="wgan", mode=mode)
+        critic_step = fastgan.CriticStep(d, opt_d, loss=loss, penalty=penalty, penalty_weight=weight,
+                                         lazy_every=lazy, mode=mode, precision=precision)
+        generator_step = g and fastgan.GeneratorStep(g, d, opt_g, loss=loss, mode=mode)
         if provider.endswith("torch path"):
-            critic_step, generator_step = _on_torch_path(critic_step), _on_torch_path(generator_step)
-        made[provider] = (critic_step, generator_step, g)
+            critic_step, generator_step = _on_torch_path(critic_step), g and _on_torch_path(generator_step)
+        made[provider + suffix] = (_fastgan_call(critic_step, objective), generator_step, g)
+    if bf16 or objective != WGAN_GP:
+        return made
     if compile_ and cuda:
         d, g, opt_d, opt_g = fresh(capturable=True)
         critic_step = fastgan.CriticStep(d, opt_d, loss="wgan", penalty="gp", penalty_weight=LAMBDA, mode="compile")
-        generator_step = fastgan.GeneratorStep(g, d, opt_g, loss="wgan", mode="compile")
+        generator_step = g and fastgan.GeneratorStep(g, d, opt_g, loss="wgan", mode="compile")
         made["prototype compile+graph"] = (CapturedCompiledStep(critic_step, critic_step._main),
-                                           CapturedCompiledStep(generator_step, generator_step._runner), g)
+                                           g and CapturedCompiledStep(generator_step, generator_step._runner), g)
     if compile_:
         d, g, opt_d, opt_g = fresh()
-        made["func compile"] = (func_compile_step(d, opt_d), func_compile_generator_step(g, d, opt_g), g)
+        made["func compile"] = (func_compile_step(d, opt_d), g and func_compile_generator_step(g, d, opt_g), g)
         d, g, opt_d, opt_g = fresh()
-        made["trace compile"] = (trace_compile_step(d, opt_d), trace_compile_generator_step(g, d, opt_g), g)
+        made["trace compile"] = (trace_compile_step(d, opt_d), g and trace_compile_generator_step(g, d, opt_g), g)
     return made
+
+
+def _is_conv(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in module.modules())
 
 
 class CapturedCompiledStep:
@@ -278,25 +383,69 @@ def _iteration(critic_step: Callable, generator_step: Callable, generator: nn.Mo
     return generator_step(torch.randn(real.shape[0], latent_dim, device=real.device))
 
 
-PAIRS = {
-    "seed mlp": (mlp_critic, mlp_generator, (64, 784)),
-    "pytorch-gan mlp": (pytorch_gan_critic, pytorch_gan_generator, (64, 784)),
-    "dcgan 64": (conv_critic, lambda: DCGANGenerator(100, 3, 64), (64, 3, 64, 64)),
+PAIRS = {  # critic, generator (None: critic steps only), batch shape, CUDA only
+    "seed mlp": (mlp_critic, mlp_generator, (64, 784), False),
+    "pytorch-gan mlp": (pytorch_gan_critic, pytorch_gan_generator, (64, 784), False),
+    "dcgan 64": (conv_critic, lambda: DCGANGenerator(100, 3, 64), (64, 3, 64, 64), False),
+    "sn resnet 128": (lambda: spectral_normalized(ResNetCritic(3, 128, 64)), None, (64, 3, 128, 128), True),
 }
+# On CUDA, more batch sizes of a pair's critic step: how its cost grows with the batch.
+BATCHES = {"dcgan 64": (16, 64, 256)}
+# On a CPU, the bf16 cases of these pairs only (the others take seconds a call there).
+CPU_BF16 = ("seed mlp",)
+
+
+def _work(name: str, device: torch.device, shape: tuple, objective: tuple) -> tuple[int, int]:
+    """(FLOPs, eager traffic in bytes) of one timed call of ``objective`` on pair ``name`` (the seed's code, on a
+    copy of the critic)."""
+    torch.manual_seed(0)
+    critic = PAIRS[name][0]().to(device)
+    real, fake = torch.rand(shape, device=device), torch.rand(shape, device=device)
+    call = _seed_call(objective, critic, _adam(critic))
+    return count_work(lambda: call(real, fake))
+
+
+def _batches(shape: tuple, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    real, fake = torch.rand(shape, device=device) * 2 - 1, torch.rand(shape, device=device) * 2 - 1
+    if channels_last:
+        real, fake = real.to(memory_format=torch.channels_last), fake.to(memory_format=torch.channels_last)
+    return real, fake
+
+
+def _critic_cases(name: str, device: torch.device, compile_: bool, shape: tuple, objective: tuple, op: str,
+                  iterations: bool) -> Iterator[Case]:
+    """The fp32 case of ``op`` on pair ``name`` at ``shape``, its iteration (fp32, where the pair has a generator),
+    then its bf16 case."""
+    cuda, size = device.type == "cuda", "x".join(map(str, shape))
+    flops, traffic = _work(name, device, shape, objective)
+    real, fake = _batches(shape, device, channels_last=False)
+    steps = _step_pairs(name, device, compile_, objective)
+    # The batches bound as defaults: pytest collects every case before it calls any.
+    yield Case(op, size, torch.float32, None, {p: (lambda c=c, r=real, f=fake: c(r, f)) for p, (c, _, _) in
+                                               steps.items()}, flops=flops, traffic=traffic)
+    if iterations and PAIRS[name][1] is not None and (cuda or name != "dcgan 64"):
+        yield Case(f"iteration ({name})", size, torch.float32, None,
+                   {p: (lambda c=c, g=g, m=m, r=real: _iteration(c, g, m, r)) for p, (c, g, m) in steps.items()})
+    if cuda or name in CPU_BF16:
+        real, fake = _batches(shape, device, channels_last=len(shape) == 4)
+        steps = _step_pairs(name, device, compile_, objective, precision="bf16")
+        yield Case(op, size, torch.bfloat16, None, {p: (lambda c=c, r=real, f=fake: c(r, f)) for p, (c, _, _) in
+                                                    steps.items()}, flops=flops, traffic=traffic)
 
 
 def step_cases(device: torch.device, compile_: bool, pairs=tuple(PAIRS), iterations: bool = True) -> Iterator[Case]:
-    """One critic step, then one full iteration, per provider and model pair (timed host included, as a user
-    runs them). On a CPU the DCGAN iteration (seconds per call) is left out."""
+    """Per model pair and batch: one critic step (fp32, then bf16), and one full iteration (fp32), per provider
+    (timed host included, as a user runs them); the lazy-R1 period on the ResNet. On a CPU the CUDA-only pairs,
+    the DCGAN iteration (seconds per call) and most bf16 cases are left out."""
+    cuda = device.type == "cuda"
     for name in pairs:
-        shape = PAIRS[name][2]
-        torch.manual_seed(0)
-        real, fake = torch.rand(shape, device=device) * 2 - 1, torch.rand(shape, device=device) * 2 - 1
-        size = "x".join(map(str, shape))
-        steps = _step_pairs(name, device, compile_)
-        # The batches bound as defaults: pytest collects every case before it calls any.
-        yield Case(f"critic step ({name})", size, torch.float32, None,
-                   {p: (lambda c=c, r=real, f=fake: c(r, f)) for p, (c, _, _) in steps.items()})
-        if iterations and (device.type == "cuda" or name != "dcgan 64"):
-            yield Case(f"iteration ({name})", size, torch.float32, None,
-                       {p: (lambda c=c, g=g, m=m, r=real: _iteration(c, g, m, r)) for p, (c, g, m) in steps.items()})
+        _, _, shape, cuda_only = PAIRS[name]
+        if cuda_only and not cuda:
+            continue
+        for batch in BATCHES.get(name, (shape[0],)) if cuda else (shape[0],):
+            yield from _critic_cases(name, device, compile_, (batch, *shape[1:]), WGAN_GP, f"critic step ({name})",
+                                     iterations and batch == shape[0])
+        if name == "sn resnet 128":
+            yield from _critic_cases(name, device, compile_, shape, LAZY_R1, f"critic steps x16 ({name}, lazy r1)",
+                                     False)

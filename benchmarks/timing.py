@@ -80,6 +80,18 @@ def device_work(fn: Callable[[], object]) -> dict[str, float]:
     return {**work, "syncs": sum("synchroniz" in str(w.message) for w in caught)}
 
 
+def first_call_peak_mb(fn: Callable[[], object]) -> float:
+    """MiB a CUDA call of ``fn`` adds at its peak over what was allocated before it (``max_memory_allocated``).
+    Meant for a step's first call, which also allocates what later calls keep: gradients, the optimizer's state
+    and, in graph modes, the captured graph's memory pool (per captured shape)."""
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
 def copy_bandwidth_gbs(device: torch.device, megabytes: int = 256) -> float:
     """Measured device-to-device copy bandwidth in GB/s (bytes read + bytes written per second)."""
     n = megabytes * 2**20 // 4

@@ -154,3 +154,73 @@ def test_pytest_benchmark_cases_run():
                           env={k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"})
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
+def test_flops_follow_torchs_formulas():
+    """A linear layer's forward and backward: three products of 2 x B x in x out FLOPs; the DCGAN 64x64 WGAN-GP
+    critic step at batch 64: 107 GFLOP, the cost of about 12 forward passes (the figure the GPU-speed issue
+    quotes from ``torch.utils.flop_counter``'s formulas)."""
+    import torch
+
+    from benchmarks.cases import conv_critic
+    from benchmarks.roofline import count_work
+    from benchmarks.step_cases import _adam, seed_step
+
+    layer, x = torch.nn.Linear(30, 20), torch.randn(7, 30, requires_grad=True)
+    flops, traffic = count_work(lambda: layer(x).sum().backward())
+    assert flops == 3 * 2 * 7 * 30 * 20 and traffic > 4 * (x.numel() + layer.weight.numel())
+    torch.manual_seed(0)
+    critic = conv_critic()
+    real, fake = torch.rand(64, 3, 64, 64), torch.rand(64, 3, 64, 64)
+    step, _ = count_work(lambda: seed_step(critic, _adam(critic), real, fake))
+    with torch.no_grad():
+        forward, _ = count_work(lambda: critic(real))
+    assert abs(step - 107e9) < 0.005 * 107e9 and 11.5 < step / forward < 12.5
+
+
+def test_step_rows_carry_flops_and_the_bf16_providers(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = _run(["--quick", "--no-compile", "--only", "critic step (seed mlp)", "--only", "interpolation",
+                 "--json", str(out)], interpret=False)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["environment"]["bf16_matmul_tflops"] > 0
+    steps = [r for r in report["results"] if r["op"] == "critic step (seed mlp)"]
+    assert {(r["provider"], r["dtype"]) for r in steps} == {
+        ("seed", "float32"), ("fastgan", "float32"), ("seed bf16", "bfloat16"), ("fastgan bf16", "bfloat16")}
+    for r in steps:
+        assert r["flops"] > 0 and r["arithmetic_intensity"] > 0
+        assert abs(r["tflops"] - r["flops"] / (r["ms"] * 1e-3) / 1e12) < 1e-9 * r["tflops"]
+        assert r["fraction_of_bf16_peak"] == r["tflops"] / report["environment"]["bf16_matmul_tflops"]
+    from benchmarks.report import gpu_section
+    from benchmarks.plots import draw_all
+
+    pictures = draw_all(report, tmp_path / "card")
+    assert sorted(p.name for p in pictures) == ["card-bandwidth.png", "card-roofline.png", "card-steps.png"]
+    assert all(p.stat().st_size > 10_000 for p in pictures)
+    section = gpu_section(report, "card.json", None, [p.name for p in pictures])
+    assert "](results/card-roofline.png)" in section and "% of bf16 matmul" in section
+
+
+def test_the_lazy_r1_benchmarks_seed_code_trains_as_the_lazy_step_does():
+    """The seed-style lazy-R1 period the ResNet case times does what ``CriticStep(..., lazy_every=16)`` does in
+    16 calls (same seeds): the comparison is of the same work."""
+    import copy
+
+    import torch
+
+    import fastgan
+    from benchmarks.step_cases import LAZY_R1, _adam, seed_lazy_r1_steps
+    from tests.models import tiny_mlp_gan
+
+    critic, _ = tiny_mlp_gan("cpu")
+    real, fake = torch.randn(8, 12), torch.randn(8, 12)
+    plain, stepped = copy.deepcopy(critic), copy.deepcopy(critic)
+    seed_lazy_r1_steps(plain, _adam(plain), real, fake)
+    loss, penalty, weight, every = LAZY_R1
+    step = fastgan.CriticStep(stepped, _adam(stepped), loss=loss, penalty=penalty, penalty_weight=weight,
+                              lazy_every=every, mode="eager")
+    for _ in range(every):
+        step(real, fake)
+    for p, q in zip(stepped.parameters(), plain.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
