@@ -70,8 +70,8 @@ def _is_step(row: dict) -> bool:
 # Column order; a run's table has the columns of the providers it measured. ("fastgan compile capturable" ran on
 # an H200 on 2026-11-27 only: its rows are in that card's results.)
 STEP_PROVIDERS = ("seed", "fastgan", "fastgan torch path", "fastgan compile", "fastgan compile capturable",
-                  "fastgan graph", "prototype compile+graph", "func compile", "trace compile", "seed bf16",
-                  "fastgan bf16", "fastgan compile bf16", "fastgan graph bf16")
+                  "fastgan graph", "fastgan compile+graph", "func compile", "trace compile", "seed bf16",
+                  "fastgan bf16", "fastgan compile bf16", "fastgan graph bf16", "fastgan compile+graph bf16")
 FP32_ALTERNATIVES = ("func compile", "trace compile")  # a user's own torch.compile of the step
 
 

@@ -9,17 +9,16 @@ the seed's step).
 
 Providers:
 - ``seed``: the seed's code (``fastgan.reference``'s penalty in the seed's loop);
-- ``fastgan``: ``fastgan.CriticStep`` eager; ``fastgan compile``, ``fastgan graph`` (CUDA) its other modes; on
-  CUDA also ``fastgan torch path`` (eager on PyTorch's kernels, ``use_backend("torch")``: the Triton launches'
-  host cost);
-- ``prototype compile+graph`` (CUDA): :class:`CapturedCompiledStep`, not a mode yet (not counted as fastgan's);
+- ``fastgan``: ``fastgan.CriticStep`` eager; ``fastgan compile``, ``fastgan graph``, ``fastgan compile+graph``
+  (CUDA) its other modes; on CUDA also ``fastgan torch path`` (eager on PyTorch's kernels,
+  ``use_backend("torch")``: the Triton launches' host cost);
 - ``func compile``: the step as a user would compile it with ``torch.func.grad`` + ``functional_call``;
 - ``trace compile``: ``torch.compile(fullgraph=True)`` of loss and backward inside
   ``torch._dynamo.config.patch(trace_autograd_ops=True)``, zero_grad outside, the optimizer step compiled apart.
 
 bf16 cases (dtype ``bfloat16``; on a CPU for the seed's MLP only): ``seed bf16``, the seed's step under bf16
 autocast with channels_last images (what a user gets alone in that precision), on CUDA captured by hand in one
-CUDA graph where it captures; ``fastgan bf16``, ``fastgan compile bf16``, ``fastgan graph bf16``: the steps with
+CUDA graph where it captures; ``fastgan bf16``, ``fastgan compile bf16``, ``fastgan graph bf16``, ``fastgan compile+graph bf16``: the steps with
 ``precision="bf16"`` (channels_last images too).
 """
 
@@ -36,6 +35,7 @@ from torch.func import functional_call
 import fastgan
 from fastgan import reference
 from fastgan.steps.graph import warm_then_capture
+from fastgan.steps.modes import GRAPH_MODES
 from fastgan.train.models import DCGANGenerator, ResNetCritic, spectral_normalized
 
 from .cases import Case, conv_critic, mlp_critic, mlp_generator
@@ -296,9 +296,11 @@ def _step_pairs(name: str, device: torch.device, compile_: bool, objective: tupl
         variants.append(("fastgan compile", "compile"))
     if cuda:
         variants.append(("fastgan graph", "graph"))
+    if cuda and compile_:
+        variants.append(("fastgan compile+graph", "compile+graph"))
     loss, penalty, weight, lazy = objective
     for provider, mode in variants:
-        d, g, opt_d, opt_g = fresh(capturable=mode == "graph")
+        d, g, opt_d, opt_g = fresh(capturable=mode in GRAPH_MODES)
         critic_step = fastgan.CriticStep(d, opt_d, loss=loss, penalty=penalty, penalty_weight=weight,
                                          lazy_every=lazy, mode=mode, precision=precision)
         generator_step = g and fastgan.GeneratorStep(g, d, opt_g, loss=loss, mode=mode)
@@ -307,12 +309,6 @@ def _step_pairs(name: str, device: torch.device, compile_: bool, objective: tupl
         made[provider + suffix] = (_fastgan_call(critic_step, objective), generator_step, g)
     if bf16 or objective != WGAN_GP:
         return made
-    if compile_ and cuda:
-        d, g, opt_d, opt_g = fresh(capturable=True)
-        critic_step = fastgan.CriticStep(d, opt_d, loss="wgan", penalty="gp", penalty_weight=LAMBDA, mode="compile")
-        generator_step = g and fastgan.GeneratorStep(g, d, opt_g, loss="wgan", mode="compile")
-        made["prototype compile+graph"] = (CapturedCompiledStep(critic_step, critic_step._main),
-                                           g and CapturedCompiledStep(generator_step, generator_step._runner), g)
     if compile_:
         d, g, opt_d, opt_g = fresh()
         made["func compile"] = (func_compile_step(d, opt_d), g and func_compile_generator_step(g, d, opt_g), g)
@@ -323,46 +319,6 @@ def _step_pairs(name: str, device: torch.device, compile_: bool, objective: tupl
 
 def _is_conv(module: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in module.modules())
-
-
-class CapturedCompiledStep:
-    """Prototype of a compile + graph mode, measured before it becomes one (the issue asks for it where it wins):
-    a fastgan step in ``mode="compile"`` whose compiled call (the optimizer's update in its graph, a capturable
-    optimizer) is captured as one CUDA graph at the third call and replayed after. The first call is checked
-    against eager, the second builds the compiled update; ``runner`` is the part of ``step`` holding it."""
-
-    def __init__(self, step: Callable, runner):
-        self.step, self.runner, self.calls = step, runner, 0
-        self.graph: torch.cuda.CUDAGraph | None = None
-
-    def __call__(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.graph is None:
-            self.calls += 1
-            if self.calls <= 2:
-                return self.step(*inputs)
-            self._capture(inputs)
-        for static, t in zip(self.static, inputs):
-            static.copy_(t)
-        self.graph.replay()
-        return {k: v.clone() for k, v in self.stats.items()}
-
-    def _capture(self, inputs) -> None:
-        self._prepare(inputs)
-        _, self.graph, self.stats = warm_then_capture(self._run_once, self._run_once)
-
-    def _prepare(self, inputs) -> None:
-        """Static copies of ``inputs`` for :meth:`_run_once`, once the compiled update is built."""
-        if not self.runner.has_compiled_update():
-            raise RuntimeError("no compiled step with the optimizer's update in its graph to capture")
-        self.static = [t.detach().clone() for t in inputs]
-        # The runner's inputs: the batches, then one labels slot per batch (None: unconditional).
-        self._runner_inputs = (*self.static, *[None] * len(self.static))
-
-    def _run_once(self) -> dict[str, torch.Tensor]:
-        """One compiled step on the static inputs: what the graph holds."""
-        stats = self.runner.compiled_update(self._runner_inputs)
-        self.runner.objective.after_update()
-        return stats
 
 
 def _on_torch_path(step: Callable) -> Callable:

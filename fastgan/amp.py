@@ -15,17 +15,19 @@ MAX_PENALTY_SCALE = 2.0**10
 
 
 def input_gradients(
-    critic: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scaler: torch.amp.GradScaler | None
+    critic: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scaler: torch.amp.GradScaler | None,
+    module: object = None,
 ) -> torch.Tensor:
     """``d sum(critic(x)) / d x`` with ``create_graph=True``, shape and dtype of ``x`` (fp32 under a scaler).
     ``critic`` must return one score per sample, (B,) or (B, 1) (else ``ValueError``; see
-    :func:`fastgan._checks.critic_scores` for critics that score groups).
+    :func:`fastgan._checks.critic_scores` for critics that score groups: their ``pack`` is read from ``module``
+    where ``critic`` is a function calling it).
 
     With an enabled ``scaler`` the critic's output is scaled before differentiating (small gradients survive
     fp16) and the gradient unscaled in fp32, with no host sync (the step stays capturable).
     """
     refuse_static_graph(critic)
-    scores = _checks.critic_scores(critic(x), x.shape[0], critic)
+    scores = _checks.critic_scores(critic(x), x.shape[0], critic if module is None else module)
     if scaler is None or not scaler.is_enabled():
         (grads,) = torch.autograd.grad(scores, x, grad_outputs=torch.ones_like(scores), create_graph=True)
         return grads

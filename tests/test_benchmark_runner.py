@@ -98,54 +98,6 @@ def test_parity_compares_a_mode_with_eager_and_float64():
     assert parity.verdict(row) == "within 1e-4"
 
 
-def test_compile_graph_prototype_captures_the_compiled_step():
-    """What the compile+graph prototype captures on a GPU (``_run_once`` on its static inputs) is one step of
-    compile mode: on a CPU, without the capture, a critic and a generator step through it end where compile
-    mode's steps end (same seeds), with the same statistics."""
-    import copy
-
-    import torch
-
-    import fastgan
-    from benchmarks.step_cases import CapturedCompiledStep
-    from tests.models import tiny_mlp_gan
-
-    critic, generator = tiny_mlp_gan("cpu")
-    real, fake, noise = torch.randn(8, 12), torch.randn(8, 12), torch.randn(8, 4)
-    ends = []
-    for through_prototype in (False, True):
-        d, g = copy.deepcopy(critic), copy.deepcopy(generator)
-        critic_step = fastgan.CriticStep(d, torch.optim.Adam(d.parameters(), lr=1e-2), loss="wgan", penalty="gp",
-                                         mode="compile")
-        generator_step = fastgan.GeneratorStep(g, d, torch.optim.Adam(g.parameters(), lr=1e-2), loss="wgan",
-                                               mode="compile")
-        torch.manual_seed(1)
-        for _ in range(2):  # the checked call, then the one that builds the update in the graph
-            critic_step(real, fake)
-            generator_step(noise)
-        before = [p.detach().clone() for p in [*d.parameters(), *g.parameters()]]
-        stats = []
-        for step, runner, inputs in ((critic_step, critic_step._main, (real, fake)),
-                                     (generator_step, generator_step._runner, (noise,))):
-            if through_prototype:
-                prototype = CapturedCompiledStep(step, runner)
-                prototype._prepare(inputs)
-                stats.append(prototype._run_once())
-            else:
-                stats.append(step(*inputs))
-        after = [p.detach().clone() for p in [*d.parameters(), *g.parameters()]]
-        # The third step moved every tensor but the critic's output bias (WGAN's loss has gradient 1 - 1 = 0 there).
-        assert [torch.equal(a, b) for a, b in zip(after, before)] == [False] * 3 + [True] + [False] * 4
-        ends.append((stats, after))
-    (stats, params), (prototype_stats, prototype_params) = ends
-    for a, b in zip(params, prototype_params):
-        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
-    for a, b in zip(stats, prototype_stats):
-        assert a.keys() == b.keys()
-        for k in a:
-            torch.testing.assert_close(b[k], a[k], rtol=1e-6, atol=1e-7)
-
-
 def test_pytest_benchmark_cases_run():
     """`pytest benchmarks/` (the README's command) collects every case before it runs any: each case must keep
     its own inputs (the step cases once shared the last model's batches). Timings off: the cases run once."""

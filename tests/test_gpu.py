@@ -113,8 +113,8 @@ def _mlp_gan_steps(mode, penalty, penalty_weight, ema, lazy_every=1, precision="
     from models import tiny_mlp_gan
 
     critic, generator = tiny_mlp_gan(CUDA)
-    opt_d = torch.optim.Adam(critic.parameters(), lr=1e-3, capturable=mode == "graph")
-    opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3, capturable=mode == "graph")
+    opt_d = torch.optim.Adam(critic.parameters(), lr=1e-3, capturable=mode in ("graph", "compile+graph"))
+    opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3, capturable=mode in ("graph", "compile+graph"))
     critic_step = fastgan.CriticStep(critic, opt_d, loss="wgan", penalty=penalty, penalty_weight=penalty_weight,
                                      lazy_every=lazy_every, mode=mode, precision=precision)
     generator_step = fastgan.GeneratorStep(generator, critic, opt_g, loss="wgan", ema=ema, mode=mode,
@@ -124,7 +124,7 @@ def _mlp_gan_steps(mode, penalty, penalty_weight, ema, lazy_every=1, precision="
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("penalty,lazy_every", [("gp", 1), ("r1", 2), ("dragan", 1)])
-@pytest.mark.parametrize("tested", ["graph", "compile"])
+@pytest.mark.parametrize("tested", ["graph", "compile", "compile+graph"])
 def test_graph_and_compile_modes_train_like_eager(tested, penalty, lazy_every, precision):
     """A whole critic step captured once and replayed: the same alpha and noise (drawn inside the graph from the
     default CUDA generator) and, after 10 steps, the parameters of eager steps; the generator step and its EMA
@@ -146,8 +146,8 @@ def test_graph_and_compile_modes_train_like_eager(tested, penalty, lazy_every, p
         modules = (critic, generator, generator_step.ema)
         results[mode] = ([p.detach().clone() for m in modules for p in m.parameters()],
                          {k: v.clone() for k, v in stats.items()})
-    rtol = {("graph", "fp32"): 1e-4, ("compile", "fp32"): 1e-3, ("graph", "bf16"): 1e-3,
-            ("compile", "bf16"): 3e-2}[tested, precision]
+    rtol = {("graph", "fp32"): 1e-4, ("compile", "fp32"): 1e-3, ("compile+graph", "fp32"): 1e-3,
+            ("graph", "bf16"): 1e-3, ("compile", "bf16"): 3e-2, ("compile+graph", "bf16"): 3e-2}[tested, precision]
     for p, p_ref in zip(results[tested][0], results["eager"][0]):
         assert (p - p_ref).norm() <= rtol * p_ref.norm()
     for key, value in results["eager"][1].items():

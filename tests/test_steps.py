@@ -534,3 +534,61 @@ def test_more_steps_in_one_process_than_dynamos_recompile_limit_stay_compiled():
             for _ in range(2):
                 step(real, fake)
         assert step.mode == "compile"
+
+
+def test_compile_graph_mode_replays_the_compiled_step_with_its_update(monkeypatch):
+    """compile+graph on a CPU, with a stand-in for the CUDA capture (its "graph" runs the captured body on the
+    static inputs at each replay, as a replay does; the GPU tests capture for real): the first call is checked,
+    the second builds the update in the graph, the third warms up and captures, and the replays from then on
+    train as compile mode does."""
+    import fastgan.steps.graph as graph_module
+
+    replays = []
+
+    class StandInGraph:
+        def __init__(self, body, outputs):
+            self.body, self.outputs = body, outputs
+
+        def replay(self):
+            replays.append(1)
+            for k, v in self.body().items():
+                self.outputs[k].copy_(v)
+
+    def capture(warm_up, body):
+        warmed = warm_up()
+        outputs = {k: torch.empty_like(v) for k, v in warmed.items()}
+        return warmed, StandInGraph(body, outputs), outputs
+
+    monkeypatch.setattr(graph_module, "warm_then_capture", capture)
+    from models import tiny_mlp_gan
+
+    ends = {}
+    for mode in ("compile", "compile+graph"):
+        critic, generator = tiny_mlp_gan("cpu")
+        critic_step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters(), lr=1e-2), loss="wgan",
+                                         penalty="gp", mode="compile")
+        generator_step = fastgan.GeneratorStep(generator, critic, torch.optim.Adam(generator.parameters(), lr=1e-2),
+                                               loss="wgan", ema=0.9, mode="compile")
+        critic_step._main.mode = generator_step._runner.mode = mode  # past the CUDA check: the capture is a stand-in
+        torch.manual_seed(1)
+        data = torch.Generator().manual_seed(2)
+        history = []
+        for _ in range(6):
+            real, noise = torch.randn(8, 12, generator=data), torch.randn(8, 4, generator=data)
+            stats = critic_step(real, generator(noise).detach())
+            history.append({**stats, "g": generator_step(noise)["loss"]})
+        assert critic_step.mode == generator_step.mode == mode
+        modules = (critic, generator, generator_step.ema)
+        ends[mode] = ([p.detach().clone() for m in modules for p in m.parameters()], history)
+    assert len(replays) == 2 * 3  # each step: calls 4, 5 and 6 replayed
+    # The same compiled code on the same inputs: bitwise compile mode's (eager's rounding would differ).
+    assert all(torch.equal(p, q) for p, q in zip(ends["compile+graph"][0], ends["compile"][0]))
+    for got, expected in zip(ends["compile+graph"][1], ends["compile"][1]):
+        assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_compile_graph_mode_needs_cuda_tensors():
+    critic, real, fake = _setup()
+    step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), loss="wgan", mode="compile+graph")
+    with pytest.raises(ValueError, match="mode='compile\\+graph' captures CUDA graphs"):
+        step(real, fake)

@@ -29,6 +29,10 @@ Modes (``mode=``):
 - ``graph`` (CUDA): the eager step captured once per input shape as one CUDA graph (warm-up step on a side
   stream, static inputs, the optimizer made capturable, alpha and noise drawn inside the graph), replayed
   on every call; ``ValueError`` on CPU tensors, with a process group or with an fp16 ``GradScaler``.
+- ``compile+graph`` (CUDA): compile mode whose compiled step (the optimizer's update in its graph: Adam, AdamW,
+  RMSprop) is captured as one CUDA graph per input shape from the third call (the first is checked, the second
+  builds the update in the graph), replayed after; a capture that fails warns and leaves compile mode. Refused
+  as ``graph`` is (CPU tensors, a process group, an fp16 ``GradScaler``); where compiling is impossible, graph.
 - ``auto``: :func:`auto_mode`: ``compile`` on a CPU; ``graph`` on CUDA in one process (``compile`` where the
   optimizer cannot be made capturable or a process group is given).
 

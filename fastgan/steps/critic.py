@@ -49,7 +49,8 @@ class CriticStep:
         lazy_every: apply the penalty every k-th call only, as its own penalty-only update with weight
             ``penalty_weight * k`` after the loss update (StyleGAN2's lazy regularization); 1 puts the penalty
             into every update.
-        mode: ``"auto"``, ``"eager"``, ``"compile"`` or ``"graph"`` (see :mod:`fastgan.steps`).
+        mode: ``"auto"``, ``"eager"``, ``"compile"``, ``"graph"`` or ``"compile+graph"`` (see
+            :mod:`fastgan.steps`).
         precision: ``"fp32"``, or ``"bf16"``: the critic's forward and backward under bf16 autocast, with its
             parameters, the optimizer's state, the input-gradient norms, the penalty and the losses in fp32, in
             every mode (:mod:`fastgan.steps.precision`).

@@ -9,17 +9,29 @@ import torch
 MAX_GRAPHS = 8  # captured input shapes kept per step
 
 
+class CaptureError(RuntimeError):
+    """A capture that failed after its warm-up ran: ``warmed`` is the warm-up's result."""
+
+    def __init__(self, cause: BaseException, warmed: object):
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.warmed = warmed
+
+
 def warm_then_capture(warm_up: Callable[[], object], body: Callable[[], object]):
     """``warm_up()`` on a side stream, then ``body()`` captured as one CUDA graph (not run): returns the
-    warm-up's result, the graph and the captured call's outputs (refreshed by every replay)."""
+    warm-up's result, the graph and the captured call's outputs (refreshed by every replay). A failed capture
+    raises :class:`CaptureError`."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         warmed = warm_up()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        captured = body()
+    try:
+        with torch.cuda.graph(graph):
+            captured = body()
+    except Exception as exc:  # noqa: BLE001 - the caller decides; the warm-up's step has happened
+        raise CaptureError(exc, warmed) from exc
     return warmed, graph, captured
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-MODES = ("auto", "eager", "compile", "graph")
+MODES = ("auto", "eager", "compile", "graph", "compile+graph")
+GRAPH_MODES = ("graph", "compile+graph")  # the modes that capture CUDA graphs
 
 
 def auto_mode(device: torch.device, process_group: torch.distributed.ProcessGroup | None = None) -> str:
@@ -17,7 +18,8 @@ def auto_mode(device: torch.device, process_group: torch.distributed.ProcessGrou
     CUDA: ``graph``: a small step is some 50 kernel launches of host time, which one graph replay removes (the
     fastest mode measured on the seed's MLP by far). With a process group (the gradient all-reduce is not
     captured), or where the optimizer cannot be made capturable (the steps then choose ``compile``
-    themselves): ``compile``.
+    themselves): ``compile``. ``compile+graph`` (the compiled step captured) has no GPU measurement yet, so
+    ``auto`` does not pick it.
     """
     if torch.device(device).type == "cpu":
         return "compile"

@@ -96,7 +96,7 @@ class CriticObjective:
             x = penalty_points(self.kind, real, fake, alpha, noise, interpolated_points)
             x = x.detach().requires_grad_(True)  # a fresh leaf (R1's and R2's points are the inputs themselves)
             y = point_labels(self.kind, labels, fake_labels)
-            grads = input_gradients(lambda x: scores(critic, x, y, critic, self.precision), x, self.scaler)
+            grads = input_gradients(lambda x: scores(critic, x, y, critic, self.precision), x, self.scaler, critic)
             penalty, norms = norm_penalty(grads, self.kind.center, self.kind.one_sided, True)
             total = self.weight * penalty if total is None else total + self.weight * penalty
             stats.update(penalty=penalty.detach(), grad_norm_mean=norms.mean(), grad_norm_max=norms.max())

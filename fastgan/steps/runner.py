@@ -17,8 +17,8 @@ from .. import distributed
 from ..optimizer_update import in_graph_update
 from . import compile_check
 from .compiled import compile_failure, compile_whole, with_update
-from .graph import Graphs
-from .modes import auto_mode
+from .graph import CaptureError, Graphs
+from .modes import GRAPH_MODES, auto_mode
 from .state import ModuleState, restore, rng_state, set_rng_state
 
 
@@ -45,7 +45,7 @@ class Runner:
         # check builds it, False where the optimizer's update cannot go into the graph.
         self._update = None
         self._unreached: set[int] = set()  # trained parameters the objective does not reach (no gradient)
-        self._graphs = Graphs(self._eager_step)
+        self._graphs = Graphs(self._graph_body)
         self._versions = tuple(s.version for s in self.states)  # the look-ups of the modules built for
         self._outlines = tuple(s.outline for s in self.states)
 
@@ -57,22 +57,23 @@ class Runner:
 
     def _resolve_mode(self, device: torch.device) -> str:
         mode = self.requested_mode
-        if mode == "graph" and device.type != "cuda":
-            raise ValueError(f"mode='graph' captures CUDA graphs: it needs CUDA tensors, got {device.type} tensors")
+        if mode in GRAPH_MODES and device.type != "cuda":
+            raise ValueError(f"mode={mode!r} captures CUDA graphs: it needs CUDA tensors, got {device.type} tensors")
         if mode == "auto":
             mode = auto_mode(device, self.group)
             if mode == "graph" and self.graph_impossible():
                 mode = "compile"  # e.g. an optimizer without a capturable option, or an fp16 GradScaler
-        if mode == "compile":
+        if mode in ("compile", "compile+graph"):
             why = self.objective.compile_impossible()
             if why:
-                warnings.warn(f"{self.name}: cannot compile ({why}); running eager", stacklevel=4)
-                mode = "eager"
-        if mode == "graph":
+                instead = "eager" if mode == "compile" else "graph"
+                warnings.warn(f"{self.name}: cannot compile ({why}); running {instead}", stacklevel=4)
+                mode = instead
+        if mode in GRAPH_MODES:
             why = self.graph_impossible() or (self.group is not None and "a process group is not supported yet "
                                             "(the gradient all-reduce is not captured)")
             if why:
-                raise ValueError(f"mode='graph' cannot capture this step: {why}")
+                raise ValueError(f"mode={mode!r} cannot capture this step: {why}")
             for group in self.optimizer.param_groups:
                 group["capturable"] = True
         return mode
@@ -106,8 +107,7 @@ class Runner:
         device = inputs[0].device
         before, rng = self._snapshot(), rng_state(device)
         try:
-            stats = self._checked_compiled_step(inputs, before, rng) if self.mode == "compile" else \
-                self._run(key, inputs)
+            stats = self._checked_compiled_step(inputs, before, rng) if self.compiles() else self._run(key, inputs)
         except (ValueError, TypeError):
             restore(before)
             set_rng_state(device, rng)
@@ -129,12 +129,32 @@ class Runner:
             self._update = None
         self._versions, self._outlines = versions, outlines
 
+    def compiles(self) -> bool:
+        return self.mode in ("compile", "compile+graph")
+
     def _run(self, key: tuple, inputs: tuple) -> dict[str, torch.Tensor]:
         if self.mode == "graph":
             return self._graphs(key, inputs)
-        if self.mode == "compile":
+        if self.mode == "compile+graph" and self.has_compiled_update():
+            try:
+                return self._graphs(key, inputs)
+            except CaptureError as exc:
+                warnings.warn(f"{self.name}: the compiled step does not capture ({exc}); compile mode from now on",
+                              stacklevel=4)
+                self.mode = "compile"
+                return exc.warmed
+        if self.compiles():
             return self._compiled_step(inputs)
         return self._eager_step(inputs)
+
+    def _graph_body(self, inputs: tuple) -> dict[str, torch.Tensor]:
+        """What a captured graph holds: the eager step (graph mode) or the compiled step with the optimizer's
+        update in its graph (compile+graph)."""
+        if self.mode == "graph":
+            return self._eager_step(inputs)
+        stats = self.compiled_update(inputs)
+        self.objective.after_update()
+        return stats
 
     def _snapshot(self) -> list:
         return [entry for s in self.states for entry in s.snapshot()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from ..steps.modes import MODES
+from ..steps.modes import GRAPH_MODES, MODES
 from ..steps.precision import PRECISIONS
 from .data import IMAGE_SETS, TOY_SETS
 
@@ -191,8 +191,9 @@ def check(s: dict, given: dict | None = None) -> None:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {s['mode']!r}")
     if s["precision"] not in PRECISIONS:
         raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {s['precision']!r}")
-    if s["mode"] == "graph" and s["device"] == "cpu":
-        raise ValueError("--mode graph captures CUDA graphs: it needs --device cuda (or auto on a GPU machine)")
+    if s["mode"] in GRAPH_MODES and s["device"] == "cpu":
+        raise ValueError(f"--mode {s['mode']} captures CUDA graphs: it needs --device cuda (or auto on a GPU "
+                         "machine)")
     if s["model"] not in MODELS:
         raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {s['model']!r}")
     if s["optimizer"] not in ("adam", "rmsprop"):

@@ -17,6 +17,7 @@ from torch import nn
 import fastgan
 from fastgan import distributed
 from fastgan.steps import auto_mode
+from fastgan.steps.modes import GRAPH_MODES
 
 from . import checkpoint as checkpoint_io
 from . import rundir
@@ -117,7 +118,7 @@ def _models(s: dict, sample_shape: tuple[int, ...], classes: int | None) -> tupl
 def _optimizer(s: dict, params, device: torch.device, mode: str) -> torch.optim.Optimizer:
     """Adam or RMSprop as the settings say, made for the steps' resolved ``mode``."""
     adam = s["optimizer"] == "adam"
-    if mode == "graph":
+    if mode in GRAPH_MODES:
         # A captured step reads the learning rate from a device tensor (a graph would keep the first float).
         lr, options = torch.tensor(s["lr"], device=device), {"capturable": True}
     elif mode == "compile":
@@ -181,8 +182,8 @@ class Trainer:
             check(settings)
         self.s = settings
         self.device = _device(settings["device"])
-        if settings["mode"] == "graph" and self.device.type != "cuda":
-            raise ValueError("--mode graph captures CUDA graphs: it needs a CUDA device")
+        if settings["mode"] in GRAPH_MODES and self.device.type != "cuda":
+            raise ValueError(f"--mode {settings['mode']} captures CUDA graphs: it needs a CUDA device")
         # Checked before joining the other ranks: a process leaving a joined group on an error aborts.
         self.local_batch = distributed.Shard(0, distributed.world_size()).local_size(settings["batch_size"],
                                                                                      "--batch-size")
