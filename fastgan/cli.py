@@ -92,6 +92,14 @@ def _parser() -> argparse.ArgumentParser:
     add("--precision", choices=PRECISIONS,
         help="fp32 (default), or bf16: both networks' forward and backward under bf16 autocast, with fp32 "
         "parameters, optimizer state, penalty and losses")
+    add("--fid", type=int, metavar="N",
+        help="image data: FID and KID on N generated and N real images at every log step (torchmetrics; "
+        "pip install 'fastgan[metrics]')")
+    add("--fid-weights", metavar="PATH",
+        help="the Inception-v3 weights for --fid (torch-fidelity's pt_inception-2015-12-05-6726825d.pth); "
+        "default: downloaded once into torch's hub cache")
+    add("--tensorboard", action="store_true", default=None,
+        help="also write the scalars and sample grids to OUT/tensorboard (pip install 'fastgan[tensorboard]')")
     add("--lazy-every", type=int, help="apply the penalty every K-th critic step with weight x K (lazy R1)")
     add("--pack", type=int, help="the critic scores groups of this many samples concatenated (PacGAN; default 1)")
     add("--dist-timeout", type=float, metavar="SECONDS",
@@ -180,6 +188,8 @@ def _train(args, parser) -> int:
         kl = "n/a" if final["reverse_kl"] is None else f"{final['reverse_kl']:.3f}"
         line += (f"\nmodes {final['modes']}/{final['total_modes']}, high quality {100 * final['high_quality']:.1f}%, "
                  f"reverse KL {kl}")
+    if "fid" in final:
+        line += f"\nFID {final['fid']:.2f}, KID {final['kid']:.4f} ± {final['kid_std']:.4f} ({trainer.s['fid']} images)"
     print(line)
     return 0
 

@@ -84,10 +84,11 @@ IMAGE_MODEL = dict(model="mlp", latent_dim=100, hidden=128, depth=1, batch_size=
 # What an option left out means when no preset sets it.
 DEFAULTS = dict(loss="wgan-gp", data="ring", seed=0, device="auto", log_every=100, checkpoint_every=1000,
                 eval_samples=2500, mode="auto", lazy_every=1, download=False, dist_timeout=60.0, pack=1,
-                conditional=False, spectral_norm=False, label_smoothing=0.0, precision="fp32")
+                conditional=False, spectral_norm=False, label_smoothing=0.0, precision="fp32", fid=0, fid_weights=None,
+                tensorboard=False)
 # Options a resumed run may change: they alter neither the model nor the random numbers of training.
 RESUME_SAFE = ("steps", "device", "mode", "log_every", "checkpoint_every", "eval_samples", "download",
-               "dist_timeout")
+               "dist_timeout", "fid", "fid_weights", "tensorboard")
 
 
 @dataclass
@@ -127,6 +128,9 @@ class TrainConfig:
     spectral_norm: bool | None = None  # spectral normalization of the provided critic (on for sngan)
     label_smoothing: float | None = None  # one-sided label smoothing of the ns loss (ns, r1): real target 1 - s
     precision: str | None = None  # "fp32" (default) or "bf16": the networks under bf16 autocast (fastgan.steps)
+    fid: int | None = None  # FID and KID on this many generated and real images at every log step (images); 0: off
+    fid_weights: str | None = None  # the Inception-v3 weights file for --fid (default: downloaded)
+    tensorboard: bool | None = None  # also log scalars and sample grids to OUT/tensorboard
 
     def given(self) -> dict:
         """The settings set here (not None), i.e. the options a user chose."""
@@ -214,6 +218,12 @@ def check(s: dict, given: dict | None = None) -> None:
         if ignored and name in given and given[name] != DEFAULTS.get(name):
             why = "--conditional" if name == "pack" else f"--loss {s['loss']}"
             raise ValueError(f"{_option(name)} does not apply with {why}")
+    if int(s["fid"]) < 0 or s["fid"] == 1:
+        raise ValueError(f"--fid must be 0 (off) or at least 2 images, got {s['fid']}")
+    if s["fid"] and s["data"] not in IMAGE_SETS:
+        raise ValueError("--fid measures images: use --data mnist or folder")
+    if s["fid_weights"] is not None and not s["fid"]:
+        raise ValueError("--fid-weights needs --fid N")
     if s["conditional"] and s["data"] not in IMAGE_SETS:
         raise ValueError("--conditional trains on the class labels of an image set: use --data mnist or folder")
 

@@ -36,8 +36,18 @@ def save_image_grid(images: torch.Tensor, path: Path) -> None:
     save_image(images.detach().cpu(), str(path), nrow=8, normalize=True, value_range=(-1, 1))
 
 
+def png_array(path: Path):
+    """A PNG file as an (H, W, 3) uint8 array (for TensorBoard)."""
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
 def plot_curves(history: list[dict], path: Path) -> None:
-    """Losses, Wasserstein estimate, penalty, gradient norms and (2-D sets) mode metrics over the steps."""
+    """Losses, Wasserstein estimate, penalty, gradient norms, (2-D sets) mode metrics and (``--fid``) FID and KID
+    over the steps."""
+    history = [{**h, "kid_x100": 100 * h["kid"]} if "kid" in h else h for h in history]
     steps = [h["step"] for h in history]
 
     def series(key):
@@ -51,6 +61,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
     ]
     if any("high_quality" in h for h in history):
         panels.append(("modes", [("high-quality fraction", "high_quality"), ("reverse KL", "reverse_kl")]))
+    if any("fid" in h for h in history):
+        panels.append(("image metrics", [("FID", "fid"), ("KID x 100", "kid_x100")]))
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
     for ax, (title, lines) in zip(axes, panels):
         for label, key in lines:

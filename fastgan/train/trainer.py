@@ -23,6 +23,7 @@ from . import checkpoint as checkpoint_io
 from . import rundir
 from .config import RECIPES, TrainConfig, check
 from .data import TOY_SETS, ImageStream, ToyStream, load_image_dataset
+from .image_metrics import ImageMetrics, inception
 from .metrics import mode_metrics
 from .models import (
     ConditionalGenerator,
@@ -36,9 +37,18 @@ from .models import (
     ResNetGenerator,
     spectral_normalized,
 )
-from .plots import plot_curves, plot_samples_2d, save_image_grid
+from .plots import plot_curves, plot_samples_2d, png_array, save_image_grid
 
 EVAL_SEED = 20240601  # the evaluation noise is fixed and drawn apart from the training RNG
+
+
+def tensorboard_writer_class():
+    """``torch.utils.tensorboard.SummaryWriter``, or ``ValueError`` naming the package to install."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise ValueError("--tensorboard needs the tensorboard package: pip install 'fastgan[tensorboard]'") from exc
+    return SummaryWriter
 EMBED_DIM = 16  # the conditional generator's class embedding
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
 
@@ -155,7 +165,8 @@ class Trainer:
     it is corrupt or unsafe, or ``config`` gives options that differ from it other than those in
     ``RESUME_SAFE``, or a ``steps`` the resumed run could not end as an uninterrupted one would); on CPU the
     result is bitwise the same as an uninterrupted run. ``overwrite=True`` removes the run in ``out_dir``
-    when training starts.
+    when training starts. With ``fid`` set, ``fid_features`` replaces the Inception-v3 network FID and KID are
+    computed on (a module mapping uint8 (B, 3, H, W) images to (B, F) features).
 
     SIGINT (Ctrl-C) and SIGTERM stop the run after the current step with a checkpoint of that step:
     :meth:`fit` raises :class:`Interrupted`, and ``resume=True`` continues as if nothing had happened.
@@ -170,7 +181,8 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, out_dir: str | Path, resume: bool = False, quiet: bool = False,
-                 generator: nn.Module | None = None, critic: nn.Module | None = None, overwrite: bool = False):
+                 generator: nn.Module | None = None, critic: nn.Module | None = None, overwrite: bool = False,
+                 fid_features: nn.Module | None = None):
         self.out = Path(out_dir)
         self.quiet, self.overwrite = quiet, overwrite
         rundir.check(self.out, resume, overwrite)
@@ -223,6 +235,11 @@ class Trainer:
             self.generator, self.critic, self.opt_g, loss=loss, ema=settings["ema"] or None, mode=self.mode,
             precision=settings["precision"], lsgan_targets=targets, process_group=self.group)
         self.ema = self.generator_step_fn.ema
+        # Built before training starts, so that missing weights or packages stop the run before any step.
+        self.image_metrics = self._image_metrics(fid_features) if settings["fid"] and self.is_main else None
+        self._writer = None
+        if settings["tensorboard"] and self.is_main:
+            tensorboard_writer_class()
         self.step = 0
         self.history: list[dict] = []
         if checkpoint is not None:
@@ -300,12 +317,25 @@ class Trainer:
         net.train(was_training)
         return torch.cat(chunks)
 
+    def _image_metrics(self, features: nn.Module | None) -> ImageMetrics:
+        """FID and KID against ``fid`` real images drawn once with the evaluation seed."""
+        n, dataset = self.s["fid"], self.data.dataset
+        if n > len(dataset):
+            raise ValueError(f"--fid {n}: the data set has {len(dataset)} images")
+        indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(EVAL_SEED))[:n]
+        real = torch.stack([dataset[int(i)][0] for i in indices]).to(self.device)
+        features = features if features is not None else inception(self.s["fid_weights"])
+        return ImageMetrics(features.to(self.device), real)
+
     def evaluate(self) -> dict:
-        """Mode metrics on ``eval_samples`` generated points (2-D mixtures only)."""
+        """Mode metrics on ``eval_samples`` generated points (2-D mixtures), FID and KID on ``fid`` generated
+        images (image data with ``fid``)."""
         modes = getattr(self.data, "modes", None)
-        if modes is None:
-            return {}
-        return mode_metrics(self.generate(self.s["eval_samples"]), modes)
+        if modes is not None:
+            return mode_metrics(self.generate(self.s["eval_samples"]), modes)
+        if self.image_metrics is not None:
+            return self.image_metrics(self.generate(self.s["fid"]))
+        return {}
 
     # ----- steps -----
 
@@ -340,6 +370,8 @@ class Trainer:
             raise
         finally:
             stop.restore()
+            if self._writer is not None:
+                self._writer.close()
             self.close()
 
     def _fit(self, stop: _StopRequest) -> dict:
@@ -350,6 +382,9 @@ class Trainer:
             if self.overwrite:
                 rundir.clear(self.out)
             self._rewrite_metrics()
+            if self.s["tensorboard"]:
+                # A resumed run drops the events logged after its checkpoint, as metrics.jsonl does.
+                self._writer = tensorboard_writer_class()(str(self.out / "tensorboard"), purge_step=self.step + 1)
         s = self.s
         start_wall = time.perf_counter()
         last_time, last_step = start_wall, self.step
@@ -407,8 +442,19 @@ class Trainer:
             record.update(self.evaluate())
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self._writer is not None:
+                self._log_tensorboard(record)
         self.history.append(record)
         return record
+
+    def _log_tensorboard(self, record: dict) -> None:
+        """The record's numbers as scalars and, for image data, a grid of the evaluation samples."""
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self._writer.add_scalar(key, value, self.step)
+        if self.s["data"] not in TOY_SETS:
+            images = self.generate(8 * (self.classes or 8))
+            self._writer.add_images("samples", (images.float().clamp(-1, 1) + 1) / 2, self.step)
 
     def _rewrite_metrics(self) -> None:
         # A resumed run keeps the lines up to its checkpoint and drops any written after it.
@@ -443,6 +489,9 @@ class Trainer:
         else:
             save_image_grid(samples, self.out / "samples.png")  # conditional: one class per row
         plot_curves(self.history, self.out / "curves.png")
+        if self._writer is not None:
+            for name in ("samples", "curves"):
+                self._writer.add_image(f"{name}.png", png_array(self.out / f"{name}.png"), self.step, dataformats="HWC")
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         return summary
 
@@ -484,7 +533,7 @@ class Trainer:
 
 def train(config: TrainConfig | None = None, out_dir: str | Path = "runs/fastgan", *, resume: bool = False,
           quiet: bool = False, generator: nn.Module | None = None, critic: nn.Module | None = None,
-          overwrite: bool = False) -> dict:
+          overwrite: bool = False, fid_features: nn.Module | None = None) -> dict:
     """Train a GAN with fastgan's fused stabilizers; returns the run's summary.
 
     Args:
@@ -497,6 +546,7 @@ def train(config: TrainConfig | None = None, out_dir: str | Path = "runs/fastgan
             (B, latent_dim) noise to samples of the data's shape; the critic maps them to (B, 1) scores; with
             ``conditional`` they take the (B,) class labels as a second argument).
         overwrite: replace the run in ``out_dir``.
+        fid_features: the feature network of ``fid`` (default: Inception-v3, :mod:`fastgan.train.image_metrics`).
     """
     return Trainer(config or TrainConfig(), out_dir, resume=resume, quiet=quiet, generator=generator,
-                   critic=critic, overwrite=overwrite).fit()
+                   critic=critic, overwrite=overwrite, fid_features=fid_features).fit()
