@@ -1,7 +1,7 @@
 """Mutation check: does the test suite catch a wrong kernel? ``python tests/mutation_check.py``
 
-Applies deliberate faults one at a time to a scratch copy of the repository (fastgan/, kernels/, tests/,
-benchmarks/, pyproject.toml), runs the test suite there with ``-x`` (stopping at the first failure) and reports,
+Applies deliberate faults one at a time to a scratch copy of the repository (the code, tests, benchmarks, docs
+and packaging files), runs the test suite there with ``-x`` (stopping at the first failure) and reports,
 for each fault, the first test that caught it. Exits non-zero if any fault goes uncaught. The checkout itself is
 never modified. Takes minutes: a caught fault stops early, an uncaught one runs the whole suite.
 
@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("fastgan", "kernels", "tests", "benchmarks", "pyproject.toml")
+# What the suite reads: the code, the tests, and the pages and files the docs and packaging tests check.
+COPIED = ("fastgan", "kernels", "tests", "benchmarks", "docs", "pyproject.toml", "README.md", "CONTRIBUTING.md",
+          "CHANGELOG.md", "LICENSE")
 
 
 @dataclass(frozen=True)
@@ -220,11 +222,12 @@ def _scratch_copy(fault: Fault, into: Path) -> None:
     for name in COPIED:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, into / name, ignore=shutil.ignore_patterns("__pycache__", "results"))
+            shutil.copytree(src, into / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, into / name)
-    # The package as installed: kernels/ is fastgan.kernels.
-    shutil.move(str(into / "kernels"), str(into / "fastgan" / "kernels"))
+    # The package as installed: kernels/ is fastgan.kernels (kernels/ stays too, for the wheel the packaging test
+    # builds from the copy; the fault goes into fastgan/kernels/, which the tests import).
+    shutil.copytree(into / "kernels", into / "fastgan" / "kernels")
     where = into / (fault.path.replace("kernels/", "fastgan/kernels/", 1) if fault.path.startswith("kernels/")
                     else fault.path)
     text = where.read_text()

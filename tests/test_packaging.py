@@ -1,6 +1,7 @@
 """The wheel built from the repository: it holds every subpackage (the kernels under ``fastgan.kernels``), the
 LICENSE and ``py.typed``, carries the one version string, and installs and imports in a fresh environment."""
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -25,11 +26,13 @@ def test_the_wheel_installs_and_imports_in_a_fresh_environment(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(env)], check=True,
                    timeout=120)
     python = env / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
-                    str(wheel)], check=True, capture_output=True, timeout=300)
+    # --ignore-installed: this checkout's editable install, seen through the system site packages, is not it.
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--ignore-installed",
+                    "-q", str(wheel)], check=True, capture_output=True, timeout=300)
     probe = ("import fastgan, fastgan.kernels, fastgan.steps, fastgan.train, torch; "
              "x = torch.randn(4, 3); print(fastgan.__file__, fastgan.__version__, "
              "float(fastgan.interpolate(x, x, torch.rand(4)).sub(x).abs().max()))")
+    fresh = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of this checkout on the path
     out = subprocess.run([str(python), "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                         check=True).stdout.split()
+                         check=True, env=fresh).stdout.split()
     assert Path(out[0]).is_relative_to(env) and out[1] == fastgan.__version__ and float(out[2]) == 0.0
