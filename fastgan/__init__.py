@@ -18,7 +18,7 @@ from .penalties import (
     r2_penalty,
     zero_centered_gradient_penalty,
 )
-from .penalty import gradient_norm_penalty
+from .norm_penalty import gradient_norm_penalty
 from .steps import CriticStep, GeneratorStep
 
 __version__ = "0.1.0"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import _checks
+from . import _input_checks
 from .distributed import refuse_static_graph
 
 # Largest loss scale used for a critic's input gradient: leaves 64x headroom below fp16's largest value for
@@ -20,14 +20,14 @@ def input_gradients(
 ) -> torch.Tensor:
     """``d sum(critic(x)) / d x`` with ``create_graph=True``, shape and dtype of ``x`` (fp32 under a scaler).
     ``critic`` must return one score per sample, (B,) or (B, 1) (else ``ValueError``; see
-    :func:`fastgan._checks.critic_scores` for critics that score groups: their ``pack`` is read from ``module``
+    :func:`fastgan._input_checks.critic_scores` for critics that score groups: their ``pack`` is read from ``module``
     where ``critic`` is a function calling it).
 
     With an enabled ``scaler`` the critic's output is scaled before differentiating (small gradients survive
     fp16) and the gradient unscaled in fp32, with no host sync (the step stays capturable).
     """
     refuse_static_graph(critic)
-    scores = _checks.critic_scores(critic(x), x.shape[0], critic if module is None else module)
+    scores = _input_checks.critic_scores(critic(x), x.shape[0], critic if module is None else module)
     if scaler is None or not scaler.is_enabled():
         (grads,) = torch.autograd.grad(scores, x, grad_outputs=torch.ones_like(scores), create_graph=True)
         return grads

@@ -6,10 +6,10 @@ from collections.abc import Iterable
 
 import torch
 
-from . import _checks
-from ._layout import is_dense
+from . import _input_checks
+from ._rows import is_dense
 from .backend import requested_backend, uses_triton
-from .kernels._checks import CLIPPING_DTYPES
+from .kernels._preconditions import CLIPPING_DTYPES
 
 
 def _parameters(module_or_params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor]) -> Iterable[torch.Tensor]:
@@ -48,7 +48,7 @@ def clip_weights_(
             and devices.
         clip_value: c, a finite number > 0.
     """
-    clip_value = _checks.positive_real("clip_value", clip_value)
+    clip_value = _input_checks.positive_real("clip_value", clip_value)
     params = _parameters(module_or_params)
     # CPU tensors on the eager path are clamped as they come (one pass each; CPU foreach ops take two), which
     # keeps this as cheap as the seed's loop; the rest is grouped by (device, dtype). Grad mode is switched off

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import _checks
-from ._layout import empty_rows_like, rows_like
+from . import _input_checks
+from ._rows import empty_rows_like, rows_like
 from .backend import uses_triton
 
 
@@ -93,11 +93,11 @@ def _interpolation_bwd_torch(grad_out, real, fake, alpha, need_real: bool, need_
 
 def check_pair(real: object, fake: object, real_name: str = "real", fake_name: str = "fake") -> None:
     """Raise unless ``real`` and ``fake`` are non-empty floating (B, ...) tensors alike in shape, dtype, device."""
-    _checks.batched(real_name, _checks.float_tensor(real_name, real))
-    _checks.float_tensor(fake_name, fake)
-    _checks.same_shape(fake_name, fake, real_name, real)
-    _checks.same_dtype(fake_name, fake, real_name, real)
-    _checks.same_device(fake_name, fake, real_name, real)
+    _input_checks.batched(real_name, _input_checks.float_tensor(real_name, real))
+    _input_checks.float_tensor(fake_name, fake)
+    _input_checks.same_shape(fake_name, fake, real_name, real)
+    _input_checks.same_dtype(fake_name, fake, real_name, real)
+    _input_checks.same_device(fake_name, fake, real_name, real)
 
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
@@ -119,7 +119,7 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
     if alpha is None:
         alpha = torch.rand(real.shape[0], device=real.device)
     else:
-        _checks.float_tensor("alpha", alpha)
-        _checks.per_sample("alpha", alpha, real.shape[0])
-        _checks.same_device("alpha", alpha, "real", real)
+        _input_checks.float_tensor("alpha", alpha)
+        _input_checks.per_sample("alpha", alpha, real.shape[0])
+        _input_checks.same_device("alpha", alpha, "real", real)
     return _Interpolation.apply(real, fake, alpha, uses_triton(real.device))

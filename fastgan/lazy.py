@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import _checks
+from . import _input_checks
 
 
 class LazyRegularizer:
@@ -26,7 +26,7 @@ class LazyRegularizer:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive int, got {every!r}")
         self.every = every
-        self.weight = _checks.finite_real("weight", weight)
+        self.weight = _input_checks.finite_real("weight", weight)
 
     def due(self, step: int) -> bool:
         """Whether the penalty is applied at ``step`` (steps 0, every, 2*every, ...)."""

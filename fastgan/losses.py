@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from . import _checks
+from . import _input_checks
 from .backend import uses_triton
 from .kernels.loss_terms import HINGE, LINEAR, LOGISTIC, SQUARE, Term
 
@@ -95,8 +95,8 @@ def _combined(x: torch.Tensor, c_x: float, y: torch.Tensor, c_y: float) -> tuple
     return torch.add(x * c_x, y, alpha=c_y), 1.0
 
 
-def terms_loss(a: torch.Tensor, term_a: Term, b: torch.Tensor | None = None, term_b: Term | None = None,
-               fused: bool | None = None) -> torch.Tensor:
+def loss_of_terms(a: torch.Tensor, term_a: Term, b: torch.Tensor | None = None, term_b: Term | None = None,
+                  fused: bool | None = None) -> torch.Tensor:
     """``term_a.weight * mean(f_a(a)) + term_b.weight * mean(f_b(b))`` on checked critic outputs (B,) or (B, 1).
 
     ``fused``: the Triton kernels when True, plain differentiable PyTorch ops from the same terms when False
@@ -129,11 +129,11 @@ def terms_loss(a: torch.Tensor, term_a: Term, b: torch.Tensor | None = None, ter
 def _loss(name_a: str, a: torch.Tensor, term_a: Term, name_b: str | None = None, b: torch.Tensor | None = None,
           term_b: Term | None = None) -> torch.Tensor:
     """Validate the critic outputs, then compute the loss of the terms on the backend picked for their device."""
-    _checks.critic_output(name_a, a)
+    _input_checks.critic_output(name_a, a)
     if b is not None:
-        _checks.critic_output(name_b, b)
-        _checks.same_device(name_b, b, name_a, a)
-    return terms_loss(a, term_a, b, term_b)
+        _input_checks.critic_output(name_b, b)
+        _input_checks.same_device(name_b, b, name_a, a)
+    return loss_of_terms(a, term_a, b, term_b)
 
 
 # Terms that take no user parameter, built once.
@@ -149,7 +149,7 @@ LOSS_NAMES = ("wgan", "lsgan", "ns", "hinge")
 
 
 def _smoothing(label_smoothing: object) -> float:
-    value = _checks.finite_real("label_smoothing", label_smoothing)
+    value = _input_checks.finite_real("label_smoothing", label_smoothing)
     if not 0.0 <= value < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {value}")
     return value
@@ -160,8 +160,8 @@ def _real_label(label_smoothing: float) -> Term:
     return _BCE_LABEL_1 if label_smoothing == 0.0 else Term(LOGISTIC, 1.0 - label_smoothing)
 
 
-def loss_terms(name: str, lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
-               label_smoothing: float = 0.0) -> tuple[Term, Term, Term]:
+def terms_of_loss(name: str, lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
+                  label_smoothing: float = 0.0) -> tuple[Term, Term, Term]:
     """The terms of loss ``name``: (critic's term on real outputs, on fake outputs, generator's on fake outputs).
 
     ``lsgan_targets``: LSGAN's (a, b, c), fake and real targets of the critic and the generator's target.
@@ -175,7 +175,7 @@ def loss_terms(name: str, lsgan_targets: tuple[float, float, float] = (0.0, 1.0,
     if name == "lsgan":
         if not isinstance(lsgan_targets, (tuple, list)) or len(lsgan_targets) != 3:
             raise ValueError(f"lsgan_targets must be three numbers (a, b, c), got {lsgan_targets!r}")
-        a, b, c = (_checks.finite_real(f"lsgan_targets' {n}", v) for n, v in zip("abc", lsgan_targets))
+        a, b, c = (_input_checks.finite_real(f"lsgan_targets' {n}", v) for n, v in zip("abc", lsgan_targets))
         return Term(SQUARE, b, 0.5), Term(SQUARE, a, 0.5), Term(SQUARE, c, 0.5)
     if name == "ns":
         return _real_label(label_smoothing), _BCE_LABEL_0, _BCE_LABEL_1
@@ -201,8 +201,8 @@ def lsgan_discriminator_loss(
 
     Equal to the seed's ``(MSELoss(D(real), 1) + MSELoss(D(fake), 0)) / 2`` for a = 0, b = 1.
     """
-    a = _checks.finite_real("a", a)
-    b = _checks.finite_real("b", b)
+    a = _input_checks.finite_real("a", a)
+    b = _input_checks.finite_real("b", b)
     return _loss("real_out", real_out, Term(SQUARE, b, 0.5), "fake_out", fake_out, Term(SQUARE, a, 0.5))
 
 
@@ -212,7 +212,7 @@ def lsgan_generator_loss(fake_out: torch.Tensor, c: float = 1.0, *, half: bool =
     ``half=False`` drops the 0.5 and gives the seed's ``MSELoss(D(fake), 1)`` exactly (twice the paper's loss,
     so twice its gradients: with Adam this changes almost nothing, with SGD it doubles the step).
     """
-    c = _checks.finite_real("c", c)
+    c = _input_checks.finite_real("c", c)
     if not isinstance(half, bool):
         raise TypeError(f"half must be a bool, got {type(half).__name__}")
     weight = 0.5 if half else 1.0

@@ -11,7 +11,7 @@
 
 Each returns ``mean_i phi(||grad D(x_i)||_2)`` built with ``create_graph=True`` (so ``backward()`` reaches the
 critic's parameters), and optionally the per-sample norms; the penalty itself is the fused op of
-:mod:`fastgan.penalty`. With ``scaler=`` (a ``torch.amp.GradScaler``) the input gradient follows PyTorch's AMP
+:mod:`fastgan.norm_penalty`. With ``scaler=`` (a ``torch.amp.GradScaler``) the input gradient follows PyTorch's AMP
 recipe (:mod:`fastgan.amp`): scaled critic output, ``autograd.grad``, unscaled gradient, and the norms and
 penalty in fp32 — no host sync, so the step stays capturable.
 
@@ -33,10 +33,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import _checks
+from . import _input_checks
 from .amp import input_gradients
 from .interpolation import check_pair, interpolate
-from .penalty import norm_penalty, penalty_args
+from .norm_penalty import norm_penalty, penalty_args
 
 DRAGAN_PERTURBATION = 0.5  # DRAGAN's noise scale, in units of the real batch's standard deviation
 
@@ -193,15 +193,15 @@ def dragan_penalty(
     ``real``'s shape ~ U[0, 1) (both drawn on the device when None), StudioGAN's form; ``std`` is over the batch.
     """
     _critic_args(critic, scaler)
-    _checks.batched("real", _checks.float_tensor("real", real))
-    perturbation = _checks.positive_real("perturbation", perturbation)
+    _input_checks.batched("real", _input_checks.float_tensor("real", real))
+    perturbation = _input_checks.positive_real("perturbation", perturbation)
     center = penalty_args(center, False)
     if noise is None:
         noise = torch.rand_like(real)
     else:
-        _checks.float_tensor("noise", noise)
-        _checks.same_shape("noise", noise, "real", real)
-        _checks.same_device("noise", noise, "real", real)
+        _input_checks.float_tensor("noise", noise)
+        _input_checks.same_shape("noise", noise, "real", real)
+        _input_checks.same_device("noise", noise, "real", real)
     # real + alpha * (perturbed - real), fused, with one alpha per sample.
     x = penalty_points(PENALTIES["dragan"], real.detach(), None, alpha, noise.to(real.dtype), interpolate,
                        perturbation)
@@ -243,7 +243,7 @@ def _critic_args(critic: object, scaler: object) -> None:
 def _squared_norm_at(critic, name: str, samples: torch.Tensor, return_norms: bool, scaler):
     """R1 / R2: the zero-centred penalty at ``samples`` themselves (used detached, never modified)."""
     _critic_args(critic, scaler)
-    _checks.batched(name, _checks.float_tensor(name, samples))
+    _input_checks.batched(name, _input_checks.float_tensor(name, samples))
     return _penalty_at(critic, samples.detach(), 0.0, False, return_norms, scaler)
 
 

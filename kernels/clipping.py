@@ -16,8 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import _checks
-from ._layout import is_dense
+from . import _preconditions
+from ._strides import is_dense
 from ._tiles import on_device
 
 BLOCK = 1024
@@ -72,11 +72,11 @@ def _chunk_table(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tenso
 def _check(tensors: list[torch.Tensor], clip_value: float) -> None:
     if not isinstance(tensors, (list, tuple)) or not tensors:
         raise ValueError("tensors must be a non-empty list of tensors")
-    first = _checks.tensor("tensors[0]", tensors[0], _checks.CLIPPING_DTYPES)
+    first = _preconditions.tensor("tensors[0]", tensors[0], _preconditions.CLIPPING_DTYPES)
     for i, t in enumerate(tensors):
         name = f"tensors[{i}]"
-        _checks.tensor(name, t, (first.dtype,))
-        _checks.same_device(name, t, "tensors[0]", first)
+        _preconditions.tensor(name, t, (first.dtype,))
+        _preconditions.same_device(name, t, "tensors[0]", first)
         if not is_dense(t):
             raise ValueError(f"{name} must be dense (one run of memory), got strides {t.stride()}")
     if not isinstance(clip_value, (int, float)) or not math.isfinite(clip_value) or clip_value <= 0:

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import _checks
+from . import _preconditions
 from ._tiles import accumulator_dtype, on_device, row_chunk, row_tiles, tl_dtype
 
 
@@ -88,9 +88,9 @@ def _interpolation_bwd_kernel(
 
 
 def _check_pair(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> None:
-    _checks.rows("real", real)
-    _checks.rows_like("fake", fake, "real", real)
-    _checks.vector("alpha", alpha, real.shape[0], "real", real)
+    _preconditions.rows("real", real)
+    _preconditions.rows_like("fake", fake, "real", real)
+    _preconditions.vector("alpha", alpha, real.shape[0], "real", real)
 
 
 def interpolation_fwd(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -100,7 +100,7 @@ def interpolation_fwd(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tenso
     contiguous, any float dtype.
     """
     _check_pair(real, fake, alpha)
-    _checks.rows_like("out", out, "real", real)
+    _preconditions.rows_like("out", out, "real", real)
     batch = real.shape[0]
     width = real.numel() // batch
     tiles = row_tiles(batch, width)
@@ -128,10 +128,10 @@ def interpolation_bwd(
     fp64 inputs) of alpha when ``need_alpha``, else None.
     """
     _check_pair(real, fake, alpha)
-    _checks.rows_like("grad_out", grad_out, "real", real)
+    _preconditions.rows_like("grad_out", grad_out, "real", real)
     for name, d in (("d_real", d_real), ("d_fake", d_fake)):
         if d is not None:
-            _checks.rows_like(name, d, "real", real)
+            _preconditions.rows_like(name, d, "real", real)
     if d_real is not None and d_fake is not None and d_real.stride(0) != d_fake.stride(0):
         raise ValueError("d_real and d_fake must share one row stride")
     batch = grad_out.shape[0]

@@ -1,4 +1,4 @@
-"""GAN losses as one or two weighted means of elementwise terms (see ``loss_terms``), fused.
+"""GAN losses as one or two weighted means of elementwise terms (see ``fastgan.kernels.loss_terms``), fused.
 
 Forward: one program per block of scores writes its share of the loss, and a one-program pass adds the shares
 in a fixed order (deterministic, no atomics); when both outputs fit in one block each, a single program does
@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import _checks
+from . import _preconditions
 from ._tiles import accumulator_dtype, cdiv, on_device, tl_dtype
 from .loss_terms import HINGE, LINEAR, LOGISTIC, NO_TERM, SQUARE, Term
 
@@ -172,10 +172,10 @@ def _check_outputs(a: torch.Tensor, b: torch.Tensor | None) -> None:
     for name, x in (("a", a), ("b", b)):
         if x is None:
             continue
-        _checks.tensor(name, x)
+        _preconditions.tensor(name, x)
         if not (x.dim() == 1 or (x.dim() == 2 and x.shape[1] == 1)):
             raise ValueError(f"{name} must have shape (B,) or (B, 1), got {tuple(x.shape)}")
-        _checks.same_device(name, x, "a", a)
+        _preconditions.same_device(name, x, "a", a)
 
 
 def _launch_args(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None):
@@ -218,7 +218,7 @@ def losses_bwd(
     ``grad_out``: the loss's one-element upstream gradient.
     """
     scalars, constants, blocks, _ = _launch_args(a, term_a, b, term_b)
-    _checks.scalar("grad_out", grad_out, "a", a)
+    _preconditions.scalar("grad_out", grad_out, "a", a)
     da = torch.empty(a.shape, dtype=a.dtype, device=a.device)
     db = torch.empty(b.shape, dtype=b.dtype, device=b.device) if b is not None else None
     with on_device(a):

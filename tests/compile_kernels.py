@@ -25,7 +25,7 @@ import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from fastgan.kernels import clipping, interpolation, losses, penalty
+from fastgan.kernels import clipping, interpolation, losses, norm_penalty
 from fastgan.kernels._tiles import row_tiles
 
 TARGET = GPUTarget("cuda", 90, 32)
@@ -80,12 +80,12 @@ def _row_variants():
                 fake_stride=index, d_stride=index, n_chunks="i32"), **dict.fromkeys(absent, "constexpr")}, dict(
                 rows, GRAD_REAL=grad_real, GRAD_FAKE=grad_fake, GRAD_ALPHA=grad_alpha, ACC=tl.float32, **absent)
         for one_sided, single in itertools.product((False, True), (False, True)):
-            yield penalty._penalty_fwd_kernel, dict(
+            yield norm_penalty._penalty_fwd_kernel, dict(
                 g_ptr=p, partial_ptr="*fp32", norms_ptr="*fp32", block_out_ptr="*fp32", B="i32", D=index,
                 g_stride=index, n_chunks="i32", center="fp32"), dict(
                 rows, ONE_SIDED=one_sided, ACC=tl.float32, SINGLE_CHUNK=single)
         for one_sided in (False, True):
-            yield penalty._penalty_bwd_kernel, dict(
+            yield norm_penalty._penalty_bwd_kernel, dict(
                 g_ptr=p, dg_ptr=p, norms_ptr="*fp32", gout_ptr="*fp32", B="i32", D=index, g_stride=index,
                 dg_stride=index, n_chunks="i32", center="fp32"), dict(rows, ONE_SIDED=one_sided, ACC=tl.float32)
 
@@ -96,12 +96,12 @@ def _other_variants():
                                               clip_value="fp32"), dict(BLOCK=clipping.BLOCK, ITERS=clipping.ITERS,
                                                                        num_warps=4)
     for block_b, block_c in ((1, 1024), (1, 8), (1, 2)):
-        yield penalty._penalty_finish_kernel, dict(
+        yield norm_penalty._penalty_finish_kernel, dict(
             partial_ptr="*fp32", norms_ptr="*fp32", block_out_ptr="*fp32", B="i32", n_chunks="i32",
             center="fp32"), dict(BLOCK_B=block_b, BLOCK_C=block_c, ONE_SIDED=False, ACC=tl.float32, num_warps=4)
     seed = row_tiles(64, 784)  # fp64 (gradcheck) at the seed's MNIST batch
     for single in (False, True):
-        yield penalty._penalty_fwd_kernel, dict(
+        yield norm_penalty._penalty_fwd_kernel, dict(
             g_ptr="*fp64", partial_ptr="*fp64", norms_ptr="*fp64", block_out_ptr="*fp64", B="i32", D="i32",
             g_stride="i32", n_chunks="i32", center="fp32"), dict(
             BLOCK_B=seed.BLOCK_B, BLOCK_D=seed.BLOCK_D, ITERS=seed.ITERS, num_warps=seed.num_warps,

@@ -163,7 +163,7 @@ def test_the_lazy_r1_benchmarks_seed_code_trains_as_the_lazy_step_does():
 
     import fastgan
     from benchmarks.step_cases import LAZY_R1, _adam, seed_lazy_r1_steps
-    from tests.models import tiny_mlp_gan
+    from models import tiny_mlp_gan
 
     critic, _ = tiny_mlp_gan("cpu")
     real, fake = torch.randn(8, 12), torch.randn(8, 12)

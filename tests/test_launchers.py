@@ -11,7 +11,7 @@ from fastgan.kernels.clipping import clip_
 from fastgan.kernels.interpolation import interpolation_bwd, interpolation_fwd
 from fastgan.kernels.loss_terms import LINEAR, Term
 from fastgan.kernels.losses import losses_bwd, losses_fwd
-from fastgan.kernels.penalty import penalty_bwd, penalty_fwd
+from fastgan.kernels.norm_penalty import penalty_bwd, penalty_fwd
 
 
 def _rows(device, layout="contiguous", dtype=torch.float32, seed=0):

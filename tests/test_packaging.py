@@ -18,7 +18,7 @@ def test_the_wheel_installs_and_imports_in_a_fresh_environment(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("fastgan-*.whl")
     assert wheel.name.startswith(f"fastgan-{fastgan.__version__}-")
     names = zipfile.ZipFile(wheel).namelist()
-    for required in ("fastgan/py.typed", "fastgan/kernels/penalty.py", "fastgan/steps/runner.py",
+    for required in ("fastgan/py.typed", "fastgan/kernels/norm_penalty.py", "fastgan/steps/runner.py",
                      "fastgan/train/trainer.py", f"fastgan-{fastgan.__version__}.dist-info/licenses/LICENSE"):
         assert required in names, required
     # A new environment that sees the installed torch but not this checkout (system site packages, no .pth).

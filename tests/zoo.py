@@ -119,7 +119,10 @@ class DropoutCritic(nn.Module):
 class BatchNormCritic(nn.Module):
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(12, 24), nn.BatchNorm1d(24), nn.LeakyReLU(0.2), nn.Linear(24, 1))
+        # No bias before the BatchNorm, which removes it: its gradient is zero in exact arithmetic, so its path
+        # under Adam (a step of the learning rate per sign of rounding noise) is no property of the code tested.
+        self.net = nn.Sequential(nn.Linear(12, 24, bias=False), nn.BatchNorm1d(24), nn.LeakyReLU(0.2),
+                                 nn.Linear(24, 1))
 
     def forward(self, x):
         return self.net(x)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import _checks, distributed
+from .. import _input_checks, distributed
 from ..interpolation import check_pair
-from ..losses import LOSS_NAMES, loss_terms
+from ..losses import LOSS_NAMES, terms_of_loss
 from ..penalties import PENALTIES, has_batch_statistics, warn_batchnorm
 from .modes import check_mode
 from .objectives import CriticObjective
@@ -24,7 +24,7 @@ def check_labels(name: str, labels: object, samples: torch.Tensor) -> torch.Tens
     if labels.dim() == 0 or labels.shape[0] != samples.shape[0]:
         raise ValueError(f"{name} must hold one label per sample ({samples.shape[0]}), got shape "
                          f"{tuple(labels.shape)}")
-    _checks.same_device(name, labels, "the samples", samples)
+    _input_checks.same_device(name, labels, "the samples", samples)
     return labels.detach()
 
 
@@ -98,10 +98,10 @@ class CriticStep:
             raise ValueError("precision='bf16' takes no scaler (a GradScaler is for fp16 autocast)")
         if not isinstance(joint_pass, bool):
             raise TypeError(f"joint_pass must be a bool, got {type(joint_pass).__name__}")
-        weight = (_checks.positive_real if penalty is not None else _checks.non_negative_real)(
+        weight = (_input_checks.positive_real if penalty is not None else _input_checks.non_negative_real)(
             "penalty_weight", penalty_weight)
-        clip_value = None if clip_value is None else _checks.positive_real("clip_value", clip_value)
-        terms = loss_terms(loss, lsgan_targets, label_smoothing)[:2] if loss is not None else None
+        clip_value = None if clip_value is None else _input_checks.positive_real("clip_value", clip_value)
+        terms = terms_of_loss(loss, lsgan_targets, label_smoothing)[:2] if loss is not None else None
         self.critic, self.optimizer, self.group = critic, optimizer, group
         self.requested_mode, self.precision = check_mode(mode), precision
         self.state = ModuleState(critic, "critic", optimizer)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import _checks, distributed
-from ..losses import LOSS_NAMES, loss_terms
+from .. import _input_checks, distributed
+from ..losses import LOSS_NAMES, terms_of_loss
 from .critic import check_labels
 from .modes import check_mode
 from .objectives import GeneratorObjective
@@ -49,14 +49,14 @@ class GeneratorStep:
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if loss not in LOSS_NAMES:
             raise ValueError(f"loss must be one of {LOSS_NAMES}, got {loss!r}")
-        if ema is not None and not 0.0 <= _checks.finite_real("ema", ema) < 1.0:
+        if ema is not None and not 0.0 <= _input_checks.finite_real("ema", ema) < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {ema}")
         self.generator, self.critic, self.optimizer, self.group = generator, critic, optimizer, group
         self.requested_mode, self.precision = check_mode(mode), check_precision(precision)
         self.decay = ema
         self.ema = copy_module(generator).requires_grad_(False) if ema is not None else None
         objective = GeneratorObjective(ModuleState(generator, "generator", optimizer), ModuleState(critic, "critic"),
-                                       loss_terms(loss, lsgan_targets)[2], self.ema, precision)
+                                       terms_of_loss(loss, lsgan_targets)[2], self.ema, precision)
         self._runner = Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)
         self.calls = 0
 
@@ -68,7 +68,7 @@ class GeneratorStep:
     def __call__(self, noise: torch.Tensor, *, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One generator step from a batch of noise (B, ...), with the batch's labels (B, ...) for a conditional
         pair."""
-        _checks.batched("noise", _checks.float_tensor("noise", noise))
+        _input_checks.batched("noise", _input_checks.float_tensor("noise", noise))
         if labels is not None:
             labels = check_labels("labels", labels, noise)
         if self.ema is not None:

@@ -19,14 +19,14 @@ from collections.abc import Callable
 
 import torch
 
-from .. import _checks, distributed
+from .. import _input_checks, distributed
 from ..amp import input_gradients
 from ..clipping import clip_weights_
 from ..interpolation import _interpolation_fwd_torch, interpolated_points
 from ..kernels.loss_terms import Term
-from ..losses import terms_loss
+from ..losses import loss_of_terms
 from ..penalties import PenaltyKind, has_batch_statistics, penalty_points, point_labels
-from ..penalty import _penalty_fwd_torch, norm_penalty
+from ..norm_penalty import _penalty_fwd_torch, norm_penalty
 from .precision import networks
 from .state import ModuleState, copy_module
 
@@ -52,7 +52,7 @@ def scores(critic: Callable, x: torch.Tensor, y: torch.Tensor | None, module: to
     per sample (per group of ``module.pack``); fp32 scores from a bf16 critic, so that the losses are fp32."""
     with networks(precision, x.device.type):
         out = critic(x) if y is None else critic(x, y)
-    out = _checks.critic_scores(out, x.shape[0], module)
+    out = _input_checks.critic_scores(out, x.shape[0], module)
     return out.float() if precision == "bf16" else out
 
 
@@ -90,7 +90,7 @@ class CriticObjective:
         if self.terms is not None:
             real_out, fake_out = scores_of_both(critic, real, fake, labels, fake_labels, self.joint, critic,
                                                 self.precision)
-            total = terms_loss(real_out, self.terms[0], fake_out, self.terms[1])
+            total = loss_of_terms(real_out, self.terms[0], fake_out, self.terms[1])
             stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
         if self.kind is not None:
             x = penalty_points(self.kind, real, fake, alpha, noise, interpolated_points)
@@ -115,7 +115,7 @@ class CriticObjective:
         if self.terms is not None:
             real_out, fake_out = scores_of_both(critic, real, fake, labels, fake_labels, self.joint,
                                                  self.state.module, self.precision)
-            total = terms_loss(real_out, self.terms[0], fake_out, self.terms[1], fused=False)
+            total = loss_of_terms(real_out, self.terms[0], fake_out, self.terms[1], fused=False)
             stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
         if self.kind is not None:
             x = penalty_points(self.kind, real, fake, alpha, noise, _interpolation_fwd_torch)
@@ -188,7 +188,7 @@ class GeneratorObjective:
         generator, critic = self.state.module, self.aux.module
         with networks(self.precision, noise.device.type):
             fake = generator(noise) if labels is None else generator(noise, labels)
-        loss = terms_loss(scores(critic, fake, labels, critic, self.precision), self.term)
+        loss = loss_of_terms(scores(critic, fake, labels, critic, self.precision), self.term)
         return loss, {"loss": loss.detach()}
 
     def functional(self, params, others, aux, noise, labels):
@@ -197,8 +197,8 @@ class GeneratorObjective:
             fake = self.state.functional_call((params, others), noise, *conditioning)
         critic_tensors = ({}, aux)
         critic = self.aux.functional_call
-        loss = terms_loss(scores(lambda x, *y: critic(critic_tensors, x, *y), fake, labels, self.aux.module,
-                                 self.precision), self.term, fused=False)
+        loss = loss_of_terms(scores(lambda x, *y: critic(critic_tensors, x, *y), fake, labels, self.aux.module,
+                                    self.precision), self.term, fused=False)
         return loss, {"loss": loss.detach()}
 
     def traced_inputs(self, inputs: tuple) -> tuple:

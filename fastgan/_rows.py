@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .kernels._layout import is_dense, same_sample_order, sample_is_dense
+from .kernels._strides import is_dense, same_sample_order, sample_is_dense
 
 __all__ = ["dense_strides", "empty_rows_like", "is_dense", "rows_like", "sample_is_dense"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import _checks
-from ._layout import empty_rows_like, rows_like
+from . import _input_checks
+from ._rows import empty_rows_like, rows_like
 from .backend import uses_triton
 
 
@@ -19,7 +19,7 @@ class _Penalty(torch.autograd.Function):
     @staticmethod
     def forward(ctx, grads: torch.Tensor, center: float, one_sided: bool, fused: bool):
         if fused:
-            from .kernels.penalty import penalty_fwd
+            from .kernels.norm_penalty import penalty_fwd
 
             grads = rows_like(grads, grads)
             penalty, norms = penalty_fwd(grads, center, one_sided)
@@ -35,7 +35,7 @@ class _Penalty(torch.autograd.Function):
     def backward(ctx, grad_penalty: torch.Tensor, _grad_norms: torch.Tensor):
         grads, norms = ctx.saved_tensors
         if ctx.fused:
-            from .kernels.penalty import penalty_bwd
+            from .kernels.norm_penalty import penalty_bwd
 
             d_grads = penalty_bwd(grads, norms, grad_penalty, empty_rows_like(grads), ctx.center, ctx.one_sided)
         else:
@@ -71,7 +71,7 @@ def penalty_args(center: object, one_sided: object) -> float:
     """Check the penalty's shape parameters; returns ``center`` as a float."""
     if not isinstance(one_sided, bool):
         raise TypeError(f"one_sided must be a bool, got {type(one_sided).__name__}")
-    return _checks.finite_real("center", center)
+    return _input_checks.finite_real("center", center)
 
 
 def norm_penalty(grads: torch.Tensor, center: float, one_sided: bool, return_norms: bool):
@@ -100,6 +100,6 @@ def gradient_norm_penalty(
         with ``return_norms``, the tuple ``(penalty, norms)`` where ``norms`` is a detached (B,) tensor of the
         same dtype.
     """
-    _checks.batched("grads", _checks.float_tensor("grads", grads))
+    _input_checks.batched("grads", _input_checks.float_tensor("grads", grads))
     center = penalty_args(center, one_sided)
     return norm_penalty(grads, center, one_sided, return_norms)

@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import _checks
+from . import _preconditions
 from ._tiles import RowTiles, accumulator_dtype, next_power_of_2, on_device, row_chunk, row_tiles, tl_dtype
 
 
@@ -140,7 +140,7 @@ def penalty_fwd(g: torch.Tensor, center: float, one_sided: bool) -> tuple[torch.
     Returns ``(penalty, norms)``: a 0-dim tensor and a (B,) tensor on ``g``'s device, both fp32 (fp64 for fp64
     ``g``).
     """
-    _checks.rows("g", g)
+    _preconditions.rows("g", g)
     batch, width = _rows_of(g)
     tiles = row_tiles(batch, width)
     single = tiles.n_chunks == 1
@@ -181,11 +181,11 @@ def penalty_bwd(
     ``norms``: the (B,) norms from :func:`penalty_fwd`; ``grad_out``: the penalty's one-element upstream
     gradient.
     """
-    _checks.rows("g", g)
-    _checks.rows_like("dg", dg, "g", g)
+    _preconditions.rows("g", g)
+    _preconditions.rows_like("dg", dg, "g", g)
     acc = accumulator_dtype(g.dtype)
-    _checks.vector("norms", norms, g.shape[0], "g", g, dtypes=(acc,))
-    _checks.scalar("grad_out", grad_out, "g", g)
+    _preconditions.vector("norms", norms, g.shape[0], "g", g, dtypes=(acc,))
+    _preconditions.scalar("grad_out", grad_out, "g", g)
     batch, width = _rows_of(g)
     tiles = row_tiles(batch, width)
     with on_device(g):

@@ -7,7 +7,7 @@ from numbers import Real
 
 import torch
 
-from .kernels._checks import same_device, same_shape
+from .kernels._preconditions import same_device, same_shape
 
 __all__ = ["batched", "critic_output", "critic_scores", "finite_real", "float_tensor", "non_negative_real",
            "per_sample", "positive_real", "same_device", "same_dtype", "same_shape"]

@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from ._layout import same_sample_order, sample_is_dense
+from ._strides import same_sample_order, sample_is_dense
 
 FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 # The clipping kernel compares in fp32: exact for these dtypes once the bound is rounded to them, not for fp64.
