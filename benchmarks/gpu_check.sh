@@ -70,10 +70,10 @@ for part in $PARTS; do
       bench steps 300 --providers compile --only "critic step (seed mlp)" --only "critic step (dcgan 64) 64x" \
         --only "critic step (sn resnet 128)" --only "critic steps x16" --only "iteration (seed mlp)" ;;
     gpu-tests)  # graph mode, compile mode on CUDA, bf16, CUDA-graph capture of every op, bitwise repeatability
-      run_tests gpu 240 tests/test_gpu.py -q -rs ;;
+      run_tests gpu 240 tests/gpu/test_gpu.py -q -rs ;;
     suite)
       # -v: a run stopped by its time limit still names the tests that failed before it.
-      run_tests suite 300 tests --ignore=tests/test_gpu.py $workers -v --durations=15 ;;
+      run_tests suite 300 tests --ignore=tests/gpu $workers -v --durations=15 ;;
     nccl)
       step "fastgan train on one NCCL process (torchrun)"
       timeout 60 python -m benchmarks.distributed --processes 1 --steps 300 --device cuda --json "$LOG/nccl.json" \

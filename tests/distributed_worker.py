@@ -1,6 +1,6 @@
-"""Run by ``torchrun`` from tests/test_distributed.py: every training run of a JSON file in one process group
+"""Run by ``torchrun`` from tests/steps/test_distributed.py: every training run of a JSON file in one process group
 (process start-up is paid once), then a user's own loops with a DDP-wrapped critic. Also the ranks that
-tests/test_gpu.py spawns on one GPU (:func:`shared_device_rank`).
+tests/gpu/test_gpu.py spawns on one GPU (:func:`shared_device_rank`).
 
     torchrun --standalone --nproc_per_node 2 tests/distributed_worker.py RUNS.json OUT_DIR
 

@@ -1,7 +1,7 @@
 """Every Triton kernel compiles for an H100 (sm_90) through Triton's full pipeline, even without a GPU.
 
 The interpreter that runs the other tests hides compile errors; this lowers each kernel variant to a cubin
-in a separate process (the interpreter must be off there) with `tests/compile_kernels.py`.
+in a separate process (the interpreter must be off there) with `tools/compile_kernels.py`.
 """
 
 import importlib.util
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).with_name("compile_kernels.py")
+SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "compile_kernels.py"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton.backends.nvidia") is None, reason="no NVIDIA Triton backend")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import fastgan
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_wheel_installs_and_imports_in_a_fresh_environment(tmp_path):

@@ -1,13 +1,13 @@
-"""Mutation check: does the test suite catch a wrong kernel? ``python tests/mutation_check.py``
+"""Mutation check: does the test suite catch a wrong kernel? ``python tools/mutation_check.py``
 
 Applies deliberate faults one at a time to a scratch copy of the repository (the code, tests, benchmarks, docs
 and packaging files), runs the test suite there with ``-x`` (stopping at the first failure) and reports,
 for each fault, the first test that caught it. Exits non-zero if any fault goes uncaught. The checkout itself is
 never modified. Takes minutes: a caught fault stops early, an uncaught one runs the whole suite.
 
-    python tests/mutation_check.py                 # every fault
-    python tests/mutation_check.py --list          # their names
-    python tests/mutation_check.py --only NAME...  # some of them
+    python tools/mutation_check.py                 # every fault
+    python tools/mutation_check.py --list          # their names
+    python tools/mutation_check.py --only NAME...  # some of them
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the suite reads: the code, the tests, and the pages and files the docs and packaging tests check.
-COPIED = ("fastgan", "kernels", "tests", "benchmarks", "docs", "pyproject.toml", "README.md", "CONTRIBUTING.md",
-          "CHANGELOG.md", "LICENSE")
+COPIED = ("fastgan", "kernels", "tests", "tools", "benchmarks", "docs", "pyproject.toml", "README.md",
+          "CONTRIBUTING.md", "CHANGELOG.md", "LICENSE")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from fastgan.train import TrainConfig, train
 from distributed_worker import user_loops
 from helpers import write_mnist
 
-WORKER = Path(__file__).with_name("distributed_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "distributed_worker.py"
 # Seed 11 is not one any preset was tuned on. 20 steps of batch 256 split over 2 processes.
 SETTINGS = dict(steps=20, batch_size=256, log_every=10, eval_samples=200, device="cpu", mode="eager", seed=11)
 PRESETS = {"wgan": {}, "wgan-gp": {}, "wgan-lp": {}, "lsgan": {}, "hinge": {}, "r1": {"lazy_every": 4},

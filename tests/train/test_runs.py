@@ -14,7 +14,7 @@ import torch
 
 from fastgan import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--steps", "3", "--log-every", "1", "--hidden", "8", "--batch-size", "16", "--eval-samples", "100",
          "--device", "cpu", "--mode", "eager", "--quiet"]
 

@@ -157,7 +157,7 @@ def test_label_smoothing_reaches_the_critic_loss(tmp_path):
 def test_a_compiled_conditional_run_trains_like_eager(tmp_path, mnist_root):
     import warnings
 
-    # The hinge loss: the conditional penalty steps compile in tests/test_zoo.py.
+    # The hinge loss: the conditional penalty steps compile in tests/steps/test_zoo.py.
     config = dict(data="mnist", data_root=str(mnist_root), conditional=True, loss="hinge", hidden=8, steps=3,
                   log_every=1, batch_size=8, device="cpu")
     eager = Trainer(TrainConfig(mode="eager", **config), tmp_path / "eager", quiet=True)
