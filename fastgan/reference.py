@@ -1,4 +1,5 @@
-"""Plain eager PyTorch in the seed's style: the oracle for the tests and the baseline for the benchmarks.
+"""Plain eager PyTorch in the seed's style: the oracle for the tests and the baseline for the benchmarks, with
+the reference code's MLP pair (:class:`Generator`, :class:`Critic`).
 
 Written independently of the fused ops (nothing here calls them), following the seed's formulas and code
 shape: interpolation ``alpha*real + (1-alpha)*fake``, ``gradients.view(B, -1).norm(2, dim=1)``, and the
@@ -10,7 +11,31 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import torch
+from torch import nn
 from torch.autograd import grad
+
+
+class Generator(nn.Module):
+    """The reference code's generator: (B, latent_dim) noise -> (B, img_size) samples in [-1, 1] (one hidden
+    ReLU layer, Tanh out)."""
+
+    def __init__(self, latent_dim: int = 100, img_size: int = 784, hidden: int = 128):
+        super().__init__()
+        self.model = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, img_size), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model(z)
+
+
+class Critic(nn.Module):
+    """The reference code's critic: (B, img_size) samples -> (B, 1) scores (one hidden ReLU layer)."""
+
+    def __init__(self, img_size: int = 784, hidden: int = 128):
+        super().__init__()
+        self.model = nn.Sequential(nn.Linear(img_size, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
 
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
