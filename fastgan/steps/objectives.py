@@ -46,14 +46,18 @@ def draws(kind: PenaltyKind | None, real: torch.Tensor, shard: distributed.Shard
     return alpha, noise
 
 
-def scores(critic: Callable, x: torch.Tensor, y: torch.Tensor | None, module: torch.nn.Module,
-           precision: str = "fp32") -> torch.Tensor:
-    """``critic(x)`` or ``critic(x, y)`` in ``precision`` (:mod:`fastgan.steps.precision`), checked to be one score
-    per sample (per group of ``module.pack``); fp32 scores from a bf16 critic, so that the losses are fp32."""
+def forward(critic: Callable, x: torch.Tensor, y: torch.Tensor | None, precision: str) -> torch.Tensor:
+    """``critic(x)`` or ``critic(x, y)`` in ``precision`` (:mod:`fastgan.steps.precision`); fp32 outputs from a
+    bf16 critic, so that the losses are fp32."""
     with networks(precision, x.device.type):
         out = critic(x) if y is None else critic(x, y)
-    out = _input_checks.critic_scores(out, x.shape[0], module)
     return out.float() if precision == "bf16" else out
+
+
+def scores(critic: Callable, x: torch.Tensor, y: torch.Tensor | None, module: torch.nn.Module,
+           precision: str = "fp32") -> torch.Tensor:
+    """:func:`forward`, checked to be one score per sample (per group of ``module.pack``)."""
+    return _input_checks.critic_scores(forward(critic, x, y, precision), x.shape[0], module)
 
 
 def scores_of_both(critic: Callable, real, fake, labels, fake_labels, joint: bool, module: torch.nn.Module,
@@ -96,7 +100,8 @@ class CriticObjective:
             x = penalty_points(self.kind, real, fake, alpha, noise, interpolated_points)
             x = x.detach().requires_grad_(True)  # a fresh leaf (R1's and R2's points are the inputs themselves)
             y = point_labels(self.kind, labels, fake_labels)
-            grads = input_gradients(lambda x: scores(critic, x, y, critic, self.precision), x, self.scaler, critic)
+            # input_gradients checks the scores itself (once).
+            grads = input_gradients(lambda x: forward(critic, x, y, self.precision), x, self.scaler, critic)
             penalty, norms = norm_penalty(grads, self.kind.center, self.kind.one_sided, True)
             total = self.weight * penalty if total is None else total + self.weight * penalty
             stats.update(penalty=penalty.detach(), grad_norm_mean=norms.mean(), grad_norm_max=norms.max())
