@@ -26,6 +26,7 @@ from torch import nn  # noqa: E402
 
 import fastgan  # noqa: E402
 from fastgan import kernels  # noqa: E402
+from fastgan.kernels.launch import DirectKernel  # noqa: E402
 
 
 def _count_launches() -> dict[str, int]:
@@ -45,7 +46,7 @@ def _count_launches() -> dict[str, int]:
     for info in pkgutil.iter_modules(kernels.__path__):
         module = importlib.import_module(f"{kernels.__name__}.{info.name}")
         for name, value in vars(module).items():
-            if type(value).__name__ in ("JITFunction", "InterpretedFunction"):
+            if isinstance(value, DirectKernel):
                 setattr(module, name, _Counted())
     return count
 

@@ -7,18 +7,19 @@ from numbers import Real
 
 import torch
 
-from .kernels._preconditions import same_device, same_shape
+from .kernels._preconditions import FLOATS, same_device, same_shape
 
 __all__ = ["batched", "critic_output", "critic_scores", "finite_real", "float_tensor", "non_negative_real",
            "per_sample", "positive_real", "same_device", "same_dtype", "same_shape"]
 
 
 def float_tensor(name: str, x: object) -> torch.Tensor:
-    """``x`` if it is a floating-point tensor, else ``TypeError``."""
+    """``x`` if it is a tensor of a dtype the kernels take (fp32, fp16, bf16, fp64), else ``TypeError``."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+    if x.dtype not in FLOATS:
+        raise TypeError(f"{name} must have a floating-point dtype (float32, float16, bfloat16 or float64), "
+                        f"got {x.dtype}")
     return x
 
 
@@ -88,7 +89,7 @@ def critic_scores(scores: object, batch: int, critic: object = None) -> torch.Te
     A scalar (``D(x).mean()``) or several scores per sample would make a per-sample penalty or a loss silently
     mean something else.
     """
-    if not isinstance(scores, torch.Tensor) or not scores.is_floating_point():
+    if not isinstance(scores, torch.Tensor) or scores.dtype not in FLOATS:
         raise TypeError(f"the critic must return a floating-point tensor of scores, got "
                         f"{scores.dtype if isinstance(scores, torch.Tensor) else type(scores).__name__}")
     pack = getattr(critic, "pack", 1)

@@ -82,7 +82,7 @@ def _clip_group(device: torch.device, dtype: torch.dtype, tensors: list[torch.Te
     if fused:
         from .kernels.clipping import clip_
 
-        clip_(fused, clip_value)
+        clip_(fused, clip_value, check=False)  # _clip_group chose them: one device and dtype, dense, non-empty
         for t in fused:
             torch.autograd.graph.increment_version(t)
     if rest and device.type == "cpu":

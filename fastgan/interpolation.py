@@ -33,7 +33,7 @@ class _Interpolation(torch.autograd.Function):
             grad_out = rows_like(grad_out, real)
             d_real = empty_rows_like(real) if need_real else None
             d_fake = empty_rows_like(real) if need_fake else None
-            d_alpha = interpolation_bwd(grad_out, real, fake, alpha, d_real, d_fake, need_alpha)
+            d_alpha = interpolation_bwd(grad_out, real, fake, alpha, d_real, d_fake, need_alpha, check=False)
         else:
             d_real, d_fake, d_alpha = _interpolation_bwd_torch(grad_out, real, fake, alpha, need_real, need_fake,
                                                                need_alpha)
@@ -53,7 +53,7 @@ def _forward(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, fused:
     alpha_rows = alpha_rows.contiguous()
     real = rows_like(real, real)
     fake = rows_like(fake, real)
-    return real, fake, alpha_rows, interpolation_fwd(real, fake, alpha_rows, empty_rows_like(real))
+    return real, fake, alpha_rows, interpolation_fwd(real, fake, alpha_rows, empty_rows_like(real), check=False)
 
 
 def interpolated_points(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ class _Penalty(torch.autograd.Function):
             from .kernels.norm_penalty import penalty_fwd
 
             grads = rows_like(grads, grads)
-            penalty, norms = penalty_fwd(grads, center, one_sided)
+            penalty, norms = penalty_fwd(grads, center, one_sided, check=False)
         else:
             penalty, norms = _penalty_fwd_torch(grads, center, one_sided)
         ctx.save_for_backward(grads, norms)
@@ -37,7 +37,8 @@ class _Penalty(torch.autograd.Function):
         if ctx.fused:
             from .kernels.norm_penalty import penalty_bwd
 
-            d_grads = penalty_bwd(grads, norms, grad_penalty, empty_rows_like(grads), ctx.center, ctx.one_sided)
+            d_grads = penalty_bwd(grads, norms, grad_penalty, empty_rows_like(grads), ctx.center, ctx.one_sided,
+                                  check=False)
         else:
             d_grads = _penalty_bwd_torch(grads, norms, grad_penalty, ctx.center, ctx.one_sided)
         return d_grads, None, None, None

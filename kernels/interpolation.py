@@ -12,9 +12,11 @@ import triton
 import triton.language as tl
 
 from . import _preconditions
+from .launch import direct
 from ._tiles import accumulator_dtype, on_device, row_chunk, row_tiles, tl_dtype
 
 
+@direct
 @triton.jit
 def _interpolation_fwd_kernel(
     real_ptr,  # row i at real_ptr + i * real_stride, D dense elements
@@ -43,6 +45,7 @@ def _interpolation_fwd_kernel(
         tl.store(out_ptr + rows[:, None] * out_stride + cols[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@direct
 @triton.jit
 def _interpolation_bwd_kernel(
     go_ptr,  # upstream gradient, row i at go_ptr + i * go_stride
@@ -93,14 +96,16 @@ def _check_pair(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> 
     _preconditions.vector("alpha", alpha, real.shape[0], "real", real)
 
 
-def interpolation_fwd(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+def interpolation_fwd(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, out: torch.Tensor, *,
+                      check: bool = True) -> torch.Tensor:
     """Write ``fake + alpha * (real - fake)`` into ``out`` and return it.
 
     ``real``, ``fake``, ``out``: (B, ...) of one float dtype, device and dense sample layout; ``alpha``: (B,)
-    contiguous, any float dtype.
+    contiguous, any float dtype. ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
     """
-    _check_pair(real, fake, alpha)
-    _preconditions.rows_like("out", out, "real", real)
+    if check:
+        _check_pair(real, fake, alpha)
+        _preconditions.rows_like("out", out, "real", real)
     batch = real.shape[0]
     width = real.numel() // batch
     tiles = row_tiles(batch, width)
@@ -121,19 +126,22 @@ def interpolation_bwd(
     d_real: torch.Tensor | None,
     d_fake: torch.Tensor | None,
     need_alpha: bool,
+    *,
+    check: bool = True,
 ) -> torch.Tensor | None:
     """Fill ``d_real`` / ``d_fake`` (either may be None) and return d alpha.
 
     ``grad_out``, ``d_real``, ``d_fake``: laid out like ``real``. Returns the (B,) gradient (fp32, fp64 for
-    fp64 inputs) of alpha when ``need_alpha``, else None.
+    fp64 inputs) of alpha when ``need_alpha``, else None. ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
     """
-    _check_pair(real, fake, alpha)
-    _preconditions.rows_like("grad_out", grad_out, "real", real)
-    for name, d in (("d_real", d_real), ("d_fake", d_fake)):
-        if d is not None:
-            _preconditions.rows_like(name, d, "real", real)
-    if d_real is not None and d_fake is not None and d_real.stride(0) != d_fake.stride(0):
-        raise ValueError("d_real and d_fake must share one row stride")
+    if check:
+        _check_pair(real, fake, alpha)
+        _preconditions.rows_like("grad_out", grad_out, "real", real)
+        for name, d in (("d_real", d_real), ("d_fake", d_fake)):
+            if d is not None:
+                _preconditions.rows_like(name, d, "real", real)
+        if d_real is not None and d_fake is not None and d_real.stride(0) != d_fake.stride(0):
+            raise ValueError("d_real and d_fake must share one row stride")
     batch = grad_out.shape[0]
     width = grad_out.numel() // batch
     tiles = row_tiles(batch, width)

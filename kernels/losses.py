@@ -12,6 +12,7 @@ import triton
 import triton.language as tl
 
 from . import _preconditions
+from .launch import direct
 from ._tiles import accumulator_dtype, cdiv, on_device, tl_dtype
 from .loss_terms import HINGE, LINEAR, LOGISTIC, NO_TERM, SQUARE, Term
 
@@ -77,6 +78,7 @@ def _block_terms(pid, x_ptr, n, stride, w, p, ACC: tl.constexpr, KIND: tl.conste
     return tl.sum(tl.where(mask, _term(x, p, KIND), 0.0), axis=0) * (w / n)
 
 
+@direct
 @triton.jit(do_not_specialize=["p_a", "w_a", "p_b", "w_b"])
 def _losses_fwd_kernel(
     a_ptr,  # first critic output, n_a values spaced stride_a apart
@@ -113,6 +115,7 @@ def _losses_fwd_kernel(
     tl.store(out_ptr + pid, part)
 
 
+@direct
 @triton.jit
 def _losses_finish_kernel(
     partial_ptr,  # ACC (n,) per-block partials
@@ -135,6 +138,7 @@ def _term_grad_block(x_ptr, dx_ptr, offs, n, stride, scale, p, ACC: tl.constexpr
     tl.store(dx_ptr + offs, (scale * _term_grad(x, p, KIND)).to(dx_ptr.dtype.element_ty), mask=mask)
 
 
+@direct
 @triton.jit(do_not_specialize=["p_a", "w_a", "p_b", "w_b"])
 def _losses_bwd_kernel(
     a_ptr,  # as in forward
@@ -178,9 +182,10 @@ def _check_outputs(a: torch.Tensor, b: torch.Tensor | None) -> None:
         _preconditions.same_device(name, x, "a", a)
 
 
-def _launch_args(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None):
+def _launch_args(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None, check: bool):
     """The scalar arguments and compile-time constants both kernels share, their grid and the accumulator."""
-    _check_outputs(a, b)
+    if check:
+        _check_outputs(a, b)
     acc = accumulator_dtype(torch.promote_types(a.dtype, b.dtype) if b is not None else a.dtype)
     term_b = term_b or NO_TERM
     # (B,) or (B, 1): B values spaced stride(0) apart.
@@ -191,13 +196,14 @@ def _launch_args(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: 
     return scalars, constants, blocks, acc
 
 
-def losses_fwd(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None) -> torch.Tensor:
+def losses_fwd(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None, *,
+               check: bool = True) -> torch.Tensor:
     """The 0-dim loss (fp32; fp64 if an input is fp64) of critic outputs ``a`` and optional ``b``: (B,) or (B, 1).
 
     Batches of up to BLOCK scores each take one program; larger ones one program per block of scores, then a
-    finishing pass over the per-block partials (deterministic, no atomics).
+    finishing pass over the per-block partials (deterministic, no atomics). ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
     """
-    scalars, constants, blocks, acc = _launch_args(a, term_a, b, term_b)
+    scalars, constants, blocks, acc = _launch_args(a, term_a, b, term_b, check)
     single = a.shape[0] <= BLOCK and (b is None or b.shape[0] <= BLOCK)
     out = torch.empty((), dtype=acc, device=a.device)
     with on_device(a):
@@ -211,14 +217,16 @@ def losses_fwd(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Te
 
 
 def losses_bwd(
-    grad_out: torch.Tensor, a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None
+    grad_out: torch.Tensor, a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None, *,
+    check: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gradients of the loss with respect to ``a`` and ``b`` (shapes and dtypes of the inputs).
 
-    ``grad_out``: the loss's one-element upstream gradient.
+    ``grad_out``: the loss's one-element upstream gradient. ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
     """
-    scalars, constants, blocks, _ = _launch_args(a, term_a, b, term_b)
-    _preconditions.scalar("grad_out", grad_out, "a", a)
+    scalars, constants, blocks, _ = _launch_args(a, term_a, b, term_b, check)
+    if check:
+        _preconditions.scalar("grad_out", grad_out, "a", a)
     da = torch.empty(a.shape, dtype=a.dtype, device=a.device)
     db = torch.empty(b.shape, dtype=b.dtype, device=b.device) if b is not None else None
     with on_device(a):

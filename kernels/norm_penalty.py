@@ -14,6 +14,7 @@ import triton
 import triton.language as tl
 
 from . import _preconditions
+from .launch import direct
 from ._tiles import RowTiles, accumulator_dtype, next_power_of_2, on_device, row_chunk, row_tiles, tl_dtype
 
 
@@ -40,6 +41,7 @@ def _finish_rows(sumsq, rows, row_mask, rb, norms_ptr, block_out_ptr, B, center,
     tl.store(block_out_ptr + rb, tl.sum(phi, axis=0) / B)
 
 
+@direct
 @triton.jit(do_not_specialize=["center"])
 def _penalty_fwd_kernel(
     g_ptr,  # gradients, row i at g_ptr + i * g_stride, D dense elements
@@ -72,6 +74,7 @@ def _penalty_fwd_kernel(
         tl.store(partial_ptr + rows * n_chunks + chunk, sumsq, mask=row_mask)
 
 
+@direct
 @triton.jit(do_not_specialize=["center"])
 def _penalty_finish_kernel(
     partial_ptr,  # ACC (B, n_chunks) sums of squares per column chunk
@@ -96,6 +99,7 @@ def _penalty_finish_kernel(
     _finish_rows(tl.sum(acc, axis=1), rows, row_mask, rb, norms_ptr, block_out_ptr, B, center, ONE_SIDED, ACC)
 
 
+@direct
 @triton.jit(do_not_specialize=["center"])
 def _penalty_bwd_kernel(
     g_ptr,  # gradients saved from forward, row i at g_ptr + i * g_stride
@@ -134,13 +138,15 @@ def _rows_of(t: torch.Tensor) -> tuple[int, int]:
     return batch, t.numel() // batch
 
 
-def penalty_fwd(g: torch.Tensor, center: float, one_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def penalty_fwd(g: torch.Tensor, center: float, one_sided: bool, *,
+                check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Penalty and per-sample norms of ``g`` (B, ...) with dense samples, any float dtype.
 
     Returns ``(penalty, norms)``: a 0-dim tensor and a (B,) tensor on ``g``'s device, both fp32 (fp64 for fp64
-    ``g``).
+    ``g``). ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
     """
-    _preconditions.rows("g", g)
+    if check:
+        _preconditions.rows("g", g)
     batch, width = _rows_of(g)
     tiles = row_tiles(batch, width)
     single = tiles.n_chunks == 1
@@ -174,18 +180,20 @@ def _launch_finish(
 
 
 def penalty_bwd(
-    g: torch.Tensor, norms: torch.Tensor, grad_out: torch.Tensor, dg: torch.Tensor, center: float, one_sided: bool
+    g: torch.Tensor, norms: torch.Tensor, grad_out: torch.Tensor, dg: torch.Tensor, center: float, one_sided: bool,
+    *, check: bool = True,
 ) -> torch.Tensor:
     """Write d penalty / d g into ``dg`` (``g``'s shape, dtype and sample layout) and return it.
 
     ``norms``: the (B,) norms from :func:`penalty_fwd`; ``grad_out``: the penalty's one-element upstream
-    gradient.
+    gradient. ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
     """
-    _preconditions.rows("g", g)
-    _preconditions.rows_like("dg", dg, "g", g)
     acc = accumulator_dtype(g.dtype)
-    _preconditions.vector("norms", norms, g.shape[0], "g", g, dtypes=(acc,))
-    _preconditions.scalar("grad_out", grad_out, "g", g)
+    if check:
+        _preconditions.rows("g", g)
+        _preconditions.rows_like("dg", dg, "g", g)
+        _preconditions.vector("norms", norms, g.shape[0], "g", g, dtypes=(acc,))
+        _preconditions.scalar("grad_out", grad_out, "g", g)
     batch, width = _rows_of(g)
     tiles = row_tiles(batch, width)
     with on_device(g):

@@ -135,8 +135,8 @@ def _jobs() -> list:
 
 def _compile(index: int) -> tuple:
     # Jobs travel by index: kernels cannot be pickled, so each worker rebuilds the same list.
-    (fn, args, constexprs), aligned = _jobs()[index]
-    return fn.__name__, args, constexprs, aligned, compile_kernel(fn, args, constexprs, aligned)
+    (kernel, args, constexprs), aligned = _jobs()[index]
+    return kernel.fn.__name__, args, constexprs, aligned, compile_kernel(kernel.fn, args, constexprs, aligned)
 
 
 def main() -> int:

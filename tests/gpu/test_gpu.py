@@ -65,6 +65,34 @@ def test_three_runs_are_bitwise_identical():
     assert all(torch.equal(a, b) for run in clipped[1:] for a, b in zip(clipped[0], run))
 
 
+def test_direct_launches_compute_what_tritons_own_launches_compute():
+    from fastgan.kernels import clipping, interpolation, launch, losses, norm_penalty
+
+    x = _inputs(CUDA, seed=5)
+    misaligned = {**x, "grads": torch.randn(8 * 3 * 128 * 128 + 1, device=CUDA)[1:].view(8, 3, 128, 128) * 0.005}
+    params = [torch.randn(n, device=CUDA) for n in (5, 8193)]
+    previous = launch.set_direct_launches(False)
+    try:
+        expected = [_all_ops(x), _all_ops(misaligned)]
+        clipped = [p.clone() for p in params]
+        fastgan.clip_weights_(clipped, 0.1)
+    finally:
+        launch.set_direct_launches(previous)
+    for _ in range(2):  # the first call of each specialization compiles through Triton, the second is direct
+        got = [_all_ops(x), _all_ops(misaligned)]
+        direct_clipped = [p.clone() for p in params]
+        fastgan.clip_weights_(direct_clipped, 0.1)
+    for run, again in zip(expected, got):
+        assert all(torch.equal(a, b) for a, b in zip(run, again))
+    assert all(torch.equal(a, b) for a, b in zip(clipped, direct_clipped))
+    kernels = [clipping._clipping_kernel, interpolation._interpolation_fwd_kernel,
+               interpolation._interpolation_bwd_kernel, losses._losses_fwd_kernel, losses._losses_finish_kernel,
+               losses._losses_bwd_kernel, norm_penalty._penalty_fwd_kernel, norm_penalty._penalty_finish_kernel,
+               norm_penalty._penalty_bwd_kernel]
+    assert all(kernel.direct and kernel.cached() > 0 for kernel in kernels)
+    assert norm_penalty._penalty_fwd_kernel.cached() >= 2  # aligned and misaligned gradients: two kernels
+
+
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
 def test_tensors_on_a_non_current_device():
     torch.cuda.set_device(0)

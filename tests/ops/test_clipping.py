@@ -35,9 +35,9 @@ def test_one_launch_per_dtype_group(device, monkeypatch):
     launches = []
     launch = clipping_kernels.clip_
 
-    def counting(tensors, clip_value):
+    def counting(tensors, clip_value, **options):
         launches.append((tensors[0].dtype, len(tensors)))
-        launch(tensors, clip_value)
+        launch(tensors, clip_value, **options)
 
     monkeypatch.setattr(clipping_kernels, "clip_", counting)
     with fastgan.use_backend("triton"):
@@ -124,9 +124,11 @@ def test_new_clip_value_reuses_the_compiled_kernel(device):
     tensors = [torch.randn(100, device=device) for _ in range(5)]
     with fastgan.use_backend("triton"):
         fastgan.clip_weights_(tensors, 0.5)
-        compiled = sum(len(cache[0]) for cache in clipping_kernels._clipping_kernel.device_caches.values())
+        kernel = clipping_kernels._clipping_kernel
+        compiled = sum(len(cache[0]) for cache in kernel.fn.device_caches.values())
         fastgan.clip_weights_(tensors, 0.25)
-        assert sum(len(cache[0]) for cache in clipping_kernels._clipping_kernel.device_caches.values()) == compiled
+        assert sum(len(cache[0]) for cache in kernel.fn.device_caches.values()) == compiled
+        assert kernel.cached() == 1
     assert max(t.abs().max().item() for t in tensors) <= 0.25
 
 
@@ -141,7 +143,8 @@ def test_backend_is_chosen_per_device_and_dtype_group(device, monkeypatch):
     """Forced Triton: each dense fp32/fp16/bf16 group goes to the kernel, fp64 and strided tensors to PyTorch."""
     launched = []
     launch = clipping_kernels.clip_
-    monkeypatch.setattr(clipping_kernels, "clip_", lambda ts, c: (launched.append(ts[0].dtype), launch(ts, c)))
+    monkeypatch.setattr(clipping_kernels, "clip_",
+                        lambda ts, c, **options: (launched.append(ts[0].dtype), launch(ts, c, **options)))
     tensors = [torch.randn(9, device=device, dtype=dt) for dt in (torch.float64, torch.float16)]
     strided = torch.randn(4, 6, device=device)[:, ::2]
     with fastgan.use_backend("triton"):

@@ -1,0 +1,204 @@
+"""The direct launches' cache key against Triton's own specialization rule, and the cache's behaviour.
+
+Without a GPU nothing compiles, so the cache is driven here through a stand-in of Triton's launch path whose
+"compiled kernels" refuse, at launch, arguments that Triton would have compiled differently: a wrong cache hit
+fails. The real compiled kernels are launched both ways and compared in tests/gpu/test_gpu.py.
+"""
+
+import itertools
+
+import pytest
+import torch
+import triton.language as tl
+from triton import knobs
+from triton._C.libtriton import native_specialize_impl
+from triton.backends.nvidia.compiler import CUDABackend
+from triton.runtime.jit import JITFunction
+
+from fastgan.kernels import clipping, interpolation, launch, losses, norm_penalty
+
+KERNELS = [clipping._clipping_kernel, interpolation._interpolation_fwd_kernel,
+           interpolation._interpolation_bwd_kernel, losses._losses_fwd_kernel, losses._losses_finish_kernel,
+           losses._losses_bwd_kernel, norm_penalty._penalty_fwd_kernel, norm_penalty._penalty_finish_kernel,
+           norm_penalty._penalty_bwd_kernel]
+
+_BUFFER = torch.zeros(64)
+# One value of each kind Triton tells apart, and values it does not (aligned pointers of one dtype, integers
+# of one width and residue class).
+TENSORS = [_BUFFER[:8], _BUFFER[4:12], _BUFFER[1:9], _BUFFER.to(torch.float16)[:8], _BUFFER.to(torch.bfloat16)[:8],
+           _BUFFER.double()[:8], _BUFFER.long()[:8], _BUFFER.int()[3:9]]
+INTS = [1, 2, 3, 16, 32, 17, -16, -1, 2**31 - 16, 2**31 - 1, 2**31, 2**31 + 16, 2**32, 2**63 - 1, 2**63, 2**64 - 16]
+OTHERS = [None, True, False, 0.5, 1.0]
+VALUES = TENSORS + INTS + OTHERS
+
+
+def jit_form(kernel: launch.DirectKernel) -> JITFunction:
+    """The kernel as Triton compiles it (under the interpreter ``kernel.fn`` is the interpreted function)."""
+    fn = kernel.fn
+    return fn if isinstance(fn, JITFunction) else JITFunction(fn.fn, **fn.kwargs)
+
+
+def triton_specialization(jit: JITFunction, values, num_warps) -> tuple:
+    """What Triton keys its compiled kernels on for these arguments (in signature order, constexprs included;
+    Triton compares the specialization as a string, so constexprs 1 and True differ)."""
+    parts = []
+    for p, v in zip(jit.params, values):
+        if p.is_constexpr:
+            parts.append(("constexpr", v))
+        else:
+            parts.append(native_specialize_impl(CUDABackend, v, p.is_const, not p.do_not_specialize,
+                                                not p.do_not_specialize_on_alignment))
+    return str(parts), num_warps
+
+
+def split(jit: JITFunction, values):
+    """Positional non-constexprs and keyword constexprs, as the launchers pass them."""
+    n = sum(not p.is_constexpr for p in jit.params)
+    return tuple(values[:n]), dict(zip(jit.arg_names[n:], values[n:]))
+
+
+def base_values(jit: JITFunction) -> list:
+    return [tl.float32 if p.is_constexpr else _BUFFER[:8] for p in jit.params]
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.fn.__name__)
+def test_equal_keys_exactly_when_triton_compiles_the_same_kernel(kernel):
+    jit = jit_form(kernel)
+    keyed = launch.DirectKernel(jit, direct=True)
+    base = base_values(jit)
+    for i, p in enumerate(jit.params):
+        choices = [tl.float32, tl.float64, 8, 16, 1, True, False] if p.is_constexpr else VALUES
+        for a, b in itertools.combinations(choices, 2):
+            args_a, args_b = list(base), list(base)
+            args_a[i], args_b[i] = a, b
+            key_a, key_b = (keyed.key(args, {**constexprs, "num_warps": 4})
+                            for args, constexprs in (split(jit, args_a), split(jit, args_b)))
+            same_triton = triton_specialization(jit, args_a, 4) == triton_specialization(jit, args_b, 4)
+            assert (key_a == key_b) == same_triton, (p.name, a, b)
+
+
+def test_num_warps_and_the_debug_knob_are_in_the_key(monkeypatch):
+    jit = jit_form(norm_penalty._penalty_fwd_kernel)
+    keyed = launch.DirectKernel(jit, direct=True)
+    args, constexprs = split(jit, base_values(jit))
+    keys = {keyed.key(args, {**constexprs, "num_warps": w}) for w in (4, 8)}
+    monkeypatch.setattr(knobs.runtime, "debug", not knobs.runtime.debug)
+    keys.add(keyed.key(args, {**constexprs, "num_warps": 4}))
+    assert len(keys) == 3
+
+
+def test_what_only_triton_can_launch_has_no_key():
+    jit = jit_form(interpolation._interpolation_fwd_kernel)
+    keyed = launch.DirectKernel(jit, direct=True)
+    args, constexprs = split(jit, base_values(jit))
+    assert keyed.key(args, {**constexprs, "num_warps": 4}) is not None
+    assert keyed.key(args, {**constexprs, "num_stages": 2}) is None  # a compile option the key does not hold
+    assert keyed.key(args[:-1], constexprs) is None  # an argument missing
+    too_wide = list(args)
+    too_wide[4] = -(2**63) - 1  # Triton refuses it: never a cache hit
+    assert keyed.key(tuple(too_wide), constexprs) is None
+
+
+class StandInCompiled:
+    """A compiled kernel that checks, at each launch, that Triton would have compiled it for these arguments."""
+
+    def __init__(self, jit, specialization):
+        self.jit, self.specialization = jit, specialization
+        self.function, self.packed_metadata = object(), object()
+        self.launches = []
+
+    def run(self, g0, g1, g2, stream, function, packed_metadata, metadata, enter_hook, exit_hook, *values):
+        assert function is self.function and packed_metadata is self.packed_metadata
+        assert (metadata, enter_hook, exit_hook) == (None, None, None)
+        num_warps = self.specialization[1]
+        assert triton_specialization(self.jit, values, num_warps) == self.specialization, "a wrong cache hit"
+        self.launches.append(((g0, g1, g2), stream, values))
+
+
+class StandInTriton:
+    """Triton's launch path: compiles (a stand-in) per specialization and returns the compiled kernel."""
+
+    def __init__(self, jit):
+        self.jit, self.params, self.arg_names = jit, jit.params, jit.arg_names
+        self.__name__ = jit.__name__
+        self.compiled = {}
+        self.calls = 0
+
+    def __getitem__(self, grid):
+        def launch(*args, num_warps=4, **constexprs):
+            self.calls += 1
+            values = [*args, *(constexprs[name] for name in self.arg_names[len(args):])]
+            spec = triton_specialization(self.jit, values, num_warps)
+            return self.compiled.setdefault(spec, StandInCompiled(self.jit, spec))
+        return launch
+
+
+def _driven(kernel=interpolation._interpolation_fwd_kernel):
+    triton_path = StandInTriton(jit_form(kernel))
+    return launch.DirectKernel(triton_path, direct=True, stream=lambda device: 7), triton_path
+
+
+def _fwd_args(real, B=64, D=2, stride=2, n_chunks=1, **constexprs):
+    args = (real, real, _BUFFER[:64], torch.empty_like(real), B, D, stride, stride, stride, n_chunks)
+    return args, {"BLOCK_B": 64, "BLOCK_D": 2, "ITERS": 1, "ACC": tl.float32, "num_warps": 4, **constexprs}
+
+
+def test_each_component_of_the_key_selects_its_own_kernel_and_a_miss_goes_through_triton():
+    kernel, triton_path = _driven()
+    real = torch.zeros(64, 2)
+    variants = [
+        _fwd_args(real),
+        _fwd_args(real.half()),  # dtype
+        _fwd_args(torch.zeros(129)[1:].view(64, 2)),  # a pointer off 16-byte alignment
+        _fwd_args(real, B=1),  # an integer equal to 1
+        _fwd_args(real, D=16),  # an integer divisible by 16
+        _fwd_args(real, stride=2**31),  # a 64-bit integer
+        _fwd_args(real, BLOCK_D=4),  # a constexpr
+        _fwd_args(real, ACC=tl.float64),  # a constexpr dtype
+        _fwd_args(real, num_warps=8),  # the number of warps
+    ]
+    for i, (args, kwargs) in enumerate(variants):
+        kernel[(3,)](*args, **kwargs)
+        assert triton_path.calls == i + 1 and kernel.cached() == i + 1  # a miss: Triton's path, and kept
+    for rounds in range(2):
+        for args, kwargs in reversed(variants):
+            kernel[(3, 2)](*args, **kwargs)  # hits, each checked against what it was compiled for
+    assert triton_path.calls == len(variants)
+    for compiled in triton_path.compiled.values():
+        assert len(compiled.launches) == 2
+        grid, stream, values = compiled.launches[0]
+        assert grid == (3, 2, 1) and stream == 7 and len(values) == len(triton_path.arg_names)
+
+
+def test_values_that_do_not_change_the_specialization_hit():
+    kernel, triton_path = _driven()
+    for real, stride in ((torch.zeros(64, 2), 2), (torch.ones(64, 2), 6), (torch.zeros(10, 64, 2)[3], 7)):
+        kernel[(1,)](*_fwd_args(real, stride=stride)[0], **_fwd_args(real)[1])
+    assert triton_path.calls == 1 and kernel.cached() == 1
+
+
+def test_triton_launches_when_turned_off_with_a_hook_or_an_unkeyed_option():
+    kernel, triton_path = _driven()
+    args, kwargs = _fwd_args(torch.zeros(64, 2))
+    kernel[(1,)](*args, **kwargs)
+    previous = launch.set_direct_launches(False)
+    try:
+        kernel[(1,)](*args, **kwargs)
+    finally:
+        launch.set_direct_launches(previous)
+    hook = lambda metadata: None  # noqa: E731
+    knobs.runtime.launch_enter_hook.add(hook)
+    try:
+        kernel[(1,)](*args, **kwargs)
+    finally:
+        knobs.runtime.launch_enter_hook.remove(hook)
+    kernel[(1,)](*args, **kwargs, num_stages=2)
+    assert triton_path.calls == 4
+    kernel[(1,)](*args, **kwargs)
+    assert triton_path.calls == 4
+
+
+def test_the_interpreter_always_takes_tritons_path():
+    if isinstance(interpolation._interpolation_fwd_kernel.fn, JITFunction):
+        pytest.skip("compiled kernels: the interpreter is off")
+    assert not any(kernel.direct for kernel in KERNELS)
