@@ -24,6 +24,7 @@ import fastgan
 from fastgan.kernels.launch import set_direct_launches
 
 from .cases import mlp_critic
+from .report import launch_table
 
 
 def host_us(fn, calls: int, rounds: int = 5) -> float:
@@ -77,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print("launch_cost needs a CUDA GPU", file=sys.stderr)
         return 2
     rows = measure(args.calls)
-    print("| op | fastgan host us | through Triton's launch path | ATen host us | fastgan / ATen |\n"
-          "|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['op']} | {r['fastgan_us']} | {r['triton_path_us']} | {r['aten_us']} | {r['ratio']} |")
+    print(launch_table({"rows": rows}))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"card": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=1)

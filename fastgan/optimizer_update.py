@@ -5,8 +5,8 @@ pending mutation on a parameter), so a compiled step would otherwise make two co
 its own guards on the optimizer's state. Adam, AdamW and RMSprop need no ``.grad``: their ``step`` calls a
 functional update (``torch.optim.adam.adam``, ``torch.optim.rmsprop.rmsprop``) on the state tensors their first
 ``step`` created, and a compiled step calls the same function, with the same state and the hyperparameters read
-from ``param_groups`` at every call, inside its graph. On a 2-core CPU this made the seed's WGAN-GP critic step
-13% faster. Other optimizers keep the two calls.
+from ``param_groups`` at every call, inside its graph (one compiled call instead of two: benchmarks/RESULTS.md,
+"whole steps with the update in the graph"). Other optimizers keep the two calls.
 
 The per-tensor form of the update is traced whatever ``foreach`` says (Inductor fuses it either way), and
 ``capturable`` is read outside the graph: inside one Dynamo shows every group as capturable, and the capturable

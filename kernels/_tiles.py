@@ -40,7 +40,7 @@ class RowTiles:
 
 def cdiv(a: int, b: int) -> int:
     """``ceil(a / b)`` for ints > 0. Plain Python: in Triton 3.8 ``triton.cdiv`` is a constexpr function whose
-    host call costs about 5 us, several per launch."""
+    host call is slow (benchmarks/RESULTS.md, "fastgan's Python around its kernel launches")."""
     return -(-a // b)
 
 

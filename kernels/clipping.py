@@ -30,7 +30,7 @@ _tables: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
 @direct
 @triton.jit(do_not_specialize=["clip_value"])
-def _clipping_kernel(
+def clipping_kernel(
     addr_ptr,  # int64 (n_chunks,): start address of each chunk
     len_ptr,  # int32 (n_chunks,): elements in each chunk (<= BLOCK * ITERS)
     like_ptr,  # any tensor of the group: gives the element type the addresses point to
@@ -51,7 +51,10 @@ def _clipping_kernel(
         tl.store(data + offs, xf.to(x.dtype), mask=mask)
 
 
-def _chunk_table(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def chunk_table(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clipping kernel's work list for ``tensors`` (one device and dtype): int64 start addresses and int32
+    lengths, one per chunk of at most ``CHUNK`` elements, in order. Remembered per (device, dtype, addresses and
+    sizes), for the last ``_TABLE_CACHE_SIZE`` lists: a critic's parameters keep their storage."""
     key = (tensors[0].device, tensors[0].dtype, tuple((t.data_ptr(), t.numel()) for t in tensors))
     table = _tables.get(key)
     if table is not None:
@@ -93,8 +96,8 @@ def clip_(tensors: list[torch.Tensor], clip_value: float, *, check: bool = True)
     """
     if check:
         _check(tensors, clip_value)
-    addrs, lens = _chunk_table(tensors)
+    addrs, lens = chunk_table(tensors)
     # The bound rounded to the tensors' dtype: comparing against it gives torch.clamp's result exactly.
     bound = float(torch.tensor(clip_value, dtype=tensors[0].dtype))
     with on_device(tensors[0]):
-        _clipping_kernel[(addrs.numel(),)](addrs, lens, tensors[0], bound, BLOCK=BLOCK, ITERS=ITERS)
+        clipping_kernel[(addrs.numel(),)](addrs, lens, tensors[0], bound, BLOCK=BLOCK, ITERS=ITERS)

@@ -18,7 +18,7 @@ from ._tiles import accumulator_dtype, on_device, row_chunk, row_tiles, tl_dtype
 
 @direct
 @triton.jit
-def _interpolation_fwd_kernel(
+def interpolation_fwd_kernel(
     real_ptr,  # row i at real_ptr + i * real_stride, D dense elements
     fake_ptr,  # same sample layout as real
     alpha_ptr,  # (B,) contiguous, any float dtype
@@ -47,7 +47,7 @@ def _interpolation_fwd_kernel(
 
 @direct
 @triton.jit
-def _interpolation_bwd_kernel(
+def interpolation_bwd_kernel(
     go_ptr,  # upstream gradient, row i at go_ptr + i * go_stride
     real_ptr,  # read only when GRAD_ALPHA
     fake_ptr,  # read only when GRAD_ALPHA
@@ -110,7 +110,7 @@ def interpolation_fwd(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tenso
     width = real.numel() // batch
     tiles = row_tiles(batch, width)
     with on_device(real):
-        _interpolation_fwd_kernel[tiles.grid](
+        interpolation_fwd_kernel[tiles.grid](
             real, fake, alpha, out, batch, width, real.stride(0), fake.stride(0), out.stride(0), tiles.n_chunks,
             BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS,
             ACC=tl_dtype(accumulator_dtype(real.dtype)), num_warps=tiles.num_warps,
@@ -150,7 +150,7 @@ def interpolation_bwd(
     written = d_real if d_real is not None else d_fake
     d_stride = written.stride(0) if written is not None else 0
     with on_device(real):
-        _interpolation_bwd_kernel[tiles.grid](
+        interpolation_bwd_kernel[tiles.grid](
             grad_out, real, fake, alpha, d_real, d_fake, partial, batch, width, grad_out.stride(0), real.stride(0),
             fake.stride(0), d_stride, tiles.n_chunks,
             BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS,

@@ -80,7 +80,7 @@ def _block_terms(pid, x_ptr, n, stride, w, p, ACC: tl.constexpr, KIND: tl.conste
 
 @direct
 @triton.jit(do_not_specialize=["p_a", "w_a", "p_b", "w_b"])
-def _losses_fwd_kernel(
+def losses_fwd_kernel(
     a_ptr,  # first critic output, n_a values spaced stride_a apart
     b_ptr,  # second critic output (read when HAS_B)
     out_ptr,  # ACC: the 0-dim loss when SINGLE, else (n_blocks,) per-block partials
@@ -117,7 +117,7 @@ def _losses_fwd_kernel(
 
 @direct
 @triton.jit
-def _losses_finish_kernel(
+def losses_finish_kernel(
     partial_ptr,  # ACC (n,) per-block partials
     out_ptr,  # ACC 0-dim loss, written
     n,
@@ -140,7 +140,7 @@ def _term_grad_block(x_ptr, dx_ptr, offs, n, stride, scale, p, ACC: tl.constexpr
 
 @direct
 @triton.jit(do_not_specialize=["p_a", "w_a", "p_b", "w_b"])
-def _losses_bwd_kernel(
+def losses_bwd_kernel(
     a_ptr,  # as in forward
     b_ptr,
     da_ptr,  # (n_a,) contiguous gradient of a, written
@@ -208,11 +208,11 @@ def losses_fwd(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Te
     out = torch.empty((), dtype=acc, device=a.device)
     with on_device(a):
         if single:
-            _losses_fwd_kernel[(1,)](a, b, out, *scalars, SINGLE=True, **constants)
+            losses_fwd_kernel[(1,)](a, b, out, *scalars, SINGLE=True, **constants)
             return out
         partial = torch.empty(blocks, dtype=acc, device=a.device)
-        _losses_fwd_kernel[(blocks,)](a, b, partial, *scalars, SINGLE=False, **constants)
-        _losses_finish_kernel[(1,)](partial, out, blocks, BLOCK=BLOCK)
+        losses_fwd_kernel[(blocks,)](a, b, partial, *scalars, SINGLE=False, **constants)
+        losses_finish_kernel[(1,)](partial, out, blocks, BLOCK=BLOCK)
     return out
 
 
@@ -230,5 +230,5 @@ def losses_bwd(
     da = torch.empty(a.shape, dtype=a.dtype, device=a.device)
     db = torch.empty(b.shape, dtype=b.dtype, device=b.device) if b is not None else None
     with on_device(a):
-        _losses_bwd_kernel[(blocks,)](a, b, da, db, grad_out, *scalars, **constants)
+        losses_bwd_kernel[(blocks,)](a, b, da, db, grad_out, *scalars, **constants)
     return da, db

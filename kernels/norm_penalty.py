@@ -43,7 +43,7 @@ def _finish_rows(sumsq, rows, row_mask, rb, norms_ptr, block_out_ptr, B, center,
 
 @direct
 @triton.jit(do_not_specialize=["center"])
-def _penalty_fwd_kernel(
+def penalty_fwd_kernel(
     g_ptr,  # gradients, row i at g_ptr + i * g_stride, D dense elements
     partial_ptr,  # ACC (B, n_chunks) sums of squares per column chunk (unused when SINGLE_CHUNK)
     norms_ptr,  # ACC (B,) per-sample norms (written when SINGLE_CHUNK)
@@ -76,7 +76,7 @@ def _penalty_fwd_kernel(
 
 @direct
 @triton.jit(do_not_specialize=["center"])
-def _penalty_finish_kernel(
+def penalty_finish_kernel(
     partial_ptr,  # ACC (B, n_chunks) sums of squares per column chunk
     norms_ptr,  # ACC (B,) per-sample norms, written
     block_out_ptr,  # ACC (n_row_blocks,) each row block's share of the mean penalty, written
@@ -101,7 +101,7 @@ def _penalty_finish_kernel(
 
 @direct
 @triton.jit(do_not_specialize=["center"])
-def _penalty_bwd_kernel(
+def penalty_bwd_kernel(
     g_ptr,  # gradients saved from forward, row i at g_ptr + i * g_stride
     dg_ptr,  # d penalty / d g, written, row i at dg_ptr + i * dg_stride
     norms_ptr,  # ACC (B,) per-sample norms from forward
@@ -155,7 +155,7 @@ def penalty_fwd(g: torch.Tensor, center: float, one_sided: bool, *,
     block_out = torch.empty(tiles.n_row_blocks, dtype=acc, device=g.device)
     partial = norms if single else torch.empty(batch, tiles.n_chunks, dtype=acc, device=g.device)
     with on_device(g):
-        _penalty_fwd_kernel[tiles.grid](
+        penalty_fwd_kernel[tiles.grid](
             g, partial, norms, block_out, batch, width, g.stride(0), tiles.n_chunks, float(center),
             BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, ONE_SIDED=one_sided,
             ACC=tl_dtype(acc), SINGLE_CHUNK=single, num_warps=tiles.num_warps,
@@ -173,7 +173,7 @@ def _launch_finish(
     batch, n_chunks = partial.shape
     # Several chunks per row only happen for rows wider than a tile, so BLOCK_B is 1 here.
     block_c = min(next_power_of_2(n_chunks), 1024)
-    _penalty_finish_kernel[(tiles.n_row_blocks,)](
+    penalty_finish_kernel[(tiles.n_row_blocks,)](
         partial, norms, block_out, batch, n_chunks, float(center),
         BLOCK_B=tiles.BLOCK_B, BLOCK_C=block_c, ONE_SIDED=one_sided, ACC=tl_dtype(partial.dtype),
     )
@@ -197,7 +197,7 @@ def penalty_bwd(
     batch, width = _rows_of(g)
     tiles = row_tiles(batch, width)
     with on_device(g):
-        _penalty_bwd_kernel[tiles.grid](
+        penalty_bwd_kernel[tiles.grid](
             g, dg, norms, grad_out, batch, width, g.stride(0), dg.stride(0), tiles.n_chunks, float(center),
             BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, ONE_SIDED=one_sided,
             ACC=tl_dtype(acc), num_warps=tiles.num_warps,

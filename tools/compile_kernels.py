@@ -66,7 +66,7 @@ def _row_variants():
     for tiles, dt, index in itertools.product(TILINGS, DTYPES, ("i32", "i64")):
         rows = dict(BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, num_warps=tiles.num_warps)
         p = f"*{dt}"
-        yield interpolation._interpolation_fwd_kernel, dict(
+        yield interpolation.interpolation_fwd_kernel, dict(
             real_ptr=p, fake_ptr=p, alpha_ptr="*fp32", out_ptr=p, B="i32", D=index, real_stride=index,
             fake_stride=index, out_stride=index, n_chunks="i32"), dict(rows, ACC=tl.float32)
         for grad_real, grad_fake, grad_alpha in ((True, True, True), (False, True, True), (True, True, False),
@@ -74,34 +74,34 @@ def _row_variants():
             # Gradients nobody asked for are None pointers, which Triton types as "constexpr".
             absent = {name: None for name, wanted in (("d_real_ptr", grad_real), ("d_fake_ptr", grad_fake),
                                                       ("alpha_partial_ptr", grad_alpha)) if not wanted}
-            yield interpolation._interpolation_bwd_kernel, {**dict(
+            yield interpolation.interpolation_bwd_kernel, {**dict(
                 go_ptr=p, real_ptr=p, fake_ptr=p, alpha_ptr="*fp32", d_real_ptr=p, d_fake_ptr=p,
                 alpha_partial_ptr="*fp32", B="i32", D=index, go_stride=index, real_stride=index,
                 fake_stride=index, d_stride=index, n_chunks="i32"), **dict.fromkeys(absent, "constexpr")}, dict(
                 rows, GRAD_REAL=grad_real, GRAD_FAKE=grad_fake, GRAD_ALPHA=grad_alpha, ACC=tl.float32, **absent)
         for one_sided, single in itertools.product((False, True), (False, True)):
-            yield norm_penalty._penalty_fwd_kernel, dict(
+            yield norm_penalty.penalty_fwd_kernel, dict(
                 g_ptr=p, partial_ptr="*fp32", norms_ptr="*fp32", block_out_ptr="*fp32", B="i32", D=index,
                 g_stride=index, n_chunks="i32", center="fp32"), dict(
                 rows, ONE_SIDED=one_sided, ACC=tl.float32, SINGLE_CHUNK=single)
         for one_sided in (False, True):
-            yield norm_penalty._penalty_bwd_kernel, dict(
+            yield norm_penalty.penalty_bwd_kernel, dict(
                 g_ptr=p, dg_ptr=p, norms_ptr="*fp32", gout_ptr="*fp32", B="i32", D=index, g_stride=index,
                 dg_stride=index, n_chunks="i32", center="fp32"), dict(rows, ONE_SIDED=one_sided, ACC=tl.float32)
 
 
 def _other_variants():
     for dt in DTYPES:
-        yield clipping._clipping_kernel, dict(addr_ptr="*i64", len_ptr="*i32", like_ptr=f"*{dt}",
+        yield clipping.clipping_kernel, dict(addr_ptr="*i64", len_ptr="*i32", like_ptr=f"*{dt}",
                                               clip_value="fp32"), dict(BLOCK=clipping.BLOCK, ITERS=clipping.ITERS,
                                                                        num_warps=4)
     for block_b, block_c in ((1, 1024), (1, 8), (1, 2)):
-        yield norm_penalty._penalty_finish_kernel, dict(
+        yield norm_penalty.penalty_finish_kernel, dict(
             partial_ptr="*fp32", norms_ptr="*fp32", block_out_ptr="*fp32", B="i32", n_chunks="i32",
             center="fp32"), dict(BLOCK_B=block_b, BLOCK_C=block_c, ONE_SIDED=False, ACC=tl.float32, num_warps=4)
     seed = row_tiles(64, 784)  # fp64 (gradcheck) at the seed's MNIST batch
     for single in (False, True):
-        yield norm_penalty._penalty_fwd_kernel, dict(
+        yield norm_penalty.penalty_fwd_kernel, dict(
             g_ptr="*fp64", partial_ptr="*fp64", norms_ptr="*fp64", block_out_ptr="*fp64", B="i32", D="i32",
             g_stride="i32", n_chunks="i32", center="fp32"), dict(
             BLOCK_B=seed.BLOCK_B, BLOCK_D=seed.BLOCK_D, ITERS=seed.ITERS, num_warps=seed.num_warps,
@@ -113,13 +113,13 @@ def _other_variants():
         flags = dict(KIND_A=kind_a, KIND_B=kind_b, HAS_B=has_b, ACC=tl.float32, BLOCK=losses.BLOCK, num_warps=4)
         # Without b the launcher passes None for its pointers, which Triton types as "constexpr".
         b = f"*{dt}" if has_b else "constexpr"
-        yield losses._losses_fwd_kernel, dict(a_ptr=f"*{dt}", b_ptr=b, out_ptr="*fp32", **scalars), dict(
+        yield losses.losses_fwd_kernel, dict(a_ptr=f"*{dt}", b_ptr=b, out_ptr="*fp32", **scalars), dict(
             flags, SINGLE=single, **({} if has_b else {"b_ptr": None}))
         if single:
-            yield losses._losses_bwd_kernel, dict(a_ptr=f"*{dt}", b_ptr=b, da_ptr=f"*{dt}", db_ptr=b,
+            yield losses.losses_bwd_kernel, dict(a_ptr=f"*{dt}", b_ptr=b, da_ptr=f"*{dt}", db_ptr=b,
                                                   gout_ptr="*fp32", **scalars), dict(
                 flags, **({} if has_b else {"b_ptr": None, "db_ptr": None}))
-    yield losses._losses_finish_kernel, dict(partial_ptr="*fp32", out_ptr="*fp32", n="i32"), dict(
+    yield losses.losses_finish_kernel, dict(partial_ptr="*fp32", out_ptr="*fp32", n="i32"), dict(
         BLOCK=losses.BLOCK, num_warps=4)
 
 

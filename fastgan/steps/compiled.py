@@ -16,8 +16,8 @@ INDUCTOR_OPTIONS = {"post_grad_custom_pre_pass": ZeroBranches(), "fallback_rando
 
 def compile_whole(fn: Callable) -> Callable:
     """``fn`` compiled whole for one input shape, without the zero branches of the double backward (see
-    :mod:`fastgan.zero_branches`). (Inductor's C++ wrapper was measured on a CPU: 2.5% faster on the seed's MLP
-    critic step for about 10 s more compilation per graph, so it is left off.)
+    :mod:`fastgan.zero_branches`). Inductor's C++ wrapper is left off: on a CPU it gained little for much
+    more compilation per graph (benchmarks/RESULTS.md).
 
     ``fn`` is called through a function with a code object of its own: Dynamo keeps at most ``recompile_limit``
     (8) graphs per code object, and the steps of one process (each guarded on its own modules and optimizer)

@@ -70,7 +70,8 @@ class CriticStep:
     A call returns a dict of detached 0-dim tensors on the device, read without a host sync: ``loss`` (the
     loss update's objective, penalty included when it is in it), with a loss ``wasserstein`` (mean real score
     minus mean fake score), and on calls that apply the penalty ``penalty`` (unweighted), ``grad_norm_mean``
-    and ``grad_norm_max`` (of the per-sample input-gradient norms).
+    and ``grad_norm_max`` (of the per-sample input-gradient norms). ``terms`` holds the loss's (real, fake)
+    :class:`fastgan.kernels.loss_terms.Term` pair (None without a loss).
     """
 
     def __init__(self, critic: nn.Module, optimizer: torch.optim.Optimizer, *, loss: str | None,
@@ -102,7 +103,7 @@ class CriticStep:
             "penalty_weight", penalty_weight)
         clip_value = None if clip_value is None else _input_checks.positive_real("clip_value", clip_value)
         terms = terms_of_loss(loss, lsgan_targets, label_smoothing)[:2] if loss is not None else None
-        self.critic, self.optimizer, self.group = critic, optimizer, group
+        self.critic, self.optimizer, self.group, self.terms = critic, optimizer, group, terms
         self.requested_mode, self.precision = check_mode(mode), precision
         self.state = ModuleState(critic, "critic", optimizer)
         if penalty is not None:
@@ -128,6 +129,11 @@ class CriticStep:
     def mode(self) -> str | None:
         """The mode in use (None before the first call): ``requested_mode`` resolved, or eager after a fallback."""
         return (self._main or self._penalty).mode
+
+    def resolve_mode(self, device: torch.device) -> str:
+        """The mode the first call on ``device`` resolves ``requested_mode`` to, with its side effects (for
+        the graph modes the optimizer made capturable); what ``auto`` picks for this critic and optimizer."""
+        return (self._main or self._penalty).resolve_mode(device)
 
     def __call__(self, real: torch.Tensor, fake: torch.Tensor, *, labels: torch.Tensor | None = None,
                  fake_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -55,7 +55,9 @@ class Runner:
 
     # ----- mode selection -----
 
-    def _resolve_mode(self, device: torch.device) -> str:
+    def resolve_mode(self, device: torch.device) -> str:
+        """``requested_mode`` resolved for inputs on ``device``, as the first call does (warning where it cannot
+        compile; for the graph modes making the optimizer capturable, or raising why it cannot capture)."""
         mode = self.requested_mode
         if mode in GRAPH_MODES and device.type != "cuda":
             raise ValueError(f"mode={mode!r} captures CUDA graphs: it needs CUDA tensors, got {device.type} tensors")
@@ -99,7 +101,7 @@ class Runner:
         """One update from ``inputs`` (tensors or None: the objective's ``eager`` arguments)."""
         self._follow_modules()
         if self.mode is None:
-            self.mode = self._resolve_mode(inputs[0].device)
+            self.mode = self.resolve_mode(inputs[0].device)
         key = shape_key(inputs)
         if key in self._seen:
             return self._run(key, inputs)

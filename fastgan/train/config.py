@@ -36,12 +36,9 @@ PRESETS: dict[str, dict] = {
 
 # The 2-D sets: deeper MLPs without Tanh, 2-D noise, larger batches, learning rates decayed linearly to 0 and
 # an EMA of the generator (together they remove the jitter that would push samples out of a mode's 3-sigma
-# disc). WGAN-GP's values are tuned (README, "Presets") so that `fastgan train` captures all 8
-# ring modes with >= 97% high-quality samples within 3 minutes on a 2-core CPU: Adam at 1e-3 with betas
-# (0.5, 0.9), lambda 1 (the ring's modes are 0.77 apart, and lambda 10 smooths the critic too much to separate
-# them sharply), 2 critic steps per generator step, and 20000 steps (5000 left 93-95% high quality: samples
-# on the bridges a continuous generator draws between modes, which thin out as training goes on; 15000 gave
-# seeds 0-5 97.2 / 92.3 / 96.6 / 97.3 / 98.1 / 97.4%, 20000 gives 98.0 / 97.5 / 97.4 / 96.2 / 96.9 / 97.3%).
+# disc). WGAN-GP's lambda is 1: the ring's modes are 0.77 apart, and lambda 10 smooths the critic too much to
+# separate them. Longer runs thin out the bridges a continuous generator draws between modes. How each value
+# was chosen, with the runs: docs/training.md, "Presets".
 TOY_PRESETS: dict[str, dict] = {
     "wgan": dict(steps=4000),
     "wgan-gp": dict(lr=1e-3, betas=(0.5, 0.9), n_critic=2, penalty_weight=1.0, steps=20000),
@@ -50,32 +47,24 @@ TOY_PRESETS: dict[str, dict] = {
     "ns": dict(lr=1e-3, betas=(0.5, 0.9), steps=4000),
     "hinge": dict(lr=1e-3, betas=(0.5, 0.9), steps=4000),
     "r1": dict(lr=1e-3, betas=(0.5, 0.9), penalty_weight=0.05, steps=4000),
-    # SNGAN's optimizer (betas (0, 0.9), 5 critic steps) at a 2-D rate: 1 critic step, or lr 2e-4, left the
-    # spectrally normalised critic unable to separate the ring's modes (0-1 of 8 at 2000 steps, seed 0).
+    # SNGAN's optimizer (betas (0, 0.9), 5 critic steps) at a 2-D rate: with 1 critic step, or lr 2e-4, the
+    # spectrally normalised critic did not separate the ring's modes (docs/training.md, "Presets").
     "sngan": dict(lr=2e-3, betas=(0.0, 0.9), n_critic=5, steps=4000),
 }
 TOY_MODEL = dict(model="mlp", latent_dim=2, hidden=128, depth=3, batch_size=256, ema=0.999, lr_decay=True)
 # The ring is a circle of modes: 1-D noise only has to be cut into 8 arcs, which leaves fewer samples between
-# modes than 2-D noise (seeds 0, 1, 2 with WGAN-GP: 96.6 / 91.4 / 96.3% high quality against 92.2 / 92.2 / 92.5%).
+# modes than 2-D noise.
 DATA_PRESETS: dict[str, dict] = {"ring": dict(latent_dim=1)}
 # A loss's values for one data set, over the two layers above. The grid's 25 modes need longer training for
-# the bridges between them to thin out: WGAN-GP went from 72% high quality at 5000 steps to 91% at 15000 and
-# 98% at 25000 (seeds 0 and 1; a wider MLP, 256, gave 87% at 5000 steps in the time of 15000 narrow ones);
-# WGAN-LP from 24% at 4000 steps to 98% at 25000, R1 from 66% to 98% (seed 0). Unpacked, LSGAN, NS and hinge
-# collapse onto 11-22 of the 25 modes even at 25000 steps (seed 0), and onto 15-19 with every other setting
-# tried (learning rate, batch 1024, width 256, 8-D noise, 5 critic steps; README, "Presets").
-# Packing pairs of samples for the critic (PacGAN2) is what gets LSGAN, NS and hinge onto every grid mode. Hinge
-# with pairs: 25/25 on seeds 0-4 (95.4% high quality). LSGAN and NS with pairs at batch 256 still dropped modes
-# (2 and 0 of seeds 0-4 with all 25); pairs at batch 512 took LSGAN to 4 of 5 and NS to 2 of 5 (NS seed 1:
-# 20 modes; with lr 5e-4 25/25 at 95.8%, as with batch 1024 in 1.6x the time). Packing 4 found 23-25 modes at
-# 20-57% high quality.
+# the bridges between them to thin out. Unpacked, LSGAN, NS and hinge collapse onto part of the grid whatever
+# else was tried; packing pairs of samples for the critic (PacGAN2) gets them onto every mode, LSGAN and NS
+# with larger batches (NS also a lower rate). The runs: docs/training.md, "Presets", and docs/study.md.
 TUNED: dict[tuple[str, str], dict] = {
     **{(loss, "grid"): dict(steps=25000) for loss in ("wgan-gp", "wgan-lp", "r1")},
     ("lsgan", "grid"): dict(steps=25000, pack=2, batch_size=512),
     ("ns", "grid"): dict(steps=25000, pack=2, batch_size=512, lr=5e-4),
     ("hinge", "grid"): dict(steps=25000, pack=2),
-    # Spectral norm finds all 25 grid modes unpacked, where plain hinge collapses: 91% high quality at 8000
-    # steps, 95% at 16000 (seed 0).
+    # Spectral norm finds all 25 grid modes unpacked, where plain hinge collapses (docs/training.md, "Presets").
     ("sngan", "grid"): dict(steps=16000),
 }
 IMAGE_MODEL = dict(model="mlp", latent_dim=100, hidden=128, depth=1, batch_size=64, ema=0.0, image_size=28, steps=5000)

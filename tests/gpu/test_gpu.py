@@ -85,12 +85,12 @@ def test_direct_launches_compute_what_tritons_own_launches_compute():
     for run, again in zip(expected, got):
         assert all(torch.equal(a, b) for a, b in zip(run, again))
     assert all(torch.equal(a, b) for a, b in zip(clipped, direct_clipped))
-    kernels = [clipping._clipping_kernel, interpolation._interpolation_fwd_kernel,
-               interpolation._interpolation_bwd_kernel, losses._losses_fwd_kernel, losses._losses_finish_kernel,
-               losses._losses_bwd_kernel, norm_penalty._penalty_fwd_kernel, norm_penalty._penalty_finish_kernel,
-               norm_penalty._penalty_bwd_kernel]
+    kernels = [clipping.clipping_kernel, interpolation.interpolation_fwd_kernel,
+               interpolation.interpolation_bwd_kernel, losses.losses_fwd_kernel, losses.losses_finish_kernel,
+               losses.losses_bwd_kernel, norm_penalty.penalty_fwd_kernel, norm_penalty.penalty_finish_kernel,
+               norm_penalty.penalty_bwd_kernel]
     assert all(kernel.direct and kernel.cached() > 0 for kernel in kernels)
-    assert norm_penalty._penalty_fwd_kernel.cached() >= 2  # aligned and misaligned gradients: two kernels
+    assert norm_penalty.penalty_fwd_kernel.cached() >= 2  # aligned and misaligned gradients: two kernels
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")

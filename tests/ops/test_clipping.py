@@ -109,8 +109,8 @@ def test_chunk_table_is_built_once_and_reused(device):
     tensors = [torch.randn(n, device=device) for n in (100, 9000, 3)]
     with fastgan.use_backend("triton"):
         fastgan.clip_weights_(tensors, 0.5)
-    table = clipping_kernels._chunk_table(tensors)
-    assert clipping_kernels._chunk_table(tensors) is table
+    table = clipping_kernels.chunk_table(tensors)
+    assert clipping_kernels.chunk_table(tensors) is table
     addrs, lens = table
     # 100, then 9000 in chunks of CHUNK, then 3: every element covered once, in order.
     expected = [100, *[min(clipping_kernels.CHUNK, 9000 - s) for s in range(0, 9000, clipping_kernels.CHUNK)], 3]
@@ -124,7 +124,7 @@ def test_new_clip_value_reuses_the_compiled_kernel(device):
     tensors = [torch.randn(100, device=device) for _ in range(5)]
     with fastgan.use_backend("triton"):
         fastgan.clip_weights_(tensors, 0.5)
-        kernel = clipping_kernels._clipping_kernel
+        kernel = clipping_kernels.clipping_kernel
         compiled = sum(len(cache[0]) for cache in kernel.fn.device_caches.values())
         fastgan.clip_weights_(tensors, 0.25)
         assert sum(len(cache[0]) for cache in kernel.fn.device_caches.values()) == compiled

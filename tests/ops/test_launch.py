@@ -17,10 +17,10 @@ from triton.runtime.jit import JITFunction
 
 from fastgan.kernels import clipping, interpolation, launch, losses, norm_penalty
 
-KERNELS = [clipping._clipping_kernel, interpolation._interpolation_fwd_kernel,
-           interpolation._interpolation_bwd_kernel, losses._losses_fwd_kernel, losses._losses_finish_kernel,
-           losses._losses_bwd_kernel, norm_penalty._penalty_fwd_kernel, norm_penalty._penalty_finish_kernel,
-           norm_penalty._penalty_bwd_kernel]
+KERNELS = [clipping.clipping_kernel, interpolation.interpolation_fwd_kernel,
+           interpolation.interpolation_bwd_kernel, losses.losses_fwd_kernel, losses.losses_finish_kernel,
+           losses.losses_bwd_kernel, norm_penalty.penalty_fwd_kernel, norm_penalty.penalty_finish_kernel,
+           norm_penalty.penalty_bwd_kernel]
 
 _BUFFER = torch.zeros(64)
 # One value of each kind Triton tells apart, and values it does not (aligned pointers of one dtype, integers
@@ -78,7 +78,7 @@ def test_equal_keys_exactly_when_triton_compiles_the_same_kernel(kernel):
 
 
 def test_num_warps_and_the_debug_knob_are_in_the_key(monkeypatch):
-    jit = jit_form(norm_penalty._penalty_fwd_kernel)
+    jit = jit_form(norm_penalty.penalty_fwd_kernel)
     keyed = launch.DirectKernel(jit, direct=True)
     args, constexprs = split(jit, base_values(jit))
     keys = {keyed.key(args, {**constexprs, "num_warps": w}) for w in (4, 8)}
@@ -88,7 +88,7 @@ def test_num_warps_and_the_debug_knob_are_in_the_key(monkeypatch):
 
 
 def test_what_only_triton_can_launch_has_no_key():
-    jit = jit_form(interpolation._interpolation_fwd_kernel)
+    jit = jit_form(interpolation.interpolation_fwd_kernel)
     keyed = launch.DirectKernel(jit, direct=True)
     args, constexprs = split(jit, base_values(jit))
     assert keyed.key(args, {**constexprs, "num_warps": 4}) is not None
@@ -133,7 +133,7 @@ class StandInTriton:
         return launch
 
 
-def _driven(kernel=interpolation._interpolation_fwd_kernel):
+def _driven(kernel=interpolation.interpolation_fwd_kernel):
     triton_path = StandInTriton(jit_form(kernel))
     return launch.DirectKernel(triton_path, direct=True, stream=lambda device: 7), triton_path
 
@@ -199,6 +199,6 @@ def test_triton_launches_when_turned_off_with_a_hook_or_an_unkeyed_option():
 
 
 def test_the_interpreter_always_takes_tritons_path():
-    if isinstance(interpolation._interpolation_fwd_kernel.fn, JITFunction):
+    if isinstance(interpolation.interpolation_fwd_kernel.fn, JITFunction):
         pytest.skip("compiled kernels: the interpreter is off")
     assert not any(kernel.direct for kernel in KERNELS)

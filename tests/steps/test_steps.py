@@ -277,7 +277,7 @@ def test_auto_mode_captures_on_one_gpu_and_compiles_elsewhere():
     assert auto_mode(cuda, process_group=object()) == "compile"
     critic, real, fake = _setup()
     adam = torch.optim.Adam(critic.parameters())
-    resolve = lambda step: step._main._resolve_mode(cuda)  # noqa: E731 - the critic step's one phase
+    resolve = lambda step: step.resolve_mode(cuda)  # noqa: E731
     assert resolve(fastgan.CriticStep(critic, adam, loss="wgan")) == "graph"
     assert all(g["capturable"] for g in adam.param_groups)
     sgd = torch.optim.SGD(critic.parameters(), lr=0.1)  # no capturable option
