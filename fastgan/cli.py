@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .steps.modes import MODES
 from .steps.precision import PRECISIONS
-from .train.config import DEFAULTS, LOSSES, MODELS, RESUME_SAFE, TrainConfig, preset_table
+from .train.config import DEFAULTS, LOSSES, MEMORY_FORMATS, MODELS, RESUME_SAFE, TrainConfig, preset_table
 from .train.data import IMAGE_SETS, TOY_SETS
 
 
@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--precision", choices=PRECISIONS,
         help="fp32 (default), or bf16: both networks' forward and backward under bf16 autocast, with fp32 "
         "parameters, optimizer state, penalty and losses")
+    add("--memory-format", choices=MEMORY_FORMATS,
+        help="layout of image batches and conv weights: auto (default: channels_last for conv critics under bf16 "
+        "on CUDA, contiguous elsewhere), channels_last or contiguous")
     add("--fid", type=int, metavar="N",
         help="image data: FID and KID on N generated and N real images at every log step (torchmetrics; "
         "pip install 'fastgan[metrics]')")

@@ -9,7 +9,9 @@ integer's width, and whether it is 1 or divisible by 16; each bool and float arg
 ``num_warps`` and the debug knob) and launches it through the compiled kernel's own launcher.
 
 Triton's own path runs on a miss, under the interpreter, while a launch hook is installed (profilers such as
-proton use them) and with a Triton older than 3.4, whose launchers take other arguments.
+proton use them) and with a Triton older than 3.4, whose launchers take other arguments. A direct launch skips
+what fastgan's kernels never need: pre-run hooks and the check that module globals a kernel read have not
+changed since it was compiled.
 """
 
 from __future__ import annotations
@@ -112,6 +114,8 @@ class DirectKernel:
                 return None
             value = kwargs[name]
             parts.append((type(value), value))  # Triton's key is a string: 1 and True differ
+        if device is None:
+            return None  # the device comes from the first tensor (the launchers make its device current)
         parts.append(device)
         return tuple(parts)
 

@@ -206,6 +206,8 @@ FAULTS = [
     Fault("compile+graph captures the eager step instead of the compiled one", "fastgan/steps/runner.py",
           '        if self.mode == "graph":\n            return self._eager_step(inputs)\n        stats = self.compiled_update',
           '        if self.mode != "nope":\n            return self._eager_step(inputs)\n        stats = self.compiled_update'),
+    Fault("--memory-format channels_last leaves the real batches contiguous", "fastgan/train/trainer.py",
+          "            real = real.contiguous(memory_format=torch.channels_last)", "            real = real"),
     Fault("KID's random subsets drawn from the training generator", "fastgan/train/image_metrics.py",
           "        with torch.random.fork_rng(devices=[]):", "        with contextlib.nullcontext():"),
     Fault("--fid computes nothing", "fastgan/train/trainer.py",

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+import torch
+
 from ..steps.modes import GRAPH_MODES, MODES
 from ..steps.precision import PRECISIONS
 from .data import IMAGE_SETS, TOY_SETS
@@ -74,10 +76,13 @@ IMAGE_MODEL = dict(model="mlp", latent_dim=100, hidden=128, depth=1, batch_size=
 DEFAULTS = dict(loss="wgan-gp", data="ring", seed=0, device="auto", log_every=100, checkpoint_every=1000,
                 eval_samples=2500, mode="auto", lazy_every=1, download=False, dist_timeout=60.0, pack=1,
                 conditional=False, spectral_norm=False, label_smoothing=0.0, precision="fp32", fid=0, fid_weights=None,
-                tensorboard=False)
+                tensorboard=False, memory_format="auto")
+# How image batches and conv weights are laid out: auto is channels_last for conv critics under bf16 on CUDA,
+# where cuDNN's tensor-core convolutions work in NHWC; contiguous (NCHW) elsewhere.
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 # Options a resumed run may change: they alter neither the model nor the random numbers of training.
 RESUME_SAFE = ("steps", "device", "mode", "log_every", "checkpoint_every", "eval_samples", "download",
-               "dist_timeout", "fid", "fid_weights", "tensorboard")
+               "dist_timeout", "fid", "fid_weights", "tensorboard", "memory_format")
 
 
 @dataclass
@@ -120,6 +125,7 @@ class TrainConfig:
     fid: int | None = None  # FID and KID on this many generated and real images at every log step (images); 0: off
     fid_weights: str | None = None  # the Inception-v3 weights file for --fid (default: downloaded)
     tensorboard: bool | None = None  # also log scalars and sample grids to OUT/tensorboard
+    memory_format: str | None = None  # "auto" (default), "channels_last" or "contiguous": see MEMORY_FORMATS
 
     def given(self) -> dict:
         """The settings set here (not None), i.e. the options a user chose."""
@@ -184,6 +190,8 @@ def check(s: dict, given: dict | None = None) -> None:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {s['mode']!r}")
     if s["precision"] not in PRECISIONS:
         raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {s['precision']!r}")
+    if s["memory_format"] not in MEMORY_FORMATS:
+        raise ValueError(f"--memory-format must be one of {', '.join(MEMORY_FORMATS)}, got {s['memory_format']!r}")
     if s["mode"] in GRAPH_MODES and s["device"] == "cpu":
         raise ValueError(f"--mode {s['mode']} captures CUDA graphs: it needs --device cuda (or auto on a GPU "
                          "machine)")
@@ -193,6 +201,8 @@ def check(s: dict, given: dict | None = None) -> None:
         raise ValueError(f"--optimizer must be adam or rmsprop, got {s['optimizer']!r}")
     if s["data"] in TOY_SETS and s["model"] != "mlp":
         raise ValueError("the 2-D data sets use --model mlp")
+    if s["data"] in TOY_SETS and s["memory_format"] == "channels_last":
+        raise ValueError("--memory-format channels_last lays out images: it does not apply to 2-D data")
     if s["data"] in IMAGE_SETS and not s.get("data_root"):
         raise ValueError(f"--data {s['data']} needs --data-root DIR")
     loss, penalty = RECIPES[s["loss"]]
@@ -235,3 +245,14 @@ def preset_table() -> str:
 
 def _fmt(values: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+def channels_last(s: dict, device: torch.device, critic: torch.nn.Module, sample_shape: tuple[int, ...]) -> bool:
+    """Whether a run of settings ``s`` lays its image batches and conv weights out channels_last
+    (``memory_format``; auto: a critic with ``Conv2d`` layers of (C, H, W) samples under bf16 on CUDA)."""
+    if len(sample_shape) != 3 or s["memory_format"] == "contiguous":
+        return False
+    if s["memory_format"] == "channels_last":
+        return True
+    convolves = any(isinstance(m, torch.nn.Conv2d) for m in critic.modules())
+    return convolves and s["precision"] == "bf16" and torch.device(device).type == "cuda"

@@ -21,7 +21,7 @@ from fastgan.steps.modes import GRAPH_MODES
 
 from . import checkpoint as checkpoint_io
 from . import rundir
-from .config import RECIPES, TrainConfig, check
+from .config import RECIPES, TrainConfig, channels_last, check
 from .data import TOY_SETS, ImageStream, ToyStream, load_image_dataset
 from .image_metrics import ImageMetrics, inception
 from .metrics import mode_metrics
@@ -220,6 +220,10 @@ class Trainer:
             default_generator, default_critic = _models(settings, self.data.sample_shape, self.classes)
             generator, critic = generator or default_generator, critic or default_critic
         self.generator, self.critic = generator.to(self.device), critic.to(self.device)
+        self.channels_last = channels_last(settings, self.device, self.critic, self.data.sample_shape)
+        if self.channels_last:
+            self.generator.to(memory_format=torch.channels_last)
+            self.critic.to(memory_format=torch.channels_last)
         # One mode for both steps and their optimizers (auto: graph on one GPU, compile on a CPU or with ranks).
         self.mode = auto_mode(self.device, self.group) if settings["mode"] == "auto" else settings["mode"]
         self.opt_g = _optimizer(settings, self.generator.parameters(), self.device, self.mode)
@@ -342,6 +346,8 @@ class Trainer:
     def critic_step(self) -> dict:
         """One critic step on the next real batch and a fresh generated one; detached statistics."""
         real, labels = self.data.next_batch()
+        if self.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
         noise, fake_labels = self._noise(real.shape[0]), self._fake_labels(real.shape[0])
         with torch.no_grad():
             fake = self._generate(self.generator, noise, fake_labels)

@@ -61,6 +61,7 @@ def _folder(root, corrupt=False):
     (["--conditional"], "--conditional trains on the class labels of an image set"),
     (["--loss", "wgan", "--lazy-every", "4"], "--lazy-every does not apply with --loss wgan"),
     (["--resume", "--overwrite"], "give one of them"),
+    (["--memory-format", "channels_last"], "--memory-format channels_last lays out images"),
 ])
 def test_bad_options_are_one_line_and_write_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"

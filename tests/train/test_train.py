@@ -389,3 +389,47 @@ def test_resuming_in_another_mode_keeps_that_modes_optimizer(tmp_path, mode):
         for p, q in zip(opt.param_groups[0]["params"], saved.param_groups[0]["params"]):
             assert torch.equal(opt.state[p]["exp_avg_sq"], saved.state[q]["exp_avg_sq"])
             assert float(opt.state[p]["step"]) == float(saved.state[q]["step"]) >= 2
+
+
+def test_channels_last_runs_lay_out_batches_and_weights_so_and_compute_what_contiguous_runs_do(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from fastgan.train.trainer import Trainer
+
+    for i in range(8):  # RGB: with one channel NCHW and channels_last are the same strides
+        (tmp_path / "imgs" / "a").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (16, 16), (30 * i, 100, 7 * i)).save(tmp_path / "imgs" / "a" / f"{i}.png")
+    first_losses = {}
+    for memory_format in ("channels_last", "contiguous"):
+        layout = getattr(torch, memory_format if memory_format == "channels_last" else "contiguous_format")
+        config = TrainConfig(data="folder", data_root=str(tmp_path / "imgs"), model="dcgan", image_size=16,
+                             steps=2, log_every=1, batch_size=4, n_critic=1, device="cpu", mode="eager",
+                             memory_format=memory_format)
+        trainer = Trainer(config, tmp_path / memory_format, quiet=True)
+        convs = [m.weight for m in trainer.critic.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert convs and all(w.is_contiguous(memory_format=layout) for w in convs)
+        seen = []
+        trainer.critic.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(
+            memory_format=layout)))
+        trainer.fit()
+        assert seen and all(seen)  # real, fake and penalty points alike
+        lines = (tmp_path / memory_format / "metrics.jsonl").read_text().splitlines()
+        first_losses[memory_format] = json.loads(lines[0])["d_loss"]  # the first critic step's, before any update
+    assert first_losses["channels_last"] == pytest.approx(first_losses["contiguous"], rel=1e-5, abs=1e-6)
+
+
+def test_auto_memory_format_is_channels_last_for_conv_critics_under_bf16_on_cuda():
+    from fastgan.train.config import DEFAULTS, channels_last
+    from fastgan.train.models import DCGANCritic
+
+    conv, mlp, cuda = DCGANCritic(3, 32), torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 1)), "cuda"
+    auto = {**DEFAULTS, "precision": "bf16"}
+    assert channels_last(auto, cuda, conv, (3, 32, 32))
+    assert not channels_last(auto, "cpu", conv, (3, 32, 32))
+    assert not channels_last({**auto, "precision": "fp32"}, cuda, conv, (3, 32, 32))
+    assert not channels_last(auto, cuda, mlp, (3, 32, 32))
+    assert not channels_last({**auto, "memory_format": "channels_last"}, cuda, conv, (2,))  # 2-D points
+    assert channels_last({**DEFAULTS, "memory_format": "channels_last"}, "cpu", mlp, (3, 32, 32))
+    assert not channels_last({**auto, "memory_format": "contiguous"}, cuda, conv, (3, 32, 32))
