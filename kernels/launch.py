@@ -9,7 +9,8 @@ integer's width, and whether it is 1 or divisible by 16; each bool and float arg
 ``num_warps`` and the debug knob) and launches it through the compiled kernel's own launcher.
 
 Triton's own path runs on a miss, under the interpreter, while a launch hook is installed (profilers such as
-proton use them) and with a Triton older than 3.4, whose launchers take other arguments. A direct launch skips
+proton use them), while ``torch.compile`` traces the call, and with a Triton older than 3.4, whose launchers
+take other arguments. A direct launch skips
 what fastgan's kernels never need: pre-run hooks and the check that module globals a kernel read have not
 changed since it was compiled.
 """
@@ -121,8 +122,8 @@ class DirectKernel:
 
     def launch(self, grid: Sequence[int], args: Sequence[object], kwargs: dict[str, object]) -> None:
         """Launch on ``grid`` (1 to 3 ints): directly on a hit, else through Triton, keeping what it compiled."""
-        if not (self.direct and _enabled) or _hooks_installed():
-            self.fn[grid](*args, **kwargs)
+        if not (self.direct and _enabled) or _hooks_installed() or torch.compiler.is_compiling():
+            self.fn[grid](*args, **kwargs)  # under torch.compile: the call Dynamo knows how to trace
             return
         key = self.key(args, kwargs)
         compiled = self._compiled.get(key) if key is not None else None

@@ -177,7 +177,7 @@ def test_values_that_do_not_change_the_specialization_hit():
     assert triton_path.calls == 1 and kernel.cached() == 1
 
 
-def test_triton_launches_when_turned_off_with_a_hook_or_an_unkeyed_option():
+def test_triton_launches_when_turned_off_with_a_hook_an_unkeyed_option_or_under_torch_compile(monkeypatch):
     kernel, triton_path = _driven()
     args, kwargs = _fwd_args(torch.zeros(64, 2))
     kernel[(1,)](*args, **kwargs)
@@ -193,9 +193,12 @@ def test_triton_launches_when_turned_off_with_a_hook_or_an_unkeyed_option():
     finally:
         knobs.runtime.launch_enter_hook.remove(hook)
     kernel[(1,)](*args, **kwargs, num_stages=2)
-    assert triton_path.calls == 4
+    with monkeypatch.context() as patched:
+        patched.setattr(torch.compiler, "is_compiling", lambda: True)
+        kernel[(1,)](*args, **kwargs)
+    assert triton_path.calls == 5
     kernel[(1,)](*args, **kwargs)
-    assert triton_path.calls == 4
+    assert triton_path.calls == 5
 
 
 def test_the_interpreter_always_takes_tritons_path():
