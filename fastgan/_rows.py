@@ -18,9 +18,11 @@ __all__ = ["dense_strides", "empty_rows_like", "is_dense", "rows_like", "sample_
 
 def dense_strides(x: torch.Tensor) -> tuple[int, ...]:
     """Strides of a fresh (B, ...) tensor whose samples are laid out like ``x``'s (row-major if not dense)."""
+    if x.is_contiguous():
+        return x.stride()
     if not sample_is_dense(x):
         return torch.empty(x.shape, device="meta").stride()
-    return (x[0].numel(),) + tuple(x.stride()[1:])
+    return (x.numel() // x.shape[0] if x.shape[0] else 0,) + tuple(x.stride()[1:])
 
 
 def empty_rows_like(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
