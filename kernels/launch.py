@@ -17,6 +17,7 @@ changed since it was compiled.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -89,6 +90,7 @@ class DirectKernel:
         self._specs = [(p.is_constexpr, not p.do_not_specialize, not p.do_not_specialize_on_alignment)
                        for p in fn.params] if self.direct else []
         self._compiled: dict[tuple, object] = {}
+        self._launched_directly = False
 
     def __getitem__(self, grid: Sequence[int]):
         return lambda *args, **kwargs: self.launch(grid, args, kwargs)
@@ -136,9 +138,21 @@ class DirectKernel:
         if self._stream is None:
             self._stream = triton.runtime.driver.active.get_current_stream
         values = (*args, *(kwargs[name] for name in self._names[len(args):]))
-        run = compiled.run  # loads the module on first use, which also sets ``function``
-        run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1, self._stream(device),
-            compiled.function, compiled.packed_metadata, None, None, None, *values)
+        try:
+            run = compiled.run  # loads the module on first use, which also sets ``function``
+            run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1, self._stream(device),
+                compiled.function, compiled.packed_metadata, None, None, None, *values)
+        except Exception as error:
+            if self._launched_directly:
+                raise
+            # The first direct launch refused its arguments: a Triton whose launcher takes others. Its own
+            # path from now on (which raises again if the launch itself is what fails).
+            self.direct = False
+            warnings.warn(f"{self.fn.__name__}: a direct launch failed ({error!r}); launching through Triton",
+                          RuntimeWarning, stacklevel=2)
+            self.fn[grid](*args, **kwargs)
+            return
+        self._launched_directly = True
 
     def cached(self) -> int:
         """How many compiled specializations this kernel launches directly."""

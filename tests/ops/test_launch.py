@@ -201,6 +201,31 @@ def test_triton_launches_when_turned_off_with_a_hook_an_unkeyed_option_or_under_
     assert triton_path.calls == 5
 
 
+def test_a_launcher_that_refuses_its_first_direct_launch_hands_the_kernel_back_to_triton():
+    kernel, triton_path = _driven()
+    args, kwargs = _fwd_args(torch.zeros(64, 2))
+    kernel[(1,)](*args, **kwargs)
+    (compiled,) = triton_path.compiled.values()
+    compiled.run = lambda *values: (_ for _ in ()).throw(TypeError("another calling convention"))
+    with pytest.warns(RuntimeWarning, match="a direct launch failed"):
+        kernel[(1,)](*args, **kwargs)
+    assert triton_path.calls == 2 and not kernel.direct
+    kernel[(1,)](*args, **kwargs)
+    assert triton_path.calls == 3
+
+
+def test_a_failure_after_direct_launches_worked_is_raised():
+    kernel, triton_path = _driven()
+    args, kwargs = _fwd_args(torch.zeros(64, 2))
+    kernel[(1,)](*args, **kwargs)
+    kernel[(1,)](*args, **kwargs)  # a direct launch that worked
+    (compiled,) = triton_path.compiled.values()
+    compiled.run = lambda *values: (_ for _ in ()).throw(RuntimeError("out of resources"))
+    with pytest.raises(RuntimeError, match="out of resources"):
+        kernel[(1,)](*args, **kwargs)
+    assert kernel.direct
+
+
 def test_the_interpreter_always_takes_tritons_path():
     if isinstance(interpolation.interpolation_fwd_kernel.fn, JITFunction):
         pytest.skip("compiled kernels: the interpreter is off")
