@@ -39,7 +39,9 @@ def set_direct_launches(enabled: bool) -> bool:
 
 def _triton_launches_directly() -> bool:
     major, minor = (int(part) for part in triton.__version__.split(".")[:2])
-    return (major, minor) >= (3, 4)
+    knobs = getattr(triton, "knobs", None)  # what the key and the hook check read
+    return (major, minor) >= (3, 4) and all(
+        hasattr(getattr(knobs, "runtime", None), name) for name in ("debug", "launch_enter_hook", "launch_exit_hook"))
 
 
 def _hooks_installed() -> bool:
