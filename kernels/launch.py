@@ -9,10 +9,10 @@ integer's width, and whether it is 1 or divisible by 16; each bool and float arg
 ``num_warps`` and the debug knob) and launches it through the compiled kernel's own launcher.
 
 Triton's own path runs on a miss, under the interpreter, while a launch hook is installed (profilers such as
-proton use them), while ``torch.compile`` traces the call, and with a Triton older than 3.4, whose launchers
-take other arguments. A direct launch skips
-what fastgan's kernels never need: pre-run hooks and the check that module globals a kernel read have not
-changed since it was compiled.
+proton use them), while ``torch.compile`` traces the call, with a Triton older than 3.4 (whose launchers take
+other arguments) and for good for a kernel whose first direct launch is refused. A direct launch skips what
+fastgan's kernels never need: pre-run hooks and the check that module globals a kernel read have not changed
+since it was compiled.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def set_direct_launches(enabled: bool) -> bool:
 def _triton_launches_directly() -> bool:
     major, minor = (int(part) for part in triton.__version__.split(".")[:2])
     knobs = getattr(triton, "knobs", None)  # what the key and the hook check read
+    runtime = getattr(knobs, "runtime", None)
     return (major, minor) >= (3, 4) and all(
-        hasattr(getattr(knobs, "runtime", None), name) for name in ("debug", "launch_enter_hook", "launch_exit_hook"))
+        hasattr(runtime, name) for name in ("debug", "launch_enter_hook", "launch_exit_hook"))
 
 
 def _hooks_installed() -> bool:
