@@ -58,7 +58,9 @@ def pytorch_gan_generator() -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(1024, 784), nn.Tanh())
 
 
-def _adam(critic: nn.Module, capturable: bool = False) -> torch.optim.Adam:
+def reference_adam(critic: nn.Module, capturable: bool = False) -> torch.optim.Adam:
+    """The reference code's Adam (lr 1e-4, betas (0.5, 0.999)) over ``critic``'s parameters; ``capturable`` for a
+    step captured in a CUDA graph."""
     return torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.5, 0.999), capturable=capturable)
 
 
@@ -278,8 +280,8 @@ def _step_pairs(name: str, device: torch.device, compile_: bool, objective: tupl
 
     def fresh(capturable=False):
         critic, generator = copy.deepcopy(base_critic), copy.deepcopy(base_generator)
-        return (critic, generator, _adam(critic, capturable),
-                _adam(generator, capturable) if generator is not None else None)
+        return (critic, generator, reference_adam(critic, capturable),
+                reference_adam(generator, capturable) if generator is not None else None)
 
     d, g, opt_d, opt_g = fresh(capturable=bf16 and cuda)
     if bf16:
@@ -357,7 +359,7 @@ def _work(name: str, device: torch.device, shape: tuple, objective: tuple) -> tu
     torch.manual_seed(0)
     critic = PAIRS[name][0]().to(device)
     real, fake = torch.rand(shape, device=device), torch.rand(shape, device=device)
-    call = _seed_call(objective, critic, _adam(critic))
+    call = _seed_call(objective, critic, reference_adam(critic))
     return count_work(lambda: call(real, fake))
 
 

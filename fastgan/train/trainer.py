@@ -125,7 +125,7 @@ def _models(s: dict, sample_shape: tuple[int, ...], classes: int | None) -> tupl
     return generator, PackedCritic(critic, pack) if pack > 1 else critic
 
 
-def _optimizer(s: dict, params, device: torch.device, mode: str) -> torch.optim.Optimizer:
+def make_optimizer(s: dict, params, device: torch.device, mode: str) -> torch.optim.Optimizer:
     """Adam or RMSprop as the settings say, made for the steps' resolved ``mode``."""
     adam = s["optimizer"] == "adam"
     if mode in GRAPH_MODES:
@@ -145,7 +145,7 @@ def _optimizer(s: dict, params, device: torch.device, mode: str) -> torch.optim.
     return torch.optim.Adam(params, lr=lr, betas=tuple(s["betas"]), **options)
 
 
-def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+def load_optimizer(optimizer: torch.optim.Optimizer, saved: dict) -> None:
     """``optimizer.load_state_dict(saved)`` keeping this run's form of the update: a resumed run may change
     ``--mode``, and the saved groups would bring back the old one (a fused update, or a float rate, where a
     captured or compiled step needs a tensor rate; capturable or not, which also places the step counters)."""
@@ -226,8 +226,8 @@ class Trainer:
             self.critic.to(memory_format=torch.channels_last)
         # One mode for both steps and their optimizers (auto: graph on one GPU, compile on a CPU or with ranks).
         self.mode = auto_mode(self.device, self.group) if settings["mode"] == "auto" else settings["mode"]
-        self.opt_g = _optimizer(settings, self.generator.parameters(), self.device, self.mode)
-        self.opt_d = _optimizer(settings, self.critic.parameters(), self.device, self.mode)
+        self.opt_g = make_optimizer(settings, self.generator.parameters(), self.device, self.mode)
+        self.opt_d = make_optimizer(settings, self.critic.parameters(), self.device, self.mode)
         loss, penalty = RECIPES[settings["loss"]]
         targets = tuple(settings["lsgan_abc"])
         self.critic_step_fn = fastgan.CriticStep(
@@ -525,8 +525,8 @@ class Trainer:
         self.critic.load_state_dict(state["critic"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        _load_optimizer(self.opt_g, state["opt_g"])
-        _load_optimizer(self.opt_d, state["opt_d"])
+        load_optimizer(self.opt_g, state["opt_g"])
+        load_optimizer(self.opt_d, state["opt_d"])
         self.data.load_state_dict(state["data"])
         self.history = state["history"]
         # The steps' schedules (lazy penalty, EMA warm-up) continue where they stopped.

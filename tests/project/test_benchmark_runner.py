@@ -116,7 +116,7 @@ def test_flops_follow_torchs_formulas():
 
     from benchmarks.cases import conv_critic
     from benchmarks.roofline import count_work
-    from benchmarks.step_cases import _adam, seed_step
+    from benchmarks.step_cases import reference_adam, seed_step
 
     layer, x = torch.nn.Linear(30, 20), torch.randn(7, 30, requires_grad=True)
     flops, traffic = count_work(lambda: layer(x).sum().backward())
@@ -124,7 +124,7 @@ def test_flops_follow_torchs_formulas():
     torch.manual_seed(0)
     critic = conv_critic()
     real, fake = torch.rand(64, 3, 64, 64), torch.rand(64, 3, 64, 64)
-    step, _ = count_work(lambda: seed_step(critic, _adam(critic), real, fake))
+    step, _ = count_work(lambda: seed_step(critic, reference_adam(critic), real, fake))
     with torch.no_grad():
         forward, _ = count_work(lambda: critic(real))
     assert abs(step - 107e9) < 0.005 * 107e9 and 11.5 < step / forward < 12.5
@@ -162,15 +162,15 @@ def test_the_lazy_r1_benchmarks_seed_code_trains_as_the_lazy_step_does():
     import torch
 
     import fastgan
-    from benchmarks.step_cases import LAZY_R1, _adam, seed_lazy_r1_steps
+    from benchmarks.step_cases import LAZY_R1, reference_adam, seed_lazy_r1_steps
     from models import tiny_mlp_gan
 
     critic, _ = tiny_mlp_gan("cpu")
     real, fake = torch.randn(8, 12), torch.randn(8, 12)
     plain, stepped = copy.deepcopy(critic), copy.deepcopy(critic)
-    seed_lazy_r1_steps(plain, _adam(plain), real, fake)
+    seed_lazy_r1_steps(plain, reference_adam(plain), real, fake)
     loss, penalty, weight, every = LAZY_R1
-    step = fastgan.CriticStep(stepped, _adam(stepped), loss=loss, penalty=penalty, penalty_weight=weight,
+    step = fastgan.CriticStep(stepped, reference_adam(stepped), loss=loss, penalty=penalty, penalty_weight=weight,
                               lazy_every=every, mode="eager")
     for _ in range(every):
         step(real, fake)

@@ -365,7 +365,7 @@ def test_resuming_in_another_mode_keeps_that_modes_optimizer(tmp_path, mode):
     """An eager run (fused Adam, float rate) resumed in a compiled or captured mode gets the optimizer that mode
     needs (a tensor rate, capturable for graph) with the checkpoint's rate and moments. (Graph mode needs CUDA:
     its optimizer is built and loaded here as a resumed run on a GPU builds and loads it.)"""
-    from fastgan.train.trainer import _load_optimizer, _optimizer
+    from fastgan.train.trainer import load_optimizer, make_optimizer
 
     config = dict(TINY, steps=2, lr_decay=True, checkpoint_every=1)
     eager = Trainer(TrainConfig(**config), tmp_path, quiet=True)
@@ -377,8 +377,8 @@ def test_resuming_in_another_mode_keeps_that_modes_optimizer(tmp_path, mode):
         saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
         pairs = []
         for name, module, optimizer in (("opt_d", eager.critic, eager.opt_d), ("opt_g", eager.generator, eager.opt_g)):
-            opt = _optimizer(eager.s, module.parameters(), torch.device("cpu"), "graph")
-            _load_optimizer(opt, saved[name])
+            opt = make_optimizer(eager.s, module.parameters(), torch.device("cpu"), "graph")
+            load_optimizer(opt, saved[name])
             pairs.append((opt, optimizer))
     for opt, saved in pairs:
         group, saved_group = opt.param_groups[0], saved.param_groups[0]
