@@ -50,31 +50,6 @@ def _hooks_installed() -> bool:
     return any(getattr(hook, "calls", hook) for hook in (runtime.launch_enter_hook, runtime.launch_exit_hook))
 
 
-def _int_width(value: int) -> str | None:
-    if -_I32 <= value < _I32:
-        return "i32"
-    if -_I64 <= value < _I64:
-        return "i64"
-    return "u64" if 0 <= value < _U64 else None  # None: Triton refuses it, so never a hit
-
-
-def argument_key(value: object, specialize: bool, align: bool) -> object:
-    """What Triton specializes a kernel on for one non-constexpr argument, as a tuple whose first item is None
-    (or the whole None) where only Triton's path may launch it. ``specialize``/``align``: whether the parameter
-    is specialized at all, and on 16-byte alignment / divisibility by 16."""
-    if isinstance(value, torch.Tensor):
-        return value.dtype, specialize and align and value.data_ptr() % 16 == 0
-    if value is None:
-        return ("none",)
-    if isinstance(value, (bool, float)):
-        return (type(value),)
-    if isinstance(value, int):
-        if not specialize:
-            return (_int_width(value),)
-        return _int_width(value), value == 1, align and value % 16 == 0
-    return None
-
-
 class DirectKernel:
     """A ``@triton.jit`` kernel launched as ``kernel[grid](*args, **constexprs, num_warps=...)``, through its
     compiled launcher once Triton has compiled the arguments' specialization.
@@ -100,29 +75,44 @@ class DirectKernel:
 
     def key(self, args: Sequence[object], kwargs: dict[str, object]) -> tuple | None:
         """The cache key of one launch, or None where only Triton's path can launch it (a keyword that is
-        neither a constexpr nor ``num_warps``, a missing or repeated argument)."""
+        neither a constexpr nor ``num_warps``, a missing or repeated argument, an argument of another type
+        than a tensor, None, bool, int or float, an integer Triton refuses).
+
+        One flat tuple, every argument in a few items: it is built at every launch."""
         n = len(args)
         if n + len(kwargs) - ("num_warps" in kwargs) != len(self._names):
             return None
         parts = [triton.knobs.runtime.debug, kwargs.get("num_warps")]
+        append = parts.append
         device = None
         for value, (is_constexpr, specialize, align) in zip(args, self._specs):
             if is_constexpr:
                 return None
-            if device is None and isinstance(value, torch.Tensor):
-                device = value.get_device()
-            part = argument_key(value, specialize, align)
-            if part is None or part[0] is None:
+            cls = value.__class__
+            if cls is int:
+                # Triton's width (i32, i64, u64), then whether it is 1 or divisible by 16 where it specializes
+                width = 0 if -_I32 <= value < _I32 else 4 if -_I64 <= value < _I64 else 8 if 0 <= value < _U64 else -1
+                if width < 0:
+                    return None
+                append(width + ((1 if value == 1 else 2 if align and value % 16 == 0 else 3) if specialize else 0))
+            elif isinstance(value, torch.Tensor):
+                if device is None:
+                    device = value.get_device()
+                append(value.dtype)
+                append(specialize and align and value.data_ptr() % 16 == 0)
+            elif value is None or cls is bool or cls is float:
+                append(cls)
+            else:
                 return None
-            parts.append(part)
         for name, (is_constexpr, _, _) in zip(self._names[n:], self._specs[n:]):
             if not is_constexpr or name not in kwargs:
                 return None
             value = kwargs[name]
-            parts.append((type(value), value))  # Triton's key is a string: 1 and True differ
+            append(value.__class__)  # Triton's key is a string: constexprs 1 and True differ
+            append(value)
         if device is None:
             return None  # the device comes from the first tensor (the launchers make its device current)
-        parts.append(device)
+        append(device)
         return tuple(parts)
 
     def launch(self, grid: Sequence[int], args: Sequence[object], kwargs: dict[str, object]) -> None:

@@ -61,7 +61,7 @@ FAULTS = [
     Fault("direct launches keyed without the pointers' alignment", "kernels/launch.py",
           "specialize and align and value.data_ptr() % 16 == 0", "specialize and align"),
     Fault("direct launches keyed without the integers' width", "kernels/launch.py",
-          "    if -_I32 <= value < _I32:\n", "    if -_I64 <= value < _I64:\n"),
+          "width = 0 if -_I32 <= value < _I32 else", "width = 0 if -_I64 <= value < _I64 else"),
     Fault("row mask dropped in the shared prologue", "kernels/_tiles.py",
           "    return rb, chunk, rows, rows < B, col0", "    return rb, chunk, rows, rows >= 0, col0"),
     Fault("tiling drops the partial last chunk", "kernels/_tiles.py",
