@@ -71,7 +71,8 @@ def _is_step(row: dict) -> bool:
 # an H200 on 2026-11-27 only: its rows are in that card's results.)
 STEP_PROVIDERS = ("seed", "fastgan", "fastgan torch path", "fastgan compile", "fastgan compile capturable",
                   "fastgan graph", "fastgan compile+graph", "func compile", "trace compile", "seed bf16",
-                  "fastgan bf16", "fastgan compile bf16", "fastgan graph bf16", "fastgan compile+graph bf16")
+                  "fastgan bf16", "fastgan compile bf16", "fastgan graph bf16", "fastgan compile+graph bf16",
+                  "fastgan graph bf16 nchw")
 FP32_ALTERNATIVES = ("func compile", "trace compile")  # a user's own torch.compile of the step
 
 
@@ -103,8 +104,8 @@ def steps_table(results: list[dict]) -> str:
     for (op, size), by in groups.items():
         ms = {p: by[p]["ms"] for p in providers if "ms" in by.get(p, {})}
         ours = _best(ms, [p for p in ms if p.startswith("fastgan")])
-        ours32 = _best(ms, [p for p in ms if p.startswith("fastgan") and not p.endswith("bf16")])
-        ours16 = _best(ms, [p for p in ms if p.startswith("fastgan") and p.endswith("bf16")])
+        ours32 = _best(ms, [p for p in ms if p.startswith("fastgan") and "bf16" not in p])
+        ours16 = _best(ms, [p for p in ms if p.startswith("fastgan") and "bf16" in p])
         best = by[ours[0]] if ours else {}
         rate = f"{best['tflops']:.1f}" if "tflops" in best else "-"
         fraction = f"{100 * best['fraction_of_bf16_peak']:.1f}%" if "fraction_of_bf16_peak" in best else "-"

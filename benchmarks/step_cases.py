@@ -18,8 +18,11 @@ Providers:
 
 bf16 cases (dtype ``bfloat16``; on a CPU for the seed's MLP only): ``seed bf16``, the seed's step under bf16
 autocast with channels_last images (what a user gets alone in that precision), on CUDA captured by hand in one
-CUDA graph where it captures; ``fastgan bf16``, ``fastgan compile bf16``, ``fastgan graph bf16``, ``fastgan compile+graph bf16``: the steps with
-``precision="bf16"`` (channels_last images too).
+CUDA graph where it captures; ``fastgan bf16``, ``fastgan compile bf16``, ``fastgan graph bf16``, ``fastgan
+compile+graph bf16``: the steps with ``precision="bf16"`` (channels_last images too); on CUDA for conv critics
+also ``fastgan graph bf16 nchw``: graph mode on a contiguous critic, each call making contiguous copies of the
+channels_last batches first (two copies of the batch: what ``fastgan train --memory-format contiguous`` saves
+against channels_last is the rest).
 """
 
 from __future__ import annotations
@@ -309,6 +312,13 @@ def _step_pairs(name: str, device: torch.device, compile_: bool, objective: tupl
         if provider.endswith("torch path"):
             critic_step, generator_step = _on_torch_path(critic_step), g and _on_torch_path(generator_step)
         made[provider + suffix] = (_fastgan_call(critic_step, objective), generator_step, g)
+    if bf16 and cuda and _is_conv(base_critic):
+        d = copy.deepcopy(base_critic).to(memory_format=torch.contiguous_format)
+        nchw = fastgan.CriticStep(d, reference_adam(d, capturable=True), loss=loss, penalty=penalty,
+                                  penalty_weight=weight, lazy_every=lazy, mode="graph", precision=precision)
+        critic_step = _fastgan_call(nchw, objective)
+        made["fastgan graph bf16 nchw"] = (
+            lambda real, fake, step=critic_step: step(real.contiguous(), fake.contiguous()), None, None)
     if bf16 or objective != WGAN_GP:
         return made
     if compile_:

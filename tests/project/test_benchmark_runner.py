@@ -75,6 +75,16 @@ def test_steps_table_gives_the_device_work_where_measured():
     assert "| critic step (seed mlp) | 64x784 | 52 / 0 | - | 41 / 1 / 2 / 3 (12.5 us) / 1 |" in table
 
 
+def test_steps_table_counts_every_bf16_provider_as_bf16():
+    from benchmarks import report
+
+    run = _report("Card", {"seed": 8.0, "fastgan graph": 4.0, "func compile": 5.0, "seed bf16": 4.0,
+                           "fastgan graph bf16": 2.0, "fastgan graph bf16 nchw": 1.0})
+    table = report.steps_table(run["results"])
+    # fp32: graph 4 ms against func compile's 5 (1.25x), not the nchw bf16 row's 1 ms; bf16: 4 / 1
+    assert "| 8.0000 | 4.0000 | 5.0000 | 4.0000 | 2.0000 | 1.0000 | 8.00 | 1.25 | 4.00 |" in table
+
+
 def test_launch_overhead_counts_an_eager_steps_launches(tmp_path):
     """The host-cost probe (its own process: it replaces the kernels) times both paths and sees the five launches
     of an eager WGAN-GP critic step: interpolation, penalty forward and backward, loss forward and backward."""
