@@ -19,8 +19,8 @@ Providers:
 bf16 cases (dtype ``bfloat16``; on a CPU for the seed's MLP only): ``seed bf16``, the seed's step under bf16
 autocast with channels_last images (what a user gets alone in that precision), on CUDA captured by hand in one
 CUDA graph where it captures; ``fastgan bf16``, ``fastgan compile bf16``, ``fastgan graph bf16``, ``fastgan
-compile+graph bf16``: the steps with ``precision="bf16"`` (channels_last images too); on CUDA for conv critics
-also ``fastgan graph bf16 nchw``: graph mode on a contiguous critic, each call making contiguous copies of the
+compile+graph bf16``: the steps with ``precision="bf16"`` (channels_last images too); on CUDA for the DCGAN
+critic step at batch 64 also ``fastgan graph bf16 nchw``: graph mode on a contiguous critic, each call making contiguous copies of the
 channels_last batches first (two copies of the batch: what ``fastgan train --memory-format contiguous`` saves
 against channels_last is the rest).
 """
@@ -269,9 +269,11 @@ def _bf16_seed_call(objective: tuple, critic: nn.Module, opt: torch.optim.Optimi
 
 
 def _step_pairs(name: str, device: torch.device, compile_: bool, objective: tuple = WGAN_GP,
-                precision: str = "fp32") -> dict[str, tuple[Callable, Callable | None, nn.Module | None]]:
+                precision: str = "fp32", nchw: bool = False) -> dict[str, tuple[Callable, Callable | None,
+                                                                             nn.Module | None]]:
     """Per provider: its timed critic call ``(real, fake)``, its generator step ``(z)`` and its generator (None
-    for critic-only pairs and in bf16), each provider with its own copies of the same initial models."""
+    for critic-only pairs and in bf16), each provider with its own copies of the same initial models; ``nchw``:
+    also ``fastgan graph bf16 nchw`` (bf16 on CUDA)."""
     build_critic, build_generator, _, _ = PAIRS[name]
     base_critic = build_critic().to(device)
     base_generator = build_generator().to(device) if build_generator and precision == "fp32" else None
@@ -312,7 +314,7 @@ def _step_pairs(name: str, device: torch.device, compile_: bool, objective: tupl
         if provider.endswith("torch path"):
             critic_step, generator_step = _on_torch_path(critic_step), g and _on_torch_path(generator_step)
         made[provider + suffix] = (_fastgan_call(critic_step, objective), generator_step, g)
-    if bf16 and cuda and _is_conv(base_critic):
+    if nchw and bf16 and cuda:
         d = copy.deepcopy(base_critic).to(memory_format=torch.contiguous_format)
         nchw = fastgan.CriticStep(d, reference_adam(d, capturable=True), loss=loss, penalty=penalty,
                                   penalty_weight=weight, lazy_every=lazy, mode="graph", precision=precision)
@@ -397,7 +399,8 @@ def _critic_cases(name: str, device: torch.device, compile_: bool, shape: tuple,
                    {p: (lambda c=c, g=g, m=m, r=real: _iteration(c, g, m, r)) for p, (c, g, m) in steps.items()})
     if cuda or name in CPU_BF16:
         real, fake = _batches(shape, device, channels_last=len(shape) == 4)
-        steps = _step_pairs(name, device, compile_, objective, precision="bf16")
+        steps = _step_pairs(name, device, compile_, objective, precision="bf16",
+                            nchw=name == "dcgan 64" and shape[0] == 64 and objective == WGAN_GP)
         yield Case(op, size, torch.bfloat16, None, {p: (lambda c=c, r=real, f=fake: c(r, f)) for p, (c, _, _) in
                                                     steps.items()}, flops=flops, traffic=traffic)
 
