@@ -56,11 +56,12 @@ def _forward(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, fused:
     return real, fake, alpha_rows, interpolation_fwd(real, fake, alpha_rows, empty_rows_like(real), check=False)
 
 
-def interpolated_points(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+def interpolated_points(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
+                        fused: bool | None = None) -> torch.Tensor:
     """:func:`interpolate` of detached tensors already checked (by :func:`check_pair`; ``alpha`` (B,)), outside
     autograd: for points where a penalty takes a fresh input gradient (the whole steps), without the cost of an
-    autograd Function whose graph would be cut right away."""
-    return _forward(real, fake, alpha, uses_triton(real.device))[3]
+    autograd Function whose graph would be cut right away. ``fused``: as in :func:`loss_of_terms`."""
+    return _forward(real, fake, alpha, uses_triton(real.device) if fused is None else fused)[3]
 
 
 def _per_sample(alpha: torch.Tensor, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -75,9 +75,12 @@ def penalty_args(center: object, one_sided: object) -> float:
     return _input_checks.finite_real("center", center)
 
 
-def norm_penalty(grads: torch.Tensor, center: float, one_sided: bool, return_norms: bool):
-    """The penalty of checked arguments, on the backend the rule picks for ``grads``' device."""
-    penalty, norms = _Penalty.apply(grads, center, one_sided, uses_triton(grads.device))
+def norm_penalty(grads: torch.Tensor, center: float, one_sided: bool, return_norms: bool,
+                 fused: bool | None = None):
+    """The penalty of checked arguments: the kernels when ``fused``, else the eager path; None: the backend
+    rule's choice for ``grads``' device (a step that asked once passes its answer)."""
+    fused = uses_triton(grads.device) if fused is None else fused
+    penalty, norms = _Penalty.apply(grads, center, one_sided, fused)
     return (penalty, norms) if return_norms else penalty
 
 

@@ -21,6 +21,7 @@ import torch
 
 from .. import _input_checks, distributed
 from ..amp import input_gradients
+from ..backend import uses_triton
 from ..clipping import clip_weights_
 from ..interpolation import _interpolation_fwd_torch, interpolated_points
 from ..kernels.loss_terms import Term
@@ -89,20 +90,22 @@ class CriticObjective:
         """The objective to minimise with fastgan's fused ops, and its detached statistics."""
         critic = self.state.module
         alpha, noise = draws(self.kind, real, self.shard)
+        fused = uses_triton(real.device)  # asked once a step, for the three fused ops
         stats: dict[str, torch.Tensor] = {}
         total = None
         if self.terms is not None:
             real_out, fake_out = scores_of_both(critic, real, fake, labels, fake_labels, self.joint, critic,
                                                 self.precision)
-            total = loss_of_terms(real_out, self.terms[0], fake_out, self.terms[1])
+            total = loss_of_terms(real_out, self.terms[0], fake_out, self.terms[1], fused=fused)
             stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
         if self.kind is not None:
-            x = penalty_points(self.kind, real, fake, alpha, noise, interpolated_points)
+            x = penalty_points(self.kind, real, fake, alpha, noise,
+                               lambda a, b, w: interpolated_points(a, b, w, fused))
             x = x.detach().requires_grad_(True)  # a fresh leaf (R1's and R2's points are the inputs themselves)
             y = point_labels(self.kind, labels, fake_labels)
             # input_gradients checks the scores itself (once).
             grads = input_gradients(lambda x: forward(critic, x, y, self.precision), x, self.scaler, critic)
-            penalty, norms = norm_penalty(grads, self.kind.center, self.kind.one_sided, True)
+            penalty, norms = norm_penalty(grads, self.kind.center, self.kind.one_sided, True, fused)
             total = self.weight * penalty if total is None else total + self.weight * penalty
             stats.update(penalty=penalty.detach(), grad_norm_mean=norms.mean(), grad_norm_max=norms.max())
         stats["loss"] = total.detach()
