@@ -123,4 +123,7 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
         _input_checks.float_tensor("alpha", alpha)
         _input_checks.per_sample("alpha", alpha, real.shape[0])
         _input_checks.same_device("alpha", alpha, "real", real)
-    return _Interpolation.apply(real, fake, alpha, uses_triton(real.device))
+    fused = uses_triton(real.device)
+    if not (torch.is_grad_enabled() and (real.requires_grad or fake.requires_grad or alpha.requires_grad)):
+        return _forward(real, fake, alpha, fused)[3]  # nothing to differentiate: no autograd Function to pay for
+    return _Interpolation.apply(real, fake, alpha, fused)
