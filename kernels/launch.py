@@ -116,11 +116,12 @@ class DirectKernel:
         return tuple(parts)
 
     def launch(self, grid: Sequence[int], args: Sequence[object], kwargs: dict[str, object]) -> None:
-        """Launch on ``grid`` (1 to 3 ints): directly on a hit, else through Triton, keeping what it compiled."""
+        """Launch on ``grid`` (a tuple of 1 to 3 ints; anything else goes to Triton): directly on a hit, else
+        through Triton, keeping what it compiled."""
         if not (self.direct and _enabled) or _hooks_installed() or torch.compiler.is_compiling():
             self.fn[grid](*args, **kwargs)  # under torch.compile: the call Dynamo knows how to trace
             return
-        key = self.key(args, kwargs)
+        key = self.key(args, kwargs) if grid.__class__ is tuple else None  # a grid function: Triton's path
         compiled = self._compiled.get(key) if key is not None else None
         if compiled is None:
             compiled = self.fn[grid](*args, **kwargs)

@@ -177,7 +177,7 @@ def test_values_that_do_not_change_the_specialization_hit():
     assert triton_path.calls == 1 and kernel.cached() == 1
 
 
-def test_triton_launches_when_turned_off_with_a_hook_an_unkeyed_option_or_under_torch_compile(monkeypatch):
+def test_triton_launches_when_off_with_a_hook_an_unkeyed_option_a_grid_function_or_under_compile(monkeypatch):
     kernel, triton_path = _driven()
     args, kwargs = _fwd_args(torch.zeros(64, 2))
     kernel[(1,)](*args, **kwargs)
@@ -193,12 +193,13 @@ def test_triton_launches_when_turned_off_with_a_hook_an_unkeyed_option_or_under_
     finally:
         knobs.runtime.launch_enter_hook.remove(hook)
     kernel[(1,)](*args, **kwargs, num_stages=2)
+    kernel[lambda meta: (1,)](*args, **kwargs)  # a grid function
     with monkeypatch.context() as patched:
         patched.setattr(torch.compiler, "is_compiling", lambda: True)
         kernel[(1,)](*args, **kwargs)
-    assert triton_path.calls == 5
+    assert triton_path.calls == 6
     kernel[(1,)](*args, **kwargs)
-    assert triton_path.calls == 5
+    assert triton_path.calls == 6
 
 
 def test_a_launcher_that_refuses_its_first_direct_launch_hands_the_kernel_back_to_triton():
