@@ -60,9 +60,9 @@ def measure(calls: int) -> list[dict]:
     rows = []
     with torch.no_grad():
         for op, (ours, aten) in pairs.items():
-            set_direct_launches(False)
+            direct = set_direct_launches(False)
             triton_path_us = host_us(ours, calls)
-            set_direct_launches(True)
+            set_direct_launches(direct)
             fastgan_us, aten_us = host_us(ours, calls), host_us(aten, calls)
             rows.append({"op": op, "fastgan_us": round(fastgan_us, 2), "triton_path_us": round(triton_path_us, 2),
                          "aten_us": round(aten_us, 2), "ratio": round(fastgan_us / aten_us, 2)})

@@ -132,3 +132,13 @@ def write_mnist(root: Path, train: int = 40, test: int = 8) -> Path:
         _write_idx(raw / f"{split}-images-idx3-ubyte", images, 0x803)
         _write_idx(raw / f"{split}-labels-idx1-ubyte", torch.arange(n, dtype=torch.uint8) % 10, 0x801)
     return Path(root)
+
+
+def launched_kernels() -> list:
+    """Every kernel the launchers launch (``fastgan.kernels.launch.DirectKernel`` objects), imported on call: the
+    kernels must be defined after ``TRITON_INTERPRET`` is set."""
+    from fastgan.kernels import clipping, interpolation, losses, norm_penalty
+
+    return [clipping.clipping_kernel, interpolation.interpolation_fwd_kernel, interpolation.interpolation_bwd_kernel,
+            losses.losses_fwd_kernel, losses.losses_finish_kernel, losses.losses_bwd_kernel,
+            norm_penalty.penalty_fwd_kernel, norm_penalty.penalty_finish_kernel, norm_penalty.penalty_bwd_kernel]

@@ -13,14 +13,12 @@ import triton.language as tl
 from triton import knobs
 from triton._C.libtriton import native_specialize_impl
 from triton.backends.nvidia.compiler import CUDABackend
+from helpers import launched_kernels
 from triton.runtime.jit import JITFunction
 
-from fastgan.kernels import clipping, interpolation, launch, losses, norm_penalty
+from fastgan.kernels import interpolation, launch, norm_penalty
 
-KERNELS = [clipping.clipping_kernel, interpolation.interpolation_fwd_kernel,
-           interpolation.interpolation_bwd_kernel, losses.losses_fwd_kernel, losses.losses_finish_kernel,
-           losses.losses_bwd_kernel, norm_penalty.penalty_fwd_kernel, norm_penalty.penalty_finish_kernel,
-           norm_penalty.penalty_bwd_kernel]
+KERNELS = launched_kernels()
 
 _BUFFER = torch.zeros(64)
 # One value of each kind Triton tells apart, and values it does not (aligned pointers of one dtype, integers
