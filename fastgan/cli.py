@@ -9,7 +9,17 @@ from pathlib import Path
 
 from .steps.modes import MODES
 from .steps.precision import PRECISIONS
-from .train.config import DEFAULTS, LOSSES, MEMORY_FORMATS, MODELS, RESUME_SAFE, TrainConfig, preset_table
+from .train.config import (
+    DEFAULTS,
+    LOSSES,
+    MEMORY_FORMATS,
+    MODELS,
+    NOISES,
+    PROTOCOLS,
+    RESUME_SAFE,
+    TrainConfig,
+    preset_table,
+)
 from .train.data import IMAGE_SETS, TOY_SETS
 
 
@@ -45,10 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     add = train.add_argument
     add("--loss", choices=LOSSES, help="recipe (default wgan-gp)")
     add("--data", choices=TOY_SETS + IMAGE_SETS,
-        help="ring (8 Gaussians), grid (25), swissroll, mnist (local files), folder (ImageFolder); default ring")
-    add("--data-root", help="directory of the mnist files (DIR/MNIST/raw) or of the image folder")
+        help="ring (8 Gaussians), grid (25), swissroll, mnist, fashion-mnist (local files), folder (ImageFolder); "
+        "default ring")
+    add("--data-root", help="directory of the mnist files (DIR/MNIST/raw), of the fashion-mnist files (the four "
+        ".gz files, or DIR/FashionMNIST/raw; default /usr/share/datasets/fashion-mnist, Debian's "
+        "dataset-fashion-mnist) or of the image folder")
     add("--download", action="store_true", default=None,
-        help="fetch MNIST into --data-root through torchvision when it is not there (needs network access)")
+        help="fetch MNIST or Fashion-MNIST into --data-root through torchvision when it is not there (needs "
+        "network access)")
+    add("--protocol", choices=tuple(PROTOCOLS),
+        help="a published protocol as a whole (data, models, noise, batch, length, FID); options given still "
+        "win. lucic2018: Lucic et al. 2018 on Fashion-MNIST (docs/study.md)")
     add("--steps", type=int, help="generator steps, each after n-critic critic steps")
     add("--seed", type=int, help="random seed (default 0)")
     add("--batch-size", type=int, help="samples per batch")
@@ -61,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--overwrite", action="store_true", help="replace the run in --out (its files are removed)")
     add("--quiet", action="store_true", help="no progress bar")
     add("--model", choices=MODELS,
-        help="mlp (the seed's pair; wider MLPs on 2-D data), dcgan, or resnet (SNGAN's, --hidden channels)")
+        help="mlp (the seed's pair; wider MLPs on 2-D data), dcgan, resnet (SNGAN's, --hidden channels) or "
+        "infogan (Lucic et al.'s pair, Tanh output on [-1, 1] data)")
     add("--conditional", action="store_true", default=None,
         help="class-conditional GAN on the image set's labels (a projection critic, a class embedding in the "
         "generator; MNIST's digits, one class per subfolder of --data folder)")
@@ -77,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--clip-value", type=float, help="weight clipping bound c (wgan)")
     add("--lsgan-abc", type=_floats(3), help="LSGAN targets A,B,C")
     add("--latent-dim", type=int, help="noise dimension")
+    add("--noise", choices=NOISES, help="the generator's input: normal (default) or uniform on [-1, 1]")
     add("--hidden", type=int, help="MLP width")
     add("--depth", type=int, help="MLP hidden layers")
     add("--image-size", type=int, help="image side for mnist/folder (28, 32, 64, ...)")
@@ -123,7 +142,40 @@ def _parser() -> argparse.ArgumentParser:
     option("--precision", choices=PRECISIONS, help="precision of every run (default fp32)")
     option("--out", default="runs/study", help="the study's directory (default runs/study)")
     option("--quiet", action="store_true", help="no progress bar")
+    sample = commands.add_parser(
+        "sample", help="write N images of a run's generator as uint8 (.npz or PNGs) for any metric tool",
+        description="Write N images of a run's generator (its EMA where it has one) at its lowest-FID checkpoint "
+        "(best.pt; --last: the last checkpoint), from the evaluation noise the run's FID was computed on: an .npz "
+        "holding uint8 (N, C, H, W) under the key 'images', or a new folder of PNGs.")
+    option = sample.add_argument
+    option("run", metavar="RUN_DIR", help="the run's folder (fastgan train --out)")
+    option("--n", type=int, required=True, help="number of images")
+    option("--out", required=True, help="FILE.npz, or a new folder for PNGs; never replaced")
+    option("--last", action="store_true", help="the last checkpoint instead of the lowest-FID one")
+    option("--labels", type=int, nargs="+", metavar="Y",
+           help="conditional runs: classes of the images, in turn (default: N / classes of each class in turn)")
+    option("--seed", type=int, help="draw the noise from this seed instead of the run's evaluation noise")
+    option("--device", choices=("cpu", "cuda"), default="cpu", help="where the generator runs (default cpu)")
     return parser
+
+
+def _sample(args, parser) -> int:
+    from .train.sampling import sample_run
+    from .train.trainer import EVAL_SEED
+
+    try:
+        if args.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError("--device cuda but no CUDA device is available")
+        done = sample_run(args.run, args.n, args.out, last=args.last, labels=args.labels,
+                          seed=EVAL_SEED if args.seed is None else args.seed, device=args.device)
+    except (ValueError, FileNotFoundError) as exc:
+        parser.exit(2, f"fastgan sample: error: {str(exc).splitlines()[0]}\n")
+    where = f"step {done['step']}" + (f", FID {done['fid']:.2f}" if done["fid"] is not None else "")
+    print(f"wrote {done['n']} images of the {'EMA ' if done['ema'] else ''}generator at {where} to {args.out}")
+    return 0
 
 
 def _study(args, parser) -> int:
@@ -193,6 +245,8 @@ def _train(args, parser) -> int:
                  f"reverse KL {kl}")
     if "fid" in final:
         line += f"\nFID {final['fid']:.2f}, KID {final['kid']:.4f} ± {final['kid_std']:.4f} ({trainer.s['fid']} images)"
+        best = summary["best"]
+        line += f"; lowest FID {best['fid']:.2f} at step {best['step']} (best.pt)"
     print(line)
     return 0
 
@@ -202,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "study":
         return _study(args, parser)
+    if args.command == "sample":
+        return _sample(args, parser)
     if args.command != "train":
         parser.print_help()
         return 0 if args.command is None else 2

@@ -19,6 +19,7 @@ from .config import DEFAULTS, RESUME_SAFE
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
+BEST = "best.pt"  # the generator at the lowest FID so far
 KEYS = ("settings", "step", "generator", "critic", "ema", "opt_g", "opt_d", "data", "history", "rng_cpu", "rng_cuda")
 
 
@@ -26,17 +27,42 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupt, unsafe, or written with other settings."""
 
 
-def save(state: dict, out_dir: Path) -> None:
-    """Write ``state`` as ``out_dir/checkpoint.pt`` atomically, keeping the last one as ``checkpoint.prev.pt``."""
-    path = out_dir / CHECKPOINT
+def _write(state: dict, path: Path, previous: Path | None = None) -> None:
+    """Write ``state`` to ``path`` through a synced temporary file, the old file renamed to ``previous``."""
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as f:
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
-    if path.exists():
-        os.replace(path, out_dir / PREVIOUS)
+    if previous is not None and path.exists():
+        os.replace(path, previous)
     os.replace(tmp, path)
+
+
+def save(state: dict, out_dir: Path) -> None:
+    """Write ``state`` as ``out_dir/checkpoint.pt`` atomically, keeping the last one as ``checkpoint.prev.pt``."""
+    _write(state, out_dir / CHECKPOINT, out_dir / PREVIOUS)
+
+
+def save_best(state: dict, out_dir: Path) -> None:
+    """Write the lowest-FID generator ``state`` (settings, step, fid, generator, ema, sample_shape, classes) as
+    ``out_dir/best.pt`` atomically."""
+    _write(state, out_dir / BEST)
+
+
+def load_generator_state(out_dir: Path, last: bool = False) -> dict:
+    """What ``fastgan sample`` needs of a run: ``best.pt`` (unless ``last`` or there is none), else the
+    checkpoint; ``CheckpointError`` when ``out_dir`` holds neither, or one without the generator's shape."""
+    path = out_dir / CHECKPOINT if last or not (out_dir / BEST).exists() else out_dir / BEST
+    if not path.exists():
+        raise CheckpointError(f"{out_dir} holds no run (no {CHECKPOINT} or {BEST})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unsafe, truncated or corrupt: one line
+        raise CheckpointError(f"{path} cannot be read ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or "sample_shape" not in state:
+        raise CheckpointError(f"{path} was not written by this fastgan (no sample_shape); train the run again")
+    return state
 
 
 def load(out_dir: Path) -> dict:

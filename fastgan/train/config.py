@@ -20,7 +20,8 @@ LOSSES = ("wgan", "wgan-gp", "wgan-lp", "lsgan", "ns", "hinge", "r1", "sngan")
 # Each recipe's loss and penalty as the step objects take them (fastgan.CriticStep).
 RECIPES = {"wgan": ("wgan", None), "wgan-gp": ("wgan", "gp"), "wgan-lp": ("wgan", "lp"), "lsgan": ("lsgan", None),
            "ns": ("ns", None), "hinge": ("hinge", None), "r1": ("ns", "r1"), "sngan": ("hinge", None)}
-MODELS = ("mlp", "dcgan", "resnet")
+MODELS = ("mlp", "dcgan", "resnet", "infogan")
+NOISES = ("normal", "uniform")  # the generator's input: N(0, I), or uniform on [-1, 1]^latent_dim
 
 # The seed's recipes (and their usual relatives), for images.
 PRESETS: dict[str, dict] = {
@@ -71,9 +72,20 @@ TUNED: dict[tuple[str, str], dict] = {
 }
 IMAGE_MODEL = dict(model="mlp", latent_dim=100, hidden=128, depth=1, batch_size=64, ema=0.0, image_size=28, steps=5000)
 
+# Published protocols, each as a whole: its data, models, noise, batch, length and evaluation. The length is
+# counted in critic updates (``updates``) and evaluated every ``eval_updates`` of them, so that a recipe with
+# n_critic critic steps per generator step trains updates / n_critic generator steps.
+# lucic2018: Lucic et al., "Are GANs Created Equal?" (NeurIPS 2018), on compare_gan's settings (docs/study.md,
+# "Fashion-MNIST"): the InfoGAN-style pair, z 64-d uniform, batch 64, 15,625 critic updates, FID of 10,000
+# generated images against the 10,000 test images at every 3,906 updates, the lowest-FID checkpoint kept.
+PROTOCOLS: dict[str, dict] = {
+    "lucic2018": dict(data="fashion-mnist", model="infogan", latent_dim=64, noise="uniform", batch_size=64,
+                      image_size=28, updates=15625, eval_updates=3906, fid=10000),
+}
+
 
 # What an option left out means when no preset sets it.
-DEFAULTS = dict(loss="wgan-gp", data="ring", seed=0, device="auto", log_every=100, checkpoint_every=1000,
+DEFAULTS = dict(loss="wgan-gp", data="ring", protocol=None, noise="normal", seed=0, device="auto", log_every=100, checkpoint_every=1000,
                 eval_samples=2500, mode="auto", lazy_every=1, download=False, dist_timeout=60.0, pack=1,
                 conditional=False, spectral_norm=False, label_smoothing=0.0, precision="fp32", fid=0, fid_weights=None,
                 tensorboard=False, memory_format="auto")
@@ -91,13 +103,15 @@ class TrainConfig:
 
     loss: str | None = None  # default "wgan-gp"
     data: str | None = None  # default "ring"
-    data_root: str | None = None
+    data_root: str | None = None  # default for fashion-mnist: Debian's /usr/share/datasets/fashion-mnist
+    protocol: str | None = None  # a published protocol as a whole (PROTOCOLS), under every option given
     steps: int | None = None  # generator steps, each after n_critic critic steps
     batch_size: int | None = None
     seed: int | None = None  # default 0
     device: str | None = None  # default "auto"
-    model: str | None = None  # "mlp" (the seed's pair, or the 2-D MLPs) or "dcgan"
+    model: str | None = None  # "mlp" (the seed's pair, or the 2-D MLPs), "dcgan", "resnet" or "infogan"
     latent_dim: int | None = None
+    noise: str | None = None  # "normal" (default) or "uniform" on [-1, 1]
     hidden: int | None = None
     depth: int | None = None
     image_size: int | None = None
@@ -123,7 +137,7 @@ class TrainConfig:
     label_smoothing: float | None = None  # one-sided label smoothing of the ns loss (ns, r1): real target 1 - s
     precision: str | None = None  # "fp32" (default) or "bf16": the networks under bf16 autocast (fastgan.steps)
     fid: int | None = None  # FID and KID on this many generated and real images at every log step (images); 0: off
-    fid_weights: str | None = None  # the Inception-v3 weights file for --fid (default: downloaded)
+    fid_weights: str | None = None  # the FID network's file for --fid (default: torch-fidelity's, downloaded)
     tensorboard: bool | None = None  # also log scalars and sample grids to OUT/tensorboard
     memory_format: str | None = None  # "auto" (default), "channels_last" or "contiguous": see MEMORY_FORMATS
 
@@ -132,9 +146,15 @@ class TrainConfig:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
     def resolved(self) -> dict:
-        """Concrete settings: defaults, the loss's preset, the 2-D preset, then every value given here."""
+        """Concrete settings: defaults, the loss's preset, the 2-D preset or the protocol, then every value given
+        here."""
         given = self.given()
-        loss, data = given.get("loss", DEFAULTS["loss"]), given.get("data", DEFAULTS["data"])
+        protocol = given.get("protocol")
+        if protocol is not None and protocol not in PROTOCOLS:
+            raise ValueError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        layer = dict(PROTOCOLS[protocol]) if protocol else {}
+        loss = given.get("loss", DEFAULTS["loss"])
+        data = given.get("data", layer.get("data", DEFAULTS["data"]))
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
         if data not in TOY_SETS + IMAGE_SETS:
@@ -148,6 +168,10 @@ class TrainConfig:
             settings.update(TOY_PRESETS[loss])
             settings.update(DATA_PRESETS.get(data, {}))
             settings.update(TUNED.get((loss, data), {}))
+        if layer:
+            n_critic = given.get("n_critic", settings["n_critic"])
+            updates, every = layer.pop("updates"), layer.pop("eval_updates")
+            settings.update(layer, steps=-(-updates // n_critic), log_every=max(1, round(every / n_critic)))
         settings.update(given)
         check(settings, given)
         return settings
@@ -195,6 +219,8 @@ def check(s: dict, given: dict | None = None) -> None:
     if s["mode"] in GRAPH_MODES and s["device"] == "cpu":
         raise ValueError(f"--mode {s['mode']} captures CUDA graphs: it needs --device cuda (or auto on a GPU "
                          "machine)")
+    if s["noise"] not in NOISES:
+        raise ValueError(f"--noise must be one of {', '.join(NOISES)}, got {s['noise']!r}")
     if s["model"] not in MODELS:
         raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {s['model']!r}")
     if s["optimizer"] not in ("adam", "rmsprop"):
@@ -203,7 +229,7 @@ def check(s: dict, given: dict | None = None) -> None:
         raise ValueError("the 2-D data sets use --model mlp")
     if s["data"] in TOY_SETS and s["memory_format"] == "channels_last":
         raise ValueError("--memory-format channels_last lays out images: it does not apply to 2-D data")
-    if s["data"] in IMAGE_SETS and not s.get("data_root"):
+    if s["data"] in IMAGE_SETS and s["data"] != "fashion-mnist" and not s.get("data_root"):
         raise ValueError(f"--data {s['data']} needs --data-root DIR")
     loss, penalty = RECIPES[s["loss"]]
     if penalty is not None:
@@ -220,11 +246,12 @@ def check(s: dict, given: dict | None = None) -> None:
     if int(s["fid"]) < 0 or s["fid"] == 1:
         raise ValueError(f"--fid must be 0 (off) or at least 2 images, got {s['fid']}")
     if s["fid"] and s["data"] not in IMAGE_SETS:
-        raise ValueError("--fid measures images: use --data mnist or folder")
+        raise ValueError(f"--fid measures images: use --data {', '.join(IMAGE_SETS)}")
     if s["fid_weights"] is not None and not s["fid"]:
         raise ValueError("--fid-weights needs --fid N")
     if s["conditional"] and s["data"] not in IMAGE_SETS:
-        raise ValueError("--conditional trains on the class labels of an image set: use --data mnist or folder")
+        raise ValueError(f"--conditional trains on the class labels of an image set: use --data "
+                         f"{', '.join(IMAGE_SETS)}")
 
 
 def preset_table() -> str:
@@ -240,6 +267,8 @@ def preset_table() -> str:
     lines.append(f"           2-D: {_fmt(TOY_MODEL)}")
     for data, values in DATA_PRESETS.items():
         lines.append(f"           {data}: {_fmt(values)}")
+    for name, values in PROTOCOLS.items():
+        lines.append(f"protocol {name}: {_fmt(values)}")
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""Training data, all offline: the 2-D mode-collapse benchmarks and torchvision image datasets from local files.
+"""Training data, all offline: the 2-D mode-collapse benchmarks and image sets from local files.
 
 Every source is an endless, resumable stream of batches: ``next_batch()`` (samples and their class labels, None
 for the 2-D sets) and ``state_dict()`` / ``load_state_dict()``, so that a resumed run sees exactly the batches
@@ -16,7 +16,7 @@ import torch
 from ..distributed import Shard
 
 TOY_SETS = ("ring", "grid", "swissroll")
-IMAGE_SETS = ("mnist", "folder")
+IMAGE_SETS = ("mnist", "fashion-mnist", "folder")
 
 
 class DataError(ValueError):
@@ -85,6 +85,11 @@ class ToyStream:
         self.generator.set_state(state["generator"])
 
 
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (any shape) as float32 in [-1, 1]: x / 127.5 - 1."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
 def _image_transform(image_size: int, channels: int):
     from torchvision import transforms
 
@@ -105,11 +110,17 @@ def _open_image(path: str):
         raise DataError(f"cannot read the image {path} ({type(exc).__name__}: {exc}); remove or replace it") from None
 
 
-def load_image_dataset(name: str, root: str | Path, image_size: int, download: bool = False):
-    """A torchvision dataset of images scaled to [-1, 1], with class labels: MNIST (from local files, or fetched
-    with ``download``), or any ImageFolder tree (one class per subfolder)."""
+def load_image_dataset(name: str, root: str | Path | None, image_size: int, download: bool = False,
+                       split: str = "train"):
+    """A dataset of images scaled to [-1, 1], with class labels: MNIST (from local files, or fetched with
+    ``download``), Fashion-MNIST (:mod:`fastgan.train.idx_images`; ``split`` "train" or "test"), or any
+    ImageFolder tree (one class per subfolder)."""
     from torchvision import datasets
 
+    if name == "fashion-mnist":
+        from .idx_images import load_fashion_mnist
+
+        return load_fashion_mnist(root, split, image_size, download)
     root = Path(root)
     if name == "mnist":
         try:
@@ -169,8 +180,15 @@ class ImageStream:
         first = dataset[0][0]
         self.sample_shape = tuple(first.shape)
         self.classes = len(dataset.classes) if getattr(dataset, "classes", None) else None
-        resident = len(dataset) * first.numel() * first.element_size() <= RESIDENT_BYTES
-        self.images, self.labels = self._decode_all() if resident else (None, None)
+        # A set held as uint8 tensors (idx_images.TensorImages) stays uint8 on the device (4x fewer bytes than
+        # decoded floats), normalised per batch.
+        held = getattr(dataset, "images", None)
+        self.uint8 = torch.is_tensor(held) and held.dtype == torch.uint8 and held.numel() <= RESIDENT_BYTES
+        if self.uint8:
+            self.images, self.labels = dataset.images.to(device), dataset.labels.to(device)
+        else:
+            resident = len(dataset) * first.numel() * first.element_size() <= RESIDENT_BYTES
+            self.images, self.labels = self._decode_all() if resident else (None, None)
         self._start_epoch()
 
     def _decode_all(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,6 +220,8 @@ class ImageStream:
             indices = self.shard.rows(self._order[self.position:self.position + self.batch_size])
             indices = indices.to(self.images.device)
             batch, labels = self.images.index_select(0, indices), self.labels.index_select(0, indices)
+            if self.uint8:
+                batch = to_unit_range(batch)
         else:
             batch, labels = next(self._batches)
             batch, labels = batch.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)

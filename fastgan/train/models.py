@@ -1,5 +1,5 @@
-"""Generators and critics: the seed's MLP pair, wider MLPs for the 2-D sets, a DCGAN-style conv pair and an
-SNGAN/BigGAN-style residual pair; spectral normalization of a critic, a projection discriminator and a
+"""Generators and critics: the seed's MLP pair, wider MLPs for the 2-D sets, a DCGAN-style conv pair, the
+InfoGAN-style pair of Lucic et al.'s protocol and an SNGAN/BigGAN-style residual pair; spectral normalization of a critic, a projection discriminator and a
 class-conditional generator for any of them.
 
 Every critic here is ``head(features(x))``: ``features`` maps (B, ...) samples to (B, F) features and ``head``
@@ -109,6 +109,67 @@ class DCGANCritic(nn.Module):
             layers.append(nn.LeakyReLU(0.2))
             c_in, c_out = c_out, c_out * 2
         self.model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * base * base, 1))
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.model[-1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return _all_but_last(self.model, x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def _normal_init(module: nn.Module, std: float = 0.02) -> None:
+    """Conv and linear weights from N(0, std), their biases 0 (compare_gan's initialisation)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class InfoGANGenerator(nn.Module):
+    """z (B, latent_dim) -> image (B, channels, S, S) in [-1, 1], S a multiple of 4 (28 on the protocol):
+    Lucic et al.'s InfoGAN-style generator, FC 1024-BN-ReLU, FC 128 x S/4 x S/4-BN-ReLU, deconv 4x4/2 64-BN-ReLU,
+    deconv 4x4/2 to ``channels``, then Tanh (the data are scaled to [-1, 1]; compare_gan's sigmoid matches
+    its [0, 1] data). Weights N(0, 0.02)."""
+
+    def __init__(self, latent_dim: int = 64, channels: int = 1, image_size: int = 28):
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"--model infogan needs an image size divisible by 4, got {image_size}")
+        base = image_size // 4
+        self.model = nn.Sequential(
+            nn.Linear(latent_dim, 1024), nn.BatchNorm1d(1024), nn.ReLU(),
+            nn.Linear(1024, 128 * base * base), nn.BatchNorm1d(128 * base * base), nn.ReLU(),
+            nn.Unflatten(1, (128, base, base)),
+            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
+            nn.ConvTranspose2d(64, channels, 4, 2, 1), nn.Tanh())
+        _normal_init(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model(z)
+
+
+class InfoGANCritic(nn.Module):
+    """image (B, channels, S, S) -> score (B, 1), S a multiple of 4: Lucic et al.'s InfoGAN-style
+    discriminator, conv 4x4/2 64-lReLU, conv 4x4/2 128-[norm]-lReLU, FC 1024-[norm]-lReLU, FC 1 (lReLU slope
+    0.2, weights N(0, 0.02)). ``norm``: "batch" (the paper's), "layer" (per-sample, safe with gradient penalties)
+    or "none"."""
+
+    def __init__(self, channels: int = 1, image_size: int = 28, norm: str = "batch"):
+        super().__init__()
+        base = image_size // 4
+        conv_norm = {"batch": lambda: nn.BatchNorm2d(128), "layer": lambda: nn.GroupNorm(1, 128)}.get(norm)
+        fc_norm = {"batch": lambda: nn.BatchNorm1d(1024), "layer": lambda: nn.LayerNorm(1024)}.get(norm)
+        self.model = nn.Sequential(
+            nn.Conv2d(channels, 64, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(64, 128, 4, 2, 1), *([conv_norm()] if conv_norm else []), nn.LeakyReLU(0.2),
+            nn.Flatten(), nn.Linear(128 * base * base, 1024), *([fc_norm()] if fc_norm else []), nn.LeakyReLU(0.2),
+            nn.Linear(1024, 1))
+        _normal_init(self)
 
     @property
     def head(self) -> nn.Linear:

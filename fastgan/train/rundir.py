@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 
 # What a run writes; any of them means the folder holds a run.
-RUN_FILES = ("metrics.jsonl", "summary.json", "checkpoint.pt", "checkpoint.prev.pt", "checkpoint.tmp",
-             "samples.png", "samples.pt", "curves.png")
+RUN_FILES = ("metrics.jsonl", "summary.json", "checkpoint.pt", "checkpoint.prev.pt", "checkpoint.tmp", "best.pt",
+             "best.tmp", "samples.png", "samples.pt", "curves.png")
 _NUMBERED = re.compile(r"^(\d{5,})-(.+)$")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -23,12 +24,14 @@ from . import checkpoint as checkpoint_io
 from . import rundir
 from .config import RECIPES, TrainConfig, channels_last, check
 from .data import TOY_SETS, ImageStream, ToyStream, load_image_dataset
-from .image_metrics import ImageMetrics, inception
+from .image_metrics import ImageMetrics, cached_features, extract_features, file_sha1, inception, to_uint8
 from .metrics import mode_metrics
 from .models import (
     ConditionalGenerator,
     DCGANCritic,
     DCGANGenerator,
+    InfoGANCritic,
+    InfoGANGenerator,
     MLPCritic,
     MLPGenerator,
     PackedCritic,
@@ -96,21 +99,25 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _models(s: dict, sample_shape: tuple[int, ...], classes: int | None) -> tuple[nn.Module, nn.Module]:
-    """The provided generator and critic for the settings: packed, spectrally normalised, conditional."""
+def build_models(s: dict, sample_shape: tuple[int, ...], classes: int | None) -> tuple[nn.Module, nn.Module]:
+    """The provided generator and critic for the settings ``s`` and data of ``sample_shape`` with ``classes``
+    (None: unconditional): packed, spectrally normalised, conditional."""
     numel = 1
     for n in sample_shape:
         numel *= n
     pack, conditional = s["pack"], s["conditional"]
     latent = s["latent_dim"] + (EMBED_DIM if conditional else 0)
-    if s["model"] in ("dcgan", "resnet"):
+    if s["model"] in ("dcgan", "resnet", "infogan"):
         channels, size = sample_shape[0], sample_shape[-1]
+    # A per-sample penalty needs a critic whose samples do not interact: LayerNorm, not BatchNorm; spectral
+    # normalization takes the place of both (SNGAN's critics have no normalization layers).
+    norm = "none" if s["spectral_norm"] else "layer" if RECIPES[s["loss"]][1] else "batch"
     if s["model"] == "dcgan":
-        # A per-sample penalty needs a critic whose samples do not interact: LayerNorm, not BatchNorm; spectral
-        # normalization takes the place of both (SNGAN's critics have no normalization layers).
-        norm = "none" if s["spectral_norm"] else "layer" if RECIPES[s["loss"]][1] else "batch"
         generator = DCGANGenerator(latent, channels, size)
         critic = DCGANCritic(pack * channels, size, norm=norm)
+    elif s["model"] == "infogan":
+        generator = InfoGANGenerator(latent, channels, size)
+        critic = InfoGANCritic(pack * channels, size, norm=norm)
     elif s["model"] == "resnet":
         generator = ResNetGenerator(latent, channels, size, s["hidden"])
         critic = ResNetCritic(pack * channels, size, s["hidden"])
@@ -123,6 +130,37 @@ def _models(s: dict, sample_shape: tuple[int, ...], classes: int | None) -> tupl
     if s["spectral_norm"]:
         critic = spectral_normalized(critic)
     return generator, PackedCritic(critic, pack) if pack > 1 else critic
+
+
+def latent_noise(s: dict, n: int, generator: torch.Generator | None = None,
+                 device: torch.device | None = None) -> torch.Tensor:
+    """(n, latent_dim) float32 generator inputs for the settings ``s``: N(0, I), or uniform on [-1, 1]
+    (``noise="uniform"``), drawn from ``generator`` (or the default generator of ``device``)."""
+    shape = (n, s["latent_dim"])
+    if s.get("noise", "normal") == "uniform":
+        return torch.rand(shape, generator=generator, device=device).mul_(2).sub_(1)
+    return torch.randn(shape, generator=generator, device=device)
+
+
+def evaluation_labels(n: int, classes: int) -> torch.Tensor:
+    """(n,) int64 classes of evaluation samples: ``n // classes`` of each class in turn (then class 0 for the
+    rest), so that an 8-wide grid of ``8 * classes`` shows one class per row."""
+    return torch.arange(n) // max(n // classes, 1) % classes
+
+
+@torch.no_grad()
+def generate_samples(net: nn.Module, s: dict, n: int, device: torch.device, labels: torch.Tensor | None = None,
+                     seed: int = EVAL_SEED) -> torch.Tensor:
+    """``n`` samples of generator ``net`` (in eval mode, restored after) for the settings ``s``, from the noise
+    of ``seed`` (default: the evaluation noise every FID of a run is computed on), in chunks of 4096, with the
+    (n,) class ``labels`` of a conditional generator."""
+    was_training = net.training
+    net.eval()
+    noise = latent_noise(s, n, generator=torch.Generator().manual_seed(seed)).to(device)
+    chunks = [net(z) if labels is None else net(z, labels[i:i + z.shape[0]].to(device))
+              for i, z in zip(range(0, n, 4096), noise.split(4096))]
+    net.train(was_training)
+    return torch.cat(chunks)
 
 
 def make_optimizer(s: dict, params, device: torch.device, mode: str) -> torch.optim.Optimizer:
@@ -217,7 +255,7 @@ class Trainer:
         if settings["conditional"] and not self.classes:
             raise ValueError(f"--conditional: the {settings['data']} data has no class labels")
         if generator is None or critic is None:
-            default_generator, default_critic = _models(settings, self.data.sample_shape, self.classes)
+            default_generator, default_critic = build_models(settings, self.data.sample_shape, self.classes)
             generator, critic = generator or default_generator, critic or default_critic
         self.generator, self.critic = generator.to(self.device), critic.to(self.device)
         self.channels_last = channels_last(settings, self.device, self.critic, self.data.sample_shape)
@@ -246,6 +284,7 @@ class Trainer:
             tensorboard_writer_class()
         self.step = 0
         self.history: list[dict] = []
+        self.best: dict | None = None  # the lowest FID so far and its step (best.pt)
         if checkpoint is not None:
             self._restore(checkpoint)
 
@@ -279,14 +318,15 @@ class Trainer:
         s = self.s
         if s["data"] in TOY_SETS:
             return ToyStream(s["data"], s["batch_size"], s["seed"], self.device, self.shard)
-        dataset = load_image_dataset(s["data"], s["data_root"], s["image_size"], download=s["download"])
+        dataset = load_image_dataset(s["data"], s.get("data_root"), s["image_size"], download=s["download"])
         return ImageStream(dataset, s["batch_size"], s["seed"], self.device, shard=self.shard)
 
     def _noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Training noise for this rank's ``n`` rows (drawn for every rank's), or ``n`` rows from ``generator``."""
+        """Training noise for this rank's ``n`` rows (drawn for every rank's), or ``n`` rows from ``generator``
+        (on the CPU): N(0, I), or uniform on [-1, 1] with ``noise="uniform"``."""
         if generator is None:
-            return self.shard.rows(torch.randn(n * self.shard.world_size, self.s["latent_dim"], device=self.device))
-        return torch.randn(n, self.s["latent_dim"], generator=generator).to(self.device)
+            return self.shard.rows(latent_noise(self.s, n * self.shard.world_size, device=self.device))
+        return latent_noise(self.s, n, generator=generator).to(self.device)
 
     def _fake_labels(self, n: int) -> torch.Tensor | None:
         """Uniformly drawn classes for this rank's ``n`` generated samples (drawn for every rank's), or None for
@@ -299,37 +339,46 @@ class Trainer:
         return net(z) if labels is None else net(z, labels)
 
     def sample_labels(self, n: int) -> torch.Tensor | None:
-        """The classes of :meth:`generate`'s ``n`` samples: ``n // classes`` of each class in turn (then class 0
-        for the rest), so that an 8-wide grid of ``8 * classes`` shows one class per row; None if
-        unconditional."""
-        if self.classes is None:
-            return None
-        per_class = max(n // self.classes, 1)
-        return (torch.arange(n) // per_class % self.classes).to(self.device)
+        """The classes of :meth:`generate`'s ``n`` samples (:func:`evaluation_labels`); None if unconditional."""
+        return None if self.classes is None else evaluation_labels(n, self.classes).to(self.device)
 
-    @torch.no_grad()
     def generate(self, n: int) -> torch.Tensor:
         """``n`` samples from the EMA generator (or the generator) with the fixed evaluation noise (and, for a
         conditional run, :meth:`sample_labels`)."""
         net = self.ema if self.ema is not None else self.generator
-        was_training = net.training
-        net.eval()
-        noise = self._noise(n, torch.Generator().manual_seed(EVAL_SEED))
-        labels = self.sample_labels(n)
-        chunks = [self._generate(net, z, None if labels is None else labels[i:i + z.shape[0]])
-                  for i, z in zip(range(0, n, 4096), noise.split(4096))]
-        net.train(was_training)
-        return torch.cat(chunks)
+        return generate_samples(net, self.s, n, self.device, self.sample_labels(n))
 
     def _image_metrics(self, features: nn.Module | None) -> ImageMetrics:
-        """FID and KID against ``fid`` real images drawn once with the evaluation seed."""
-        n, dataset = self.s["fid"], self.data.dataset
+        """FID and KID against ``fid`` real images: Fashion-MNIST's test split (all of it, or a subset drawn
+        with the evaluation seed), the training images of the other sets. Their features are cached on disk
+        per (data set, split, N, network file, image size) when the network is read from a file."""
+        s = self.s
+        n, split = s["fid"], "test" if s["data"] == "fashion-mnist" else "train"
+        dataset = self.data.dataset if split == "train" else load_image_dataset(
+            s["data"], s.get("data_root"), s["image_size"], download=s["download"], split=split)
         if n > len(dataset):
-            raise ValueError(f"--fid {n}: the data set has {len(dataset)} images")
+            raise ValueError(f"--fid {n}: the {split} images of {s['data']} are {len(dataset)}")
         indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(EVAL_SEED))[:n]
-        real = torch.stack([dataset[int(i)][0] for i in indices]).to(self.device)
-        features = features if features is not None else inception(self.s["fid_weights"])
-        return ImageMetrics(features.to(self.device), real)
+        if n == len(dataset):
+            indices = indices.sort().values  # the whole set, in its own order
+        held = getattr(dataset, "images", None)
+        if torch.is_tensor(held) and held.dtype == torch.uint8:
+            real = held[indices]
+        else:
+            real = to_uint8(torch.stack([dataset[int(i)][0] for i in indices]))
+        quiet = self.quiet
+        if features is not None:
+            network = features.to(self.device)
+            real_features = extract_features(network, real, self.device, quiet, "real images' features")
+            return ImageMetrics(network, real_features, self.device, quiet)
+        network = inception(s["fid_weights"]).to(self.device)
+        weights = f"sha1-{file_sha1(s['fid_weights'])}" if s["fid_weights"] else INCEPTION_WEIGHTS
+        root = "" if s["data"] == "fashion-mnist" else "-" + hashlib.sha1(
+            str(Path(s.get("data_root") or "").resolve()).encode()).hexdigest()[:12]
+        key = f"{s['data']}{root}-{split}-n{n}-{s['image_size']}px-{weights}"
+        real_features = cached_features(key, lambda: extract_features(network, real, self.device, quiet,
+                                                                      "real images' features"))
+        return ImageMetrics(network, real_features, self.device, quiet)
 
     def evaluate(self) -> dict:
         """Mode metrics on ``eval_samples`` generated points (2-D mixtures), FID and KID on ``fid`` generated
@@ -446,6 +495,8 @@ class Trainer:
                   **{k: v.item() for k, v in stats.items()}}
         if self.is_main:
             record.update(self.evaluate())
+            if "fid" in record and (self.best is None or record["fid"] < self.best["fid"]):
+                self._save_best(record["fid"])
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             if self._writer is not None:
@@ -473,6 +524,7 @@ class Trainer:
         final = self.history[-1] if self.history else {}
         summary = {
             "final": final,
+            "best": self.best,
             "settings": s,
             "steps": self.step,
             "wall_seconds": wall_seconds,
@@ -505,11 +557,8 @@ class Trainer:
 
     def _save_checkpoint(self) -> None:
         state = {
-            "settings": self.s,
-            "step": self.step,
-            "generator": self.generator.state_dict(),
+            **self._generator_state(),
             "critic": self.critic.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "data": self.data.state_dict(),
@@ -518,6 +567,16 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
         checkpoint_io.save(state, self.out)
+
+    def _generator_state(self) -> dict:
+        """What ``fastgan sample`` needs to rebuild and run the generator."""
+        return {"settings": self.s, "step": self.step, "generator": self.generator.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "sample_shape": list(self.data.sample_shape), "classes": self.classes}
+
+    def _save_best(self, fid: float) -> None:
+        self.best = {"fid": fid, "step": self.step}
+        checkpoint_io.save_best({**self._generator_state(), "fid": fid}, self.out)
 
     def _restore(self, state: dict) -> None:
         self.step = state["step"]
@@ -529,6 +588,10 @@ class Trainer:
         load_optimizer(self.opt_d, state["opt_d"])
         self.data.load_state_dict(state["data"])
         self.history = state["history"]
+        scored = [h for h in self.history if "fid" in h]
+        if scored:
+            best = min(scored, key=lambda h: h["fid"])
+            self.best = {"fid": best["fid"], "step": best["step"]}
         # The steps' schedules (lazy penalty, EMA warm-up) continue where they stopped.
         self.critic_step_fn.calls = self.step * self.s["n_critic"]
         self.generator_step_fn.calls = self.step
