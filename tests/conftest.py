@@ -46,3 +46,11 @@ def mnist_root(tmp_path):
     from helpers import write_mnist
 
     return write_mnist(tmp_path / "mnist")
+
+
+@pytest.fixture
+def fashion_root(tmp_path):
+    """A folder holding a tiny Fashion-MNIST (40 training, 24 test images) as Debian's package lays it out."""
+    from helpers import write_fashion_mnist
+
+    return write_fashion_mnist(tmp_path / "fashion")

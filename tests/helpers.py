@@ -6,6 +6,7 @@ tolerance is what the dtype's rounding and fp32 arithmetic allow, element by ele
 largest value: a zero, halved or 1%-scaled result fails.
 """
 
+import gzip
 import math
 import os
 import struct
@@ -131,6 +132,25 @@ def write_mnist(root: Path, train: int = 40, test: int = 8) -> Path:
         images = torch.randint(0, 256, (n, 28, 28), generator=gen, dtype=torch.uint8)
         _write_idx(raw / f"{split}-images-idx3-ubyte", images, 0x803)
         _write_idx(raw / f"{split}-labels-idx1-ubyte", torch.arange(n, dtype=torch.uint8) % 10, 0x801)
+    return Path(root)
+
+
+def write_fashion_mnist(root: Path, train: int = 40, test: int = 24, layout: str = "debian") -> Path:
+    """Fashion-MNIST's four IDX files, random 28x28 images labelled ``index % 10``: gzip-compressed in ``root``
+    itself (``layout="debian"``, as dataset-fashion-mnist installs them) or uncompressed in
+    ``root/FashionMNIST/raw`` (``"torchvision"``). Returns ``root``."""
+    folder = Path(root) if layout == "debian" else Path(root) / "FashionMNIST" / "raw"
+    folder.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(1)
+    for split, n in (("train", train), ("t10k", test)):
+        images = torch.randint(0, 256, (n, 28, 28), generator=gen, dtype=torch.uint8)
+        for name, array, magic in ((f"{split}-images-idx3-ubyte", images, 0x803),
+                                   (f"{split}-labels-idx1-ubyte", torch.arange(n, dtype=torch.uint8) % 10, 0x801)):
+            _write_idx(folder / name, array, magic)
+            if layout == "debian":
+                path = folder / name
+                path.with_name(name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+                path.unlink()
     return Path(root)
 
 

@@ -67,9 +67,9 @@ def sample_run(run_dir: str | Path, n: int, out: str | Path, last: bool = False,
         np.savez(tmp, **{NPZ_KEY: pixels.numpy()})
         tmp.replace(out)
     else:
-        from torchvision.io import write_png
+        from PIL import Image
 
         out.mkdir()
-        for i, image in enumerate(pixels):
-            write_png(image, str(out / f"{i:06d}.png"))
+        for i, image in enumerate(pixels.permute(0, 2, 3, 1).numpy()):
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(out / f"{i:06d}.png")
     return {"step": state["step"], "fid": state.get("fid"), "ema": state["ema"] is not None, "n": n}

@@ -443,8 +443,9 @@ class Trainer:
         s = self.s
         start_wall = time.perf_counter()
         last_time, last_step = start_wall, self.step
-        # Wall-clock seconds of training so far (a resumed run continues its predecessor's count).
-        wall_before = self.history[-1].get("wall_seconds", 0.0) if self.history else 0.0
+        # Wall-clock seconds of training so far, evaluation left out (a resumed run continues its predecessor's
+        # count): what FID is plotted against.
+        train_seconds = self.history[-1].get("wall_seconds", 0.0) if self.history else 0.0
         with tqdm(total=s["steps"], initial=self.step, disable=self.quiet or not self.is_main,
                   desc=f"{s['loss']} on {s['data']}", dynamic_ncols=True) as bar:
             while self.step < s["steps"]:
@@ -458,9 +459,9 @@ class Trainer:
                 logged = self.step % s["log_every"] == 0 or self.step == s["steps"]
                 if logged:
                     now = time.perf_counter()
-                    record = self._log(stats, g_loss, (self.step - last_step) / (now - last_time),
-                                       wall_before + now - start_wall)
-                    last_time, last_step = now, self.step
+                    train_seconds += now - last_time
+                    record = self._log(stats, g_loss, (self.step - last_step) / (now - last_time), train_seconds)
+                    last_time, last_step = time.perf_counter(), self.step
                     bar.set_postfix({k: f"{record[k]:.3g}" for k in ("d_loss", "g_loss", "high_quality")
                                      if k in record})
                 stopping = self._stopping(stop, logged)
