@@ -12,8 +12,9 @@ generator noise, for the same number of generator steps; they differ in how a st
 - fastgan: ``fastgan train``'s Trainer in ``--mode`` (auto: compile on a CPU, graph on a GPU).
 The penalty points' alphas are each loop's own draws. FID is taken on ``--fid`` generated images against as many
 of the test images (the same evaluation noise and network for both) every ``steps / evals`` generator steps, and
-plotted against training seconds (evaluation left out); fastgan's run goes on for half as many steps again. Reported: the reference loop's final FID, the seconds
-each run took to reach it (the speed-up), and fastgan's FID at the reference loop's final time.
+plotted against training seconds (evaluation left out); fastgan's run goes on for half as many steps again.
+Reported: the reference loop's final FID, the seconds each run took to reach it (the speed-up), and fastgan's FID
+at the reference loop's final time.
 """
 
 from __future__ import annotations

@@ -85,7 +85,8 @@ PROTOCOLS: dict[str, dict] = {
 
 
 # What an option left out means when no preset sets it.
-DEFAULTS = dict(loss="wgan-gp", data="ring", protocol=None, noise="normal", seed=0, device="auto", log_every=100, checkpoint_every=1000,
+DEFAULTS = dict(loss="wgan-gp", data="ring", protocol=None, noise="normal", seed=0, device="auto", log_every=100,
+                checkpoint_every=1000,
                 eval_samples=2500, mode="auto", lazy_every=1, download=False, dist_timeout=60.0, pack=1,
                 conditional=False, spectral_norm=False, label_smoothing=0.0, precision="fp32", fid=0, fid_weights=None,
                 tensorboard=False, memory_format="auto")

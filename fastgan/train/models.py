@@ -1,6 +1,6 @@
 """Generators and critics: the seed's MLP pair, wider MLPs for the 2-D sets, a DCGAN-style conv pair, the
-InfoGAN-style pair of Lucic et al.'s protocol and an SNGAN/BigGAN-style residual pair; spectral normalization of a critic, a projection discriminator and a
-class-conditional generator for any of them.
+InfoGAN-style pair of Lucic et al.'s protocol and an SNGAN/BigGAN-style residual pair; spectral normalization
+of a critic, a projection discriminator and a class-conditional generator for any of them.
 
 Every critic here is ``head(features(x))``: ``features`` maps (B, ...) samples to (B, F) features and ``head``
 is a linear layer F -> 1, which :class:`ProjectionCritic` reuses.
