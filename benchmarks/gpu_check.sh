@@ -7,9 +7,16 @@
 # Parts, in the default order (what matters most first), with their time limits:
 #   launch 40 s (host cost of one launch against ATen's), dropin 90 s (the drop-in penalty rows), steps 180 s
 #   (every whole-step row, fp32 and bf16, eager and graph modes), steps-compile 300 s (the compiled providers of
-#   the main step rows), gpu-tests 240 s, parity 120 s, nccl 60 s, ops 180 s, suite 300 s.
+#   the main step rows), gpu-tests 240 s, parity 120 s, nccl 60 s, ops 180 s, suite 300 s; fid 420 s (not in
+#   the default list: it needs files that do not fit one call's 64 MiB, see below).
 # A 15-minute lease fits two calls: `launch dropin steps` (at most 5.2 minutes), then `steps-compile gpu-tests`
-# (at most 9 minutes); the other parts go to a later lease. Set GPU_CHECK_EARLIER to a folder holding an earlier
+# (at most 9 minutes); the other parts go to a later lease.
+# The fid part (time to FID on Lucic et al.'s protocol, the reference loop against fastgan's steps, 15,625 critic
+# updates each and FID on 10,000 images) reads the FID network from $FID_WEIGHTS (default .data/inception-fp16.pt,
+# written here by `python tools/fid_network_fp16.py default_1.pt .data/inception-fp16.pt`, 44 MB) and
+# Fashion-MNIST from $FASHION_ROOT (default .data/fashion-mnist, the four .gz files, 30 MB): carry .data/inception-
+# fp16.pt with the first call and .data/fashion-mnist with the second (a warm machine keeps the first). It takes
+# the second call: `fid gpu-tests`. Set GPU_CHECK_EARLIER to a folder holding an earlier
 # call's JSON files so that this call's report keeps them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -81,6 +88,13 @@ for part in $PARTS; do
     ops)  # the single ops at every size, then their small sizes with torch.compile beside them
       bench ops 100 --no-compile --only interpolation --only penalty --only clipping --only losses
       bench ops-compile 80 --quick --only interpolation --only penalty --only clipping --only losses ;;
+    fid)  # time to FID: WGAN-GP on the whole protocol, the reference loop, then fastgan in auto mode (graph)
+      step "time to FID: the reference loop against fastgan, 15,625 critic updates, FID on 10,000 images"
+      timeout 420 python -m benchmarks.time_to_fid --device cuda --steps 3125 --evals 4 --fid 10000 \
+        --fid-weights "${FID_WEIGHTS:-.data/inception-fp16.pt}" --data-root "${FASHION_ROOT:-.data/fashion-mnist}" \
+        --out "$LOG/time_to_fid" >"$LOG/time_to_fid.log" 2>&1 \
+        || { step "time to FID FAILED"; tail -n 5 "$LOG/time_to_fid.log"; status=1; }
+      tail -n 1 "$LOG/time_to_fid.log" ;;
     parity)  # graph mode's parameters after 10 steps against eager's and a float64 run's (every penalty)
       step "parity: graph mode against eager and float64"
       timeout 120 python -m benchmarks.parity --modes graph --device cuda --json "$LOG/parity.json" \

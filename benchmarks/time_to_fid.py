@@ -23,6 +23,7 @@ import argparse
 import copy
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def _critic_loss(s: dict, critic, real: torch.Tensor, fake: torch.Tensor) -> tor
                                                                          one_sided=penalty == "lp")[0]
     elif penalty == "r1":
         value = value + s["penalty_weight"] * reference.squared_gradient_norm(critic, real)[0]
+    elif penalty == "dragan":
+        alpha, noise = torch.rand(real.shape[0], device=real.device), torch.rand_like(real)
+        value = value + s["penalty_weight"] * reference.dragan_penalty(critic, real, alpha, noise)[0]
     return value
 
 
@@ -175,7 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
     config = TrainConfig(protocol="lucic2018", loss=args.loss, steps=longer, log_every=every, fid=args.fid,
                          fid_weights=args.fid_weights, mode=args.mode, device=args.device, seed=args.seed,
                          data_root=args.data_root, checkpoint_every=10**9)
-    fast = Trainer(config, out / "fastgan-run", quiet=False, overwrite=True)
+    # The run's checkpoints (hundreds of MB with the optimizers' state) stay out of the results folder.
+    fast = Trainer(config, Path(tempfile.mkdtemp(prefix="time_to_fid-")), quiet=False)
     # The reference loop starts from the same weights and the same data position and global RNG state.
     torch.manual_seed(args.seed)
     data_state = fast.data.state_dict()

@@ -21,6 +21,7 @@ from .train.config import (
     preset_table,
 )
 from .train.data import IMAGE_SETS, TOY_SETS
+from .train.study import STUDY_SETS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--betas", type=_floats(2), help="Adam betas as B1,B2")
     add("--optimizer", choices=("adam", "rmsprop"), help="optimizer of both networks")
     add("--n-critic", type=int, help="critic steps per generator step")
-    add("--penalty-weight", type=float, help="lambda (wgan-gp, wgan-lp) or gamma/2 (r1)")
+    add("--penalty-weight", type=float, help="lambda (wgan-gp, wgan-lp, dragan) or gamma/2 (r1)")
     add("--clip-value", type=float, help="weight clipping bound c (wgan)")
     add("--lsgan-abc", type=_floats(3), help="LSGAN targets A,B,C")
     add("--latent-dim", type=int, help="noise dimension")
@@ -128,19 +129,27 @@ def _parser() -> argparse.ArgumentParser:
         help="with several processes (torchrun): how long to wait for another rank before failing (default 60)")
 
     study = commands.add_parser(
-        "study", help="every preset on the ring and the grid over several seeds, beside PacGAN's table",
+        "study", help="every preset over several seeds on the ring and the grid (beside PacGAN's table) or on "
+        "Fashion-MNIST (beside Lucic et al.'s)",
         description="Run fastgan train for each preset x data set x seed (in parallel processes; a finished run "
-        "is not run again), then write study.md / study.json (mean and spread over the seeds, PacGAN's "
-        "published rows beside them), samples.png and curves.png.")
+        "is not run again), then write study.md / study.json (mean and spread over the seeds, the published "
+        "rows beside them) and the figures: samples.png and curves.png (2-D sets), image-samples.png and "
+        "fid-curves.png (fashion-mnist, on --protocol lucic2018: best FID of each run).")
     option = study.add_argument
     option("--presets", nargs="+", choices=LOSSES, default=list(LOSSES), help="default: every preset")
-    option("--data", nargs="+", choices=("ring", "grid"), default=["ring", "grid"], help="default: ring grid")
+    option("--data", nargs="+", choices=STUDY_SETS, default=["ring", "grid"],
+           help="ring, grid, fashion-mnist; default: ring grid")
     option("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="default: 0 1 2 3 4")
     option("--jobs", type=int, help="runs at once (default: one per CPU core)")
     option("--steps", type=int, help="generator steps of every run (default: each preset's)")
     option("--mode", choices=[m for m in MODES if m != "graph"], help="step mode of every run (default auto)")
     option("--precision", choices=PRECISIONS, help="precision of every run (default fp32)")
     option("--out", default="runs/study", help="the study's directory (default runs/study)")
+    option("--fid", type=int, metavar="N", help="fashion-mnist: generated and test images per FID (default 10000)")
+    option("--fid-weights", metavar="PATH", help="fashion-mnist: the FID network's file (fastgan train --fid-weights)")
+    option("--log-every", type=int, help="fashion-mnist: generator steps between FIDs (default: the protocol's)")
+    option("--device", choices=("auto", "cpu", "cuda"), help="fashion-mnist: where the runs train (default auto); "
+           "2-D runs train on the CPU")
     option("--quiet", action="store_true", help="no progress bar")
     sample = commands.add_parser(
         "sample", help="write N images of a run's generator as uint8 (.npz or PNGs) for any metric tool",
@@ -184,15 +193,21 @@ def _study(args, parser) -> int:
     extra = [*(["--steps", str(args.steps)] if args.steps is not None else []),
              *(["--mode", args.mode] if args.mode else []),
              *(["--precision", args.precision] if args.precision else [])]
+    image_extra = [item for name in ("fid", "fid_weights", "log_every", "device") if getattr(args, name) is not None
+                   for item in ("--" + name.replace("_", "-"), str(getattr(args, name)))]
     if args.jobs is not None and args.jobs < 1:
         parser.exit(2, f"fastgan study: error: --jobs must be >= 1, got {args.jobs}\n")
+    if image_extra and "fashion-mnist" not in args.data:
+        parser.exit(2, f"fastgan study: error: {image_extra[0]} applies to --data fashion-mnist\n")
     try:
-        run_study(args.out, args.presets, args.data, args.seeds, args.jobs, extra, args.quiet)
+        run_study(args.out, args.presets, args.data, args.seeds, args.jobs, extra, args.quiet, image_extra)
     except RuntimeError as exc:
         print(f"fastgan study: error: {exc}", file=sys.stderr)
         return 1
     print((Path(args.out) / "study.md").read_text(), end="")
-    print(f"wrote {args.out}/study.md, study.json, samples.png, curves.png")
+    figures = [*(["samples.png", "curves.png"] if set(args.data) & {"ring", "grid"} else []),
+               *(["image-samples.png", "fid-curves.png"] if "fashion-mnist" in args.data else [])]
+    print(f"wrote {args.out}/study.md, study.json, {', '.join(figures)}")
     return 0
 
 

@@ -154,6 +154,28 @@ def write_fashion_mnist(root: Path, train: int = 40, test: int = 24, layout: str
     return Path(root)
 
 
+class TinyInception(torch.nn.Module):
+    """A stand-in of the FID network with its interface, (B, 3, 299, 299) in [-1, 1) -> (B, 6): the means of the
+    first channel's four quadrants, its spread and its mean square."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[2] != 299 or x.shape[3] != 299:
+            raise ValueError("expects 299 x 299 images")
+        first = x[:, :1]
+        quadrants = torch.nn.functional.adaptive_avg_pool2d(first, 2).flatten(1)
+        return torch.cat([quadrants, first.std(dim=(2, 3)), first.square().mean(dim=(2, 3))], dim=1)
+
+
+def write_tiny_inception(path: Path) -> Path:
+    """:class:`TinyInception` scripted and saved as a TorchScript file at ``path``; returns ``path``."""
+    import warnings
+
+    with warnings.catch_warnings():  # torch.jit.script's deprecation notice
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(TinyInception()).save(str(path))
+    return path
+
+
 def launched_kernels() -> list:
     """Every kernel the launchers launch (``fastgan.kernels.launch.DirectKernel`` objects), imported on call: the
     kernels must be defined after ``TRITON_INTERPRET`` is set."""

@@ -16,10 +16,10 @@ from ..steps.modes import GRAPH_MODES, MODES
 from ..steps.precision import PRECISIONS
 from .data import IMAGE_SETS, TOY_SETS
 
-LOSSES = ("wgan", "wgan-gp", "wgan-lp", "lsgan", "ns", "hinge", "r1", "sngan")
+LOSSES = ("wgan", "wgan-gp", "wgan-lp", "lsgan", "ns", "hinge", "r1", "sngan", "dragan")
 # Each recipe's loss and penalty as the step objects take them (fastgan.CriticStep).
 RECIPES = {"wgan": ("wgan", None), "wgan-gp": ("wgan", "gp"), "wgan-lp": ("wgan", "lp"), "lsgan": ("lsgan", None),
-           "ns": ("ns", None), "hinge": ("hinge", None), "r1": ("ns", "r1"), "sngan": ("hinge", None)}
+           "ns": ("ns", None), "hinge": ("hinge", None), "r1": ("ns", "r1"), "sngan": ("hinge", None), "dragan": ("ns", "dragan")}
 MODELS = ("mlp", "dcgan", "resnet", "infogan")
 NOISES = ("normal", "uniform")  # the generator's input: N(0, I), or uniform on [-1, 1]^latent_dim
 
@@ -35,6 +35,9 @@ PRESETS: dict[str, dict] = {
     "r1": dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), n_critic=1, penalty_weight=5.0),
     # SNGAN (Miyato et al., 2018): the hinge loss with a spectrally normalised critic, their ResNet setting.
     "sngan": dict(optimizer="adam", lr=2e-4, betas=(0.0, 0.9), n_critic=5, spectral_norm=True),
+    # DRAGAN (Kodali et al., 2017): the non-saturating loss with a gradient penalty around perturbed real samples,
+    # lambda = 10, one critic step.
+    "dragan": dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), n_critic=1, penalty_weight=10.0),
 }
 
 # The 2-D sets: deeper MLPs without Tanh, 2-D noise, larger batches, learning rates decayed linearly to 0 and
@@ -53,6 +56,8 @@ TOY_PRESETS: dict[str, dict] = {
     # SNGAN's optimizer (betas (0, 0.9), 5 critic steps) at a 2-D rate: with 1 critic step, or lr 2e-4, the
     # spectrally normalised critic did not separate the ring's modes (docs/training.md, "Presets").
     "sngan": dict(lr=2e-3, betas=(0.0, 0.9), n_critic=5, steps=4000),
+    # Not tuned on the 2-D sets: the 2-D rates, and WGAN-GP's 2-D lambda.
+    "dragan": dict(lr=1e-3, betas=(0.5, 0.9), penalty_weight=1.0, steps=4000),
 }
 TOY_MODEL = dict(model="mlp", latent_dim=2, hidden=128, depth=3, batch_size=256, ema=0.999, lr_decay=True)
 # The ring is a circle of modes: 1-D noise only has to be cut into 8 arcs, which leaves fewer samples between
@@ -120,7 +125,7 @@ class TrainConfig:
     lr: float | None = None  # both networks
     betas: tuple[float, float] | None = None
     n_critic: int | None = None
-    penalty_weight: float | None = None  # lambda (GP, LP) or gamma / 2 (R1)
+    penalty_weight: float | None = None  # lambda (GP, LP, DRAGAN) or gamma / 2 (R1)
     clip_value: float | None = None
     lsgan_abc: tuple[float, float, float] | None = None
     ema: float | None = None  # decay of the generator's EMA; 0 disables it

@@ -49,11 +49,12 @@ def is_torchscript(path: str | Path) -> bool:
 class TorchScriptInception(nn.Module):
     """A TorchScript Inception-v3 (``module``: (B, 3, 299, 299) floats in [-1, 1) -> (B, F) features) fed as
     torch-fidelity's network is: uint8 (B, 3, H, W) images resized to 299 x 299 bilinearly (align_corners
-    False), then (x - 128) / 128."""
+    False), then (x - 128) / 128. It runs in float32 (a float16 copy of the weights, as tools/fid_network_fp16.py
+    writes, is cast back)."""
 
     def __init__(self, module: torch.jit.ScriptModule):
         super().__init__()
-        self.net = module.eval()
+        self.net = module.float().eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float()

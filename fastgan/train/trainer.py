@@ -349,18 +349,20 @@ class Trainer:
         return generate_samples(net, self.s, n, self.device, self.sample_labels(n))
 
     def _image_metrics(self, features: nn.Module | None) -> ImageMetrics:
-        """FID and KID against ``fid`` real images: Fashion-MNIST's test split (all of it, or a subset drawn
-        with the evaluation seed), the training images of the other sets. Their features are cached on disk
-        per (data set, split, N, network file, image size) when the network is read from a file."""
+        """FID and KID against ``fid`` real images: the first ``fid`` of Fashion-MNIST's test split (all of it at
+        10,000; the first N, so that anyone can score a run's samples against the same images), a subset of the
+        training images drawn with the evaluation seed for the other sets. Their features are cached on disk per
+        (data set, split, N, network file, image size) when the network is read from a file."""
         s = self.s
         n, split = s["fid"], "test" if s["data"] == "fashion-mnist" else "train"
         dataset = self.data.dataset if split == "train" else load_image_dataset(
             s["data"], s.get("data_root"), s["image_size"], download=s["download"], split=split)
         if n > len(dataset):
             raise ValueError(f"--fid {n}: the {split} images of {s['data']} are {len(dataset)}")
-        indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(EVAL_SEED))[:n]
-        if n == len(dataset):
-            indices = indices.sort().values  # the whole set, in its own order
+        if split == "test":
+            indices = torch.arange(n)
+        else:
+            indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(EVAL_SEED))[:n]
         held = getattr(dataset, "images", None)
         if torch.is_tensor(held) and held.dtype == torch.uint8:
             real = held[indices]

@@ -157,3 +157,18 @@ def test_conditional_runs_use_the_ten_classes(tmp_path, fashion_root):
     trainer = Trainer(config, tmp_path / "run", quiet=True)
     assert trainer.classes == 10
     trainer.fit()
+
+
+def test_download_without_network_says_so_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    # An unreachable proxy stands for a machine without network access.
+    env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    proc = subprocess.run([sys.executable, "-m", "fastgan.cli", "train", "--data", "fashion-mnist", "--download",
+                           "--data-root", str(tmp_path / "fm"), "--steps", "1", "--device", "cpu", "--quiet",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300, env=env)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1 and "could not download Fashion-MNIST" in err[0], proc.stderr
+    assert "dataset-fashion-mnist" in err[0] and not (tmp_path / "run").exists()

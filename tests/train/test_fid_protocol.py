@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from helpers import write_tiny_inception
 from torch import nn
 
 from fastgan import cli
@@ -20,23 +21,9 @@ from fastgan.train.idx_images import load_fashion_mnist
 from fastgan.train.image_metrics import TorchScriptInception, inception, kernel_inception_distance
 
 
-class TinyInception(nn.Module):
-    """Six features of a 299 x 299 image: the means of its first channel's four quadrants, its spread and its
-    mean square."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[2] != 299 or x.shape[3] != 299:
-            raise ValueError("expects 299 x 299 images")
-        first = x[:, :1]
-        quadrants = nn.functional.adaptive_avg_pool2d(first, 2).flatten(1)
-        return torch.cat([quadrants, first.std(dim=(2, 3)), first.square().mean(dim=(2, 3))], dim=1)
-
-
 @pytest.fixture
 def network_file(tmp_path):
-    path = tmp_path / "tiny_inception.pt"
-    torch.jit.script(TinyInception()).save(str(path))
-    return path
+    return write_tiny_inception(tmp_path / "tiny_inception.pt")
 
 
 @pytest.fixture(autouse=True)
@@ -108,8 +95,10 @@ def test_real_features_are_cached_by_data_split_n_and_network(tmp_path, fashion_
     torch.save({**saved, "features": saved["features"] * 2}, files[0])
     second = _run(tmp_path / "b", fashion_root, network_file)
     assert torch.allclose(second.image_metrics.real_features, 2 * first.image_metrics.real_features.float().double())
-    _run(tmp_path / "c", fashion_root, network_file, fid=10)
+    third = _run(tmp_path / "c", fashion_root, network_file, fid=10)
     assert len(list((cache / "fid-real").iterdir())) == 2  # another N, another entry
+    assert np.allclose(third.image_metrics.real_features.numpy(),  # the first N test images: anyone can pick them
+                       plain_features(test.images[:10].numpy(), network_file), rtol=1e-5, atol=1e-6)
 
 
 def test_the_run_keeps_its_lowest_fid_and_sample_reproduces_it(tmp_path, fashion_root, network_file, capsys):
@@ -206,3 +195,22 @@ def test_kid_is_the_unbiased_mmd_of_the_cubic_kernel():
     # Subsets as large as the sets: every subset is the whole set, in another order, so each gives the same MMD.
     kid, spread = kernel_inception_distance(x, y, subsets=3, subset_size=1000)
     assert math.isclose(kid, float(expected), rel_tol=1e-5) and spread < 1e-6
+
+
+class SlowFeatures(nn.Module):
+    """A stand-in feature network that takes a second a call."""
+
+    def forward(self, images):
+        import time
+
+        time.sleep(1.0)
+        return images.float().mean(dim=(2, 3))
+
+
+def test_training_seconds_leave_the_evaluations_out(tmp_path, fashion_root):
+    config = TrainConfig(protocol="lucic2018", loss="lsgan", data_root=str(fashion_root), steps=3, log_every=1,
+                         fid=8, batch_size=8, device="cpu", mode="eager")
+    trainer = Trainer(config, tmp_path / "run", quiet=True, fid_features=SlowFeatures())
+    summary = trainer.fit()
+    # Three evaluations of a second each: the run took over 3 s, its three tiny steps a fraction of one.
+    assert summary["wall_seconds"] > 3.0 and trainer.history[-1]["wall_seconds"] < 1.0

@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+from helpers import write_tiny_inception
 
 from fastgan import cli
 from fastgan.train.study import PACGAN_ROWS, run_dir
@@ -41,6 +42,52 @@ def test_a_tiny_study_writes_its_table_and_figures_and_resumes(tmp_path, capsys)
     stamp = (run_dir(tmp_path, "lsgan", "ring", 3) / "summary.json").stat().st_mtime_ns
     assert cli.main(args) == 0
     assert (run_dir(tmp_path, "lsgan", "ring", 3) / "summary.json").stat().st_mtime_ns == stamp
+
+
+def test_an_image_study_writes_best_fids_beside_the_published_table(tmp_path, fashion_root, capsys, monkeypatch):
+    monkeypatch.setenv("FASTGAN_CACHE", str(tmp_path / "cache"))
+    network = write_tiny_inception(tmp_path / "tiny.pt")
+    out = tmp_path / "study"
+    args = ["study", "--presets", "lsgan", "dragan", "--data", "fashion-mnist", "--seeds", "0", "1", "--steps",
+            "3", "--mode", "eager", "--fid", "24", "--fid-weights", str(network), "--log-every", "1", "--device",
+            "cpu", "--quiet", "--out", str(out)]
+    # The runs read the tiny data set through --data-root, given as an extra option of every run.
+    monkeypatch.setattr("fastgan.train.study._command", _with_data_root(fashion_root))
+    assert cli.main(args) == 0
+    results = json.loads((out / "study.json").read_text())
+    rows = {r["loss"]: r for r in results["rows"]}
+    assert set(rows) == {"lsgan", "dragan"}
+    for loss, row in rows.items():
+        summaries = [json.loads((run_dir(out, loss, "fashion-mnist", s) / "summary.json").read_text()) for s in (0, 1)]
+        bests = [min(json.loads(line)["fid"] for line in
+                     (run_dir(out, loss, "fashion-mnist", s) / "metrics.jsonl").read_text().splitlines()) for s in (0, 1)]
+        assert row["best_fid"]["mean"] == pytest.approx(sum(bests) / 2)
+        assert [x["best"]["fid"] for x in summaries] == bests
+        assert row["fid_images"] == 24 and row["critic_updates"] == 3 and row["machine"] == ["cpu"]
+    table = (out / "study.md").read_text()
+    assert f"| fashion-mnist | lsgan | 2 | {rows['lsgan']['best_fid']['mean']:.1f} ± " in table
+    assert "LSGAN 30.7 ± 2.2" in table and "DRAGAN 27.7 ± 1.2" in table and "| PA-GAN | NS GAN, no epoch cap | 15.8" in table
+    assert table in capsys.readouterr().out
+    for picture in ("image-samples.png", "fid-curves.png"):
+        assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _with_data_root(root):
+    from fastgan.train import study
+
+    original = study._command
+
+    def command(loss, data, seed, directory, extra, image_extra):
+        return [*original(loss, data, seed, directory, extra, image_extra), "--data-root", str(root),
+                "--batch-size", "8"]
+
+    return command
+
+
+def test_image_options_need_the_image_set(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["study", "--data", "ring", "--fid", "100", "--out", str(tmp_path)])
+    assert info.value.code == 2 and "--fid applies to --data fashion-mnist" in capsys.readouterr().err
 
 
 def test_a_failed_run_is_named(tmp_path, capsys):

@@ -28,7 +28,7 @@ def test_every_loss_trains_on_the_ring(tmp_path, loss):
     assert [r["step"] for r in records] == [1, 2, 3]
     for key in ("d_loss", "g_loss", "wasserstein", "steps_per_second", "modes", "high_quality"):
         assert key in records[-1]
-    if loss in ("wgan-gp", "wgan-lp", "r1"):
+    if loss in ("wgan-gp", "wgan-lp", "r1", "dragan"):
         assert records[-1]["grad_norm_max"] >= records[-1]["grad_norm_mean"] > 0
 
 
