@@ -33,8 +33,8 @@ Modes (``mode=``):
   RMSprop) is captured as one CUDA graph per input shape from the third call (the first is checked, the second
   builds the update in the graph), replayed after; a capture that fails warns and leaves compile mode. Refused
   as ``graph`` is (CPU tensors, a process group, an fp16 ``GradScaler``); where compiling is impossible, graph.
-- ``auto``: :func:`auto_mode`: ``compile`` on a CPU; ``graph`` on CUDA in one process (``compile`` where the
-  optimizer cannot be made capturable or a process group is given).
+- ``auto``: :func:`auto_mode`: ``compile`` on a CPU (``eager`` for a module with convolutions); ``graph`` on
+  CUDA in one process (``compile`` where the optimizer cannot be made capturable or a process group is given).
 
 Every mode leaves the modules as eager steps would (:mod:`fastgan.steps.runner`): every buffer (spectral
 norm's u and v, BatchNorm's statistics and counters) advanced once per call, frozen parameters untouched and

@@ -8,12 +8,16 @@ MODES = ("auto", "eager", "compile", "graph", "compile+graph")
 GRAPH_MODES = ("graph", "compile+graph")  # the modes that capture CUDA graphs
 
 
-def auto_mode(device: torch.device, process_group: torch.distributed.ProcessGroup | None = None) -> str:
-    """The mode ``mode="auto"`` runs on ``device``, chosen by measurement (benchmarks/RESULTS.md).
+def auto_mode(device: torch.device, process_group: torch.distributed.ProcessGroup | None = None,
+              module: torch.nn.Module | None = None) -> str:
+    """The mode ``mode="auto"`` runs on ``device`` for the step of ``module``, chosen by measurement
+    (benchmarks/RESULTS.md).
 
-    CPU: ``compile``: a compiled step is faster than eager on every critic measured (the seed's MLP most), and
-    compiling (seconds to tens of seconds on the first call for each input shape) is earned back within a run
-    of a few thousand steps.
+    CPU: ``compile`` for modules without convolutions: a compiled step is faster than eager on every MLP
+    measured (the seed's most), and compiling (seconds to tens of seconds on the first call for each input
+    shape) is earned back within a run of a few thousand steps. ``eager`` for a module with convolutions: its
+    step is the convolutions' and matrix products' time, which compiling does not shorten (the InfoGAN-style
+    pair's WGAN-GP step measured slower compiled than eager).
 
     CUDA: ``graph``: a small step is some 50 kernel launches of host time, which one graph replay removes (the
     fastest mode measured on the seed's MLP by far). With a process group (the gradient all-reduce is not
@@ -22,7 +26,8 @@ def auto_mode(device: torch.device, process_group: torch.distributed.ProcessGrou
     ``auto`` does not pick it.
     """
     if torch.device(device).type == "cpu":
-        return "compile"
+        convolves = module is not None and any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in module.modules())
+        return "eager" if convolves else "compile"
     return "graph" if process_group is None else "compile"
 
 

@@ -62,7 +62,7 @@ class Runner:
         if mode in GRAPH_MODES and device.type != "cuda":
             raise ValueError(f"mode={mode!r} captures CUDA graphs: it needs CUDA tensors, got {device.type} tensors")
         if mode == "auto":
-            mode = auto_mode(device, self.group)
+            mode = auto_mode(device, self.group, self.state.module)
             if mode == "graph" and self.graph_impossible():
                 mode = "compile"  # e.g. an optimizer without a capturable option, or an fp16 GradScaler
         if mode in ("compile", "compile+graph"):

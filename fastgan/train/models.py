@@ -89,7 +89,23 @@ class DCGANGenerator(nn.Module):
         return self.body(self.stem(z))
 
 
-class DCGANCritic(nn.Module):
+class _SequentialCritic(nn.Module):
+    """A critic that is one ``self.model`` Sequential ending in its linear head."""
+
+    model: nn.Sequential
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.model[-1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return _all_but_last(self.model, x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class DCGANCritic(_SequentialCritic):
     """image (B, channels, S, S) -> score (B, 1): stride-2 convs with LeakyReLU.
 
     ``norm``: "batch" (DCGAN), "layer" (per-sample, safe with gradient penalties) or "none".
@@ -109,16 +125,6 @@ class DCGANCritic(nn.Module):
             layers.append(nn.LeakyReLU(0.2))
             c_in, c_out = c_out, c_out * 2
         self.model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * base * base, 1))
-
-    @property
-    def head(self) -> nn.Linear:
-        return self.model[-1]
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return _all_but_last(self.model, x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
 
 
 def _normal_init(module: nn.Module, std: float = 0.02) -> None:
@@ -153,7 +159,7 @@ class InfoGANGenerator(nn.Module):
         return self.model(z)
 
 
-class InfoGANCritic(nn.Module):
+class InfoGANCritic(_SequentialCritic):
     """image (B, channels, S, S) -> score (B, 1), S a multiple of 4: Lucic et al.'s InfoGAN-style
     discriminator, conv 4x4/2 64-lReLU, conv 4x4/2 128-[norm]-lReLU, FC 1024-[norm]-lReLU, FC 1 (lReLU slope
     0.2, weights N(0, 0.02)). ``norm``: "batch" (the paper's), "layer" (per-sample, safe with gradient penalties)
@@ -170,16 +176,6 @@ class InfoGANCritic(nn.Module):
             nn.Flatten(), nn.Linear(128 * base * base, 1024), *([fc_norm()] if fc_norm else []), nn.LeakyReLU(0.2),
             nn.Linear(1024, 1))
         _normal_init(self)
-
-    @property
-    def head(self) -> nn.Linear:
-        return self.model[-1]
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return _all_but_last(self.model, x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
 
 
 class _UpBlock(nn.Module):

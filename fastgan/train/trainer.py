@@ -262,8 +262,9 @@ class Trainer:
         if self.channels_last:
             self.generator.to(memory_format=torch.channels_last)
             self.critic.to(memory_format=torch.channels_last)
-        # One mode for both steps and their optimizers (auto: graph on one GPU, compile on a CPU or with ranks).
-        self.mode = auto_mode(self.device, self.group) if settings["mode"] == "auto" else settings["mode"]
+        # One mode for both steps and their optimizers (auto: graph on one GPU; with ranks, compile; on a CPU,
+        # compile, or eager for a conv critic).
+        self.mode = auto_mode(self.device, self.group, self.critic) if settings["mode"] == "auto" else settings["mode"]
         self.opt_g = make_optimizer(settings, self.generator.parameters(), self.device, self.mode)
         self.opt_d = make_optimizer(settings, self.critic.parameters(), self.device, self.mode)
         loss, penalty = RECIPES[settings["loss"]]

@@ -275,6 +275,12 @@ def test_auto_mode_captures_on_one_gpu_and_compiles_elsewhere():
     cuda = torch.device("cuda")
     assert auto_mode(torch.device("cpu")) == "compile" and auto_mode(cuda) == "graph"
     assert auto_mode(cuda, process_group=object()) == "compile"
+    # On a CPU a conv module's step is not shortened by compiling (benchmarks/RESULTS.md): eager.
+    conv = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(16, 1))
+    assert auto_mode(torch.device("cpu"), module=conv) == "eager" and auto_mode(cuda, module=conv) == "graph"
+    assert auto_mode(torch.device("cpu"), module=nn.Linear(2, 1)) == "compile"
+    conv_step = fastgan.CriticStep(conv, torch.optim.Adam(conv.parameters()), loss="wgan")
+    assert conv_step.resolve_mode(torch.device("cpu")) == "eager"
     critic, real, fake = _setup()
     adam = torch.optim.Adam(critic.parameters())
     resolve = lambda step: step.resolve_mode(cuda)  # noqa: E731

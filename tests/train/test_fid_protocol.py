@@ -212,5 +212,5 @@ def test_training_seconds_leave_the_evaluations_out(tmp_path, fashion_root):
                          fid=8, batch_size=8, device="cpu", mode="eager")
     trainer = Trainer(config, tmp_path / "run", quiet=True, fid_features=SlowFeatures())
     summary = trainer.fit()
-    # Three evaluations of a second each: the run took over 3 s, its three tiny steps a fraction of one.
-    assert summary["wall_seconds"] > 3.0 and trainer.history[-1]["wall_seconds"] < 1.0
+    # Three evaluations of a second each, all left out of the training seconds (however long the steps took).
+    assert summary["wall_seconds"] - trainer.history[-1]["wall_seconds"] >= 3.0
