@@ -8,6 +8,7 @@ never modified. Takes minutes: a caught fault stops early, an uncaught one runs 
     python tools/mutation_check.py                 # every fault
     python tools/mutation_check.py --list          # their names
     python tools/mutation_check.py --only NAME...  # some of them
+    python tools/mutation_check.py --only NAME... --tests tests/train  # against one layer's tests
 """
 
 from __future__ import annotations
@@ -285,15 +286,16 @@ def _scratch_copy(fault: Fault, into: Path) -> None:
     where.write_text(text.replace(fault.old, fault.new))
 
 
-def run_fault(fault: Fault, timeout: int) -> tuple[str | None, float]:
-    """The first test that failed with ``fault`` applied (None if none did), and the seconds it took."""
+def run_fault(fault: Fault, timeout: int, tests: list[str]) -> tuple[str | None, float]:
+    """The first test of ``tests`` (pytest paths) that failed with ``fault`` applied (None if none did), and the
+    seconds it took."""
     with tempfile.TemporaryDirectory(prefix="fastgan-mutant-") as tmp:
         scratch = Path(tmp)
         _scratch_copy(fault, scratch)
         env = {**os.environ, "PYTHONPATH": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"}
         env.pop("TRITON_INTERPRET", None)  # the suite's conftest decides
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rfE", "tests"],
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rfE", *tests],
                               cwd=scratch, env=env, capture_output=True, text=True, timeout=timeout)
         seconds = time.perf_counter() - start
     if proc.returncode == 0:
@@ -311,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the faults and exit")
     parser.add_argument("--only", nargs="+", metavar="TEXT", help="run the faults whose name contains a TEXT")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per fault (default 900)")
+    parser.add_argument("--tests", nargs="+", default=["tests"], metavar="PATH",
+                        help="the pytest paths each fault runs (default: tests, the whole suite)")
     args = parser.parse_args(argv)
     faults = [f for f in FAULTS if not args.only or any(t in f.name for t in args.only)]
     if args.list:
@@ -319,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| fault | file | caught by | s |\n|---|---|---|---|", flush=True)
     missed = 0
     for fault in faults:
-        caught, seconds = run_fault(fault, args.timeout)
+        caught, seconds = run_fault(fault, args.timeout, args.tests)
         missed += caught is None
         print(f"| {fault.name} | {fault.path} | {caught or '**not caught**'} | {seconds:.0f} |", flush=True)
     print(f"\n{len(faults) - missed} of {len(faults)} faults caught")
