@@ -107,8 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--checkpoint-every", type=int, help="steps between checkpoints (default 1000)")
     add("--eval-samples", type=int, help="generated samples for the mode metrics (default 2500)")
     add("--mode", choices=MODES,
-        help="how each step runs: auto (default: compile on a CPU, graph on one GPU), eager, compile (torch.compile "
-        "of the whole step) or graph (one CUDA graph per step, CUDA only); see fastgan.steps")
+        help="how each step runs: auto (default: compile on a CPU, eager there for conv critics; graph on one GPU), "
+        "eager, compile (torch.compile of the whole step) or graph (one CUDA graph per step, CUDA only); see "
+        "fastgan.steps")
     add("--precision", choices=PRECISIONS,
         help="fp32 (default), or bf16: both networks' forward and backward under bf16 autocast, with fp32 "
         "parameters, optimizer state, penalty and losses")
