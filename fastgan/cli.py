@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,12 @@ def _floats(count: int):
     return parse
 
 
+def _path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastgan", description="Fused Triton kernels for stable GAN training.")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -71,7 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--seed", type=int, help="random seed (default 0)")
     add("--batch-size", type=int, help="samples per batch")
     add("--device", choices=("auto", "cpu", "cuda"), help="default auto: cuda when available")
-    add("--out", help="output folder, which must hold no other run (default: a new runs/NNNNN-LOSS-DATA-sSEED)")
+    add("--out", type=_path,
+        help="output folder, which must hold no other run (default: a new runs/NNNNN-LOSS-DATA-sSEED)")
+    add("--threads", type=int,
+        help="CPU threads for torch's operators (default: 1 for the 2-D data sets, whose small matrices gain "
+        "nothing from more threads and lose much on a loaded machine; torch's default, the number of cores, for "
+        "images)")
     add("--resume", action="store_true",
         help="continue from the checkpoint in --out (default: the newest runs/NNNNN-LOSS-DATA-sSEED); options "
         "given must match the checkpoint's, except " + ", ".join("--" + k.replace("_", "-") for k in RESUME_SAFE)
@@ -99,7 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--noise", choices=NOISES, help="the generator's input: normal (default) or uniform on [-1, 1]")
     add("--hidden", type=int, help="MLP width")
     add("--depth", type=int, help="MLP hidden layers")
-    add("--image-size", type=int, help="image side for mnist/folder (28, 32, 64, ...)")
+    add("--image-size", type=int, help="image side for the image data sets (default 28), by --model: mlp 4 to "
+        "1024; dcgan and resnet 4 or 7 times a power of two, 8 to 1024 (8, 14, 16, 28, 32, 56, 64, ...); infogan a "
+        "multiple of 4, 4 to 1024")
     add("--ema", type=float, help="decay of the generator's moving average, 0 to disable")
     add("--lr-decay", action=argparse.BooleanOptionalAction, default=None,
         help="decay the learning rates linearly to 0 over the run")
@@ -145,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     option("--steps", type=int, help="generator steps of every run (default: each preset's)")
     option("--mode", choices=[m for m in MODES if m != "graph"], help="step mode of every run (default auto)")
     option("--precision", choices=PRECISIONS, help="precision of every run (default fp32)")
-    option("--out", default="runs/study", help="the study's directory (default runs/study)")
+    option("--out", type=_path, default="runs/study", help="the study's directory (default runs/study)")
     option("--fid", type=int, metavar="N", help="fashion-mnist: generated and test images per FID (default 10000)")
     option("--fid-weights", metavar="PATH", help="fashion-mnist: the FID network's file (fastgan train --fid-weights)")
     option("--log-every", type=int, help="fashion-mnist: generator steps between FIDs (default: the protocol's)")
@@ -160,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     option = sample.add_argument
     option("run", metavar="RUN_DIR", help="the run's folder (fastgan train --out)")
     option("--n", type=int, required=True, help="number of images")
-    option("--out", required=True, help="FILE.npz, or a new folder for PNGs; never replaced")
+    option("--out", type=_path, required=True, help="FILE.npz, or a new folder for PNGs; never replaced")
     option("--last", action="store_true", help="the last checkpoint instead of the lowest-FID one")
     option("--labels", type=int, nargs="+", metavar="Y",
            help="conditional runs: classes of the images, in turn (default: N / classes of each class in turn)")
@@ -216,7 +230,7 @@ def _out(args, options: dict) -> Path:
     """The run's folder: ``--out``, else a new numbered folder (with ``--resume``: the newest) under runs/."""
     from .train import rundir
 
-    if args.out:
+    if args.out is not None:
         return Path(args.out)
     name = "-".join(str(options[k] if options[k] is not None else DEFAULTS[k]) for k in ("loss", "data"))
     name += f"-s{options['seed'] if options['seed'] is not None else DEFAULTS['seed']}"
@@ -225,18 +239,35 @@ def _out(args, options: dict) -> Path:
 
 
 def _train(args, parser) -> int:
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "out", "resume", "quiet", "overwrite")}
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("command", "out", "resume", "quiet", "overwrite", "threads")}
+    if args.threads is not None and args.threads < 1:
+        parser.exit(2, f"fastgan train: error: --threads must be >= 1, got {args.threads}\n")
+    data = args.data or PROTOCOLS.get(args.protocol, {}).get("data") or DEFAULTS["data"]
+    if args.threads is not None or data in TOY_SETS:
+        import torch
+
+        torch.set_num_threads(args.threads or 1)
     from .distributed import CollectiveError
     from .train.data import DataError
+    from .train.rundir import RunDirError
     from .train.trainer import Interrupted, Trainer
 
     def refuse(exc: Exception):
         parser.exit(2, f"fastgan train: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}\n")
 
+    out = None
     try:
         out = _out(args, options)
         trainer = Trainer(TrainConfig(**options), out, resume=args.resume, quiet=args.quiet, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "allocate" not in str(exc):
+            raise
+        if out is not None and args.out is None and not args.resume and not any(out.iterdir()):
+            out.rmdir()  # the numbered folder made for this run, which is refused
+        if not isinstance(exc, (ValueError, FileNotFoundError)):  # the models or data do not fit in memory
+            exc = ValueError(f"the models and data of these sizes (--hidden, --depth, --latent-dim, --batch-size, "
+                             f"--image-size) do not fit in memory: {str(exc).splitlines()[-1][:200]}")
         refuse(exc)
     try:
         summary = trainer.fit()
@@ -244,7 +275,7 @@ def _train(args, parser) -> int:
         if trainer.is_main:
             print(f"fastgan train: {exc}", file=sys.stderr)
         return exc.exit_status
-    except DataError as exc:
+    except (DataError, RunDirError) as exc:
         refuse(exc)
     except CollectiveError as exc:
         print(f"fastgan train: error: {exc}", file=sys.stderr, flush=True)
@@ -260,7 +291,8 @@ def _train(args, parser) -> int:
         line += (f"\nmodes {final['modes']}/{final['total_modes']}, high quality {100 * final['high_quality']:.1f}%, "
                  f"reverse KL {kl}")
     if "fid" in final:
-        line += f"\nFID {final['fid']:.2f}, KID {final['kid']:.4f} ± {final['kid_std']:.4f} ({trainer.s['fid']} images)"
+        spread = "" if math.isnan(final["kid_std"]) else f" ± {final['kid_std']:.4f}"
+        line += f"\nFID {final['fid']:.2f}, KID {final['kid']:.4f}{spread} ({trainer.s['fid']} images)"
         best = summary["best"]
         line += f"; lowest FID {best['fid']:.2f} at step {best['step']} (best.pt)"
     print(line)
@@ -269,7 +301,10 @@ def _train(args, parser) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the command's parser, as its own errors are
+        parser.exit(2, f"fastgan{' ' + args.command if args.command else ''}: error: unrecognized arguments: "
+                    f"{' '.join(unknown)}\n")
     if args.command == "study":
         return _study(args, parser)
     if args.command == "sample":

@@ -184,3 +184,29 @@ def launched_kernels() -> list:
     return [clipping.clipping_kernel, interpolation.interpolation_fwd_kernel, interpolation.interpolation_bwd_kernel,
             losses.losses_fwd_kernel, losses.losses_finish_kernel, losses.losses_bwd_kernel,
             norm_penalty.penalty_fwd_kernel, norm_penalty.penalty_finish_kernel, norm_penalty.penalty_bwd_kernel]
+
+
+def stand_in_capture(monkeypatch) -> list:
+    """Graph mode on a CPU: the warm-up runs on the current stream and a "graph" runs the captured body on the
+    static inputs at each replay, as a replay does (the GPU tests capture for real). Returns the list that
+    each replay appends to."""
+    import fastgan.steps.graph as graph_module
+
+    replays = []
+
+    class StandInGraph:
+        def __init__(self, body, outputs):
+            self.body, self.outputs = body, outputs
+
+        def replay(self):
+            replays.append(1)
+            for k, v in self.body().items():
+                self.outputs[k].copy_(v)
+
+    def capture(body, warmed):
+        outputs = {k: torch.empty_like(v) for k, v in warmed.items()}
+        return StandInGraph(body, outputs), outputs
+
+    monkeypatch.setattr(graph_module, "on_side_stream", lambda fn: fn())
+    monkeypatch.setattr(graph_module, "capture", capture)
+    return replays

@@ -3,7 +3,9 @@
 The modules are small versions of what GAN users train: spectral norm through both torch APIs on linear and
 conv layers, an SNGAN/BigGAN-style residual discriminator, a projection discriminator (Miyato & Koyama, 2018),
 a StyleGAN-style minibatch-stddev critic, dropout, BatchNorm, a frozen feature network under a trained head, a
-critic whose own buffer moves at every call, and generators with BatchNorm or a class embedding.
+critic whose own buffer moves at every call, critics and a generator whose forward reassigns buffers or counts in
+Python attributes (LeCam's and ADA's running statistics are written so), and generators with BatchNorm or a
+class embedding.
 
 The reference steps follow the seed's code shape (zero_grad, scores, loss, penalty with ``create_graph=True``,
 backward, step, clip) with the oracles of :mod:`fastgan.reference`, and their own table of where each penalty
@@ -178,6 +180,39 @@ class LabelBufferCritic(nn.Module):
         return self.inner(x, self.labels)
 
 
+class ReassignedBufferCritic(nn.Module):
+    """A running mean of the scores and a call counter, both buffers reassigned in forward (``self.mean = ...``:
+    new tensors, not in-place updates), the mean subtracted from the scores."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(()))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self.net = nn.Sequential(nn.Linear(12, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+
+    def forward(self, x):
+        h = self.net(x)
+        if self.training:
+            self.mean = 0.9 * self.mean + 0.1 * h.detach().mean()
+            self.count = self.count + 1
+        return h - self.mean
+
+
+class CountingCritic(nn.Module):
+    """A Python attribute counted in forward and the batch sizes seen kept in a list (plain Python state)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(12, 16), nn.ELU(), nn.Linear(16, 1))
+        self.calls = 0
+        self.seen = []
+
+    def forward(self, x):
+        self.calls += 1
+        self.seen.append(x.shape[0])
+        return self.net(x)
+
+
 CRITICS = {
     "sn mlp (parametrizations)": (SNMLPCritic, VECTOR),
     "sn mlp (old api)": (lambda: SNMLPCritic("old"), VECTOR),
@@ -190,7 +225,11 @@ CRITICS = {
     "batchnorm": (BatchNormCritic, VECTOR),
     "frozen features": (FrozenFeatureCritic, VECTOR),
     "running buffer": (RunningCenterCritic, VECTOR),
+    "reassigned buffers": (ReassignedBufferCritic, VECTOR),
+    "python counter": (CountingCritic, VECTOR),
 }
+# Critics whose forward changes what compiled code and graph replays cannot follow: those modes run them eager.
+STATEFUL = {"reassigned buffers", "python counter"}
 CONDITIONAL = {"projection (conditional)"}
 
 
@@ -213,6 +252,21 @@ class ConditionalGenerator(nn.Module):
 
     def forward(self, z, y):
         return self.net(torch.cat([z, self.embed(y)], dim=1))
+
+
+class ReassignedBufferGenerator(nn.Module):
+    """A generator keeping a running mean of its outputs in a buffer reassigned in forward, added back scaled."""
+
+    def __init__(self, out=12):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(LATENT, 24), nn.Tanh(), nn.Linear(24, out))
+        self.register_buffer("mean", torch.zeros(out))
+
+    def forward(self, z):
+        x = self.net(z)
+        if self.training:
+            self.mean = 0.5 * self.mean + 0.5 * x.detach().mean(dim=0)
+        return x + 0.1 * self.mean
 
 
 # ----- the reference steps -----

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+
+from .. import kernels
 
 from ..zero_branches import ZeroBranches
 
@@ -44,5 +48,28 @@ def with_update(objective: Callable, update: Callable, names: list[str]) -> Call
     return step
 
 
-def compile_failure(exc: Exception) -> str:
-    return f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+def compile_failure(exc: Exception, modules: str) -> str:
+    """What stopped torch.compile, for a warning: the modules, the reason's first line, and the innermost frame
+    of the user's code Dynamo was tracing (file, line, function and source)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = getattr(exc, "gb_type", None) or (lines or [""])[0][:200]
+    if reason.endswith(":") and len(lines) > 1:  # "backend='inductor' raised:" and the error on the next line
+        reason = f"{reason} {lines[1][:200]}"
+    # An error the traced code raised (Dynamo's "Observed exception") is named by the error inside it.
+    inner = re.search(r"got (\w+)\((['\"])(.+?)\2\)", str(exc))
+    if inner:
+        reason = f"{reason}: {inner.group(1)}: {inner.group(3).split('. ')[0][:300]}"
+    where = ""
+    frames = [f for f in getattr(exc, "real_stack", None) or () if not _library(f.filename)]
+    if frames:
+        f = frames[-1]
+        where = f" at {f.filename}:{f.lineno} in {f.name}" + (f" (`{f.line.strip()}`)" if f.line else "")
+    return f"torch.compile cannot compile the step of the {modules}: {type(exc).__name__}: {reason}{where}"
+
+
+def _library(filename: str) -> bool:
+    """Whether ``filename`` is torch's or fastgan's code rather than the user's."""
+    return any(filename.startswith(root) for root in _LIBRARY_ROOTS)
+
+
+_LIBRARY_ROOTS = tuple(str(Path(f).resolve().parent) for f in (torch.__file__, Path(__file__).parent, kernels.__file__))

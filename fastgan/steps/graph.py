@@ -17,33 +17,57 @@ class CaptureError(RuntimeError):
         self.warmed = warmed
 
 
-def warm_then_capture(warm_up: Callable[[], object], body: Callable[[], object]):
-    """``warm_up()`` on a side stream, then ``body()`` captured as one CUDA graph (not run): returns the
-    warm-up's result, the graph and the captured call's outputs (refreshed by every replay). A failed capture
-    raises :class:`CaptureError`."""
+class StateChangedInForward(CaptureError):
+    """The warm-up's forward changed what a replay would not change again (``str``: what); nothing captured."""
+
+    def __init__(self, what: str, warmed: object):
+        RuntimeError.__init__(self, what)
+        self.warmed = warmed
+
+
+def on_side_stream(fn: Callable[[], object]) -> object:
+    """``fn()`` on a side stream (a capture's warm-up), the current stream then waiting for it."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        warmed = warm_up()
+        out = fn()
     torch.cuda.current_stream().wait_stream(side)
+    return out
+
+
+def capture(body: Callable[[], object], warmed: object) -> tuple[torch.cuda.CUDAGraph, object]:
+    """``body()`` captured as one CUDA graph (not run), and the captured call's outputs (refreshed by every
+    replay); a failed capture raises :class:`CaptureError` carrying ``warmed``, the warm-up's result."""
     graph = torch.cuda.CUDAGraph()
     try:
         with torch.cuda.graph(graph):
             captured = body()
     except Exception as exc:  # noqa: BLE001 - the caller decides; the warm-up's step has happened
         raise CaptureError(exc, warmed) from exc
-    return warmed, graph, captured
+    return graph, captured
+
+
+def warm_then_capture(warm_up: Callable[[], object], body: Callable[[], object]):
+    """``warm_up()`` on a side stream, then ``body()`` captured: the warm-up's result, the graph and the captured
+    call's outputs."""
+    warmed = on_side_stream(warm_up)
+    return (warmed, *capture(body, warmed))
 
 
 class Graphs:
     """The captured steps of one step object by input shape (at most ``MAX_GRAPHS``, the oldest dropped).
 
     ``step(inputs)`` runs one eager step; a new shape's first call is a real step (the warm-up: kernels
-    compiled, optimizer state allocated), which the graph then holds with static copies of the inputs."""
+    compiled, optimizer state allocated), which the graph then holds with static copies of the inputs, unless
+    the warm-up changed a module's slots or attributes (:class:`fastgan.steps.state.Mark` from ``mark()``):
+    then :class:`StateChangedInForward`."""
 
-    def __init__(self, step: Callable[[tuple], dict]):
-        self.step = step
+    def __init__(self, step: Callable[[tuple], dict], mark: Callable):
+        self.step, self.mark = step, mark
         self._graphs: dict[tuple, tuple] = {}
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self._graphs
 
     def clear(self) -> None:
         """Forget every capture (the module's tensors changed: a graph holds their addresses)."""
@@ -55,7 +79,12 @@ class Graphs:
             if len(self._graphs) >= MAX_GRAPHS:
                 self._graphs.pop(next(iter(self._graphs)))
             static = tuple(None if t is None else t.clone() for t in inputs)
-            stats, graph, static_stats = warm_then_capture(lambda: self.step(inputs), lambda: self.step(static))
+            mark = self.mark()
+            stats = on_side_stream(lambda: self.step(inputs))
+            what = mark.changed()
+            if what:
+                raise StateChangedInForward(what, stats)
+            graph, static_stats = capture(lambda: self.step(static), stats)
             self._graphs[key] = (graph, static, static_stats)
             return stats
         graph, static, static_stats = entry

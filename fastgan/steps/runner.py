@@ -3,8 +3,11 @@
 Every mode leaves the modules as the eager step would: each call updates every buffer once (on compile mode's
 checked first call for a shape the eager gradients run on a copy of the buffers' state, which is put back);
 a module whose tensors or flags changed between calls is looked up again and what was compiled or captured
-for the old ones is dropped; a call refused for bad input (``ValueError``/``TypeError``) leaves buffers and
-random generators as they were.
+for the old ones is dropped, and so is an update built for the optimizer's parameter groups when they change;
+a module whose forward reassigns a buffer or changes a Python attribute (which compiled code and graph replays
+cannot repeat) runs eager, with a warning naming it; a call refused for bad input (``ValueError``/``TypeError``)
+leaves buffers and random generators as they were, and an error raised by the user's module is raised as the
+eager step raises it, leaving the mode as it was.
 """
 
 from __future__ import annotations
@@ -17,9 +20,14 @@ from .. import distributed
 from ..optimizer_update import in_graph_update
 from . import compile_check
 from .compiled import compile_failure, compile_whole, with_update
-from .graph import CaptureError, Graphs
+from .graph import CaptureError, Graphs, StateChangedInForward
 from .modes import GRAPH_MODES, auto_mode
-from .state import ModuleState, restore, rng_state, set_rng_state
+from .state import Mark, ModuleState, equal_values, restore, rng_state, set_rng_state
+
+
+def optimizer_layout(optimizer: torch.optim.Optimizer) -> tuple:
+    """Which parameters each of ``optimizer``'s groups holds, by identity."""
+    return tuple(tuple(map(id, g["params"])) for g in optimizer.param_groups)
 
 
 def shape_key(inputs: tuple) -> tuple:
@@ -45,9 +53,10 @@ class Runner:
         # check builds it, False where the optimizer's update cannot go into the graph.
         self._update = None
         self._unreached: set[int] = set()  # trained parameters the objective does not reach (no gradient)
-        self._graphs = Graphs(self._graph_body)
+        self._graphs = Graphs(self._graph_body, self._mark)
         self._versions = tuple(s.version for s in self.states)  # the look-ups of the modules built for
         self._outlines = tuple(s.outline for s in self.states)
+        self._layout = optimizer_layout(optimizer)  # the parameter groups built for
 
     @property
     def state(self) -> ModuleState:
@@ -95,11 +104,19 @@ class Runner:
         warnings.warn(f"{self.name}: {why}; running eager from now on", stacklevel=5)
         self.mode = "eager"
 
+    def _mark(self) -> Mark:
+        return Mark(self.states)
+
+    def _modules(self) -> str:
+        """The step's modules in messages: "critic (MyCritic)", "generator (G) and critic (D)"."""
+        return " and ".join(f"{s.role} ({type(s.module).__name__})" for s in self.states)
+
     # ----- one call -----
 
     def __call__(self, inputs: tuple) -> dict[str, torch.Tensor]:
         """One update from ``inputs`` (tensors or None: the objective's ``eager`` arguments)."""
         self._follow_modules()
+        self._follow_optimizer()
         if self.mode is None:
             self.mode = self.resolve_mode(inputs[0].device)
         key = shape_key(inputs)
@@ -131,23 +148,51 @@ class Runner:
             self._update = None
         self._versions, self._outlines = versions, outlines
 
+    def _follow_optimizer(self) -> None:
+        """Follow parameters moved between groups, groups added or removed: the trained module is looked up again
+        (refusing, by name, a trained parameter the optimizer no longer holds) and what was built or captured
+        for the old groups is dropped."""
+        layout = optimizer_layout(self.optimizer)
+        if layout == self._layout:
+            return
+        self.state.refresh()
+        self._layout, self._update = layout, None
+        if self.mode in GRAPH_MODES and any(g.get("capturable") for g in self.optimizer.param_groups):
+            for group in self.optimizer.param_groups:  # an added group, capturable as the others
+                group["capturable"] = True
+        self._follow_modules()
+
     def compiles(self) -> bool:
         return self.mode in ("compile", "compile+graph")
 
     def _run(self, key: tuple, inputs: tuple) -> dict[str, torch.Tensor]:
-        if self.mode == "graph":
-            return self._graphs(key, inputs)
-        if self.mode == "compile+graph" and self.has_compiled_update():
-            try:
-                return self._graphs(key, inputs)
-            except CaptureError as exc:
-                warnings.warn(f"{self.name}: the compiled step does not capture ({exc}); compile mode from now on",
-                              stacklevel=4)
-                self.mode = "compile"
-                return exc.warmed
+        if self.mode == "graph" or self.mode == "compile+graph" and self.has_compiled_update():
+            return self._replayed(key, inputs)
         if self.compiles():
             return self._compiled_step(inputs)
         return self._eager_step(inputs)
+
+    def _replayed(self, key: tuple, inputs: tuple) -> dict[str, torch.Tensor]:
+        """The step's graph for this input shape replayed; for a new shape, a warm-up step and the capture."""
+        if key in self._graphs:
+            return self._graphs(key, inputs)
+        rng = rng_state(inputs[0].device)
+        try:
+            return self._graphs(key, inputs)
+        except StateChangedInForward as exc:  # the warm-up was a whole step: eager from the next one
+            self._fall_back(f"{exc}, which a graph's replay cannot repeat")
+            return exc.warmed
+        except CaptureError as exc:
+            if self.mode == "graph":
+                raise
+            warnings.warn(f"{self.name}: the compiled step does not capture ({exc}); compile mode from now on",
+                          stacklevel=4)
+            self.mode = "compile"
+            return exc.warmed
+        except Exception as exc:
+            if self.mode == "graph":
+                raise  # the warm-up is the eager step: its error as it is
+            return self._eager_after(exc, inputs, rng)
 
     def _graph_body(self, inputs: tuple) -> dict[str, torch.Tensor]:
         """What a captured graph holds: the eager step (graph mode) or the compiled step with the optimizer's
@@ -197,14 +242,28 @@ class Runner:
         eager step's (run from the same buffers and random numbers, then undone); on a mismatch or a compile
         failure, the eager step."""
         device = inputs[0].device
+        mark = self._mark()
         eager_grads, _ = self._eager_gradients(inputs)  # refuses bad input before anything is compiled
         eager_buffers = [b.detach().clone() for _, b in self._snapshot()]
+        eager_changes = mark.changes()
+        mark.undo()
         restore(before)
         set_rng_state(device, rng)
+        lost = next((what for what, _, repeated in eager_changes if not repeated), None)
+        if lost:
+            return self._eager_instead(f"{lost}, which compile mode cannot follow", inputs, before, rng)
         try:
             grads, stats = self._compiled_gradients(inputs)
         except Exception as exc:  # noqa: BLE001 - any compile failure: warn once and run eager
-            return self._eager_instead(compile_failure(exc), inputs, before, rng)
+            mark.undo()
+            return self._eager_instead(compile_failure(exc, self._modules()), inputs, before, rng)
+        # Attributes the forward changes: compiled code must have left them as eager did.
+        compiled_changes = {what: value for what, value, _ in mark.changes()}
+        for what, value, _ in eager_changes:
+            if what not in compiled_changes or not equal_values(compiled_changes[what], value):
+                mark.undo()
+                return self._eager_instead(f"{what}, and compile mode does not repeat it as eager does", inputs,
+                                           before, rng)
         # Parameters the objective does not reach have no eager gradient (None: the optimizer skips them);
         # torch.func gives them zeros, which would still move Adam's moments. Keep them None.
         unreached = {i for i, e in enumerate(eager_grads) if e is None}
@@ -218,6 +277,7 @@ class Runner:
         mismatch = mismatch or compile_check.buffer_mismatch(
             self._buffer_names(), [b for _, b in self._snapshot()], eager_buffers, rtol)
         if mismatch is not None:
+            mark.undo()
             return self._eager_instead(f"{mismatch} on inputs of shape {tuple(inputs[0].shape)}", inputs, before,
                                        rng)
         return self._apply(grads, stats, self.optimizer.step)
@@ -269,17 +329,24 @@ class Runner:
         and a second, compiled optimizer step."""
         if self._update is None:
             self._update = self._build_update() or False
-        if not self._update:
-            return self._apply(*self._compiled_gradients(inputs), self._optimizer_step_compiled())
         device = inputs[0].device
         rng = rng_state(device)
         try:
+            if not self._update:
+                return self._apply(*self._compiled_gradients(inputs), self._optimizer_step_compiled())
             stats = self.compiled_update(inputs)
-        except Exception as exc:  # noqa: BLE001 - a graph for new guards that cannot compile (Dynamo's limit)
-            self._fall_back(compile_failure(exc))
-            set_rng_state(device, rng)
-            return self._eager_step(inputs)
+        except Exception as exc:  # noqa: BLE001 - e.g. a graph for new guards that cannot compile (Dynamo's limit)
+            return self._eager_after(exc, inputs, rng)
         self.objective.after_update()
+        return stats
+
+    def _eager_after(self, exc: Exception, inputs: tuple, rng) -> dict[str, torch.Tensor]:
+        """After compiled code raised ``exc``: the eager step from the same random numbers. An error of the
+        user's module or inputs raises there, as eager raises it, and leaves the mode as it was; otherwise
+        compile's failure is warned of and the step runs eager from now on."""
+        set_rng_state(inputs[0].device, rng)
+        stats = self._eager_step(inputs)
+        self._fall_back(compile_failure(exc, self._modules()))
         return stats
 
     def compiled_update(self, inputs: tuple) -> dict[str, torch.Tensor]:

@@ -18,6 +18,11 @@ import copy
 import torch
 from torch import nn
 from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
+
+# What every nn.Module keeps in its ``__dict__``: containers and flags that ModuleState follows itself.
+_MODULE_INTERNALS = frozenset(nn.Module().__dict__)
+_MISSING = object()
 
 
 class ModuleState:
@@ -121,6 +126,100 @@ class ModuleState:
         for (m, name), value in zip(self.hooked, kept):
             setattr(m, name, value)
         return out
+
+
+class Mark:
+    """What ``states``' modules hold now that a forward could change besides their tensors' contents: each
+    parameter, buffer and submodule slot, and each plain Python attribute (the weights the older spectral-norm
+    and weight-norm hooks recompute at every forward aside). :meth:`changes` lists what a forward changed since;
+    :meth:`undo` puts it back.
+
+    Graph replays run no Python, so any change stops a capture. Compiled code loses a reassigned slot (the
+    functional call puts the module's own tensors back) and recompiles for every new value of a number, but
+    repeats other attributes' changes (Dynamo replays them after the graph): those are compared with eager's."""
+
+    def __init__(self, states: list[ModuleState]):
+        self.entries: list[tuple[str, dict, str, object, list | None, bool]] = []  # label, dict, key, value,
+        self.keys: list[tuple[str, dict, frozenset, bool]] = []                  # contents, is a slot
+        for state in states:
+            recomputed = {(id(m), hook.name) for m in state.module.modules()
+                          for hook in m._forward_pre_hooks.values() if isinstance(hook, (SpectralNorm, WeightNorm))}
+            for path, m in state.module.named_modules():
+                prefix = ".".join(filter(None, (state.role, path)))
+                attributes = {k: v for k, v in vars(m).items()
+                              if k not in _MODULE_INTERNALS and (id(m), k) not in recomputed}
+                for d in (m._parameters, m._buffers, m._modules, attributes):
+                    target = vars(m) if d is attributes else d
+                    self.keys.append((prefix, target, frozenset(target), d is not attributes))
+                    self.entries += [(f"{prefix}.{k}", target, k, v, _contents(v), d is not attributes)
+                                     for k, v in d.items()]
+
+    def changes(self) -> list[tuple[str, object, bool]]:
+        """``(what, value now, whether compiled code can repeat it)`` for each slot or attribute changed, ``what``
+        as ``"critic.calls is reassigned in forward"`` (or changed in place, or set)."""
+        out = []
+        for label, d, key, value, contents, slot in self.entries:
+            now = d.get(key, _MISSING)
+            if now is not value:
+                out.append((f"{label} is reassigned in forward", now, not slot and not _traced_apart(now)))
+            elif contents is not None and not _same(_contents(now), contents):
+                new = [x for x in _contents(now) if not any(x is y for y in contents)]
+                out.append((f"{label} is changed in forward", _contents(now), not any(map(_traced_apart, new))))
+        for prefix, d, keys, slot in self.keys:
+            out += [(f"{prefix}.{k} is set in forward", d[k], not slot) for k in d if k not in keys]
+        return out
+
+    def changed(self) -> str | None:
+        """The first change (:meth:`changes`), or None."""
+        return next((what for what, _, _ in self.changes()), None)
+
+    def undo(self) -> None:
+        """Put back every slot and attribute as marked (containers' contents in place); drop those added."""
+        for _, d, key, value, contents, _ in self.entries:
+            d[key] = value
+            if isinstance(value, list):
+                value[:] = contents
+            elif isinstance(value, (dict, set)):
+                value.clear()
+                value.update(dict(contents) if isinstance(value, dict) else contents)
+        for _, d, keys, _ in self.keys:
+            for k in [k for k in d if k not in keys]:
+                del d[k]
+
+
+def _traced_apart(value: object) -> bool:
+    """Whether compiled code cannot keep ``value`` as eager does: a number (Dynamo compiles anew for each value),
+    or a tensor (a traced one would be kept); for a dict's item, its value."""
+    if isinstance(value, tuple) and len(value) == 2:
+        value = value[1]
+    return isinstance(value, torch.Tensor) or isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _contents(value: object) -> list | None:
+    """A mutable container's elements (a dict's items), to see them changed in place; None for anything else."""
+    if isinstance(value, dict):
+        return list(value.items())
+    return list(value) if isinstance(value, (list, set)) else None
+
+
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(x is y or isinstance(x, tuple) and x[0] == y[0] and x[1] is y[1]
+                                    for x, y in zip(a, b))
+
+
+def equal_values(a: object, b: object) -> bool:
+    """Whether two attribute values agree: tensors within fp32 rounding of a different order, containers
+    element by element, anything else by ``==``."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                and a.dtype == b.dtype and torch.allclose(a.detach().double(), b.detach().double(), 1e-3, 1e-6,
+                                                          equal_nan=True))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(equal_values, a, b))
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - a value without a truth for ==: not known to agree
+        return False
 
 
 def restore(snapshot: list[tuple[torch.Tensor, torch.Tensor]]) -> None:

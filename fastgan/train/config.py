@@ -15,6 +15,7 @@ import torch
 from ..steps.modes import GRAPH_MODES, MODES
 from ..steps.precision import PRECISIONS
 from .data import IMAGE_SETS, TOY_SETS
+from .models import image_size_problem
 
 LOSSES = ("wgan", "wgan-gp", "wgan-lp", "lsgan", "ns", "hinge", "r1", "sngan", "dragan")
 # Each recipe's loss and penalty as the step objects take them (fastgan.CriticStep).
@@ -196,6 +197,12 @@ def _positive(s: dict, name: str, finite: bool = True) -> None:
         raise ValueError(f"{_option(name)} must be a finite number > 0, got {value}")
 
 
+# Upper bounds that keep a mistyped size from allocating until the process is killed: far above what a run on
+# one machine uses (2^20 samples a batch, 16384-wide layers, FID on 200,000 images).
+LIMITS = {"batch_size": 2**20, "latent_dim": 2**14, "hidden": 2**14, "depth": 64, "eval_samples": 10**6,
+          "n_critic": 1000, "fid": 200_000}
+
+
 def check(s: dict, given: dict | None = None) -> None:
     """Raise ``ValueError`` naming the option when a concrete setting is out of range, or when an option in
     ``given`` (the user's) does not apply to the run."""
@@ -204,6 +211,8 @@ def check(s: dict, given: dict | None = None) -> None:
                  "checkpoint_every", "eval_samples", "lazy_every", "pack"):
         if int(s[name]) < 1:
             raise ValueError(f"{_option(name)} must be >= 1, got {s[name]}")
+        if name in LIMITS and int(s[name]) > LIMITS[name]:
+            raise ValueError(f"{_option(name)} must be at most {LIMITS[name]}, got {s[name]}")
     if not 0 <= s["seed"] < SEED_LIMIT:
         raise ValueError(f"--seed must be in [0, 2^32), got {s['seed']}")
     for name in ("dist_timeout", "lr"):
@@ -237,6 +246,14 @@ def check(s: dict, given: dict | None = None) -> None:
         raise ValueError("--memory-format channels_last lays out images: it does not apply to 2-D data")
     if s["data"] in IMAGE_SETS and s["data"] != "fashion-mnist" and not s.get("data_root"):
         raise ValueError(f"--data {s['data']} needs --data-root DIR")
+    if s["data"] in IMAGE_SETS and image_size_problem(s["model"], s["image_size"]):
+        raise ValueError(image_size_problem(s["model"], s["image_size"]))
+    for name in ("image_size", "data_root"):
+        if s["data"] in TOY_SETS and given.get(name) is not None:
+            raise ValueError(f"{_option(name)} applies to image data sets ({', '.join(IMAGE_SETS)}), not --data "
+                             f"{s['data']}")
+    if given.get("download") and s["data"] not in ("mnist", "fashion-mnist"):
+        raise ValueError(f"--download fetches mnist or fashion-mnist, not --data {s['data']}")
     loss, penalty = RECIPES[s["loss"]]
     if penalty is not None:
         _positive(s, "penalty_weight")
@@ -249,8 +266,8 @@ def check(s: dict, given: dict | None = None) -> None:
         if ignored and name in given and given[name] != DEFAULTS.get(name):
             why = "--conditional" if name == "pack" else f"--loss {s['loss']}"
             raise ValueError(f"{_option(name)} does not apply with {why}")
-    if int(s["fid"]) < 0 or s["fid"] == 1:
-        raise ValueError(f"--fid must be 0 (off) or at least 2 images, got {s['fid']}")
+    if int(s["fid"]) < 0 or s["fid"] == 1 or s["fid"] > LIMITS["fid"]:
+        raise ValueError(f"--fid must be 0 (off) or 2 to {LIMITS['fid']} images, got {s['fid']}")
     if s["fid"] and s["data"] not in IMAGE_SETS:
         raise ValueError(f"--fid measures images: use --data {', '.join(IMAGE_SETS)}")
     if s["fid_weights"] is not None and not s["fid"]:

@@ -105,9 +105,26 @@ def _open_image(path: str):
 
     try:
         with open(path, "rb") as f:
-            return Image.open(f).convert("RGB")
+            return _as_8_bit(Image.open(f), path).convert("RGB")
     except (OSError, ValueError, SyntaxError) as exc:  # PIL's UnidentifiedImageError is an OSError
         raise DataError(f"cannot read the image {path} ({type(exc).__name__}: {exc}); remove or replace it") from None
+
+
+def _as_8_bit(image, path: str):
+    """A 16-bit grayscale image (PIL modes I;16* and I, which ``convert`` clips to 255) scaled to 8 bits with its
+    range (x / 257); a floating-point image refused by name (its range is unknown)."""
+    import numpy as np
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode == "I":
+        pixels = np.asarray(image, dtype=np.float64)
+        if pixels.min() < 0 or pixels.max() > 65535:
+            raise DataError(f"the image {path} holds 32-bit integers outside 0..65535; convert it to 8 or 16 bits")
+        return Image.fromarray(np.rint(pixels / 257).astype(np.uint8))
+    if image.mode == "F":
+        raise DataError(f"the image {path} holds floating-point pixels, whose range is unknown; convert it to 8 or "
+                        "16 bits")
+    return image
 
 
 def load_image_dataset(name: str, root: str | Path | None, image_size: int, download: bool = False,
@@ -117,6 +134,8 @@ def load_image_dataset(name: str, root: str | Path | None, image_size: int, down
     ImageFolder tree (one class per subfolder)."""
     from torchvision import datasets
 
+    if root is not None and Path(root).is_file():
+        raise FileNotFoundError(f"--data-root {root} is a file: give the folder that holds the {name} data")
     if name == "fashion-mnist":
         from .idx_images import load_fashion_mnist
 
@@ -179,7 +198,8 @@ class ImageStream:
         self.epoch, self.position = 0, 0
         first = dataset[0][0]
         self.sample_shape = tuple(first.shape)
-        self.classes = len(dataset.classes) if getattr(dataset, "classes", None) else None
+        self.class_names = [str(c) for c in dataset.classes] if getattr(dataset, "classes", None) else None
+        self.classes = len(self.class_names) if self.class_names else None
         # A set held as uint8 tensors (idx_images.TensorImages) stays uint8 on the device (4x fewer bytes than
         # decoded floats), normalised per batch.
         held = getattr(dataset, "images", None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import os
 import warnings
 import zipfile
@@ -162,11 +163,14 @@ def frechet_distance(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.Te
 def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = KID_SUBSETS,
                               subset_size: int = 1000) -> tuple[float, float]:
     """KID (Binkowski et al., 2018): the unbiased MMD^2 with the kernel (x.y / F + 1)^3, averaged over
-    ``subsets`` random subsets of ``min(subset_size, N, M)`` rows of each set, drawn from ``KID_SEED``; returns
-    (mean, standard deviation over the subsets)."""
+    ``subsets`` random subsets of each set, drawn from ``KID_SEED``; returns (mean, standard deviation over the
+    subsets). A subset has ``min(subset_size, N, M)`` rows, or half the smaller set where that would be all of
+    it (every subset the same set, and a spread of 0); the spread is NaN where the smaller set has under 4 rows.
+    """
     # The dot products in float32 (a 1000 x F x 1000 product per kernel and subset), the rest in float64.
     real, fake = real.float().cpu(), fake.float().cpu()
-    m = min(subset_size, real.shape[0], fake.shape[0])
+    smaller = min(real.shape[0], fake.shape[0])
+    m = subset_size if subset_size < smaller else max(2, smaller // 2)
     dim = real.shape[1]
     draws = torch.Generator().manual_seed(KID_SEED)
     values = []
@@ -177,7 +181,7 @@ def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, subsets: i
         off = m * (m - 1)
         values.append((k_xx.sum() - k_xx.trace()) / off + (k_yy.sum() - k_yy.trace()) / off - 2 * k_xy.mean())
     values = torch.stack(values)
-    return float(values.mean()), float(values.std(unbiased=False))
+    return float(values.mean()), float(values.std(unbiased=False)) if smaller >= 4 else math.nan
 
 
 def cache_dir() -> Path:

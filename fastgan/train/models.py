@@ -61,6 +61,20 @@ class MLPCritic(nn.Module):
         return self.model(x.flatten(1))
 
 
+# The image sides each --model takes (at most 1024: decoding and the data set held on the device stay bounded).
+IMAGE_SIZES = {"mlp": "4 to 1024", "dcgan": "4 or 7 times a power of two, 8 to 1024 (8, 14, 16, 28, 32, 56, 64, ...)",
+               "resnet": "4 or 7 times a power of two, 8 to 1024 (8, 14, 16, 28, 32, 56, 64, ...)",
+               "infogan": "a multiple of 4, 4 to 1024"}
+
+
+def image_size_problem(model: str, size: object) -> str | None:
+    """Why ``--model model`` cannot take ``--image-size size`` (None when it can)."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= 1024 or model == "infogan" and (
+            size % 4) or model in ("dcgan", "resnet") and not any(size == b << k for b in (4, 7) for k in range(1, 9)):
+        return f"--image-size {size} does not fit --model {model}: it takes {IMAGE_SIZES[model]}"
+    return None
+
+
 def _base_and_steps(image_size: int) -> tuple[int, int]:
     base = 7 if image_size % 7 == 0 else 4
     steps = round(math.log2(image_size / base))

@@ -29,11 +29,38 @@ def plot_samples_2d(samples: torch.Tensor, real: torch.Tensor, modes: Modes | No
     plt.close(fig)
 
 
-def save_image_grid(images: torch.Tensor, path: Path) -> None:
-    """An 8-wide grid of (N, C, H, W) images in [-1, 1] (a conditional run's 8 per class: a class per row)."""
-    from torchvision.utils import save_image
+# Grid cells are enlarged (nearest neighbour) to at least this many pixels a side: 16x16 samples stay visible.
+MIN_CELL = 64
 
-    save_image(images.detach().cpu(), str(path), nrow=8, normalize=True, value_range=(-1, 1))
+
+def save_image_grid(images: torch.Tensor, path: Path, row_names: list[str] | None = None) -> None:
+    """An 8-wide grid of (N, C, H, W) images in [-1, 1], each enlarged to at least ``MIN_CELL`` pixels a side; a
+    conditional run's (8 per class, a class per row) with ``row_names``, the class names, beside its rows."""
+    from torchvision.utils import make_grid, save_image
+
+    images = images.detach().cpu().float()
+    scale = -(-MIN_CELL // min(images.shape[-2:]))
+    if scale > 1:
+        images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
+    if row_names is None:
+        save_image(images, str(path), nrow=8, normalize=True, value_range=(-1, 1))
+        return
+    grid = make_grid(images, nrow=8, normalize=True, value_range=(-1, 1), pad_value=1.0).permute(1, 2, 0).numpy()
+    rows = -(-images.shape[0] // 8)
+    dpi = 100
+    label_width = 1.6  # inches for the class names
+    fig = plt.figure(figsize=(grid.shape[1] / dpi + label_width, grid.shape[0] / dpi), dpi=dpi)
+    ax = fig.add_axes((label_width / (grid.shape[1] / dpi + label_width), 0, 1 - label_width / (
+        grid.shape[1] / dpi + label_width), 1))
+    ax.imshow(grid, interpolation="nearest")
+    cell = grid.shape[0] / rows
+    ax.set_yticks([cell * (r + 0.5) for r in range(rows)], [row_names[r % len(row_names)] for r in range(rows)],
+                  fontsize=9)
+    ax.set_xticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
 
 
 def png_array(path: Path):
@@ -63,8 +90,14 @@ def plot_curves(history: list[dict], path: Path) -> None:
         panels.append(("modes", [("high-quality fraction", "high_quality"), ("reverse KL", "reverse_kl")]))
     if any("fid" in h for h in history):
         panels.append(("image metrics", [("FID", "fid"), ("KID x 100", "kid_x100")]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
-    for ax, (title, lines) in zip(axes, panels):
+    # Only panels with something to show (no penalty panels for a recipe without one), three to a row.
+    panels = [(title, lines) for title, lines in panels if any(v is not None for _, k in lines for v in series(k))]
+    columns = min(3, max(len(panels), 1))
+    rows = max(-(-len(panels) // columns), 1)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (title, lines) in zip(axes.flat, panels):
         for label, key in lines:
             points = [(s, v) for s, v in zip(steps, series(key)) if v is not None]
             if points:

@@ -1,9 +1,11 @@
 """Where a run writes, without touching another run's files.
 
 A new run goes into a folder that holds no run (``--out``), or, without ``--out``, into a fresh numbered folder
-``runs/NNNNN-<loss>-<data>-s<seed>`` (StyleGAN2-ADA numbers its runs so): starting the same command twice keeps
-both runs. A folder holding a run is only continued (``--resume``) or, when asked for explicitly
-(``--overwrite``), cleared of that run's files first.
+``runs/NNNNN-<loss>-<data>-s<seed>`` (StyleGAN2-ADA numbers its runs so), created when its number is picked
+(``os.mkdir`` fails for a folder another run just made: the next number is taken), so that runs started together
+never share one. A new run claims its folder by creating metrics.jsonl exclusively: of two runs started into the
+same ``--out`` at once, the second is refused. A folder holding a run is only continued (``--resume``) or, when
+asked for explicitly (``--overwrite``), cleared of that run's files first.
 """
 
 from __future__ import annotations
@@ -45,6 +47,16 @@ def check(out: Path, resume: bool, overwrite: bool) -> None:
                           "--overwrite to replace it, or choose another --out")
 
 
+def claim(out: Path) -> None:
+    """Create ``out``'s metrics.jsonl (empty) for a new run: ``RunDirError`` if another run created it first."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "metrics.jsonl").open("x").close()
+    except FileExistsError:
+        raise RunDirError(f"--out {out} was taken by another run started at the same time; choose another --out") \
+            from None
+
+
 def clear(out: Path) -> None:
     """Remove the run files of ``out`` (``--overwrite``; other files are left)."""
     for name in holds_run(out):
@@ -63,9 +75,18 @@ def _numbered(root: Path, name: str) -> list[tuple[int, Path]]:
 
 
 def new_run_dir(root: Path, name: str) -> Path:
-    """``root/NNNNN-name`` with NNNNN one more than any numbered run in ``root``."""
+    """A new, empty folder ``root/NNNNN-name``, NNNNN one more than any numbered run in ``root`` (or the first
+    free number after it: the folder is made here, and making it fails where another run made it first)."""
     numbers = [n for n, _ in _numbered(root, "")]
-    return root / f"{(max(numbers) + 1 if numbers else 0):05d}-{name}"
+    number = max(numbers) + 1 if numbers else 0
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = root / f"{number:05d}-{name}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            number += 1
 
 
 def latest_run_dir(root: Path, name: str) -> Path:

@@ -142,6 +142,21 @@ def latent_noise(s: dict, n: int, generator: torch.Generator | None = None,
     return torch.randn(shape, generator=generator, device=device)
 
 
+def _check_fits(s: dict, sample_shape: tuple[int, ...], classes: int | None, device: torch.device) -> None:
+    """``ValueError`` naming the size options when the provided models, with their gradients and Adam's two
+    moments in fp32, would take more than ``device``'s memory (counted on models built on the meta device)."""
+    with torch.device("meta"):
+        generator, critic = build_models(s, sample_shape, classes)
+    count = sum(p.numel() for m in (generator, critic) for p in m.parameters())
+    need = 16 * count
+    have = torch.cuda.mem_get_info(device)[1] if device.type == "cuda" else os.sysconf("SC_PAGE_SIZE") * os.sysconf(
+        "SC_PHYS_PAGES")
+    if need > have:
+        raise ValueError(f"--model {s['model']} with --hidden {s['hidden']}, --depth {s['depth']}, --latent-dim "
+                         f"{s['latent_dim']}: {count / 1e9:.1f} billion parameters, {need / 2**30:.0f} GiB with "
+                         f"gradients and optimizer state, more than the {have / 2**30:.0f} GiB of {device.type}")
+
+
 def evaluation_labels(n: int, classes: int) -> torch.Tensor:
     """(n,) int64 classes of evaluation samples: ``n // classes`` of each class in turn (then class 0 for the
     rest), so that an 8-wide grid of ``8 * classes`` shows one class per row."""
@@ -225,6 +240,7 @@ class Trainer:
         self.quiet, self.overwrite = quiet, overwrite
         rundir.check(self.out, resume, overwrite)
         checkpoint = checkpoint_io.load(self.out) if resume else None
+        self._new_run = checkpoint is None
         if checkpoint is None:
             settings = config.resolved()
         else:
@@ -254,7 +270,11 @@ class Trainer:
         self.classes = self.data.classes if settings["conditional"] else None
         if settings["conditional"] and not self.classes:
             raise ValueError(f"--conditional: the {settings['data']} data has no class labels")
+        if settings["conditional"] and self.classes < 2:
+            raise ValueError(f"--conditional needs at least 2 classes: the {settings['data']} data under --data-root "
+                             f"{settings.get('data_root')} has {self.classes} (one subfolder per class)")
         if generator is None or critic is None:
+            _check_fits(settings, self.data.sample_shape, self.classes, self.device)
             default_generator, default_critic = build_models(settings, self.data.sample_shape, self.classes)
             generator, critic = generator or default_generator, critic or default_critic
         self.generator, self.critic = generator.to(self.device), critic.to(self.device)
@@ -285,6 +305,7 @@ class Trainer:
             tensorboard_writer_class()
         self.step = 0
         self.history: list[dict] = []
+        self._resumed_seconds = 0.0
         self.best: dict | None = None  # the lowest FID so far and its step (best.pt)
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -439,13 +460,15 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             if self.overwrite:
                 rundir.clear(self.out)
+            if self._new_run:
+                rundir.claim(self.out)
             self._rewrite_metrics()
             if self.s["tensorboard"]:
                 # A resumed run drops the events logged after its checkpoint, as metrics.jsonl does.
                 self._writer = tensorboard_writer_class()(str(self.out / "tensorboard"), purge_step=self.step + 1)
         s = self.s
-        start_wall = time.perf_counter()
-        last_time, last_step = start_wall, self.step
+        self._started = last_time = time.perf_counter()
+        last_step = self.step
         # Wall-clock seconds of training so far, evaluation left out (a resumed run continues its predecessor's
         # count): what FID is plotted against.
         train_seconds = self.history[-1].get("wall_seconds", 0.0) if self.history else 0.0
@@ -472,7 +495,7 @@ class Trainer:
                     self._save_checkpoint()
                 if stopping:
                     raise Interrupted(stop.signum or signal.SIGTERM, self.step, self.out)
-        return self._finish(time.perf_counter() - start_wall)
+        return self._finish(self._elapsed())
 
     def _stopping(self, stop: _StopRequest, logged: bool) -> bool:
         """Whether the run stops after this step: a signal arrived (with several processes: at any rank, agreed
@@ -549,7 +572,7 @@ class Trainer:
                           f"{100 * final['high_quality']:.1f}% high quality")
             plot_samples_2d(samples.cpu(), real, self.data.modes, self.out / "samples.png", title)
         else:
-            save_image_grid(samples, self.out / "samples.png")  # conditional: one class per row
+            save_image_grid(samples, self.out / "samples.png", self.data.class_names if self.classes else None)
         plot_curves(self.history, self.out / "curves.png")
         if self._writer is not None:
             for name in ("samples", "curves"):
@@ -567,10 +590,16 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
             "data": self.data.state_dict(),
             "history": self.history,
+            "wall_seconds": self._elapsed(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
         checkpoint_io.save(state, self.out)
+
+    def _elapsed(self) -> float:
+        """Wall-clock seconds of the run so far, evaluations included (a resumed run continues its predecessor's
+        count, as of its checkpoint)."""
+        return self._resumed_seconds + time.perf_counter() - self._started
 
     def _generator_state(self) -> dict:
         """What ``fastgan sample`` needs to rebuild and run the generator."""
@@ -592,6 +621,7 @@ class Trainer:
         load_optimizer(self.opt_d, state["opt_d"])
         self.data.load_state_dict(state["data"])
         self.history = state["history"]
+        self._resumed_seconds = state.get("wall_seconds", 0.0)  # checkpoints before 2026-12-05 lack it
         scored = [h for h in self.history if "fid" in h]
         if scored:
             best = min(scored, key=lambda h: h["fid"])

@@ -2,6 +2,7 @@
 LICENSE and ``py.typed``, carries the one version string, and installs and imports in a fresh environment."""
 
 import os
+import site
 import subprocess
 import sys
 import zipfile
@@ -21,14 +22,17 @@ def test_the_wheel_installs_and_imports_in_a_fresh_environment(tmp_path):
     for required in ("fastgan/py.typed", "fastgan/kernels/norm_penalty.py", "fastgan/steps/runner.py",
                      "fastgan/train/trainer.py", f"fastgan-{fastgan.__version__}.dist-info/licenses/LICENSE"):
         assert required in names, required
-    # A new environment that sees the installed torch but not this checkout (system site packages, no .pth).
+    # A new environment that sees the running one's packages (torch) but not this checkout: its site-packages
+    # listed in a .pth file (the running interpreter may itself be a venv, whose base Python lacks torch, so
+    # --system-site-packages would not do), where the checkout's editable-install hook is not run.
     env = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(env)], check=True,
-                   timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=120)
     python = env / "bin" / "python"
-    # --ignore-installed: this checkout's editable install, seen through the system site packages, is not it.
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--ignore-installed",
-                    "-q", str(wheel)], check=True, capture_output=True, timeout=300)
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+    Path(purelib, "running-environment.pth").write_text("".join(p + "\n" for p in site.getsitepackages()))
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
+                   check=True, capture_output=True, timeout=300)
     probe = ("import fastgan, fastgan.kernels, fastgan.steps, fastgan.train, torch; "
              "x = torch.randn(4, 3); print(fastgan.__file__, fastgan.__version__, "
              "float(fastgan.interpolate(x, x, torch.rand(4)).sub(x).abs().max()))")

@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from helpers import stand_in_capture
 from models import ConvCritic, SeedCritic, SeedGenerator
 from torch import nn
 
@@ -547,25 +548,7 @@ def test_compile_graph_mode_replays_the_compiled_step_with_its_update(monkeypatc
     static inputs at each replay, as a replay does; the GPU tests capture for real): the first call is checked,
     the second builds the update in the graph, the third warms up and captures, and the replays from then on
     train as compile mode does."""
-    import fastgan.steps.graph as graph_module
-
-    replays = []
-
-    class StandInGraph:
-        def __init__(self, body, outputs):
-            self.body, self.outputs = body, outputs
-
-        def replay(self):
-            replays.append(1)
-            for k, v in self.body().items():
-                self.outputs[k].copy_(v)
-
-    def capture(warm_up, body):
-        warmed = warm_up()
-        outputs = {k: torch.empty_like(v) for k, v in warmed.items()}
-        return warmed, StandInGraph(body, outputs), outputs
-
-    monkeypatch.setattr(graph_module, "warm_then_capture", capture)
+    replays = stand_in_capture(monkeypatch)
     from models import tiny_mlp_gan
 
     ends = {}

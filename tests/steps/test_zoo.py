@@ -187,7 +187,7 @@ def test_eager_critic_step_warns_of_batchnorm_under_a_penalty():
 def test_a_critic_that_moves_its_buffer_under_a_penalty_runs_eager_exactly():
     """torch.func refuses an in-place update of a captured buffer inside the penalty's input gradient: compile
     mode says so once and the fallback step is exactly eager's (the attempt's buffer updates undone)."""
-    with pytest.warns(UserWarning, match="torch.compile failed"):
+    with pytest.warns(UserWarning, match="cannot compile the step of the critic .RunningCenterCritic.: .*in-place"):
         step = _check_critic_case("running buffer", "lsgan", "gp", "compile")
     assert step.mode == "eager"
 
@@ -230,11 +230,12 @@ GENERATOR_PAIRS = {
     "batchnorm generator, dropout critic": (zoo.BatchNormGenerator, zoo.DropoutCritic, False),
     "batchnorm generator, frozen-feature critic": (zoo.BatchNormGenerator, zoo.FrozenFeatureCritic, False),
 }
+STATEFUL_PAIRS = {"reassigning generator, sn critic": (zoo.ReassignedBufferGenerator, zoo.SNMLPCritic, False)}
 
 
 def train_generator(pair, loss, mode=None, dtype=torch.float64, steps=STEPS):
     """``steps`` generator updates; returns the generator's and the critic's state dicts and the statistics."""
-    build_generator, build_critic, conditional = GENERATOR_PAIRS[pair]
+    build_generator, build_critic, conditional = {**GENERATOR_PAIRS, **STATEFUL_PAIRS}[pair]
     torch.manual_seed(0)
     generator, critic = build_generator().to(dtype), build_critic().to(dtype)
     flags = [p.requires_grad for p in critic.parameters()]
@@ -267,3 +268,52 @@ def test_generator_steps_train_like_the_reference(pair, mode):
     ref64, stats64, _ = train_generator(pair, loss)
     assert_like_reference(got, ref32, ref64, f"{pair}, {mode}")
     assert_like_reference(got_stats, stats32, stats64, f"{pair}, {mode}")
+
+
+# ----- modules that change their own state in forward -----
+
+
+def _resolved_as(monkeypatch, mode):
+    """Steps resolve ``mode`` on the CPU: graph modes with a stand-in capture (the GPU tests capture for real)."""
+    from helpers import stand_in_capture
+
+    from fastgan.steps.runner import Runner
+
+    if mode in ("graph", "compile+graph"):
+        stand_in_capture(monkeypatch)
+        monkeypatch.setattr(Runner, "resolve_mode", lambda self, device: mode)
+
+
+@pytest.mark.parametrize("mode", ["compile", "graph", "compile+graph"])
+@pytest.mark.parametrize("penalty", ["gp", None])
+@pytest.mark.parametrize("name", sorted(zoo.STATEFUL))
+def test_critics_that_change_their_state_in_forward_train_as_eager_and_say_what(name, penalty, mode, monkeypatch):
+    """A buffer reassigned in forward (a new tensor, as LeCam's and ADA's running statistics are written) or a
+    Python attribute counted there: compiled code and graph replays cannot repeat either, so the step says
+    which, once, and runs eager, leaving parameters, buffers and attributes as the plain reference does."""
+    _resolved_as(monkeypatch, mode)
+    with pytest.warns(UserWarning, match=r"critic\.(mean|count|calls|seen) is (reassigned|changed) in forward") \
+            as caught:
+        step = _check_critic_case(name, "wgan", penalty, mode)
+    assert step.mode == "eager" and len([w for w in caught if "in forward" in str(w.message)]) == 1
+    if name == "python counter":
+        torch.manual_seed(0)
+        reference = zoo.CountingCritic()
+        opt = _optimizer(reference)
+        for t, (real, fake, _, _) in enumerate(_batches(zoo.VECTOR, STEPS, False)):
+            torch.manual_seed(100 + t)
+            zoo.reference_critic_step(reference, opt, real, fake, "wgan", penalty, WEIGHT)
+        assert (step.critic.calls, step.critic.seen) == (reference.calls, reference.seen)
+
+
+@pytest.mark.parametrize("mode", ["compile", "graph"])
+def test_a_generator_that_reassigns_a_buffer_trains_as_eager(mode, monkeypatch):
+    _resolved_as(monkeypatch, mode)
+    pair = "reassigning generator, sn critic"
+    with pytest.warns(UserWarning, match=r"generator\.mean is reassigned in forward"):
+        got, got_stats, step = train_generator(pair, "ns", mode, torch.float32)
+    ref32, stats32, _ = train_generator(pair, "ns", dtype=torch.float32)
+    ref64, stats64, _ = train_generator(pair, "ns")
+    assert step.mode == "eager"
+    assert_like_reference(got, ref32, ref64, f"reassigning generator, {mode}")
+    assert_like_reference(got_stats, stats32, stats64, f"reassigning generator, {mode}")

@@ -113,6 +113,38 @@ def test_conditional_folder_labels_are_the_subfolders(tmp_path, folder):
     config = TrainConfig(data="folder", data_root=str(folder), conditional=True, model="dcgan", image_size=16, **TINY)
     summary = train(config, tmp_path / "run", quiet=True)
     assert summary["settings"]["conditional"] and torch.load(tmp_path / "run" / "samples.pt").shape[0] == 24
+    assert stream.class_names == sorted(p.name for p in folder.iterdir())
+
+
+def test_image_grids_are_legible_and_a_conditional_one_names_its_rows(tmp_path):
+    """16x16 samples, 8 a row: each cell enlarged to 64 px at least; class names take a margin of their own
+    beside the rows (their text is matplotlib's; that it is drawn shows as the margin's dark pixels)."""
+    import numpy as np
+    from PIL import Image
+
+    from fastgan.train.plots import save_image_grid
+
+    images = torch.rand(16, 3, 16, 16) * 2 - 1
+    save_image_grid(images, tmp_path / "plain.png")
+    save_image_grid(images, tmp_path / "named.png", ["cat", "dog"])
+    plain = np.asarray(Image.open(tmp_path / "plain.png").convert("L"))
+    named = np.asarray(Image.open(tmp_path / "named.png").convert("L"))
+    assert plain.shape[0] >= 2 * 64 and plain.shape[1] >= 8 * 64
+    assert named.shape[0] >= 2 * 64 and named.shape[1] >= plain.shape[1] + 100
+    margin = named[:, : named.shape[1] - plain.shape[1] - 20]
+    assert (margin < 128).any() and (margin > 200).mean() > 0.8  # text on white
+
+
+@pytest.mark.parametrize("loss,panels", [("lsgan", 3), ("wgan-gp", 5)])
+def test_curves_show_only_panels_with_data_three_to_a_row(tmp_path, loss, panels):
+    from PIL import Image
+
+    config = TrainConfig(loss=loss, steps=2, log_every=1, hidden=8, batch_size=16, eval_samples=100, device="cpu",
+                         mode="eager")
+    train(config, tmp_path / "run", quiet=True)
+    width, height = Image.open(tmp_path / "run" / "curves.png").size
+    rows, columns = -(-panels // 3), min(3, panels)
+    assert (width, height) == (round(4.2 * columns * 110), round(3.2 * rows * 110))
 
 
 def test_a_conditional_run_resumes_bitwise(tmp_path, mnist_root):

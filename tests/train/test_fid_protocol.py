@@ -191,16 +191,33 @@ def test_fid_beyond_the_test_split_is_refused_before_training(tmp_path, fashion_
 
 
 def test_kid_is_the_unbiased_mmd_of_the_cubic_kernel():
+    from fastgan.train.image_metrics import KID_SEED
+
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(30, 5, generator=gen, dtype=torch.float64)
     y = torch.randn(30, 5, generator=gen, dtype=torch.float64) + 0.3
     kernel = lambda a, b: (a @ b.T / 5 + 1) ** 3  # noqa: E731
-    n = 30
-    expected = ((kernel(x, x).sum() - kernel(x, x).trace()) / (n * (n - 1))
-                + (kernel(y, y).sum() - kernel(y, y).trace()) / (n * (n - 1)) - 2 * kernel(x, y).mean())
-    # Subsets as large as the sets: every subset is the whole set, in another order, so each gives the same MMD.
-    kid, spread = kernel_inception_distance(x, y, subsets=3, subset_size=1000)
-    assert math.isclose(kid, float(expected), rel_tol=1e-5) and spread < 1e-6
+    draws, values = torch.Generator().manual_seed(KID_SEED), []
+    for _ in range(3):  # subsets of 12 rows of each set, drawn as documented
+        a, b = x[torch.randperm(30, generator=draws)[:12]], y[torch.randperm(30, generator=draws)[:12]]
+        n = 12
+        values.append(float((kernel(a, a).sum() - kernel(a, a).trace()) / (n * (n - 1))
+                            + (kernel(b, b).sum() - kernel(b, b).trace()) / (n * (n - 1)) - 2 * kernel(a, b).mean()))
+    kid, spread = kernel_inception_distance(x, y, subsets=3, subset_size=12)
+    assert math.isclose(kid, float(np.mean(values)), rel_tol=1e-5)
+    assert math.isclose(spread, float(np.std(values)), rel_tol=1e-4)
+
+
+def test_kid_subsets_are_smaller_than_the_sets():
+    """Sets no larger than subset_size: subsets of half the smaller set, so that the spread means something;
+    under 4 rows there is no spread."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 5, generator=gen), torch.randn(40, 5, generator=gen) + 0.3
+    kid, spread = kernel_inception_distance(x, y, subsets=20)
+    assert spread > 0.01 * abs(kid)
+    assert (kid, spread) == kernel_inception_distance(x, y, subsets=20, subset_size=20)
+    kid, spread = kernel_inception_distance(x[:3], y[:3])
+    assert math.isfinite(kid) and math.isnan(spread)
 
 
 class SlowFeatures(nn.Module):
