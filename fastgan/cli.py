@@ -12,6 +12,7 @@ from .steps.modes import MODES
 from .steps.precision import PRECISIONS
 from .train.config import (
     DEFAULTS,
+    LIMITS,
     LOSSES,
     MEMORY_FORMATS,
     MODELS,
@@ -210,8 +211,14 @@ def _study(args, parser) -> int:
              *(["--precision", args.precision] if args.precision else [])]
     image_extra = [item for name in ("fid", "fid_weights", "log_every", "device") if getattr(args, name) is not None
                    for item in ("--" + name.replace("_", "-"), str(getattr(args, name)))]
-    if args.jobs is not None and args.jobs < 1:
-        parser.exit(2, f"fastgan study: error: --jobs must be >= 1, got {args.jobs}\n")
+    bad = next((f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}" for name in
+                ("jobs", "steps", "log_every") if getattr(args, name) is not None and getattr(args, name) < 1), None)
+    bad = bad or next((f"--seeds must be in [0, 2^32), got {seed}" for seed in args.seeds if not 0 <= seed < 2**32),
+                      None)
+    if args.fid is not None and not 2 <= args.fid <= LIMITS["fid"]:
+        bad = bad or f"--fid must be 2 to {LIMITS['fid']} images, got {args.fid}"
+    if bad:
+        parser.exit(2, f"fastgan study: error: {bad}\n")
     if image_extra and "fashion-mnist" not in args.data:
         parser.exit(2, f"fastgan study: error: {image_extra[0]} applies to --data fashion-mnist\n")
     try:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as checkpoint_io
+from .config import LIMITS
 from .image_metrics import to_uint8
 from .trainer import EVAL_SEED, build_models, evaluation_labels, generate_samples
 
@@ -36,8 +37,8 @@ def check_output(out: str | Path, n: int) -> Path:
     """``ValueError`` naming ``--out`` or ``--n`` when the images cannot be written there: ``out`` exists (a
     file is never replaced, a folder never added to), or ``n`` < 1."""
     out = Path(out)
-    if n < 1:
-        raise ValueError(f"--n must be >= 1, got {n}")
+    if not 1 <= n <= LIMITS["fid"]:
+        raise ValueError(f"--n must be 1 to {LIMITS['fid']}, got {n}")
     if out.exists():
         raise ValueError(f"--out {out} exists; give a new .npz file or folder name")
     if not out.absolute().parent.is_dir():

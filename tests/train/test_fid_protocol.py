@@ -166,7 +166,7 @@ def test_sample_errors_are_one_line_and_write_nothing(tmp_path, fashion_root, ne
         assert code == 2 and len(err) == 1 and message in err[0], err
     assert taken.read_bytes() == b"keep" and not (tmp_path / "y.npz").exists()
     code, err = _sample_error([str(tmp_path / "run"), "--n", "0", "--out", str(tmp_path / "z.npz")], capsys)
-    assert code == 2 and "--n must be >= 1" in err[0]
+    assert code == 2 and "--n must be 1 to 200000, got 0" in err[0]
 
 
 def test_conditional_samples_take_labels(tmp_path, fashion_root):

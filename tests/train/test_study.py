@@ -92,11 +92,25 @@ def test_image_options_need_the_image_set(tmp_path, capsys):
     assert info.value.code == 2 and "--fid applies to --data fashion-mnist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args,message", [(["--steps", "0"], "--steps must be >= 1, got 0"),
+                                          (["--jobs", "0"], "--jobs must be >= 1"),
+                                          (["--seeds", "0", "-1"], "--seeds must be in [0, 2^32), got -1"),
+                                          (["--data", "fashion-mnist", "--fid", "1"], "--fid must be 2 to 200000")])
+def test_bad_study_options_are_one_line_and_run_nothing(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["study", *args, "--out", str(tmp_path / "study")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "study").exists()
+
+
 def test_a_failed_run_is_named(tmp_path, capsys):
-    assert cli.main(["study", "--presets", "wgan", "--data", "ring", "--seeds", "0", "--steps", "0",
+    # Every run refuses compile+graph on a CPU: the study names the run and points to its log.
+    assert cli.main(["study", "--presets", "wgan", "--data", "ring", "--seeds", "0", "--mode", "compile+graph",
                      "--quiet", "--out", str(tmp_path)]) == 1
     assert "wgan-ring-s0" in capsys.readouterr().err
-    assert "--steps must be >= 1" in (run_dir(tmp_path, "wgan", "ring", 0) / "train.log").read_text()
+    log = (run_dir(tmp_path, "wgan", "ring", 0) / "train.log").read_text()
+    assert "--mode compile+graph captures CUDA graphs" in log
 
 
 @pytest.mark.slow
