@@ -142,19 +142,28 @@ def latent_noise(s: dict, n: int, generator: torch.Generator | None = None,
     return torch.randn(shape, generator=generator, device=device)
 
 
+def device_memory(device: torch.device) -> int:
+    """Bytes of memory on ``device``: the GPU's, or the machine's physical memory."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def _check_fits(s: dict, sample_shape: tuple[int, ...], classes: int | None, device: torch.device) -> None:
     """``ValueError`` naming the size options when the provided models, with their gradients and Adam's two
     moments in fp32, would take more than ``device``'s memory (counted on models built on the meta device)."""
     with torch.device("meta"):
         generator, critic = build_models(s, sample_shape, classes)
     count = sum(p.numel() for m in (generator, critic) for p in m.parameters())
-    need = 16 * count
-    have = torch.cuda.mem_get_info(device)[1] if device.type == "cuda" else os.sysconf("SC_PAGE_SIZE") * os.sysconf(
-        "SC_PHYS_PAGES")
+    need, have = 16 * count, device_memory(device)
     if need > have:
         raise ValueError(f"--model {s['model']} with --hidden {s['hidden']}, --depth {s['depth']}, --latent-dim "
-                         f"{s['latent_dim']}: {count / 1e9:.1f} billion parameters, {need / 2**30:.0f} GiB with "
-                         f"gradients and optimizer state, more than the {have / 2**30:.0f} GiB of {device.type}")
+                         f"{s['latent_dim']}: {count:,} parameters, {_size(need)} with gradients and optimizer "
+                         f"state, more than the {_size(have)} of {device.type}")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.0f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def evaluation_labels(n: int, classes: int) -> torch.Tensor:
