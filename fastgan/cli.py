@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = train.add_argument
-    add("--loss", choices=LOSSES, help="recipe (default wgan-gp)")
+    add("--loss", choices=LOSSES, help=f"recipe: {', '.join(LOSSES)} (default wgan-gp; the presets below)")
     add("--data", choices=TOY_SETS + IMAGE_SETS,
         help="ring (8 Gaussians), grid (25), swissroll, mnist, fashion-mnist (local files), folder (ImageFolder); "
         "default ring")
@@ -123,8 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--eval-samples", type=int, help="generated samples for the mode metrics (default 2500)")
     add("--mode", choices=MODES,
         help="how each step runs: auto (default: compile on a CPU, eager there for conv critics; graph on one GPU), "
-        "eager, compile (torch.compile of the whole step) or graph (one CUDA graph per step, CUDA only); see "
-        "fastgan.steps")
+        "eager, compile (torch.compile of the whole step), graph (one CUDA graph per step, CUDA only) or "
+        "compile+graph (the compiled step captured, CUDA only); see fastgan.steps")
     add("--precision", choices=PRECISIONS,
         help="fp32 (default), or bf16: both networks' forward and backward under bf16 autocast, with fp32 "
         "parameters, optimizer state, penalty and losses")

@@ -135,7 +135,7 @@ class TrainConfig:
     checkpoint_every: int | None = None  # default 1000
     eval_samples: int | None = None  # default 2500
     download: bool | None = None  # fetch MNIST through torchvision when it is not under data_root
-    mode: str | None = None  # "auto" (default: compile on CPU, graph on one GPU), "eager", "compile", "graph"
+    mode: str | None = None  # one of steps.modes.MODES: "auto" (the default), "eager", "compile", "graph", ...
     lazy_every: int | None = None  # apply the penalty every k-th critic step (R1 lazy regularization)
     dist_timeout: float | None = None  # seconds a multi-process run waits for a rank before failing (default 60)
     pack: int | None = None  # the critic scores groups of this many samples (PacGAN); default 1

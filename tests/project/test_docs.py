@@ -58,3 +58,17 @@ def test_the_readme_quick_start_is_at_most_20_lines():
     quick = readme[readme.index("## Quick start"):]
     assert len(FENCE.search(quick).group(1).strip().splitlines()) <= 20
     assert os.path.isfile(ROOT / "LICENSE")
+
+
+def test_train_help_names_every_mode_model_loss_and_data_set_the_config_accepts():
+    """Each choice is named in its option's help text, not only in argparse's {a,b,...} list."""
+    from fastgan import cli
+    from fastgan.steps.modes import MODES
+    from fastgan.train.config import LOSSES, MODELS
+    from fastgan.train.data import IMAGE_SETS, TOY_SETS
+
+    train = next(a for a in cli._parser()._actions if a.dest == "command").choices["train"]
+    helps = {a.dest: a.help for a in train._actions}
+    for dest, accepted in (("mode", MODES), ("model", MODELS), ("loss", LOSSES), ("data", TOY_SETS + IMAGE_SETS)):
+        missing = [c for c in accepted if c not in helps[dest]]
+        assert not missing, f"--{dest} help omits {missing}"
