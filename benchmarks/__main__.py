@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    from .cases import all_cases
+    from .catalogue import all_cases
     from .timing import copy_bandwidth_gbs
     from .report import markdown_table, steps_table
     from .roofline import matmul_tflops

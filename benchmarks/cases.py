@@ -227,22 +227,3 @@ def losses_cases(device, batches, compile_) -> Iterator[Case]:
                 "seed": lambda run=run, f=eager: run(f),
                 "compile": compiled and (lambda run=run, c=compiled: run(c)),
             }))
-
-
-def all_cases(device: torch.device, quick: bool, compile_: bool) -> Iterator[Case]:
-    from .step_cases import step_cases
-
-    """Every case; ``quick`` keeps the seed sizes and one mid size in fp32 and bf16 (for a CPU)."""
-    dtypes = [torch.float32, torch.bfloat16] if quick else [torch.float32, torch.float16, torch.bfloat16]
-    elementwise = [(64, 784), (64, 3, 64, 64)]
-    penalty_shapes = [(64, 784), (100000, 2), (64, 3, 64, 64)]
-    if not quick:
-        elementwise += [(256, 3, 128, 128), (256, 3, 256, 256)]
-        penalty_shapes += [(256, 3, 128, 128), (256, 3, 256, 256), (4, 3, 1024, 1024)]
-    yield from interpolation_cases(device, elementwise, dtypes, compile_)
-    yield from penalty_cases(device, penalty_shapes, dtypes, compile_)
-    yield from gp_step_cases(device, compile_)
-    yield from step_cases(device, compile_)
-    yield from iteration_cases(device)
-    yield from clipping_cases(device, dtypes, compile_, large=not quick)
-    yield from losses_cases(device, [64, 4096] if quick else [64, 4096, 1 << 22], compile_)

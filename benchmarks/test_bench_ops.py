@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from benchmarks.cases import all_cases
+from benchmarks.catalogue import all_cases
 
 if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
     pytest.skip("benchmarks never run under TRITON_INTERPRET", allow_module_level=True)

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 
 import torch
 
+from .kernels._preconditions import runs_kernels
+
 BACKENDS = ("auto", "triton", "torch")
 _forced: list[str] = []
 
@@ -53,11 +55,6 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def interpreter_enabled() -> bool:
-    """Whether the Triton interpreter is on (kernels then run on CPU tensors)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
 def uses_triton(device: torch.device) -> bool:
     """Whether an op on tensors of ``device`` runs the Triton kernels under the current backend choice.
 
@@ -71,7 +68,7 @@ def uses_triton(device: torch.device) -> bool:
         return device.type == "cuda" and triton_available()
     if not triton_available():
         raise RuntimeError("FASTGAN_BACKEND=triton but the triton package is not installed")
-    if device.type == "cuda" or (device.type == "cpu" and interpreter_enabled()):
+    if runs_kernels(device):
         return True
     raise RuntimeError(
         f"the triton backend cannot run on {device.type} tensors; on CPU set TRITON_INTERPRET=1 before "

@@ -18,9 +18,14 @@ FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 CLIPPING_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def _runs_kernels(device: torch.device) -> bool:
-    return device.type == "cuda" or (
-        device.type == "cpu" and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"))
+def interpreter_enabled() -> bool:
+    """Whether the Triton interpreter is on (kernels then run on CPU tensors)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def runs_kernels(device: torch.device) -> bool:
+    """Whether the Triton kernels can run on tensors of ``device``: CUDA, or the CPU under the interpreter."""
+    return device.type == "cuda" or device.type == "cpu" and interpreter_enabled()
 
 
 def tensor(name: str, t: object, dtypes: tuple[torch.dtype, ...] = FLOATS) -> torch.Tensor:
@@ -29,7 +34,7 @@ def tensor(name: str, t: object, dtypes: tuple[torch.dtype, ...] = FLOATS) -> to
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in dtypes:
         raise TypeError(f"{name} must have dtype {' or '.join(map(str, dtypes))}, got {t.dtype}")
-    if not _runs_kernels(t.device):
+    if not runs_kernels(t.device):
         raise ValueError(f"{name} is on {t.device}: the kernels run on CUDA tensors (on CPU tensors only "
                          "under TRITON_INTERPRET=1)")
     if t.numel() == 0:

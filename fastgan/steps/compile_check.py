@@ -24,7 +24,7 @@ NOISE_FACTOR = 4.0
 ZERO_GRADIENT = 1e-6
 
 
-def check_rtol(device: torch.device, precision: str = "fp32") -> float:
+def tolerance(device: torch.device, precision: str = "fp32") -> float:
     """The tolerance for a step in ``precision`` under the autocast state of ``device`` now."""
     low = precision != "fp32" or torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(
         device.type) in (torch.bfloat16, torch.float16)

@@ -269,7 +269,7 @@ class Runner:
         unreached = {i for i, e in enumerate(eager_grads) if e is None}
         if unreached != self._unreached:
             self._unreached, self._update = unreached, None
-        names, rtol = [n for n, _ in self.state.trained], compile_check.check_rtol(device, self.objective.precision)
+        names, rtol = [n for n, _ in self.state.trained], compile_check.tolerance(device, self.objective.precision)
         mismatch = compile_check.first_mismatch(names, grads, eager_grads, rtol)
         if mismatch is not None:
             reference = self._float64_gradients(inputs, before, rng)
