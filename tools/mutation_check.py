@@ -104,7 +104,7 @@ FAULTS = [
     Fault("eager two-term loss subtracts the wrong way round", "fastgan/losses.py",
           "        return y - x, c_y", "        return x - y, c_y"),
     Fault("lazy penalty update without the x k weight", "fastgan/steps/critic.py",
-          "runner(None, kind, weight * self.lazy_every)", "runner(None, kind, weight)"),
+          "runner(None, kind, self.lazy.weight * self.lazy.every)", "runner(None, kind, self.lazy.weight)"),
     Fault("compiled step drops the penalty weight", "fastgan/steps/objectives.py",
           "            total = self.weight * penalty if total is None else total + self.weight * penalty\n"
           "            stats.update(penalty=penalty.detach(), grad_norm_mean=norms.detach().mean(),",

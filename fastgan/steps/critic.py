@@ -7,6 +7,7 @@ from torch import nn
 
 from .. import _input_checks, distributed
 from ..interpolation import check_pair
+from ..lazy import LazyRegularizer
 from ..losses import LOSS_NAMES, terms_of_loss
 from ..penalties import PENALTIES, has_batch_statistics, warn_batchnorm
 from .modes import check_mode
@@ -111,8 +112,9 @@ class CriticStep:
         # One critic pass over real and fake together, unless samples interact (batch statistics) or the caller
         # asks for separate passes.
         joint = joint_pass and not has_batch_statistics(critic)
-        self.lazy_every = lazy_every if penalty is not None else 1
-        lazy = self.lazy_every > 1
+        # The schedule and the weight of a lazy penalty update: fastgan.LazyRegularizer's rule.
+        self.lazy = LazyRegularizer(lazy_every if penalty is not None else 1, weight)
+        lazy = self.lazy.every > 1
         shard = distributed.Shard.of(group)
         kind = PENALTIES.get(penalty)
 
@@ -121,7 +123,7 @@ class CriticStep:
             return Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)
 
         self._main = runner(terms, None if lazy else kind, weight) if loss is not None else None
-        self._penalty = runner(None, kind, weight * self.lazy_every) if kind is not None and (
+        self._penalty = runner(None, kind, self.lazy.weight * self.lazy.every) if kind is not None and (
             lazy or loss is None) else None
         self.calls = 0
 
@@ -153,7 +155,7 @@ class CriticStep:
         stats: dict[str, torch.Tensor] = {}
         if self._main is not None:
             stats = self._main(inputs)
-        if self._penalty is not None and self.calls % self.lazy_every == 0:
+        if self._penalty is not None and self.lazy.due(self.calls):
             # The penalty update's statistics, with the loss update's loss and Wasserstein estimate.
             stats = {**self._penalty(inputs), **stats}
         self.calls += 1
