@@ -18,14 +18,9 @@ FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 CLIPPING_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def interpreter_enabled() -> bool:
-    """Whether the Triton interpreter is on (kernels then run on CPU tensors)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
 def runs_kernels(device: torch.device) -> bool:
     """Whether the Triton kernels can run on tensors of ``device``: CUDA, or the CPU under the interpreter."""
-    return device.type == "cuda" or device.type == "cpu" and interpreter_enabled()
+    return device.type == "cuda" or device.type == "cpu" and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def tensor(name: str, t: object, dtypes: tuple[torch.dtype, ...] = FLOATS) -> torch.Tensor:

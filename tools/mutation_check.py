@@ -264,6 +264,9 @@ FAULTS = [
     Fault("the compiled generator step runs the generator in fp32 under bf16", "fastgan/steps/objectives.py",
           "        with networks(self.precision, noise.device.type):\n            fake = self.state.functional_call(",
           '        with networks("fp32", noise.device.type):\n            fake = self.state.functional_call('),
+    Fault("the kernels take CPU tensors without the interpreter", "kernels/_preconditions.py",
+          'device.type == "cpu" and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")',
+          'device.type == "cpu"'),
     # What users' modules, optimizers and inputs do (issue 29).
     Fault("compile mode's eager check leaves the forward's attribute changes in place", "fastgan/steps/runner.py",
           "        eager_changes = mark.changes()\n        mark.undo()\n", "        eager_changes = mark.changes()\n"),

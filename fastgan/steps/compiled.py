@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 
 from .. import kernels
-
 from ..zero_branches import ZeroBranches
 
 # One options dict (one pass object) for every step: Dynamo reuses a graph only under an equal backend.
@@ -67,9 +66,11 @@ def compile_failure(exc: Exception, modules: str) -> str:
     return f"torch.compile cannot compile the step of the {modules}: {type(exc).__name__}: {reason}{where}"
 
 
+# Where torch's and fastgan's code lies (fastgan.kernels may be installed apart from fastgan's other modules).
+_LIBRARY_ROOTS = tuple(str(Path(f).resolve().parent)
+                       for f in (torch.__file__, Path(__file__).parent, kernels.__file__))
+
+
 def _library(filename: str) -> bool:
     """Whether ``filename`` is torch's or fastgan's code rather than the user's."""
-    return any(filename.startswith(root) for root in _LIBRARY_ROOTS)
-
-
-_LIBRARY_ROOTS = tuple(str(Path(f).resolve().parent) for f in (torch.__file__, Path(__file__).parent, kernels.__file__))
+    return filename.startswith(_LIBRARY_ROOTS)

@@ -251,19 +251,17 @@ class Runner:
         set_rng_state(device, rng)
         lost = next((what for what, _, repeated in eager_changes if not repeated), None)
         if lost:
-            return self._eager_instead(f"{lost}, which compile mode cannot follow", inputs, before, rng)
+            return self._eager_instead(f"{lost}, which compile mode cannot follow", inputs, before, rng, mark)
         try:
             grads, stats = self._compiled_gradients(inputs)
         except Exception as exc:  # noqa: BLE001 - any compile failure: warn once and run eager
-            mark.undo()
-            return self._eager_instead(compile_failure(exc, self._modules()), inputs, before, rng)
+            return self._eager_instead(compile_failure(exc, self._modules()), inputs, before, rng, mark)
         # Attributes the forward changes: compiled code must have left them as eager did.
         compiled_changes = {what: value for what, value, _ in mark.changes()}
         for what, value, _ in eager_changes:
             if what not in compiled_changes or not equal_values(compiled_changes[what], value):
-                mark.undo()
                 return self._eager_instead(f"{what}, and compile mode does not repeat it as eager does", inputs,
-                                           before, rng)
+                                           before, rng, mark)
         # Parameters the objective does not reach have no eager gradient (None: the optimizer skips them);
         # torch.func gives them zeros, which would still move Adam's moments. Keep them None.
         unreached = {i for i, e in enumerate(eager_grads) if e is None}
@@ -277,14 +275,14 @@ class Runner:
         mismatch = mismatch or compile_check.buffer_mismatch(
             self._buffer_names(), [b for _, b in self._snapshot()], eager_buffers, rtol)
         if mismatch is not None:
-            mark.undo()
             return self._eager_instead(f"{mismatch} on inputs of shape {tuple(inputs[0].shape)}", inputs, before,
-                                       rng)
+                                       rng, mark)
         return self._apply(grads, stats, self.optimizer.step)
 
-    def _eager_instead(self, why: str, inputs: tuple, before: list, rng) -> dict[str, torch.Tensor]:
-        """Warn, undo the compiled attempt's buffer updates and run the eager step from the same random numbers,
-        in eager mode from now on."""
+    def _eager_instead(self, why: str, inputs: tuple, before: list, rng, mark: Mark) -> dict[str, torch.Tensor]:
+        """Warn, undo the compiled attempt's buffer updates and the attribute changes since ``mark`` and run the
+        eager step from the same random numbers, in eager mode from now on."""
+        mark.undo()
         self._fall_back(why)
         restore(before)
         set_rng_state(inputs[0].device, rng)

@@ -246,8 +246,8 @@ def check(s: dict, given: dict | None = None) -> None:
         raise ValueError("--memory-format channels_last lays out images: it does not apply to 2-D data")
     if s["data"] in IMAGE_SETS and s["data"] != "fashion-mnist" and not s.get("data_root"):
         raise ValueError(f"--data {s['data']} needs --data-root DIR")
-    if s["data"] in IMAGE_SETS and image_size_problem(s["model"], s["image_size"]):
-        raise ValueError(image_size_problem(s["model"], s["image_size"]))
+    if s["data"] in IMAGE_SETS and (problem := image_size_problem(s["model"], s["image_size"])):
+        raise ValueError(problem)
     for name in ("image_size", "data_root"):
         if s["data"] in TOY_SETS and given.get(name) is not None:
             raise ValueError(f"{_option(name)} applies to image data sets ({', '.join(IMAGE_SETS)}), not --data "
