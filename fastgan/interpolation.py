@@ -101,6 +101,17 @@ def check_pair(real: object, fake: object, real_name: str = "real", fake_name: s
     _input_checks.same_device(fake_name, fake, real_name, real)
 
 
+def checked_alpha(alpha: object, real: torch.Tensor) -> torch.Tensor:
+    """``alpha`` if it holds one floating weight per sample of ``real`` ((B,) or (B, 1, ..., 1)) on its device,
+    ``torch.rand(B)`` on that device when None; else ``TypeError``/``ValueError`` naming it."""
+    if alpha is None:
+        return torch.rand(real.shape[0], device=real.device)
+    _input_checks.float_tensor("alpha", alpha)
+    _input_checks.per_sample("alpha", alpha, real.shape[0])
+    _input_checks.same_device("alpha", alpha, "real", real)
+    return alpha
+
+
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample interpolation ``x_hat = fake + alpha * (real - fake)``, i.e. ``alpha*real + (1-alpha)*fake``.
 
@@ -117,12 +128,7 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
         (fp64 for fp64). Differentiable with respect to ``real``, ``fake`` and ``alpha``.
     """
     check_pair(real, fake)
-    if alpha is None:
-        alpha = torch.rand(real.shape[0], device=real.device)
-    else:
-        _input_checks.float_tensor("alpha", alpha)
-        _input_checks.per_sample("alpha", alpha, real.shape[0])
-        _input_checks.same_device("alpha", alpha, "real", real)
+    alpha = checked_alpha(alpha, real)
     fused = uses_triton(real.device)
     if not (torch.is_grad_enabled() and (real.requires_grad or fake.requires_grad or alpha.requires_grad)):
         return _forward(real, fake, alpha, fused)[3]  # nothing to differentiate: no autograd Function to pay for

@@ -24,7 +24,7 @@ class _Penalty(torch.autograd.Function):
             grads = rows_like(grads, grads)
             penalty, norms = penalty_fwd(grads, center, one_sided, check=False)
         else:
-            penalty, norms = _penalty_fwd_torch(grads, center, one_sided)
+            penalty, norms = penalty_fwd_torch(grads, center, one_sided)
         ctx.save_for_backward(grads, norms)
         ctx.center, ctx.one_sided, ctx.fused = center, one_sided, fused
         ctx.mark_non_differentiable(norms)
@@ -49,7 +49,9 @@ def _deviation(norms: torch.Tensor, center: float, one_sided: bool) -> torch.Ten
     return dev.clamp_min(0.0) if one_sided else dev  # clamp_min keeps NaN
 
 
-def _penalty_fwd_torch(grads: torch.Tensor, center: float, one_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def penalty_fwd_torch(grads: torch.Tensor, center: float, one_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The penalty (0-dim) and the (B,) norms of checked (B, ...) ``grads`` in plain PyTorch, fp32 (fp64 for fp64):
+    the eager path of the fused op, and what ``torch.func`` and ``torch.compile`` differentiate themselves."""
     acc = torch.float64 if grads.dtype == torch.float64 else torch.float32
     if grads.dim() == 1:
         norms = grads.abs().to(acc)

@@ -35,7 +35,7 @@ from torch import nn
 
 from . import _input_checks
 from .amp import input_gradients
-from .interpolation import check_pair, interpolate
+from .interpolation import check_pair, checked_alpha, interpolate, interpolated_points
 from .norm_penalty import norm_penalty, penalty_args
 
 DRAGAN_PERTURBATION = 0.5  # DRAGAN's noise scale, in units of the real batch's standard deviation
@@ -72,20 +72,21 @@ PENALTIES = {
 
 
 def penalty_points(kind: PenaltyKind, real: torch.Tensor, fake: torch.Tensor | None, alpha: torch.Tensor | None,
-                   noise: torch.Tensor | None, lerp: Callable, perturbation: float = DRAGAN_PERTURBATION
-                   ) -> torch.Tensor:
-    """Where ``kind`` takes the critic's input gradient, from (B, ...) samples, ``alpha`` (B,) and DRAGAN's
-    ``noise`` (real's shape): ``lerp(a, b, alpha) = b + alpha * (a - b)`` per sample (:func:`interpolate` or a
-    path without autograd). Interpolates ``alpha*real + (1-alpha)*fake``; the real or the fake samples; DRAGAN's
-    ``real + alpha * perturbation * std(real) * noise``."""
+                   noise: torch.Tensor | None, fused: bool | None = None,
+                   perturbation: float = DRAGAN_PERTURBATION) -> torch.Tensor:
+    """Where ``kind`` takes the critic's input gradient (detached: the points are where a fresh input gradient
+    is taken), from checked (B, ...) samples, ``alpha`` (B,) and DRAGAN's ``noise`` (real's shape):
+    interpolates ``alpha*real + (1-alpha)*fake``; the real or the fake samples; DRAGAN's
+    ``real + alpha * perturbation * std(real) * noise``. Interpolation is :func:`interpolated_points`
+    (``fused``: the kernels, plain PyTorch, or the backend rule's choice when None)."""
     if kind.at == "interpolates":
-        return lerp(real, fake, alpha)
+        return interpolated_points(real, fake, alpha, fused)
     if kind.at == "real":
         return real
     if kind.at == "fake":
         return fake
     perturbed = torch.addcmul(real, noise, perturbation * real.std())
-    return lerp(perturbed, real, alpha)
+    return interpolated_points(perturbed, real, alpha, fused)
 
 
 def point_labels(kind: PenaltyKind, labels, fake_labels):
@@ -202,9 +203,9 @@ def dragan_penalty(
         _input_checks.float_tensor("noise", noise)
         _input_checks.same_shape("noise", noise, "real", real)
         _input_checks.same_device("noise", noise, "real", real)
-    # real + alpha * (perturbed - real), fused, with one alpha per sample.
-    x = penalty_points(PENALTIES["dragan"], real.detach(), None, alpha, noise.to(real.dtype), interpolate,
-                       perturbation)
+    alpha = checked_alpha(alpha, real)
+    x = penalty_points(PENALTIES["dragan"], real.detach(), None, alpha, noise.detach().to(real.dtype),
+                       perturbation=perturbation)
     return _penalty_at(critic, x, center, False, return_norms, scaler)
 
 

@@ -1,10 +1,16 @@
-"""How graph mode replays a step: one CUDA graph per input shape, captured after a warm-up step."""
+"""Graph mode: the eager step captured as one CUDA graph per input shape after a warm-up step, and replayed;
+:class:`Graphs` also serves compile+graph mode (:mod:`fastgan.steps.compiled.captured`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .runner import Runner
+    from .state import Mark
 
 MAX_GRAPHS = 8  # captured input shapes kept per step
 
@@ -62,7 +68,7 @@ class Graphs:
     the warm-up changed a module's slots or attributes (:class:`fastgan.steps.state.Mark` from ``mark()``):
     then :class:`StateChangedInForward`."""
 
-    def __init__(self, step: Callable[[tuple], dict], mark: Callable):
+    def __init__(self, step: Callable[[tuple], dict], mark: Callable[[], Mark]):
         self.step, self.mark = step, mark
         self._graphs: dict[tuple, tuple] = {}
 
@@ -93,3 +99,28 @@ class Graphs:
                 s.copy_(t)
         graph.replay()
         return {k: v.clone() for k, v in static_stats.items()}
+
+
+class Graph:
+    """Graph mode's strategy: each input shape's first call is an eager step run as a capture's warm-up, later
+    calls replay its graph. A forward that changes what a replay would not change again makes the runner
+    eager, saying what; an error in the warm-up or the capture is raised as it is."""
+
+    mode = "graph"
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+        self.graphs = Graphs(runner.eager.run, runner.mark)
+
+    def first(self, key: tuple, inputs: tuple, before: list, rng: object) -> dict[str, torch.Tensor]:
+        return self.step(key, inputs)
+
+    def step(self, key: tuple, inputs: tuple) -> dict[str, torch.Tensor]:
+        try:
+            return self.graphs(key, inputs)
+        except StateChangedInForward as exc:  # the warm-up was a whole step: eager from the next one
+            self.runner.fall_back(f"{exc}, which a graph's replay cannot repeat")
+            return exc.warmed  # type: ignore[return-value]
+
+    def forget(self, builds: bool) -> None:
+        self.graphs.clear()  # a graph holds the old tensors' addresses

@@ -1,6 +1,6 @@
-"""What a step computes: the objective of a critic update and of a generator update, in two forms that must
-agree, eager (fastgan's fused ops and autograd) and functional (plain PyTorch and ``torch.func``, which
-``torch.compile`` traces whole).
+"""What a step computes: the objective of a critic update and of a generator update, each written once and run
+in two forms, eager (fastgan's fused ops and autograd) and functional (plain PyTorch and ``torch.func``, which
+``torch.compile`` traces whole); the forms differ only in the ops they are given (:class:`Ops`).
 
 Both forms call the modules in the same order, so that modules with state advanced by each call (spectral
 norm's power iteration, BatchNorm's statistics) and random draws inside them (dropout's masks) go the same way:
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 
@@ -23,11 +24,10 @@ from .. import _input_checks, distributed
 from ..amp import input_gradients
 from ..backend import uses_triton
 from ..clipping import clip_weights_
-from ..interpolation import _interpolation_fwd_torch, interpolated_points
 from ..kernels.loss_terms import Term
 from ..losses import loss_of_terms
+from ..norm_penalty import norm_penalty, penalty_fwd_torch
 from ..penalties import PenaltyKind, has_batch_statistics, penalty_points, point_labels
-from ..norm_penalty import _penalty_fwd_torch, norm_penalty
 from .precision import networks
 from .state import ModuleState, copy_module
 
@@ -73,6 +73,74 @@ def scores_of_both(critic: Callable, real, fake, labels, fake_labels, joint: boo
     return both[:split], both[split:]
 
 
+Stats = dict[str, torch.Tensor]
+
+
+class Ops:
+    """The ops an objective's eager form runs: fastgan's fused ops (the Triton kernels where ``fused``) and
+    autograd's input gradient (``create_graph=True``; PyTorch's AMP recipe under an enabled ``scaler``)."""
+
+    def __init__(self, fused: bool, scaler: torch.amp.GradScaler | None = None):
+        self.fused, self.scaler = fused, scaler
+
+    def input_gradients(self, critic: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                        module: torch.nn.Module) -> torch.Tensor:
+        """``d sum(critic(x)) / d x``, its scores checked to be one per sample (per group of ``module.pack``)."""
+        x = x.detach().requires_grad_(True)  # a fresh leaf (R1's and R2's points are the inputs themselves)
+        return input_gradients(critic, x, self.scaler, module)
+
+    def penalty(self, grads: torch.Tensor, kind: PenaltyKind) -> tuple[torch.Tensor, torch.Tensor]:
+        """``kind``'s penalty of the input gradients (B, ...), and the (B,) norms."""
+        penalty, norms = norm_penalty(grads, kind.center, kind.one_sided, True, self.fused)
+        return penalty, norms
+
+
+class TracedOps(Ops):
+    """The ops an objective's functional form runs: plain PyTorch, differentiated by ``torch.func``."""
+
+    def __init__(self) -> None:
+        super().__init__(fused=False)
+
+    def input_gradients(self, critic: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                        module: torch.nn.Module) -> torch.Tensor:
+        grads: torch.Tensor = torch.func.grad(
+            lambda x: _input_checks.critic_scores(critic(x), x.shape[0], module).sum())(x)
+        return grads
+
+    def penalty(self, grads: torch.Tensor, kind: PenaltyKind) -> tuple[torch.Tensor, torch.Tensor]:
+        return penalty_fwd_torch(grads, kind.center, kind.one_sided)
+
+
+TRACED = TracedOps()
+
+
+class Objective(Protocol):
+    """What a runner needs of an objective (:class:`CriticObjective`, :class:`GeneratorObjective`)."""
+
+    state: ModuleState  # the trained module
+    aux: ModuleState | None  # a module called but not trained
+    precision: str
+
+    def eager(self, *inputs: torch.Tensor | None) -> tuple[torch.Tensor, Stats]: ...
+
+    def functional(self, params: dict, others: dict, aux: dict, *inputs: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, Stats]: ...
+
+    def traced_inputs(self, inputs: tuple) -> tuple: ...
+
+    def scaled(self, total: torch.Tensor) -> torch.Tensor: ...
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None: ...
+
+    def after_update(self) -> None: ...
+
+    def compile_impossible(self) -> str | None: ...
+
+    def graph_impossible(self) -> str | None: ...
+
+    def float64(self) -> Objective: ...
+
+
 class CriticObjective:
     """One kind of critic update: its loss (``terms``: the critic's terms on real and fake scores, or None) plus
     ``weight`` times its penalty (``kind``, or None), then clipping of the trained parameters to
@@ -82,59 +150,50 @@ class CriticObjective:
     def __init__(self, state: ModuleState, terms: tuple[Term, Term] | None, kind: PenaltyKind | None,
                  weight: float, joint: bool, scaler: torch.amp.GradScaler | None, clip_value: float | None,
                  shard: distributed.Shard, precision: str = "fp32"):
-        self.state, self.aux = state, None
+        self.state: ModuleState = state
+        self.aux: ModuleState | None = None
         self.terms, self.kind, self.weight, self.joint = terms, kind, weight, joint
         self.scaler, self.clip_value, self.shard, self.precision = scaler, clip_value, shard, precision
 
-    def eager(self, real, fake, labels, fake_labels) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The objective to minimise with fastgan's fused ops, and its detached statistics."""
-        critic = self.state.module
-        alpha, noise = draws(self.kind, real, self.shard)
-        fused = uses_triton(real.device)  # asked once a step, for the three fused ops
-        stats: dict[str, torch.Tensor] = {}
+    def objective(self, critic: Callable, ops: Ops, real: torch.Tensor, fake: torch.Tensor,
+                  labels: torch.Tensor | None, fake_labels: torch.Tensor | None, alpha: torch.Tensor | None,
+                  noise: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
+        """The objective to minimise, and its detached statistics: the one definition both forms run, with the
+        critic (``critic(x)`` or ``critic(x, y)``), the ops and the draws they are given."""
+        stats: Stats = {}
         total = None
         if self.terms is not None:
-            real_out, fake_out = scores_of_both(critic, real, fake, labels, fake_labels, self.joint, critic,
-                                                self.precision)
-            total = loss_of_terms(real_out, self.terms[0], fake_out, self.terms[1], fused=fused)
+            real_out, fake_out = scores_of_both(critic, real, fake, labels, fake_labels, self.joint,
+                                                self.state.module, self.precision)
+            total = loss_of_terms(real_out, self.terms[0], fake_out, self.terms[1], fused=ops.fused)
             stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
         if self.kind is not None:
-            x = penalty_points(self.kind, real, fake, alpha, noise,
-                               lambda a, b, w: interpolated_points(a, b, w, fused))
-            x = x.detach().requires_grad_(True)  # a fresh leaf (R1's and R2's points are the inputs themselves)
+            x = penalty_points(self.kind, real, fake, alpha, noise, ops.fused)
             y = point_labels(self.kind, labels, fake_labels)
-            # input_gradients checks the scores itself (once).
-            grads = input_gradients(lambda x: forward(critic, x, y, self.precision), x, self.scaler, critic)
-            penalty, norms = norm_penalty(grads, self.kind.center, self.kind.one_sided, True, fused)
+            grads = ops.input_gradients(lambda x: forward(critic, x, y, self.precision), x, self.state.module)
+            penalty, norms = ops.penalty(grads, self.kind)
             total = self.weight * penalty if total is None else total + self.weight * penalty
+            norms = norms.detach()
             stats.update(penalty=penalty.detach(), grad_norm_mean=norms.mean(), grad_norm_max=norms.max())
+        assert total is not None  # a loss, a penalty or both
         stats["loss"] = total.detach()
         return total, stats
 
-    def functional(self, params, others, aux, real, fake, labels, fake_labels, alpha, noise):
-        """:meth:`eager` in plain PyTorch and torch.func, the critic's tensors given by name."""
+    def eager(self, real, fake, labels, fake_labels) -> tuple[torch.Tensor, Stats]:
+        """The objective with fastgan's fused ops and autograd, drawing alpha and noise."""
+        alpha, noise = draws(self.kind, real, self.shard)
+        ops = Ops(uses_triton(real.device), self.scaler)  # the backend asked once a step, for the three fused ops
+        return self.objective(self.state.module, ops, real, fake, labels, fake_labels, alpha, noise)
+
+    def functional(self, params, others, aux, real, fake, labels, fake_labels, alpha, noise
+                   ) -> tuple[torch.Tensor, Stats]:
+        """The objective in plain PyTorch and torch.func, the critic's tensors given by name."""
         del aux  # a critic update calls the critic alone
 
         def critic(x, y=None):
             return self.state.functional_call((params, others), *((x,) if y is None else (x, y)))
 
-        stats: dict[str, torch.Tensor] = {}
-        total = None
-        if self.terms is not None:
-            real_out, fake_out = scores_of_both(critic, real, fake, labels, fake_labels, self.joint,
-                                                 self.state.module, self.precision)
-            total = loss_of_terms(real_out, self.terms[0], fake_out, self.terms[1], fused=False)
-            stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
-        if self.kind is not None:
-            x = penalty_points(self.kind, real, fake, alpha, noise, _interpolation_fwd_torch)
-            y = point_labels(self.kind, labels, fake_labels)
-            grads = torch.func.grad(lambda x: scores(critic, x, y, self.state.module, self.precision).sum())(x)
-            penalty, norms = _penalty_fwd_torch(grads, self.kind.center, self.kind.one_sided)
-            total = self.weight * penalty if total is None else total + self.weight * penalty
-            stats.update(penalty=penalty.detach(), grad_norm_mean=norms.detach().mean(),
-                         grad_norm_max=norms.detach().max())
-        stats["loss"] = total.detach()
-        return total, stats
+        return self.objective(critic, TRACED, real, fake, labels, fake_labels, alpha, noise)
 
     def traced_inputs(self, inputs: tuple) -> tuple:
         """What :meth:`functional` takes after the tensors: the inputs, then the draws."""
@@ -180,6 +239,8 @@ class CriticObjective:
         return twin
 
 
+
+
 class GeneratorObjective:
     """A generator update: ``term`` of the critic's scores of the generated batch. The critic (``aux``) is
     called, not trained: its tensors get no gradient. ``ema``: the moving average of the generator, updated
@@ -192,22 +253,27 @@ class GeneratorObjective:
         # Filled before each call, so that a captured graph reads the current value instead of baking in the first.
         self.ema_weight: torch.Tensor | None = None
 
-    def eager(self, noise, labels) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        generator, critic = self.state.module, self.aux.module
-        with networks(self.precision, noise.device.type):
-            fake = generator(noise) if labels is None else generator(noise, labels)
-        loss = loss_of_terms(scores(critic, fake, labels, critic, self.precision), self.term)
-        return loss, {"loss": loss.detach()}
-
-    def functional(self, params, others, aux, noise, labels):
+    def objective(self, generator: Callable, critic: Callable, fused: bool, noise: torch.Tensor,
+                  labels: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
+        """The loss and its statistics: the one definition both forms run, with the generator and the critic
+        they call and whether the loss is fused."""
         conditioning = () if labels is None else (labels,)
         with networks(self.precision, noise.device.type):
-            fake = self.state.functional_call((params, others), noise, *conditioning)
-        critic_tensors = ({}, aux)
-        critic = self.aux.functional_call
-        loss = loss_of_terms(scores(lambda x, *y: critic(critic_tensors, x, *y), fake, labels, self.aux.module,
-                                    self.precision), self.term, fused=False)
+            fake = generator(noise, *conditioning)
+        loss = loss_of_terms(scores(critic, fake, labels, self.aux.module, self.precision), self.term, fused=fused)
         return loss, {"loss": loss.detach()}
+
+    def eager(self, noise, labels) -> tuple[torch.Tensor, Stats]:
+        return self.objective(self.state.module, self.aux.module, uses_triton(noise.device), noise, labels)
+
+    def functional(self, params, others, aux, noise, labels) -> tuple[torch.Tensor, Stats]:
+        def generator(*args):
+            return self.state.functional_call((params, others), *args)
+
+        def critic(*args):
+            return self.aux.functional_call(({}, aux), *args)
+
+        return self.objective(generator, critic, False, noise, labels)
 
     def traced_inputs(self, inputs: tuple) -> tuple:
         return inputs

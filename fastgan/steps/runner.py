@@ -1,4 +1,7 @@
-"""One objective, one optimizer update per call, in one mode: eager, compile or graph.
+"""One objective, one optimizer update per call, in one mode: the runner resolves the mode at the first call and
+holds that mode's strategy (:class:`~fastgan.steps.eager.Eager`, :class:`~fastgan.steps.graph.Graph`,
+:class:`~fastgan.steps.compiled.step.Compiled`, :class:`~fastgan.steps.compiled.captured.CompiledGraph`); a
+fallback swaps the strategy.
 
 Every mode leaves the modules as the eager step would: each call updates every buffer once (on compile mode's
 checked first call for a shape the eager gradients run on a copy of the buffers' state, which is put back);
@@ -12,17 +15,35 @@ eager step raises it, leaving the mode as it was.
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 
-from .. import distributed
-from ..optimizer_update import in_graph_update
-from . import compile_check
-from .compiled import compile_failure, compile_whole, with_update
-from .graph import CaptureError, Graphs, StateChangedInForward
+from .._frames import warn_user
+from .compiled.captured import CompiledGraph
+from .compiled.step import Compiled
+from .eager import Eager
+from .graph import Graph
 from .modes import GRAPH_MODES, auto_mode
-from .state import Mark, ModuleState, equal_values, restore, rng_state, set_rng_state
+from .objectives import Objective
+from .state import Mark, ModuleState, restore, rng_state, set_rng_state
+
+Stats = dict[str, torch.Tensor]
+
+
+class Strategy(Protocol):
+    """How one mode runs a step: the first call for an input shape (``before``: the buffers' snapshot, ``rng``:
+    the generators' state, to put back for a second try) and the later ones; ``forget`` drops what was built or
+    captured for the modules' old tensors (``builds``: more than buffers changed)."""
+
+    mode: str
+
+    def first(self, key: tuple, inputs: tuple, before: list, rng: object) -> Stats: ...
+
+    def step(self, key: tuple, inputs: tuple) -> Stats: ...
+
+    def forget(self, builds: bool) -> None: ...
 
 
 def optimizer_layout(optimizer: torch.optim.Optimizer) -> tuple:
@@ -39,21 +60,14 @@ class Runner:
     """Runs ``objective`` (see :mod:`fastgan.steps.objectives`) as optimizer updates of ``objective.state``'s
     trained parameters, in ``mode``; ``name`` (the public step's class) heads its warnings."""
 
-    def __init__(self, name: str, objective, optimizer: torch.optim.Optimizer, mode: str,
+    def __init__(self, name: str, objective: Objective, optimizer: torch.optim.Optimizer, mode: str,
                  group: torch.distributed.ProcessGroup | None = None):
-        self.name, self.objective, self.optimizer = name, objective, optimizer
+        self.name, self.objective, self.optimizer, self.group = name, objective, optimizer, group
         self.states: list[ModuleState] = [s for s in (objective.state, objective.aux) if s is not None]
-        self.group = group
         self.requested_mode = mode
-        self.mode: str | None = None  # resolved at the first call, from the inputs' device
+        self.eager = Eager(objective, optimizer, group)
+        self.strategy: Strategy | None = None  # chosen at the first call, from the inputs' device
         self._seen: set[tuple] = set()  # input shapes called with (checked, in compile mode)
-        self._gradients = None  # the compiled gradients
-        self._compiled_optimizer_step = None
-        # The compiled step with the optimizer's update in its graph: None until the first compiled step after a
-        # check builds it, False where the optimizer's update cannot go into the graph.
-        self._update = None
-        self._unreached: set[int] = set()  # trained parameters the objective does not reach (no gradient)
-        self._graphs = Graphs(self._graph_body, self._mark)
         self._versions = tuple(s.version for s in self.states)  # the look-ups of the modules built for
         self._outlines = tuple(s.outline for s in self.states)
         self._layout = optimizer_layout(optimizer)  # the parameter groups built for
@@ -62,7 +76,17 @@ class Runner:
     def state(self) -> ModuleState:
         return self.objective.state
 
-    # ----- mode selection -----
+    @property
+    def mode(self) -> str | None:
+        """The mode in use: None before the first call."""
+        return None if self.strategy is None else self.strategy.mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        """Run in ``mode`` (resolved: not ``auto``) from the next call."""
+        strategies: dict[str, Callable[[Runner], Strategy]] = {
+            "eager": lambda runner: runner.eager, "graph": Graph, "compile": Compiled, "compile+graph": CompiledGraph}
+        self.strategy = strategies[mode](self)
 
     def resolve_mode(self, device: torch.device) -> str:
         """``requested_mode`` resolved for inputs on ``device``, as the first call does (warning where it cannot
@@ -78,7 +102,7 @@ class Runner:
             why = self.objective.compile_impossible()
             if why:
                 instead = "eager" if mode == "compile" else "graph"
-                warnings.warn(f"{self.name}: cannot compile ({why}); running {instead}", stacklevel=4)
+                warn_user(f"{self.name}: cannot compile ({why}); running {instead}")
                 mode = instead
         if mode in GRAPH_MODES:
             why = self.graph_impossible() or (self.group is not None and "a process group is not supported yet "
@@ -100,33 +124,41 @@ class Runner:
             return "the optimizer already holds state without capturable=True; create it with capturable=True"
         return None
 
-    def _fall_back(self, why: str) -> None:
-        warnings.warn(f"{self.name}: {why}; running eager from now on", stacklevel=5)
-        self.mode = "eager"
+    def fall_back(self, why: str) -> None:
+        """Warn ``why`` and run eager from now on."""
+        warn_user(f"{self.name}: {why}; running eager from now on")
+        self.strategy = self.eager
 
-    def _mark(self) -> Mark:
+    def mark(self) -> Mark:
+        """What the modules hold now, to see and undo what a forward changes."""
         return Mark(self.states)
 
-    def _modules(self) -> str:
+    def modules(self) -> str:
         """The step's modules in messages: "critic (MyCritic)", "generator (G) and critic (D)"."""
         return " and ".join(f"{s.role} ({type(s.module).__name__})" for s in self.states)
 
-    # ----- one call -----
+    def snapshot(self) -> list:
+        """Copies of every module's buffers (see :func:`fastgan.steps.state.restore`)."""
+        return [entry for s in self.states for entry in s.snapshot()]
 
-    def __call__(self, inputs: tuple) -> dict[str, torch.Tensor]:
+    def buffer_names(self) -> list[str]:
+        return [f"{s.role}.{n}" for s in self.states for n, _ in s.buffers]
+
+    def __call__(self, inputs: tuple) -> Stats:
         """One update from ``inputs`` (tensors or None: the objective's ``eager`` arguments)."""
         self._follow_modules()
         self._follow_optimizer()
-        if self.mode is None:
+        if self.strategy is None:
             self.mode = self.resolve_mode(inputs[0].device)
+        assert self.strategy is not None
         key = shape_key(inputs)
         if key in self._seen:
-            return self._run(key, inputs)
+            return self.strategy.step(key, inputs)
         # A new shape: refused input leaves the buffers and generators as they were.
         device = inputs[0].device
-        before, rng = self._snapshot(), rng_state(device)
+        before, rng = self.snapshot(), rng_state(device)
         try:
-            stats = self._checked_compiled_step(inputs, before, rng) if self.compiles() else self._run(key, inputs)
+            stats = self.strategy.first(key, inputs, before, rng)
         except (ValueError, TypeError):
             restore(before)
             set_rng_state(device, rng)
@@ -141,11 +173,12 @@ class Runner:
         versions = tuple(s.version for s in self.states)
         if versions == self._versions:
             return
-        self._graphs.clear()  # a graph holds the old tensors' addresses
         outlines = tuple(s.outline for s in self.states)
-        if outlines != self._outlines:  # not only buffers replaced: check and build anew
+        builds = outlines != self._outlines  # not only buffers replaced: check and build anew
+        if builds:
             self._seen.clear()
-            self._update = None
+        if self.strategy is not None:
+            self.strategy.forget(builds)
         self._versions, self._outlines = versions, outlines
 
     def _follow_optimizer(self) -> None:
@@ -156,229 +189,10 @@ class Runner:
         if layout == self._layout:
             return
         self.state.refresh()
-        self._layout, self._update = layout, None
+        self._layout = layout
+        if self.strategy is not None:
+            self.strategy.forget(True)
         if self.mode in GRAPH_MODES and any(g.get("capturable") for g in self.optimizer.param_groups):
             for group in self.optimizer.param_groups:  # an added group, capturable as the others
                 group["capturable"] = True
         self._follow_modules()
-
-    def compiles(self) -> bool:
-        return self.mode in ("compile", "compile+graph")
-
-    def _run(self, key: tuple, inputs: tuple) -> dict[str, torch.Tensor]:
-        if self.mode == "graph" or self.mode == "compile+graph" and self.has_compiled_update():
-            return self._replayed(key, inputs)
-        if self.compiles():
-            return self._compiled_step(inputs)
-        return self._eager_step(inputs)
-
-    def _replayed(self, key: tuple, inputs: tuple) -> dict[str, torch.Tensor]:
-        """The step's graph for this input shape replayed; for a new shape, a warm-up step and the capture."""
-        if key in self._graphs:
-            return self._graphs(key, inputs)
-        rng = rng_state(inputs[0].device)
-        try:
-            return self._graphs(key, inputs)
-        except StateChangedInForward as exc:  # the warm-up was a whole step: eager from the next one
-            self._fall_back(f"{exc}, which a graph's replay cannot repeat")
-            return exc.warmed
-        except CaptureError as exc:
-            if self.mode == "graph":
-                raise
-            warnings.warn(f"{self.name}: the compiled step does not capture ({exc}); compile mode from now on",
-                          stacklevel=4)
-            self.mode = "compile"
-            return exc.warmed
-        except Exception as exc:
-            if self.mode == "graph":
-                raise  # the warm-up is the eager step: its error as it is
-            return self._eager_after(exc, inputs, rng)
-
-    def _graph_body(self, inputs: tuple) -> dict[str, torch.Tensor]:
-        """What a captured graph holds: the eager step (graph mode) or the compiled step with the optimizer's
-        update in its graph (compile+graph)."""
-        if self.mode == "graph":
-            return self._eager_step(inputs)
-        stats = self.compiled_update(inputs)
-        self.objective.after_update()
-        return stats
-
-    def _snapshot(self) -> list:
-        return [entry for s in self.states for entry in s.snapshot()]
-
-    def _buffer_names(self) -> list[str]:
-        return [f"{s.role}.{n}" for s in self.states for n, _ in s.buffers]
-
-    # ----- eager -----
-
-    def _eager_step(self, inputs: tuple) -> dict[str, torch.Tensor]:
-        total, stats = self.objective.eager(*inputs)
-        self._backward(total)
-        self._synchronise()
-        self.objective.optimizer_step(self.optimizer)
-        self.objective.after_update()
-        return stats
-
-    def _backward(self, total: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        # Only into the trained parameters: a frozen one, or another module's, gets no gradient.
-        if self.state.params:
-            self.objective.scaled(total).backward(inputs=self.state.params)
-
-    def _eager_gradients(self, inputs: tuple) -> tuple[list[torch.Tensor | None], dict]:
-        total, stats = self.objective.eager(*inputs)
-        self._backward(total)
-        return [None if p.grad is None else p.grad.clone() for p in self.state.params], stats
-
-    def _synchronise(self) -> None:
-        """With a process group, every rank's gradients become their mean over the ranks."""
-        if self.group is not None:
-            distributed.all_reduce_gradients(self.state.params, self.group)
-
-    # ----- compile -----
-
-    def _checked_compiled_step(self, inputs: tuple, before: list, rng) -> dict[str, torch.Tensor]:
-        """The compiled step for a new input shape, its gradients and updated buffers first compared with the
-        eager step's (run from the same buffers and random numbers, then undone); on a mismatch or a compile
-        failure, the eager step."""
-        device = inputs[0].device
-        mark = self._mark()
-        eager_grads, _ = self._eager_gradients(inputs)  # refuses bad input before anything is compiled
-        eager_buffers = [b.detach().clone() for _, b in self._snapshot()]
-        eager_changes = mark.changes()
-        mark.undo()
-        restore(before)
-        set_rng_state(device, rng)
-        lost = next((what for what, _, repeated in eager_changes if not repeated), None)
-        if lost:
-            return self._eager_instead(f"{lost}, which compile mode cannot follow", inputs, before, rng, mark)
-        try:
-            grads, stats = self._compiled_gradients(inputs)
-        except Exception as exc:  # noqa: BLE001 - any compile failure: warn once and run eager
-            return self._eager_instead(compile_failure(exc, self._modules()), inputs, before, rng, mark)
-        # Attributes the forward changes: compiled code must have left them as eager did.
-        compiled_changes = {what: value for what, value, _ in mark.changes()}
-        for what, value, _ in eager_changes:
-            if what not in compiled_changes or not equal_values(compiled_changes[what], value):
-                return self._eager_instead(f"{what}, and compile mode does not repeat it as eager does", inputs,
-                                           before, rng, mark)
-        # Parameters the objective does not reach have no eager gradient (None: the optimizer skips them);
-        # torch.func gives them zeros, which would still move Adam's moments. Keep them None.
-        unreached = {i for i, e in enumerate(eager_grads) if e is None}
-        if unreached != self._unreached:
-            self._unreached, self._update = unreached, None
-        names, rtol = [n for n, _ in self.state.trained], compile_check.tolerance(device, self.objective.precision)
-        mismatch = compile_check.first_mismatch(names, grads, eager_grads, rtol)
-        if mismatch is not None:
-            reference = self._float64_gradients(inputs, before, rng)
-            mismatch = compile_check.first_mismatch(names, grads, eager_grads, rtol, reference)
-        mismatch = mismatch or compile_check.buffer_mismatch(
-            self._buffer_names(), [b for _, b in self._snapshot()], eager_buffers, rtol)
-        if mismatch is not None:
-            return self._eager_instead(f"{mismatch} on inputs of shape {tuple(inputs[0].shape)}", inputs, before,
-                                       rng, mark)
-        return self._apply(grads, stats, self.optimizer.step)
-
-    def _eager_instead(self, why: str, inputs: tuple, before: list, rng, mark: Mark) -> dict[str, torch.Tensor]:
-        """Warn, undo the compiled attempt's buffer updates and the attribute changes since ``mark`` and run the
-        eager step from the same random numbers, in eager mode from now on."""
-        mark.undo()
-        self._fall_back(why)
-        restore(before)
-        set_rng_state(inputs[0].device, rng)
-        return self._eager_step(inputs)
-
-    def _float64_gradients(self, inputs: tuple, before: list, rng) -> list[torch.Tensor | None]:
-        """The eager step's gradients from float64 copies of the modules as they were before the step and of the
-        inputs, drawing the same random numbers, autocast off: the judge of
-        :meth:`_checked_compiled_step`. The modules and generators are left as the compiled step left them."""
-        device = inputs[0].device
-        after, after_rng = self._snapshot(), rng_state(device)
-        restore(before)
-        set_rng_state(device, rng)
-        twin = self.objective.float64()
-        params = dict(twin.state.module.named_parameters())
-        with torch.autocast(device.type, enabled=False):
-            total, _ = twin.eager(*(t.double() if t is not None and t.is_floating_point() else t for t in inputs))
-            grads = torch.autograd.grad(total, [params[n] for n, _ in self.state.trained], allow_unused=True)
-        restore(after)
-        set_rng_state(device, after_rng)
-        return list(grads)
-
-    def _tensors(self) -> tuple:
-        """The compiled functions' first arguments: trained parameters, the module's other tensors, and the
-        other module's tensors (the generator step's critic)."""
-        for s in self.states:
-            s.detach_hooked()
-        params, others = self.state.views
-        aux = self.objective.aux.views[1] if self.objective.aux is not None else {}
-        return params, others, aux
-
-    def _compiled_gradients(self, inputs: tuple):
-        if self._gradients is None:
-            self._gradients = compile_whole(torch.func.grad(self.objective.functional, has_aux=True))
-        params, others, aux = self._tensors()
-        grads, stats = self._gradients(params, others, aux, *self.objective.traced_inputs(inputs))
-        return [grads[n] for n in params], stats
-
-    def _compiled_step(self, inputs: tuple) -> dict[str, torch.Tensor]:
-        """One compiled step on a checked input shape: one compiled call that also applies the optimizer's update
-        where :func:`fastgan.optimizer_update.in_graph_update` can (no process group), else the compiled gradients
-        and a second, compiled optimizer step."""
-        if self._update is None:
-            self._update = self._build_update() or False
-        device = inputs[0].device
-        rng = rng_state(device)
-        try:
-            if not self._update:
-                return self._apply(*self._compiled_gradients(inputs), self._optimizer_step_compiled())
-            stats = self.compiled_update(inputs)
-        except Exception as exc:  # noqa: BLE001 - e.g. a graph for new guards that cannot compile (Dynamo's limit)
-            return self._eager_after(exc, inputs, rng)
-        self.objective.after_update()
-        return stats
-
-    def _eager_after(self, exc: Exception, inputs: tuple, rng) -> dict[str, torch.Tensor]:
-        """After compiled code raised ``exc``: the eager step from the same random numbers. An error of the
-        user's module or inputs raises there, as eager raises it, and leaves the mode as it was; otherwise
-        compile's failure is warned of and the step runs eager from now on."""
-        set_rng_state(inputs[0].device, rng)
-        stats = self._eager_step(inputs)
-        self._fall_back(compile_failure(exc, self._modules()))
-        return stats
-
-    def compiled_update(self, inputs: tuple) -> dict[str, torch.Tensor]:
-        """One call of the built compiled step with the optimizer's update in its graph (draws included; the
-        objective's ``after_update`` not)."""
-        params, others, aux = self._tensors()
-        return self._update(params, others, aux, *self.objective.traced_inputs(inputs))
-
-    def has_compiled_update(self) -> bool:
-        """Whether the compiled step with the optimizer's update in its graph is built."""
-        return bool(self._update)
-
-    def _build_update(self):
-        """The whole step compiled with the optimizer's update in its graph (after the first step created the
-        optimizer's state), or None where that cannot be."""
-        reached = [(n, p) for i, (n, p) in enumerate(self.state.trained) if i not in self._unreached]
-        update = in_graph_update(self.optimizer, [p for _, p in reached]) if self.group is None else None
-        if update is None:
-            return None
-        for _, p in reached:
-            p.grad = None  # the update in the graph leaves no gradients behind
-        return compile_whole(with_update(self.objective.functional, update, [n for n, _ in reached]))
-
-    def _optimizer_step_compiled(self):
-        if self._compiled_optimizer_step is None:
-            # A fused optimizer is already one kernel: compiling it would only add compile time.
-            fused = any(g.get("fused") for g in self.optimizer.param_groups)
-            self._compiled_optimizer_step = self.optimizer.step if fused else torch.compile(self.optimizer.step)
-        return self._compiled_optimizer_step
-
-    def _apply(self, grads, stats, optimizer_step) -> dict[str, torch.Tensor]:
-        for i, (p, g) in enumerate(zip(self.state.params, grads)):
-            p.grad = None if i in self._unreached else g
-        self._synchronise()
-        optimizer_step()
-        self.objective.after_update()
-        return stats

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from fastgan.zero_branches import ZeroBranches
+from fastgan.steps.compiled.zero_branches import ZeroBranches
 
 aten = torch.ops.aten
 

@@ -191,16 +191,16 @@ def test_a_parameter_left_out_of_the_optimizer_is_named():
 def test_a_compiled_step_that_fails_its_check_undoes_its_buffer_updates(monkeypatch):
     """The compiled gradients run (and advance spectral norm's u and v) before the check finds them 1% off: the
     eager step that replaces them starts from the buffers as they were, so the run is eager's exactly."""
-    from fastgan.steps.runner import Runner
+    from fastgan.steps.compiled.step import Compiled
 
-    compiled_gradients = Runner._compiled_gradients
+    compiled_gradients = Compiled.gradients
 
     def one_percent_off(self, inputs):
         grads, stats = compiled_gradients(self, inputs)
         return [grads[0] * 1.01, *grads[1:]], stats
 
     expected = _run("eager", zoo.SNMLPCritic, lambda critic, t: None, steps=2)
-    monkeypatch.setattr(Runner, "_compiled_gradients", one_percent_off)
+    monkeypatch.setattr(Compiled, "gradients", one_percent_off)
     torch.manual_seed(0)
     critic = zoo.SNMLPCritic()
     step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters(), lr=1e-2, betas=(0.5, 0.9)), loss="wgan",

@@ -208,13 +208,13 @@ def test_compiled_gradients_that_differ_from_eager_fall_back(monkeypatch):
     critic, real, fake = _setup()
     opt = torch.optim.SGD(critic.parameters(), lr=0.1)
     step = fastgan.CriticStep(critic, opt, loss="wgan", penalty="gp", mode="compile")
-    from fastgan.steps.runner import Runner
+    from fastgan.steps.compiled.step import Compiled
 
     def wrong(self, inputs):
         torch.rand(inputs[0].shape[0])  # draws alpha as the real one does
-        return [torch.ones_like(p) for p in self.state.params], {}
+        return [torch.ones_like(p) for p in self.objective.state.params], {}
 
-    monkeypatch.setattr(Runner, "_compiled_gradients", wrong)
+    monkeypatch.setattr(Compiled, "gradients", wrong)
     ref_critic, ref_opt = copy.deepcopy(critic), torch.optim.SGD
     ref_opt = ref_opt(ref_critic.parameters(), lr=0.1)
     torch.manual_seed(5)
@@ -229,18 +229,18 @@ def test_compiled_gradients_that_differ_from_eager_fall_back(monkeypatch):
 
 def test_a_compiled_gradient_one_percent_off_falls_back_to_eager(monkeypatch):
     """The check's allowance for gradients that are zero in exact arithmetic must not hide a real error."""
-    from fastgan.steps.runner import Runner
+    from fastgan.steps.compiled.step import Compiled
 
     critic, real, fake = _setup()
     step = fastgan.CriticStep(critic, torch.optim.SGD(critic.parameters(), lr=0.1), loss="wgan", penalty="gp",
                               mode="compile")
-    compiled_gradients = Runner._compiled_gradients
+    compiled_gradients = Compiled.gradients
 
     def one_percent_off(self, inputs):
         grads, stats = compiled_gradients(self, inputs)
         return [grads[0] * 1.01, *grads[1:]], stats
 
-    monkeypatch.setattr(Runner, "_compiled_gradients", one_percent_off)
+    monkeypatch.setattr(Compiled, "gradients", one_percent_off)
     with pytest.warns(UserWarning, match="differs from eager"):
         step(real, fake)
     assert step.mode == "eager"
@@ -349,14 +349,14 @@ def _first_mismatch_case(eager_noise, compiled_noise):
     direction /= direction.norm()
     eager = (reference + eager_noise * reference.norm() * direction).float()
     compiled = (reference - compiled_noise * reference.norm() * direction).float()
-    from fastgan.steps.compile_check import first_mismatch
+    from fastgan.steps.compiled.check import first_mismatch
 
     return first_mismatch(["w"], [compiled], [eager], 1e-3, [reference])
 
 
 def test_compile_check_lets_float64_judge_gradients_that_cancel():
     """Eager 1% off (rounding in a cancelling sum): compiled 1.5% off the other way is as accurate; 5% is not."""
-    from fastgan.steps.compile_check import first_mismatch
+    from fastgan.steps.compiled.check import first_mismatch
 
     assert _first_mismatch_case(0.01, 0.015) is None
     assert "differs from eager" in _first_mismatch_case(0.01, 0.05)
@@ -370,12 +370,12 @@ def test_a_critic_whose_loss_gradients_cancel_stays_compiled(monkeypatch):
     """Real and fake 1e-4 apart: WGAN's loss gradient is a difference of nearly equal terms, whose fp32 rounding
     differs between eager and compiled by more than 1e-3 relative with torch 2.14 on x86 (torch 2.11 on the H100
     machine's CPU rounds both alike); where it does, float64 is asked and finds both as accurate."""
-    from fastgan.steps import compile_check
-    from fastgan.steps.runner import Runner
+    from fastgan.steps.compiled import check as compile_check
+    from fastgan.steps.compiled.step import Compiled
 
     judged, flagged = [], []
-    float64_gradients, first_mismatch = Runner._float64_gradients, compile_check.first_mismatch
-    monkeypatch.setattr(Runner, "_float64_gradients", lambda self, *args: judged.append(1) or float64_gradients(
+    float64_gradients, first_mismatch = Compiled.float64_gradients, compile_check.first_mismatch
+    monkeypatch.setattr(Compiled, "float64_gradients", lambda self, *args: judged.append(1) or float64_gradients(
         self, *args))
     monkeypatch.setattr(compile_check, "first_mismatch", lambda *args: flagged.append(
         first_mismatch(*args) is not None and len(args) == 4) or first_mismatch(*args))
@@ -407,7 +407,7 @@ OPTIMIZERS = {
 def test_in_graph_update_is_the_optimizers_step(name):
     """The compiled update against ``optimizer.step()`` on the same gradients, over steps whose learning rate
     changes, then after ``load_state_dict``: to fp32 rounding (the compiled bias corrections are fp32)."""
-    from fastgan.optimizer_update import in_graph_update
+    from fastgan.steps.compiled.optimizer_update import in_graph_update
 
     torch.manual_seed(0)
     params = [torch.randn(5, 3, requires_grad=True), torch.randn(5, requires_grad=True),

@@ -1,15 +1,15 @@
-"""How compile mode compiles a step: the objective's gradients (and the optimizer's update) as one graph."""
+"""How compile mode compiles a step: the objective's gradients (and the optimizer's update) as one graph, and
+what a warning says when torch.compile cannot."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-from .. import kernels
-from ..zero_branches import ZeroBranches
+from ..._frames import is_library
+from .zero_branches import ZeroBranches
 
 # One options dict (one pass object) for every step: Dynamo reuses a graph only under an equal backend.
 # ``fallback_random``: random ops in the graph (dropout) draw from the default generator as eager ops do, in
@@ -19,7 +19,7 @@ INDUCTOR_OPTIONS = {"post_grad_custom_pre_pass": ZeroBranches(), "fallback_rando
 
 def compile_whole(fn: Callable) -> Callable:
     """``fn`` compiled whole for one input shape, without the zero branches of the double backward (see
-    :mod:`fastgan.zero_branches`). Inductor's C++ wrapper is left off: on a CPU it gained little for much
+    :mod:`fastgan.steps.compiled.zero_branches`). Inductor's C++ wrapper is left off: on a CPU it gained little for much
     more compilation per graph (benchmarks/RESULTS.md).
 
     ``fn`` is called through a function with a code object of its own: Dynamo keeps at most ``recompile_limit``
@@ -35,7 +35,7 @@ def compile_whole(fn: Callable) -> Callable:
 
 def with_update(objective: Callable, update: Callable, names: list[str]) -> Callable:
     """``objective``'s gradients for the parameters ``names`` applied by ``update`` (see
-    :func:`fastgan.optimizer_update.in_graph_update`); returns the objective's statistics."""
+    :func:`fastgan.steps.compiled.optimizer_update.in_graph_update`); returns the objective's statistics."""
     gradients = torch.func.grad(objective, has_aux=True)
 
     def step(params, *inputs):
@@ -59,18 +59,8 @@ def compile_failure(exc: Exception, modules: str) -> str:
     if inner:
         reason = f"{reason}: {inner.group(1)}: {inner.group(3).split('. ')[0][:300]}"
     where = ""
-    frames = [f for f in getattr(exc, "real_stack", None) or () if not _library(f.filename)]
+    frames = [f for f in getattr(exc, "real_stack", None) or () if not is_library(f.filename)]
     if frames:
         f = frames[-1]
         where = f" at {f.filename}:{f.lineno} in {f.name}" + (f" (`{f.line.strip()}`)" if f.line else "")
     return f"torch.compile cannot compile the step of the {modules}: {type(exc).__name__}: {reason}{where}"
-
-
-# Where torch's and fastgan's code lies (fastgan.kernels may be installed apart from fastgan's other modules).
-_LIBRARY_ROOTS = tuple(str(Path(f).resolve().parent)
-                       for f in (torch.__file__, Path(__file__).parent, kernels.__file__))
-
-
-def _library(filename: str) -> bool:
-    """Whether ``filename`` is torch's or fastgan's code rather than the user's."""
-    return filename.startswith(_LIBRARY_ROOTS)
