@@ -9,8 +9,9 @@ import torch
 
 from .kernels._preconditions import FLOATS, same_device, same_shape
 
-__all__ = ["batched", "critic_output", "critic_scores", "finite_real", "float_tensor", "non_negative_real",
-           "per_sample", "positive_real", "same_device", "same_dtype", "same_shape"]
+__all__ = ["alpha", "batched", "critic_and_scaler", "critic_output", "critic_scores", "finite_real", "float_tensor",
+           "labels", "non_negative_real", "pair", "penalty_shape", "per_sample", "positive_real", "same_device",
+           "same_dtype", "same_shape"]
 
 
 def float_tensor(name: str, x: object) -> torch.Tensor:
@@ -99,3 +100,48 @@ def critic_scores(scores: object, batch: int, critic: object = None) -> torch.Te
         raise ValueError(f"the critic must return one score per {what}, shape ({rows},) or ({rows}, 1); it "
                          f"returned shape {tuple(scores.shape)}")
     return scores
+
+
+def pair(real: object, fake: object, real_name: str = "real", fake_name: str = "fake") -> None:
+    """Raise unless ``real`` and ``fake`` are non-empty floating (B, ...) tensors alike in shape, dtype, device."""
+    batched(real_name, float_tensor(real_name, real))
+    float_tensor(fake_name, fake)
+    same_shape(fake_name, fake, real_name, real)
+    same_dtype(fake_name, fake, real_name, real)
+    same_device(fake_name, fake, real_name, real)
+
+
+def alpha(alpha: object, real: torch.Tensor) -> torch.Tensor:
+    """``alpha`` if it is a floating tensor of one weight per sample of ``real`` ((B,) or (B, 1, ..., 1)) on its
+    device, else ``TypeError``/``ValueError`` naming it."""
+    float_tensor("alpha", alpha)
+    per_sample("alpha", alpha, real.shape[0])
+    same_device("alpha", alpha, "real", real)
+    return alpha
+
+
+def labels(name: str, labels: object, samples: torch.Tensor) -> torch.Tensor:
+    """``labels`` (detached) if it is a tensor with one row per sample of ``samples`` on their device, else
+    ``TypeError``/``ValueError`` naming it."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.dim() == 0 or labels.shape[0] != samples.shape[0]:
+        raise ValueError(f"{name} must hold one label per sample ({samples.shape[0]}), got shape "
+                         f"{tuple(labels.shape)}")
+    same_device(name, labels, "the samples", samples)
+    return labels.detach()
+
+
+def critic_and_scaler(critic: object, scaler: object) -> None:
+    """Raise unless ``critic`` is callable and ``scaler`` a ``torch.amp.GradScaler`` or None."""
+    if not callable(critic):
+        raise TypeError(f"critic must be callable, got {type(critic).__name__}")
+    if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
+        raise TypeError(f"scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}")
+
+
+def penalty_shape(center: object, one_sided: object) -> float:
+    """Check the penalty's shape parameters; returns ``center`` as a float."""
+    if not isinstance(one_sided, bool):
+        raise TypeError(f"one_sided must be a bool, got {type(one_sided).__name__}")
+    return finite_real("center", center)

@@ -8,6 +8,7 @@ from torch.autograd.function import once_differentiable
 from . import _input_checks
 from ._rows import empty_rows_like, rows_like
 from .backend import uses_triton
+from .kernels.accumulator import accumulator_dtype
 
 
 class _Interpolation(torch.autograd.Function):
@@ -58,7 +59,7 @@ def _forward(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, fused:
 
 def interpolated_points(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
                         fused: bool | None = None) -> torch.Tensor:
-    """:func:`interpolate` of detached tensors already checked (by :func:`check_pair`; ``alpha`` (B,)), outside
+    """:func:`interpolate` of detached tensors already checked (by :func:`fastgan._input_checks.pair`; ``alpha`` (B,)), outside
     autograd: for points where a penalty takes a fresh input gradient (the whole steps), without the cost of an
     autograd Function whose graph would be cut right away. ``fused``: as in :func:`loss_of_terms`."""
     return _forward(real, fake, alpha, uses_triton(real.device) if fused is None else fused)[3]
@@ -68,20 +69,16 @@ def _per_sample(alpha: torch.Tensor, like: torch.Tensor, dtype: torch.dtype) -> 
     return alpha.to(dtype).reshape((like.shape[0],) + (1,) * (like.dim() - 1))
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _interpolation_fwd_torch(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     # In fp32 like the kernel (fp64 for fp64): lerp in half precision would round alpha first.
-    acc = _compute_dtype(real.dtype)
+    acc = accumulator_dtype(real.dtype)
     if real.dtype == acc:
         return torch.lerp(fake, real, _per_sample(alpha, real, acc))
     return torch.lerp(fake.to(acc), real.to(acc), _per_sample(alpha, real, acc)).to(real.dtype)
 
 
 def _interpolation_bwd_torch(grad_out, real, fake, alpha, need_real: bool, need_fake: bool, need_alpha: bool):
-    acc = _compute_dtype(real.dtype)
+    acc = accumulator_dtype(real.dtype)
     go = grad_out.to(acc)
     weight = _per_sample(alpha, real, acc)
     d_real = (go * weight).to(real.dtype) if need_real else None
@@ -92,24 +89,12 @@ def _interpolation_bwd_torch(grad_out, real, fake, alpha, need_real: bool, need_
     return d_real, d_fake, d_alpha
 
 
-def check_pair(real: object, fake: object, real_name: str = "real", fake_name: str = "fake") -> None:
-    """Raise unless ``real`` and ``fake`` are non-empty floating (B, ...) tensors alike in shape, dtype, device."""
-    _input_checks.batched(real_name, _input_checks.float_tensor(real_name, real))
-    _input_checks.float_tensor(fake_name, fake)
-    _input_checks.same_shape(fake_name, fake, real_name, real)
-    _input_checks.same_dtype(fake_name, fake, real_name, real)
-    _input_checks.same_device(fake_name, fake, real_name, real)
-
-
 def checked_alpha(alpha: object, real: torch.Tensor) -> torch.Tensor:
     """``alpha`` if it holds one floating weight per sample of ``real`` ((B,) or (B, 1, ..., 1)) on its device,
     ``torch.rand(B)`` on that device when None; else ``TypeError``/``ValueError`` naming it."""
     if alpha is None:
         return torch.rand(real.shape[0], device=real.device)
-    _input_checks.float_tensor("alpha", alpha)
-    _input_checks.per_sample("alpha", alpha, real.shape[0])
-    _input_checks.same_device("alpha", alpha, "real", real)
-    return alpha
+    return _input_checks.alpha(alpha, real)
 
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
@@ -127,7 +112,7 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
         (B, ...) tensor of ``real``'s dtype (the kernels keep its sample memory format), computed in fp32
         (fp64 for fp64). Differentiable with respect to ``real``, ``fake`` and ``alpha``.
     """
-    check_pair(real, fake)
+    _input_checks.pair(real, fake)
     alpha = checked_alpha(alpha, real)
     fused = uses_triton(real.device)
     if not (torch.is_grad_enabled() and (real.requires_grad or fake.requires_grad or alpha.requires_grad)):

@@ -19,6 +19,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _input_checks
 from .backend import uses_triton
+from .kernels.accumulator import accumulator_dtype
 from .kernels.loss_terms import HINGE, LINEAR, LOGISTIC, SQUARE, Term
 
 
@@ -43,10 +44,6 @@ class _Loss(torch.autograd.Function):
         term_a, term_b = ctx.terms
         da, db = losses_bwd(grad_out, a, term_a, b, term_b, check=False)
         return da, db, None, None
-
-
-def _accumulator(a: torch.Tensor, b: torch.Tensor | None) -> torch.dtype:
-    return torch.float64 if torch.float64 in (a.dtype, None if b is None else b.dtype) else torch.float32
 
 
 def _term_values(x: torch.Tensor, term: Term) -> tuple[torch.Tensor, float]:
@@ -107,7 +104,7 @@ def loss_of_terms(a: torch.Tensor, term_a: Term, b: torch.Tensor | None = None, 
         return _Loss.apply(a, b, term_a, term_b)
     # The eager path: the same terms as ops autograd records. At the sizes losses have (a batch of scores), the
     # Python backward of an autograd.Function would cost more than the whole loss.
-    acc = _accumulator(a, b)
+    acc = accumulator_dtype(a.dtype, None if b is None else b.dtype)
     a = a if a.dtype == acc else a.to(acc)
     if b is None:
         return _scaled(_one_term_mean(a, term_a), term_a.weight)

@@ -8,6 +8,7 @@ from torch.autograd.function import once_differentiable
 from . import _input_checks
 from ._rows import empty_rows_like, rows_like
 from .backend import uses_triton
+from .kernels.accumulator import accumulator_dtype
 
 
 class _Penalty(torch.autograd.Function):
@@ -52,7 +53,7 @@ def _deviation(norms: torch.Tensor, center: float, one_sided: bool) -> torch.Ten
 def penalty_fwd_torch(grads: torch.Tensor, center: float, one_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The penalty (0-dim) and the (B,) norms of checked (B, ...) ``grads`` in plain PyTorch, fp32 (fp64 for fp64):
     the eager path of the fused op, and what ``torch.func`` and ``torch.compile`` differentiate themselves."""
-    acc = torch.float64 if grads.dtype == torch.float64 else torch.float32
+    acc = accumulator_dtype(grads.dtype)
     if grads.dim() == 1:
         norms = grads.abs().to(acc)
     else:
@@ -68,13 +69,6 @@ def _penalty_bwd_torch(
     coef = (_deviation(norms, center, one_sided) * (2.0 / grads.shape[0]) / norms).masked_fill(norms == 0, 0.0)
     coef = (coef * grad_penalty).reshape((-1,) + (1,) * (grads.dim() - 1))
     return (grads * coef).to(grads.dtype)  # computed in fp32 and rounded once, as the kernel does
-
-
-def penalty_args(center: object, one_sided: object) -> float:
-    """Check the penalty's shape parameters; returns ``center`` as a float."""
-    if not isinstance(one_sided, bool):
-        raise TypeError(f"one_sided must be a bool, got {type(one_sided).__name__}")
-    return _input_checks.finite_real("center", center)
 
 
 def norm_penalty(grads: torch.Tensor, center: float, one_sided: bool, return_norms: bool,
@@ -107,5 +101,5 @@ def gradient_norm_penalty(
         same dtype.
     """
     _input_checks.batched("grads", _input_checks.float_tensor("grads", grads))
-    center = penalty_args(center, one_sided)
+    center = _input_checks.penalty_shape(center, one_sided)
     return norm_penalty(grads, center, one_sided, return_norms)

@@ -35,8 +35,8 @@ from torch import nn
 
 from . import _input_checks
 from .amp import input_gradients
-from .interpolation import check_pair, checked_alpha, interpolate, interpolated_points
-from .norm_penalty import norm_penalty, penalty_args
+from .interpolation import checked_alpha, interpolate, interpolated_points
+from .norm_penalty import norm_penalty
 
 DRAGAN_PERTURBATION = 0.5  # DRAGAN's noise scale, in units of the real batch's standard deviation
 
@@ -123,8 +123,8 @@ def gradient_penalty(
     Returns:
         As :func:`gradient_norm_penalty`.
     """
-    _critic_args(critic, scaler)
-    center = penalty_args(center, one_sided)
+    _input_checks.critic_and_scaler(critic, scaler)
+    center = _input_checks.penalty_shape(center, one_sided)
     return _penalty_at(critic, interpolate(real, fake, alpha), center, one_sided, return_norms, scaler)
 
 
@@ -140,7 +140,7 @@ def compute_gradient_penalty(
     and then moved to ``device`` (``real_samples``' device when None), exactly like the seed, so swapping the
     function leaves a training run unchanged. Returns the 0-dim penalty (fp32; fp64 for fp64 samples).
     """
-    check_pair(real_samples, fake_samples, "real_samples", "fake_samples")
+    _input_checks.pair(real_samples, fake_samples, "real_samples", "fake_samples")
     alpha = torch.rand((real_samples.size(0), 1))
     alpha = alpha.to(real_samples.device if device is None else device)
     return gradient_penalty(D, real_samples, fake_samples, alpha=alpha)
@@ -193,10 +193,10 @@ def dragan_penalty(
     ``x = real + alpha_i * perturbation * std(real) * noise`` with ``alpha`` (B,) ~ U[0, 1) and ``noise`` of
     ``real``'s shape ~ U[0, 1) (both drawn on the device when None), StudioGAN's form; ``std`` is over the batch.
     """
-    _critic_args(critic, scaler)
+    _input_checks.critic_and_scaler(critic, scaler)
     _input_checks.batched("real", _input_checks.float_tensor("real", real))
     perturbation = _input_checks.positive_real("perturbation", perturbation)
-    center = penalty_args(center, False)
+    center = _input_checks.penalty_shape(center, False)
     if noise is None:
         noise = torch.rand_like(real)
     else:
@@ -234,16 +234,9 @@ def warn_batchnorm(critic: object, stacklevel: int = 4) -> None:
         )
 
 
-def _critic_args(critic: object, scaler: object) -> None:
-    if not callable(critic):
-        raise TypeError(f"critic must be callable, got {type(critic).__name__}")
-    if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
-        raise TypeError(f"scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}")
-
-
 def _squared_norm_at(critic, name: str, samples: torch.Tensor, return_norms: bool, scaler):
     """R1 / R2: the zero-centred penalty at ``samples`` themselves (used detached, never modified)."""
-    _critic_args(critic, scaler)
+    _input_checks.critic_and_scaler(critic, scaler)
     _input_checks.batched(name, _input_checks.float_tensor(name, samples))
     return _penalty_at(critic, samples.detach(), 0.0, False, return_norms, scaler)
 

@@ -7,11 +7,12 @@ Plain PyTorch (no triton import). Errors name the argument: ``TypeError`` for a 
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
 
-from ._strides import same_sample_order, sample_is_dense
+from ._strides import is_dense, same_sample_order, sample_is_dense
 
 FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 # The clipping kernel compares in fp32: exact for these dtypes once the bound is rounded to them, not for fp64.
@@ -84,3 +85,26 @@ def scalar(name: str, t: object, ref_name: str, ref: torch.Tensor) -> None:
     if t.numel() != 1:
         raise ValueError(f"{name} must hold one value, got shape {tuple(t.shape)}")
     same_device(name, t, ref_name, ref)
+
+
+def interpolation(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> None:
+    """The interpolation launchers': ``real`` and ``fake`` rows alike, ``alpha`` one weight per row."""
+    rows("real", real)
+    rows_like("fake", fake, "real", real)
+    vector("alpha", alpha, real.shape[0], "real", real)
+
+
+def clipping(tensors: list[torch.Tensor], clip_value: float) -> None:
+    """The clipping launcher's: a non-empty list of dense tensors of one clipping dtype and device, and a finite
+    ``clip_value`` > 0."""
+    if not isinstance(tensors, (list, tuple)) or not tensors:
+        raise ValueError("tensors must be a non-empty list of tensors")
+    first = tensor("tensors[0]", tensors[0], CLIPPING_DTYPES)
+    for i, t in enumerate(tensors):
+        name = f"tensors[{i}]"
+        tensor(name, t, (first.dtype,))
+        same_device(name, t, "tensors[0]", first)
+        if not is_dense(t):
+            raise ValueError(f"{name} must be dense (one run of memory), got strides {t.stride()}")
+    if not isinstance(clip_value, (int, float)) or not math.isfinite(clip_value) or clip_value <= 0:
+        raise ValueError(f"clip_value must be a finite number > 0, got {clip_value!r}")

@@ -86,11 +86,6 @@ def row_chunk(n_chunks, B, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, ITERS: 
     return rb, chunk, rows, rows < B, col0
 
 
-def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
-    """fp32 accumulation for fp32 and narrower inputs, fp64 for fp64 (so float64 gradcheck holds)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def tl_dtype(dtype: torch.dtype):
     """The triton dtype matching an accumulator torch dtype."""
     return tl.float64 if dtype == torch.float64 else tl.float32

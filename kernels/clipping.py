@@ -9,7 +9,6 @@ NaN stays NaN (comparisons with NaN are false), as with ``torch.clamp``.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import torch
@@ -18,7 +17,6 @@ import triton.language as tl
 
 from . import _preconditions
 from .launch import direct
-from ._strides import is_dense
 from ._tiles import on_device
 
 BLOCK = 1024
@@ -74,20 +72,6 @@ def chunk_table(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
     return table
 
 
-def _check(tensors: list[torch.Tensor], clip_value: float) -> None:
-    if not isinstance(tensors, (list, tuple)) or not tensors:
-        raise ValueError("tensors must be a non-empty list of tensors")
-    first = _preconditions.tensor("tensors[0]", tensors[0], _preconditions.CLIPPING_DTYPES)
-    for i, t in enumerate(tensors):
-        name = f"tensors[{i}]"
-        _preconditions.tensor(name, t, (first.dtype,))
-        _preconditions.same_device(name, t, "tensors[0]", first)
-        if not is_dense(t):
-            raise ValueError(f"{name} must be dense (one run of memory), got strides {t.stride()}")
-    if not isinstance(clip_value, (int, float)) or not math.isfinite(clip_value) or clip_value <= 0:
-        raise ValueError(f"clip_value must be a finite number > 0, got {clip_value!r}")
-
-
 def clip_(tensors: list[torch.Tensor], clip_value: float, *, check: bool = True) -> None:
     """Clamp every tensor of ``tensors`` in place to [-clip_value, clip_value] in one launch.
 
@@ -95,7 +79,7 @@ def clip_(tensors: list[torch.Tensor], clip_value: float, *, check: bool = True)
     and non-empty; ``clip_value`` > 0. Autograd's version counters are not bumped here. ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
     """
     if check:
-        _check(tensors, clip_value)
+        _preconditions.clipping(tensors, clip_value)
     addrs, lens = chunk_table(tensors)
     # The bound rounded to the tensors' dtype: comparing against it gives torch.clamp's result exactly.
     bound = float(torch.tensor(clip_value, dtype=tensors[0].dtype))

@@ -13,7 +13,8 @@ import triton.language as tl
 
 from . import _preconditions
 from .launch import direct
-from ._tiles import accumulator_dtype, on_device, row_chunk, row_tiles, tl_dtype
+from ._tiles import on_device, row_chunk, row_tiles, tl_dtype
+from .accumulator import accumulator_dtype
 
 
 @direct
@@ -90,12 +91,6 @@ def interpolation_bwd_kernel(
         tl.store(alpha_partial_ptr + rows * n_chunks + chunk, tl.sum(acc, axis=1), mask=row_mask)
 
 
-def _check_pair(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> None:
-    _preconditions.rows("real", real)
-    _preconditions.rows_like("fake", fake, "real", real)
-    _preconditions.vector("alpha", alpha, real.shape[0], "real", real)
-
-
 def interpolation_fwd(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, out: torch.Tensor, *,
                       check: bool = True) -> torch.Tensor:
     """Write ``fake + alpha * (real - fake)`` into ``out`` and return it.
@@ -104,7 +99,7 @@ def interpolation_fwd(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tenso
     contiguous, any float dtype. ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
     """
     if check:
-        _check_pair(real, fake, alpha)
+        _preconditions.interpolation(real, fake, alpha)
         _preconditions.rows_like("out", out, "real", real)
     batch = real.shape[0]
     width = real.numel() // batch
@@ -135,7 +130,7 @@ def interpolation_bwd(
     fp64 inputs) of alpha when ``need_alpha``, else None. ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
     """
     if check:
-        _check_pair(real, fake, alpha)
+        _preconditions.interpolation(real, fake, alpha)
         _preconditions.rows_like("grad_out", grad_out, "real", real)
         for name, d in (("d_real", d_real), ("d_fake", d_fake)):
             if d is not None:

@@ -13,7 +13,8 @@ import triton.language as tl
 
 from . import _preconditions
 from .launch import direct
-from ._tiles import accumulator_dtype, cdiv, on_device, tl_dtype
+from ._tiles import cdiv, on_device, tl_dtype
+from .accumulator import accumulator_dtype
 from .loss_terms import HINGE, LINEAR, LOGISTIC, NO_TERM, SQUARE, Term
 
 BLOCK = 1024
@@ -186,7 +187,7 @@ def _launch_args(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: 
     """The scalar arguments and compile-time constants both kernels share, their grid and the accumulator."""
     if check:
         _check_outputs(a, b)
-    acc = accumulator_dtype(torch.promote_types(a.dtype, b.dtype) if b is not None else a.dtype)
+    acc = accumulator_dtype(a.dtype, None if b is None else b.dtype)
     term_b = term_b or NO_TERM
     # (B,) or (B, 1): B values spaced stride(0) apart.
     n_b, s_b = (0, 0) if b is None else (b.shape[0], b.stride(0))

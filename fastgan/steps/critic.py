@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from .. import _input_checks, distributed
-from ..interpolation import check_pair
 from ..lazy import LazyRegularizer
 from ..losses import LOSS_NAMES, terms_of_loss
 from ..penalties import PENALTIES, has_batch_statistics, warn_batchnorm
@@ -15,18 +14,6 @@ from .objectives import CriticObjective
 from .precision import check_precision
 from .runner import Runner
 from .state import ModuleState
-
-
-def check_labels(name: str, labels: object, samples: torch.Tensor) -> torch.Tensor:
-    """``labels`` (detached) if it is a tensor with one row per sample of ``samples`` on their device, else
-    ``TypeError``/``ValueError`` naming it."""
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
-    if labels.dim() == 0 or labels.shape[0] != samples.shape[0]:
-        raise ValueError(f"{name} must hold one label per sample ({samples.shape[0]}), got shape "
-                         f"{tuple(labels.shape)}")
-    _input_checks.same_device(name, labels, "the samples", samples)
-    return labels.detach()
 
 
 class CriticStep:
@@ -145,10 +132,10 @@ class CriticStep:
         conditional critic called ``critic(x, y)``; ``fake_labels``: the generated samples' (default:
         ``labels``). Penalty points carry the labels of the real samples they are made from (R2: the fake ones).
         """
-        check_pair(real, fake)
+        _input_checks.pair(real, fake)
         if labels is not None:
-            labels = check_labels("labels", labels, real)
-            fake_labels = labels if fake_labels is None else check_labels("fake_labels", fake_labels, fake)
+            labels = _input_checks.labels("labels", labels, real)
+            fake_labels = labels if fake_labels is None else _input_checks.labels("fake_labels", fake_labels, fake)
         elif fake_labels is not None:
             raise ValueError("fake_labels needs labels (the real samples' labels) too")
         inputs = (real.detach(), fake.detach(), labels, fake_labels)

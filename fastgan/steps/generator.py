@@ -7,7 +7,6 @@ from torch import nn
 
 from .. import _input_checks, distributed
 from ..losses import LOSS_NAMES, terms_of_loss
-from .critic import check_labels
 from .modes import check_mode
 from .objectives import GeneratorObjective
 from .precision import check_precision
@@ -70,7 +69,7 @@ class GeneratorStep:
         pair."""
         _input_checks.batched("noise", _input_checks.float_tensor("noise", noise))
         if labels is not None:
-            labels = check_labels("labels", labels, noise)
+            labels = _input_checks.labels("labels", labels, noise)
         if self.ema is not None:
             objective = self._runner.objective
             if objective.ema_weight is None:

@@ -6,7 +6,7 @@ from helpers import DTYPES, SHAPE_IDS, SHAPES, assert_elementwise, make, reducti
 
 import fastgan
 from fastgan import reference
-from fastgan.kernels._tiles import accumulator_dtype as accumulator
+from fastgan.kernels.accumulator import accumulator_dtype as accumulator
 
 VARIANTS = [
     pytest.param(1.0, False, id="wgan-gp"),
