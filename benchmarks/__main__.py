@@ -1,4 +1,4 @@
-"""``python -m benchmarks``: time fastgan against the seed, the best eager PyTorch and torch.compile.
+"""``python -m benchmarks``: time fastgan against the reference code, the best eager PyTorch and torch.compile.
 
 Prints a markdown table and writes JSON with the machine, card, library versions and date. On a CPU it times
 fastgan's PyTorch path (Triton timings need a GPU). It refuses to run under TRITON_INTERPRET, whose timings
@@ -101,7 +101,7 @@ def _write_json(path: Path, env: dict, results: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
-    parser.add_argument("--quick", action="store_true", help="seed sizes and one mid size, fp32 and bf16 only")
+    parser.add_argument("--quick", action="store_true", help="reference sizes and one mid size, fp32 and bf16 only")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile provider")
     parser.add_argument("--only", metavar="TEXT", action="append",
                         help="run only the cases whose 'op size' (e.g. 'critic step (dcgan 64) 64x3x64x64') contains "

@@ -2,10 +2,10 @@
 
 Providers, timed in the same run:
 - ``fastgan``: the library (Triton kernels on CUDA, its PyTorch path on CPU);
-- ``seed``: the seed's eager code (``fastgan.reference``);
+- ``reference``: the reference's eager code (``fastgan.reference``);
 - ``eager``: the best eager PyTorch (``torch.lerp``, ``torch.linalg.vector_norm``, ``torch._foreach_clamp_*``;
   for the losses the reference is already the eager form);
-- ``compile``: ``torch.compile`` of the seed's code, where it compiles (double backward does not).
+- ``compile``: ``torch.compile`` of the reference's code, where it compiles (double backward does not).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _eager_gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.T
     return _eager_penalty(grads)
 
 
-def _seed_gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def _reference_gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     alpha = torch.rand((real.shape[0], 1), device=real.device)
     return reference.gradient_penalty(critic, real, fake, alpha)[0]
 
@@ -75,32 +75,32 @@ def interpolation_cases(device, shapes, dtypes, compile_) -> Iterator[Case]:
             alpha = torch.rand(shape[0], device=device)
             alpha_b = alpha.reshape((shape[0],) + (1,) * (len(shape) - 1))
             alpha_typed = alpha_b.to(dtype)
-            seed_compiled = _compiled(reference.interpolate, compile_)
+            reference_compiled = _compiled(reference.interpolate, compile_)
             yield Case("interpolation", _label(shape), dtype, 3 * real.numel() * real.element_size(), _with({
                 "fastgan": lambda r=real, f=fake, a=alpha: fastgan.interpolate(r, f, a),
-                "seed": lambda r=real, f=fake, a=alpha_b: reference.interpolate(r, f, a),
+                "reference": lambda r=real, f=fake, a=alpha_b: reference.interpolate(r, f, a),
                 "eager": lambda r=real, f=fake, a=alpha_typed: torch.lerp(f, r, a),
-                "compile": seed_compiled and (lambda r=real, f=fake, a=alpha_b, c=seed_compiled: c(r, f, a)),
+                "compile": reference_compiled and (lambda r=real, f=fake, a=alpha_b, c=reference_compiled: c(r, f, a)),
             }))
 
 
 def penalty_cases(device, shapes, dtypes, compile_) -> Iterator[Case]:
     """Forward and backward of the gradient-norm penalty on given per-sample gradients."""
 
-    def seed_penalty(g):
+    def reference_penalty(g):
         return reference.gradient_norm_penalty(g)[0]
 
     for shape in shapes:
         for dtype in dtypes:
             grads = (torch.randn(shape, device=device, dtype=dtype) / math.prod(shape[1:]) ** 0.5).requires_grad_()
-            compiled = _compiled(seed_penalty, compile_)
+            compiled = _compiled(reference_penalty, compile_)
 
             def run(penalty_fn, g=grads):
                 return torch.autograd.grad(penalty_fn(g), g)
 
             yield Case("penalty", _label(shape), dtype, 3 * grads.numel() * grads.element_size(), _with({
                 "fastgan": lambda run=run: run(fastgan.gradient_norm_penalty),
-                "seed": lambda run=run: run(seed_penalty),
+                "reference": lambda run=run: run(reference_penalty),
                 "eager": lambda run=run: run(_eager_penalty),
                 "compile": compiled and (lambda run=run, c=compiled: run(c)),
             }))
@@ -126,7 +126,7 @@ def gp_step_cases(device, compile_) -> Iterator[Case]:
         critic = critic.to(device)
         params = list(critic.parameters())
         real, fake = (torch.randn(shape, device=device) for _ in range(2))
-        compiled = _compiled(_seed_gradient_penalty, compile_)
+        compiled = _compiled(_reference_gradient_penalty, compile_)
 
         def run(penalty_fn, critic=critic, real=real, fake=fake, params=params):
             # The last bias does not move the input gradient, hence allow_unused.
@@ -134,7 +134,7 @@ def gp_step_cases(device, compile_) -> Iterator[Case]:
 
         yield Case(f"gp step ({name} critic)", _label(shape), torch.float32, None, _with({
             "fastgan": lambda run=run: run(fastgan.gradient_penalty),
-            "seed": lambda run=run: run(_seed_gradient_penalty),
+            "reference": lambda run=run: run(_reference_gradient_penalty),
             "eager": lambda run=run: run(_eager_gradient_penalty),
             "compile": compiled and (lambda run=run, c=compiled: run(c)),
         }))
@@ -160,23 +160,23 @@ def _foreach_clip(params: list[torch.Tensor], c: float) -> None:
 
 
 def iteration_cases(device) -> Iterator[Case]:
-    """One full critic iteration of WGAN-GP (Adam) and of WGAN with clipping (RMSprop), seed sizes."""
+    """One full critic iteration of WGAN-GP (Adam) and of WGAN with clipping (RMSprop), reference sizes."""
     real = torch.rand(64, 784, device=device) * 2 - 1
     latent = torch.randn(64, 100, device=device)
     generator = mlp_generator().to(device)
     for label, penalty in [("wgan-gp", True), ("wgan clip", False)]:
         providers = {}
-        for provider in ("fastgan", "seed", "eager"):
+        for provider in ("fastgan", "reference", "eager"):
             critic = mlp_critic().to(device)
             if penalty:
                 optimizer = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.5, 0.999))
-                fn = {"fastgan": fastgan.gradient_penalty, "seed": _seed_gradient_penalty,
+                fn = {"fastgan": fastgan.gradient_penalty, "reference": _reference_gradient_penalty,
                       "eager": _eager_gradient_penalty}[provider]
                 kwargs = {"penalty_fn": fn}
             else:
                 optimizer = torch.optim.RMSprop(critic.parameters(), lr=5e-5)
                 clip = {"fastgan": lambda m: fastgan.clip_weights_(m, 0.01),
-                        "seed": lambda m: reference.clip_weights_(m, 0.01),
+                        "reference": lambda m: reference.clip_weights_(m, 0.01),
                         "eager": lambda m: _foreach_clip(list(m.parameters()), 0.01)}[provider]
                 kwargs = {"clip_fn": clip}
             providers[provider] = (lambda c=critic, o=optimizer, kw=kwargs:
@@ -185,8 +185,8 @@ def iteration_cases(device) -> Iterator[Case]:
 
 
 def clipping_cases(device, dtypes, compile_, large: bool) -> Iterator[Case]:
-    """Weight clipping of the seed's critic, of a 120-tensor critic, and (large) of 100M parameters."""
-    models = [("seed critic", lambda: mlp_critic()),
+    """Weight clipping of the reference's critic, of a 120-tensor critic, and (large) of 100M parameters."""
+    models = [("reference critic", lambda: mlp_critic()),
               ("120 tensors", lambda: nn.Sequential(*[nn.Linear(128, 128) for _ in range(60)]))]
     if large:
         models.append(("100 x 1M", lambda: nn.ParameterList([nn.Parameter(torch.randn(1024, 1024)) for _ in range(100)])))
@@ -197,7 +197,7 @@ def clipping_cases(device, dtypes, compile_, large: bool) -> Iterator[Case]:
             compiled = _compiled(_foreach_clip, compile_)
             yield Case("clipping", label, dtype, 2 * numel * params[0].element_size(), _with({
                 "fastgan": lambda p=params: fastgan.clip_weights_(p, 0.01),
-                "seed": lambda p=params: reference.clip_weights_(p, 0.01),
+                "reference": lambda p=params: reference.clip_weights_(p, 0.01),
                 "eager": lambda p=params: _foreach_clip(p, 0.01),
                 "compile": compiled and (lambda p=params, c=compiled: c(p, 0.01)),
             }))
@@ -224,6 +224,6 @@ def losses_cases(device, batches, compile_) -> Iterator[Case]:
 
             yield Case(f"losses ({name})", str(batch), torch.float32, 2 * count * batch * 4, _with({
                 "fastgan": lambda run=run, f=fused: run(f),
-                "seed": lambda run=run, f=eager: run(f),
+                "reference": lambda run=run, f=eager: run(f),
                 "compile": compiled and (lambda run=run, c=compiled: run(c)),
             }))

@@ -20,7 +20,7 @@ from .step_cases import step_cases
 
 
 def all_cases(device: torch.device, quick: bool, compile_: bool) -> Iterator[Case]:
-    """Every case; ``quick`` keeps the seed sizes and one mid size in fp32 and bf16 (for a CPU)."""
+    """Every case; ``quick`` keeps the reference sizes and one mid size in fp32 and bf16 (for a CPU)."""
     dtypes = [torch.float32, torch.bfloat16] if quick else [torch.float32, torch.float16, torch.bfloat16]
     elementwise = [(64, 784), (64, 3, 64, 64)]
     penalty_shapes = [(64, 784), (100000, 2), (64, 3, 64, 64)]

@@ -1,6 +1,6 @@
 """Steps per second of ``fastgan train`` on 1 and 2 processes (torchrun, gloo on a CPU or NCCL on GPUs), and a
 WGAN-GP critic step averaged over the ranks by fastgan's flat all-reduce against the same step with a
-DistributedDataParallel critic (the seed's loop).
+DistributedDataParallel critic (the reference's loop).
 
     python -m benchmarks.distributed [--processes 1 2] [--steps 600] [--mode eager] [--json out.json]
 
@@ -39,7 +39,7 @@ def train_rate(processes: int, steps: int, mode: str, device: str) -> dict:
 
 
 def _step_rates(reps: int = 300) -> None:
-    """Run under torchrun: one critic step of the seed's MLP (batch 64 per rank) with fastgan's all-reduce and
+    """Run under torchrun: one critic step of the reference's MLP (batch 64 per rank) with fastgan's all-reduce and
     with DDP; rank 0 prints the medians as JSON."""
     import fastgan
 

@@ -74,8 +74,8 @@ for part in $PARTS; do
     steps)  # every whole-step row (all batches, fp32 and bf16) without compiling: seed, eager, graph
       bench steps-nocompile 180 --no-compile --only "critic step" --only "iteration (" --exclude "critic iteration" ;;
     steps-compile)  # the compiled providers of the main rows (tens of seconds each to compile)
-      bench steps 300 --providers compile --only "critic step (seed mlp)" --only "critic step (dcgan 64) 64x" \
-        --only "critic step (sn resnet 128)" --only "critic steps x16" --only "iteration (seed mlp)" ;;
+      bench steps 300 --providers compile --only "critic step (reference mlp)" --only "critic step (dcgan 64) 64x" \
+        --only "critic step (sn resnet 128)" --only "critic steps x16" --only "iteration (reference mlp)" ;;
     gpu-tests)  # graph mode, compile mode on CUDA, bf16, CUDA-graph capture of every op, bitwise repeatability
       run_tests gpu 240 tests/gpu/test_gpu.py -q -rs ;;
     suite)
@@ -99,7 +99,7 @@ for part in $PARTS; do
       step "parity: graph mode against eager and float64"
       timeout 120 python -m benchmarks.parity --modes graph --device cuda --json "$LOG/parity.json" \
         >"$LOG/parity.log" 2>&1 || { step "parity FAILED"; tail -n 5 "$LOG/parity.log"; status=1; }
-      grep -E "^\| (seed|dcgan)" "$LOG/parity.log" ;;
+      grep -E "^\| (reference|dcgan)" "$LOG/parity.log" ;;
     *) echo "unknown part: $part" >&2; exit 2 ;;
   esac
 done

@@ -1,7 +1,7 @@
 """``python -m benchmarks.launch_overhead``: the host time fastgan's Python adds around its kernel launches, on a
 CPU.
 
-On a GPU whose host is slow, an eager step through fastgan's fused ops took longer than the seed's step although
+On a GPU whose host is slow, an eager step through fastgan's fused ops took longer than the reference's step although
 it asked less of the device (H100 and H200 runs, benchmarks/RESULTS.md): host time, not kernels. This measures
 the part of it a CPU can: an eager WGAN-GP ``CriticStep`` on a tiny critic (the kernels' work is nothing) with
 ``use_backend("triton")``, every Triton kernel launch replaced by a call that does nothing, against the same

@@ -5,7 +5,7 @@ Issue 9 asks modes to end within 1e-4 (relative, norm per tensor) of eager. A WG
 between real and fake, and Adam turns a rounding-sized gradient error on a near-zero element into a step of the
 learning rate, so two correct fp32 computations of the same step can end further apart than that. The float64
 run says which of them is off: a mode is as accurate as eager when its distance from float64 is no larger than
-eager's own. Models: the seed's MLP critic (784-128-1) and the DCGAN critic for 64x64 images (NCHW and
+eager's own. Models: the reference's MLP critic (784-128-1) and the DCGAN critic for 64x64 images (NCHW and
 channels_last), batch 16, every penalty, WGAN loss, Adam (lr 1e-3, betas 0.5 and 0.9), penalty weight 10.
 """
 
@@ -23,7 +23,7 @@ from fastgan.penalties import PENALTIES
 
 from .cases import conv_critic, mlp_critic
 
-MODELS = {"seed mlp": (mlp_critic, (16, 784), False), "dcgan": (conv_critic, (16, 3, 64, 64), False),
+MODELS = {"reference mlp": (mlp_critic, (16, 784), False), "dcgan": (conv_critic, (16, 3, 64, 64), False),
           "dcgan channels_last": (conv_critic, (16, 3, 64, 64), True)}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .plots import draw_all
 
-PROVIDERS = ("fastgan", "seed", "eager", "compile")
+PROVIDERS = ("fastgan", "reference", "eager", "compile")
 
 
 def markers(slug: str) -> tuple[str, str]:
@@ -50,7 +50,7 @@ def markdown_table(results: list[dict]) -> str:
     order = sorted(groups, key=lambda k: (first_seen["op", k[0]], first_seen["size", k[0], k[1]],
                                           first_seen["dtype", k[2]]))
     lines = [
-        "| op | size | dtype | fastgan ms | seed ms | eager ms | compile ms | x seed | x eager | x compile | GB/s | % copy |",
+        "| op | size | dtype | fastgan ms | reference ms | eager ms | compile ms | x reference | x eager | x compile | GB/s | % copy |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for op, size, dtype in order:
@@ -69,8 +69,8 @@ def _is_step(row: dict) -> bool:
 
 # Column order; a run's table has the columns of the providers it measured. ("fastgan compile capturable" ran on
 # an H200 on 2026-11-27 only: its rows are in that card's results.)
-STEP_PROVIDERS = ("seed", "fastgan", "fastgan torch path", "fastgan compile", "fastgan compile capturable",
-                  "fastgan graph", "fastgan compile+graph", "func compile", "trace compile", "seed bf16",
+STEP_PROVIDERS = ("reference", "fastgan", "fastgan torch path", "fastgan compile", "fastgan compile capturable",
+                  "fastgan graph", "fastgan compile+graph", "func compile", "trace compile", "reference bf16",
                   "fastgan bf16", "fastgan compile bf16", "fastgan graph bf16", "fastgan compile+graph bf16",
                   "fastgan graph bf16 nchw")
 FP32_ALTERNATIVES = ("func compile", "trace compile")  # a user's own torch.compile of the step
@@ -87,9 +87,9 @@ def _times(a: tuple | None, b: tuple | None) -> str:
 
 def steps_table(results: list[dict]) -> str:
     """Whole-step cases (providers beyond the op table's): each provider's median ms; the best fastgan
-    provider's speed-up over the seed's code, the best fp32 fastgan mode's over a user's own torch.compile, the
-    best bf16 fastgan mode's over the seed's step in bf16 (``seed bf16``); the best fastgan provider's TFLOP/s
-    and fraction of the measured bf16 matmul rate; peak memory of the seed's step and the best fastgan one."""
+    provider's speed-up over the reference's code, the best fp32 fastgan mode's over a user's own torch.compile, the
+    best bf16 fastgan mode's over the reference's step in bf16 (``reference bf16``); the best fastgan provider's TFLOP/s
+    and fraction of the measured bf16 matmul rate; peak memory of the reference's step and the best fastgan one."""
     groups: dict[tuple, dict[str, dict]] = {}
     for row in results:
         if _is_step(row):
@@ -98,8 +98,8 @@ def steps_table(results: list[dict]) -> str:
         return ""
     providers = [p for p in STEP_PROVIDERS if any(p in by for by in groups.values())]
     head = " | ".join(f"{p} ms" for p in providers)
-    lines = [f"| step | size | {head} | best fastgan x seed | fp32: best fastgan x best compile | bf16: best "
-             "fastgan x seed bf16 | best fastgan TFLOP/s | % of bf16 matmul | peak MiB seed / best fastgan |",
+    lines = [f"| step | size | {head} | best fastgan x reference | fp32: best fastgan x best compile | bf16: best "
+             "fastgan x reference bf16 | best fastgan TFLOP/s | % of bf16 matmul | peak MiB reference / best fastgan |",
              "|---|---|" + "---|" * (len(providers) + 6)]
     for (op, size), by in groups.items():
         ms = {p: by[p]["ms"] for p in providers if "ms" in by.get(p, {})}
@@ -109,11 +109,11 @@ def steps_table(results: list[dict]) -> str:
         best = by[ours[0]] if ours else {}
         rate = f"{best['tflops']:.1f}" if "tflops" in best else "-"
         fraction = f"{100 * best['fraction_of_bf16_peak']:.1f}%" if "fraction_of_bf16_peak" in best else "-"
-        peaks = f"{by['seed']['peak_mb']:.0f} / {best['peak_mb']:.0f}" if "peak_mb" in by.get(
-            "seed", {}) and "peak_mb" in best else "-"
+        peaks = f"{by['reference']['peak_mb']:.0f} / {best['peak_mb']:.0f}" if "peak_mb" in by.get(
+            "reference", {}) and "peak_mb" in best else "-"
         cells = [_cell(by.get(p, {})) for p in providers]
-        lines.append(f"| {op} | {size} | " + " | ".join(cells) + f" | {_times(ours, _best(ms, ['seed']))} | "
-                     f"{_times(ours32, _best(ms, FP32_ALTERNATIVES))} | {_times(ours16, _best(ms, ['seed bf16']))} | "
+        lines.append(f"| {op} | {size} | " + " | ".join(cells) + f" | {_times(ours, _best(ms, ['reference']))} | "
+                     f"{_times(ours32, _best(ms, FP32_ALTERNATIVES))} | {_times(ours16, _best(ms, ['reference bf16']))} | "
                      f"{rate} | {fraction} | {peaks} |")
     if any("kernels" in row for by in groups.values() for row in by.values()):
         lines += ["", "Device work per call (`benchmarks.timing.device_work`): device operations / launch calls / "

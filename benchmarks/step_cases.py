@@ -1,14 +1,14 @@
 """Whole-step benchmark cases: one WGAN-GP critic step (zero grad, losses, penalty, backward, Adam step), and one
-full iteration (5 critic steps on fresh generated batches, then one generator step), on the seed's MLP pair,
+full iteration (5 critic steps on fresh generated batches, then one generator step), on the reference's MLP pair,
 PyTorch-GAN's MLP pair and a DCGAN pair for 64x64 images, batch 64 (on CUDA the DCGAN critic step at batch 16
 and 256 too); on CUDA also a 128x128 spectral-norm ResNet critic (SNGAN/BigGAN style) at batch 64, with
 WGAN-GP and with R1 applied lazily every 16 steps (timed over 16 calls). Every provider returns the detached
 loss, as a loop that logs it must (fastgan's steps also return the Wasserstein estimate and the gradient norms).
 Each critic-step case carries the FLOPs and eager traffic of one call (:func:`benchmarks.roofline.count_work` of
-the seed's step).
+the reference's step).
 
 Providers:
-- ``seed``: the seed's code (``fastgan.reference``'s penalty in the seed's loop);
+- ``reference``: the reference's code (``fastgan.reference``'s penalty in the reference's loop);
 - ``fastgan``: ``fastgan.CriticStep`` eager; ``fastgan compile``, ``fastgan graph``, ``fastgan compile+graph``
   (CUDA) its other modes; on CUDA also ``fastgan torch path`` (eager on PyTorch's kernels,
   ``use_backend("torch")``: the Triton launches' host cost);
@@ -16,7 +16,7 @@ Providers:
 - ``trace compile``: ``torch.compile(fullgraph=True)`` of loss and backward inside
   ``torch._dynamo.config.patch(trace_autograd_ops=True)``, zero_grad outside, the optimizer step compiled apart.
 
-bf16 cases (dtype ``bfloat16``; on a CPU for the seed's MLP only): ``seed bf16``, the seed's step under bf16
+bf16 cases (dtype ``bfloat16``; on a CPU for the reference's MLP only): ``reference bf16``, the reference's step under bf16
 autocast with channels_last images (what a user gets alone in that precision), on CUDA captured by hand in one
 CUDA graph where it captures; ``fastgan bf16``, ``fastgan compile bf16``, ``fastgan graph bf16``, ``fastgan
 compile+graph bf16``: the steps with ``precision="bf16"`` (channels_last images too); on CUDA for the DCGAN
@@ -71,8 +71,8 @@ def _per_sample(alpha: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return alpha.reshape((-1,) + (1,) * (like.dim() - 1))
 
 
-def seed_step(critic: nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor) -> None:
-    """The seed's critic step."""
+def reference_critic_step(critic: nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor) -> None:
+    """The reference's critic step."""
     opt.zero_grad()
     alpha = torch.rand(real.shape[0], device=real.device)
     gp = reference.gradient_penalty(critic, real, fake, alpha)[0]
@@ -136,8 +136,8 @@ def trace_compile_step(critic: nn.Module, opt: torch.optim.Optimizer) -> Callabl
     return step
 
 
-def seed_generator_step(generator, critic, opt, z) -> torch.Tensor:
-    """The seed's generator step."""
+def reference_generator_step(generator, critic, opt, z) -> torch.Tensor:
+    """The reference's generator step."""
     opt.zero_grad()
     loss = -torch.mean(critic(generator(z)))
     loss.backward()
@@ -211,11 +211,11 @@ def seed_lazy_r1_steps(critic: nn.Module, opt: torch.optim.Optimizer, real: torc
     return loss.detach()
 
 
-def _seed_call(objective: tuple, critic: nn.Module, opt: torch.optim.Optimizer) -> Callable:
-    """The seed-style code of one timed call of ``objective``: a WGAN-GP step, or a lazy-R1 period."""
+def _reference_call(objective: tuple, critic: nn.Module, opt: torch.optim.Optimizer) -> Callable:
+    """The reference-style code of one timed call of ``objective``: a WGAN-GP step, or a lazy-R1 period."""
     if objective == LAZY_R1:
         return lambda r, f: seed_lazy_r1_steps(critic, opt, r, f)
-    return lambda r, f: seed_step(critic, opt, r, f)
+    return lambda r, f: reference_critic_step(critic, opt, r, f)
 
 
 def _fastgan_call(step: Callable, objective: tuple) -> Callable:
@@ -246,7 +246,7 @@ class HandCaptured:
                 warmed, self.graph, self.out = warm_then_capture(lambda: self.step(*self.static),
                                                                  lambda: self.step(*self.static))
             except Exception as exc:  # noqa: BLE001 - e.g. a host sync in the user's step
-                print(f"seed bf16: the step does not capture ({type(exc).__name__}); timed uncaptured",
+                print(f"reference bf16: the step does not capture ({type(exc).__name__}); timed uncaptured",
                       file=sys.stderr)
                 self.graph = False
             return self.step(*inputs)
@@ -258,8 +258,8 @@ class HandCaptured:
         return self.out.clone()
 
 
-def _bf16_seed_call(objective: tuple, critic: nn.Module, opt: torch.optim.Optimizer, device) -> Callable:
-    call = _seed_call(objective, critic, opt)
+def _bf16_reference_call(objective: tuple, critic: nn.Module, opt: torch.optim.Optimizer, device) -> Callable:
+    call = _reference_call(objective, critic, opt)
 
     def autocast_call(real, fake):
         with torch.autocast(device.type, dtype=torch.bfloat16):
@@ -290,10 +290,10 @@ def _step_pairs(name: str, device: torch.device, compile_: bool, objective: tupl
 
     d, g, opt_d, opt_g = fresh(capturable=bf16 and cuda)
     if bf16:
-        made["seed bf16"] = (_bf16_seed_call(objective, d, opt_d, device), None, None)
+        made["reference bf16"] = (_bf16_reference_call(objective, d, opt_d, device), None, None)
     else:
-        made["seed"] = (_seed_call(objective, d, opt_d),
-                        g and (lambda z, g=g, d=d, o=opt_g: seed_generator_step(g, d, o, z)), g)
+        made["reference"] = (_reference_call(objective, d, opt_d),
+                        g and (lambda z, g=g, d=d, o=opt_g: reference_generator_step(g, d, o, z)), g)
     # On CUDA also eager on PyTorch's kernels instead of Triton's: what the Triton launches cost the host. (A
     # compiled step with a capturable Adam was measured on an H200 on 2026-11-27: slower, see RESULTS.md.)
     variants = [("fastgan", "eager")]
@@ -354,7 +354,7 @@ def _iteration(critic_step: Callable, generator_step: Callable, generator: nn.Mo
 
 
 PAIRS = {  # critic, generator (None: critic steps only), batch shape, CUDA only
-    "seed mlp": (mlp_critic, mlp_generator, (64, 784), False),
+    "reference mlp": (mlp_critic, mlp_generator, (64, 784), False),
     "pytorch-gan mlp": (pytorch_gan_critic, pytorch_gan_generator, (64, 784), False),
     "dcgan 64": (conv_critic, lambda: DCGANGenerator(100, 3, 64), (64, 3, 64, 64), False),
     "sn resnet 128": (lambda: spectral_normalized(ResNetCritic(3, 128, 64)), None, (64, 3, 128, 128), True),
@@ -362,16 +362,16 @@ PAIRS = {  # critic, generator (None: critic steps only), batch shape, CUDA only
 # On CUDA, more batch sizes of a pair's critic step: how its cost grows with the batch.
 BATCHES = {"dcgan 64": (16, 64, 256)}
 # On a CPU, the bf16 cases of these pairs only (the others take seconds a call there).
-CPU_BF16 = ("seed mlp",)
+CPU_BF16 = ("reference mlp",)
 
 
 def _work(name: str, device: torch.device, shape: tuple, objective: tuple) -> tuple[int, int]:
-    """(FLOPs, eager traffic in bytes) of one timed call of ``objective`` on pair ``name`` (the seed's code, on a
+    """(FLOPs, eager traffic in bytes) of one timed call of ``objective`` on pair ``name`` (the reference's code, on a
     copy of the critic)."""
     torch.manual_seed(0)
     critic = PAIRS[name][0]().to(device)
     real, fake = torch.rand(shape, device=device), torch.rand(shape, device=device)
-    call = _seed_call(objective, critic, reference_adam(critic))
+    call = _reference_call(objective, critic, reference_adam(critic))
     return count_work(lambda: call(real, fake))
 
 

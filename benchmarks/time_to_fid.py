@@ -7,7 +7,7 @@ Both runs train the InfoGAN-style pair on Fashion-MNIST with Lucic et al.'s prot
 batch 64, z 64-d uniform) from the same initial weights, on the same batches in the same order and the same
 generator noise, for the same number of generator steps; they differ in how a step runs:
 - reference: the reference code's plain eager loop (:mod:`fastgan.reference`'s style: per-sample
-  interpolation, ``autograd.grad(create_graph=True)``, ``optimizer.step()``, the seed's Adam / RMSprop and the
+  interpolation, ``autograd.grad(create_graph=True)``, ``optimizer.step()``, the reference's Adam / RMSprop and the
   ``p.data.clamp_`` loop);
 - fastgan: ``fastgan train``'s Trainer in ``--mode`` (auto: compile on a CPU, graph on a GPU).
 The penalty points' alphas are each loop's own draws. FID is taken on ``--fid`` generated images against as many

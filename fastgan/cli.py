@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         "train",
         help="train a GAN (default: WGAN-GP on the 8-Gaussian ring)",
         description="Train a GAN with fastgan's fused penalties, clipping and losses. Options left out take the "
-        "preset of the chosen loss (the seed's values), adjusted for the 2-D data sets as listed below; "
+        "preset of the chosen loss (the reference's values), adjusted for the 2-D data sets as listed below; "
         "summary.json records every value used.",
         epilog=preset_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--overwrite", action="store_true", help="replace the run in --out (its files are removed)")
     add("--quiet", action="store_true", help="no progress bar")
     add("--model", choices=MODELS,
-        help="mlp (the seed's pair; wider MLPs on 2-D data), dcgan, resnet (SNGAN's, --hidden channels) or "
+        help="mlp (the reference's pair; wider MLPs on 2-D data), dcgan, resnet (SNGAN's, --hidden channels) or "
         "infogan (Lucic et al.'s pair, Tanh output on [-1, 1] data)")
     add("--conditional", action="store_true", default=None,
         help="class-conditional GAN on the image set's labels (a projection critic, a class embedding in the "

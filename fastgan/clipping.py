@@ -51,7 +51,7 @@ def clip_weights_(
     clip_value = _input_checks.positive_real("clip_value", clip_value)
     params = _parameters(module_or_params)
     # CPU tensors on the eager path are clamped as they come (one pass each; CPU foreach ops take two), which
-    # keeps this as cheap as the seed's loop; the rest is grouped by (device, dtype). Grad mode is switched off
+    # keeps this as cheap as the reference's loop; the rest is grouped by (device, dtype). Grad mode is switched off
     # by the function form of set_grad_enabled: cheaper than a no_grad block or a detached view per tensor.
     cpu_eager = requested_backend() != "triton"
     groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}

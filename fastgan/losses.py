@@ -117,7 +117,7 @@ def loss_of_terms(a: torch.Tensor, term_a: Term, b: torch.Tensor | None = None, 
     (values_a, c_a), (values_b, c_b) = _term_values(a, term_a), _term_values(b, term_b)
     c_a, c_b = c_a * term_a.weight, c_b * term_b.weight
     if a.shape == b.shape:
-        # One reduction of c_a f_a(a) + c_b f_b(b) instead of two means (WGAN: 2 recorded ops, the seed's form 3).
+        # One reduction of c_a f_a(a) + c_b f_b(b) instead of two means (WGAN: 2 recorded ops, the reference's form 3).
         combined, c = _combined(values_a, c_a, values_b, c_b)
         return _scaled(combined.mean(), c)
     return _scaled(*_combined(values_a.mean(), c_a, values_b.mean(), c_b))
@@ -196,7 +196,7 @@ def lsgan_discriminator_loss(
 ) -> torch.Tensor:
     """LSGAN discriminator loss ``0.5 E[(D(x) - b)^2] + 0.5 E[(D(G(z)) - a)^2]`` (fake target a, real b).
 
-    Equal to the seed's ``(MSELoss(D(real), 1) + MSELoss(D(fake), 0)) / 2`` for a = 0, b = 1.
+    Equal to the reference's ``(MSELoss(D(real), 1) + MSELoss(D(fake), 0)) / 2`` for a = 0, b = 1.
     """
     a = _input_checks.finite_real("a", a)
     b = _input_checks.finite_real("b", b)
@@ -206,7 +206,7 @@ def lsgan_discriminator_loss(
 def lsgan_generator_loss(fake_out: torch.Tensor, c: float = 1.0, *, half: bool = True) -> torch.Tensor:
     """LSGAN generator loss ``0.5 E[(D(G(z)) - c)^2]``.
 
-    ``half=False`` drops the 0.5 and gives the seed's ``MSELoss(D(fake), 1)`` exactly (twice the paper's loss,
+    ``half=False`` drops the 0.5 and gives the reference's ``MSELoss(D(fake), 1)`` exactly (twice the paper's loss,
     so twice its gradients: with Adam this changes almost nothing, with SGD it doubles the step).
     """
     c = _input_checks.finite_real("c", c)

@@ -114,7 +114,7 @@ def gradient_penalty(
 
     Args:
         critic: module or function mapping (B, ...) to (B,) or (B, 1) scores.
-        real, fake: (B, ...) floating tensors of one shape, dtype and device. Pass them detached as the seed
+        real, fake: (B, ...) floating tensors of one shape, dtype and device. Pass them detached as the reference
             does; a ``fake`` that requires grad also gets a gradient (DRAGAN-style variants).
         alpha: per-sample weights (B,) or (B, 1, ..., 1); drawn with ``torch.rand`` on the device when None.
         center, one_sided, return_norms: as in :func:`gradient_norm_penalty`.
@@ -134,10 +134,10 @@ def compute_gradient_penalty(
     fake_samples: torch.Tensor,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Drop-in replacement for the seed's ``compute_gradient_penalty`` (WGAN-GP, centre 1, unweighted).
+    """Drop-in replacement for the reference's ``compute_gradient_penalty`` (WGAN-GP, centre 1, unweighted).
 
     Same signature and same random numbers: alpha is drawn as ``torch.rand((B, 1))`` from the CPU generator
-    and then moved to ``device`` (``real_samples``' device when None), exactly like the seed, so swapping the
+    and then moved to ``device`` (``real_samples``' device when None), exactly like the reference, so swapping the
     function leaves a training run unchanged. Returns the 0-dim penalty (fp32; fp64 for fp64 samples).
     """
     _input_checks.pair(real_samples, fake_samples, "real_samples", "fake_samples")

@@ -1,7 +1,7 @@
-"""Plain eager PyTorch in the seed's style: the oracle for the tests and the baseline for the benchmarks, with
+"""Plain eager PyTorch in the reference's style: the oracle for the tests and the baseline for the benchmarks, with
 the reference code's MLP pair (:class:`Generator`, :class:`Critic`).
 
-Written independently of the fused ops (nothing here calls them), following the seed's formulas and code
+Written independently of the fused ops (nothing here calls them), following the reference's formulas and code
 shape: interpolation ``alpha*real + (1-alpha)*fake``, ``gradients.view(B, -1).norm(2, dim=1)``, and the
 ``p.data.clamp_`` loop.
 """
@@ -81,7 +81,7 @@ def gradient_penalty(
     center: float = 1.0,
     one_sided: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The seed's WGAN-GP penalty with a given alpha and the centre/one-sided variants; ``(penalty, norms)``."""
+    """The reference's WGAN-GP penalty with a given alpha and the centre/one-sided variants; ``(penalty, norms)``."""
     return penalty_at(D, interpolate(real_samples, fake_samples, alpha), center, one_sided)
 
 
@@ -91,21 +91,21 @@ def compute_gradient_penalty(
     fake_samples: torch.Tensor,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """The seed's function: alpha from ``torch.rand((B, 1))`` on the CPU generator, moved to ``device``."""
+    """The reference's function: alpha from ``torch.rand((B, 1))`` on the CPU generator, moved to ``device``."""
     device = real_samples.device if device is None else device
     alpha = torch.rand((real_samples.size(0), 1)).to(device)
     return gradient_penalty(D, real_samples, fake_samples, alpha)[0]
 
 
 def clip_weights_(parameters: Iterable[torch.Tensor] | torch.nn.Module, clip_value: float) -> None:
-    """The seed's loop: ``p.data.clamp_(-c, c)`` for every parameter."""
+    """The reference's loop: ``p.data.clamp_(-c, c)`` for every parameter."""
     if isinstance(parameters, torch.nn.Module):
         parameters = parameters.parameters()
     for p in parameters:
         p.data.clamp_(-clip_value, clip_value)
 
 
-# Losses, written the way the seed and the usual PyTorch GAN code write them.
+# Losses, written the way the reference document and the usual PyTorch GAN code write them.
 
 
 def wgan_critic_loss(real_validity: torch.Tensor, fake_validity: torch.Tensor) -> torch.Tensor:
@@ -117,13 +117,13 @@ def wgan_generator_loss(fake_validity: torch.Tensor) -> torch.Tensor:
 
 
 def lsgan_discriminator_loss(real_pred, fake_pred, a: float = 0.0, b: float = 1.0) -> torch.Tensor:
-    """The seed's ``(MSELoss(real, valid) + MSELoss(fake, fake_label)) / 2`` with labels b and a."""
+    """The reference's ``(MSELoss(real, valid) + MSELoss(fake, fake_label)) / 2`` with labels b and a."""
     criterion = torch.nn.MSELoss()
     return (criterion(real_pred, torch.full_like(real_pred, b)) + criterion(fake_pred, torch.full_like(fake_pred, a))) / 2
 
 
 def lsgan_generator_loss(fake_pred, c: float = 1.0, half: bool = True) -> torch.Tensor:
-    """The paper's ``0.5 E[(D - c)^2]``; ``half=False`` is the seed's ``MSELoss(fake, valid)``."""
+    """The paper's ``0.5 E[(D - c)^2]``; ``half=False`` is the reference's ``MSELoss(fake, valid)``."""
     loss = torch.nn.MSELoss()(fake_pred, torch.full_like(fake_pred, c))
     return 0.5 * loss if half else loss
 

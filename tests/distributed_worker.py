@@ -32,7 +32,7 @@ def user_critic() -> nn.Module:
 
 
 def user_loops(wrap=lambda m: m, shard: Shard = Shard()) -> dict[str, list[torch.Tensor]]:
-    """Three loops a user writes, on ``shard``'s rows of fixed global batches: the seed's WGAN-GP step with
+    """Three loops a user writes, on ``shard``'s rows of fixed global batches: the reference's WGAN-GP step with
     ``fastgan.gradient_penalty`` on a (DDP-)wrapped critic; lazy R1 by hand, its penalty-only updates on the
     inner module followed by ``all_reduce_gradients``; and a ``CriticStep`` with lazy R1 given the wrapped
     critic. Returns each loop's final critic parameters."""
@@ -51,7 +51,7 @@ def user_loops(wrap=lambda m: m, shard: Shard = Shard()) -> dict[str, list[torch
         loss = model(fake).mean() - model(real).mean() + 10.0 * gp
         loss.backward()
         opt.step()
-    results = {"seed loop": [p.detach().clone() for p in critic.parameters()]}
+    results = {"reference loop": [p.detach().clone() for p in critic.parameters()]}
     critic = user_critic()
     model = wrap(critic)
     opt = torch.optim.Adam(critic.parameters(), lr=1e-2)

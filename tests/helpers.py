@@ -93,7 +93,7 @@ def make(shape, dtype, device, layout="contiguous", seed=0):
     return x
 
 
-# Odd shapes (1, primes, 2^k + 17), the seed's MNIST batch, more than 65535 samples, images in NCHW,
+# Odd shapes (1, primes, 2^k + 17), the reference's MNIST batch, more than 65535 samples, images in NCHW,
 # channels_last, strided and batch-sliced views, samples above 65536 elements. With the tests' small grid
 # target (see `small_grid`) they reach every tiling class of the row kernels: see test_tiling.py.
 SHAPES = [

@@ -7,7 +7,7 @@ critic whose own buffer moves at every call, critics and a generator whose forwa
 Python attributes (LeCam's and ADA's running statistics are written so), and generators with BatchNorm or a
 class embedding.
 
-The reference steps follow the seed's code shape (zero_grad, scores, loss, penalty with ``create_graph=True``,
+The reference steps follow the reference's code shape (zero_grad, scores, loss, penalty with ``create_graph=True``,
 backward, step, clip) with the oracles of :mod:`fastgan.reference`, and their own table of where each penalty
 is taken: nothing here reads fastgan's penalty catalogue, so a wrong entry there fails the comparison.
 """
@@ -287,10 +287,10 @@ def _call(critic, x, y):
 
 
 def reference_penalty(name, critic, real, fake, labels, fake_labels, alpha, noise):
-    """The penalty ``name`` in the seed's style, with the labels of the samples its points come from."""
+    """The penalty ``name`` in the reference's style, with the labels of the samples its points come from."""
     at = PENALTY_POINTS[name]
     y = fake_labels if at == "fake" else labels
-    D = lambda x: _call(critic, x, y)  # noqa: E731 - the seed's one-argument critic
+    D = lambda x: _call(critic, x, y)  # noqa: E731 - the reference's one-argument critic
     if at == "interpolates":
         center, one_sided = (0.0, False) if name == "zero-centred" else (1.0, name == "lp")
         return reference.gradient_penalty(D, real, fake, alpha, center, one_sided)

@@ -30,7 +30,7 @@ from fastgan.kernels._tiles import row_tiles
 
 TARGET = GPUTarget("cuda", 90, 32)
 DTYPES = {"fp32": tl.float32, "fp16": tl.float16, "bf16": tl.bfloat16}
-# The launchers' tilings: long image rows (several iterations, several chunks), the seed's MNIST batch, many
+# The launchers' tilings: long image rows (several iterations, several chunks), the reference's MNIST batch, many
 # tiny 2-D rows, and a prime-ish width.
 TILINGS = [row_tiles(4, 3 * 1024 * 1024), row_tiles(256, 3 * 128 * 128), row_tiles(64, 784),
            row_tiles(100000, 2), row_tiles(17, 1041)]
@@ -99,12 +99,12 @@ def _other_variants():
         yield norm_penalty.penalty_finish_kernel, dict(
             partial_ptr="*fp32", norms_ptr="*fp32", block_out_ptr="*fp32", B="i32", n_chunks="i32",
             center="fp32"), dict(BLOCK_B=block_b, BLOCK_C=block_c, ONE_SIDED=False, ACC=tl.float32, num_warps=4)
-    seed = row_tiles(64, 784)  # fp64 (gradcheck) at the seed's MNIST batch
+    mnist = row_tiles(64, 784)  # fp64 (gradcheck) at the reference's MNIST batch
     for single in (False, True):
         yield norm_penalty.penalty_fwd_kernel, dict(
             g_ptr="*fp64", partial_ptr="*fp64", norms_ptr="*fp64", block_out_ptr="*fp64", B="i32", D="i32",
             g_stride="i32", n_chunks="i32", center="fp32"), dict(
-            BLOCK_B=seed.BLOCK_B, BLOCK_D=seed.BLOCK_D, ITERS=seed.ITERS, num_warps=seed.num_warps,
+            BLOCK_B=mnist.BLOCK_B, BLOCK_D=mnist.BLOCK_D, ITERS=mnist.ITERS, num_warps=mnist.num_warps,
             ONE_SIDED=False, ACC=tl.float64, SINGLE_CHUNK=single)
     scalars = dict(n_a="i32", n_b="i32", stride_a="i32", stride_b="i32", p_a="fp32", w_a="fp32", p_b="fp32",
                    w_b="fp32")

@@ -14,13 +14,13 @@ def auto_mode(device: torch.device, process_group: torch.distributed.ProcessGrou
     (benchmarks/RESULTS.md).
 
     CPU: ``compile`` for modules without convolutions: a compiled step is faster than eager on every MLP
-    measured (the seed's most), and compiling (seconds to tens of seconds on the first call for each input
+    measured (the reference's most), and compiling (seconds to tens of seconds on the first call for each input
     shape) is earned back within a run of a few thousand steps. ``eager`` for a module with convolutions: its
     step is the convolutions' and matrix products' time, which compiling does not shorten (the InfoGAN-style
     pair's WGAN-GP step measured slower compiled than eager).
 
     CUDA: ``graph``: a small step is some 50 kernel launches of host time, which one graph replay removes (the
-    fastest mode measured on the seed's MLP by far). With a process group (the gradient all-reduce is not
+    fastest mode measured on the reference's MLP by far). With a process group (the gradient all-reduce is not
     captured), or where the optimizer cannot be made capturable (the steps then choose ``compile``
     themselves): ``compile``. ``compile+graph`` (the compiled step captured) has no GPU measurement yet, so
     ``auto`` does not pick it.

@@ -1,4 +1,4 @@
-"""Training API: the seed's WGAN / WGAN-GP / LSGAN recipes (and relatives) on fastgan's fused ops.
+"""Training API: the reference's WGAN / WGAN-GP / LSGAN recipes (and relatives) on fastgan's fused ops.
 
     from fastgan.train import TrainConfig, train
     summary = train(TrainConfig(loss="wgan-gp", data="ring"), "runs/ring")

@@ -1,6 +1,6 @@
-"""Training settings: the seed's recipes as presets, tuned values for the 2-D sets, and user overrides.
+"""Training settings: the reference's recipes as presets, tuned values for the 2-D sets, and user overrides.
 
-A run's settings are resolved in three layers, later ones winning: the loss's preset (the seed's values, which
+A run's settings are resolved in three layers, later ones winning: the loss's preset (the reference's values, which
 suit MNIST-sized images), the 2-D preset of that loss when the data is a 2-D set, then every value the user
 gave. ``summary.json`` and ``--help`` show the result.
 """
@@ -24,7 +24,7 @@ RECIPES = {"wgan": ("wgan", None), "wgan-gp": ("wgan", "gp"), "wgan-lp": ("wgan"
 MODELS = ("mlp", "dcgan", "resnet", "infogan")
 NOISES = ("normal", "uniform")  # the generator's input: N(0, I), or uniform on [-1, 1]^latent_dim
 
-# The seed's recipes (and their usual relatives), for images.
+# The reference's recipes (and their usual relatives), for images.
 PRESETS: dict[str, dict] = {
     "wgan": dict(optimizer="rmsprop", lr=5e-5, n_critic=5, clip_value=0.01),
     "wgan-gp": dict(optimizer="adam", lr=1e-4, betas=(0.5, 0.999), n_critic=5, penalty_weight=10.0),
@@ -116,7 +116,7 @@ class TrainConfig:
     batch_size: int | None = None
     seed: int | None = None  # default 0
     device: str | None = None  # default "auto"
-    model: str | None = None  # "mlp" (the seed's pair, or the 2-D MLPs), "dcgan", "resnet" or "infogan"
+    model: str | None = None  # "mlp" (the reference's pair, or the 2-D MLPs), "dcgan", "resnet" or "infogan"
     latent_dim: int | None = None
     noise: str | None = None  # "normal" (default) or "uniform" on [-1, 1]
     hidden: int | None = None

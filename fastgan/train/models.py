@@ -1,4 +1,4 @@
-"""Generators and critics: the seed's MLP pair, wider MLPs for the 2-D sets, a DCGAN-style conv pair, the
+"""Generators and critics: the reference's MLP pair, wider MLPs for the 2-D sets, a DCGAN-style conv pair, the
 InfoGAN-style pair of Lucic et al.'s protocol and an SNGAN/BigGAN-style residual pair; spectral normalization
 of a critic, a projection discriminator and a class-conditional generator for any of them.
 
@@ -24,7 +24,7 @@ def _mlp(sizes: list[int], activation: type[nn.Module]) -> list[nn.Module]:
 
 
 class MLPGenerator(nn.Module):
-    """z (B, latent_dim) -> x (B, out_dim). The seed's: hidden 128, depth 1, Tanh output."""
+    """z (B, latent_dim) -> x (B, out_dim). The reference's: hidden 128, depth 1, Tanh output."""
 
     def __init__(self, latent_dim: int = 100, out_dim: int = 784, hidden: int = 128, depth: int = 1,
                  tanh: bool = True, out_shape: tuple[int, ...] | None = None):
@@ -44,7 +44,7 @@ def _all_but_last(sequential: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 
 
 class MLPCritic(nn.Module):
-    """x (B, ...) -> score (B, 1). The seed's: hidden 128, depth 1, no output activation."""
+    """x (B, ...) -> score (B, 1). The reference's: hidden 128, depth 1, no output activation."""
 
     def __init__(self, in_dim: int = 784, hidden: int = 128, depth: int = 1):
         super().__init__()

@@ -176,7 +176,7 @@ def evaluation_labels(n: int, classes: int) -> torch.Tensor:
 def generate_samples(net: nn.Module, s: dict, n: int, device: torch.device, labels: torch.Tensor | None = None,
                      seed: int = EVAL_SEED) -> torch.Tensor:
     """``n`` samples of generator ``net`` (in eval mode, restored after) for the settings ``s``, from the noise
-    of ``seed`` (default: the evaluation noise every FID of a run is computed on), in chunks of 4096, with the
+    of ``reference`` (default: the evaluation noise every FID of a run is computed on), in chunks of 4096, with the
     (n,) class ``labels`` of a conditional generator."""
     was_training = net.training
     net.eval()

@@ -98,7 +98,7 @@ def test_uncapped_scale_overflows_the_penalty(device):
 
 def test_bfloat16_autocast_penalty_matches_the_reference_under_the_same_autocast(backend, device):
     """Under autocast the critic runs in bf16 but the input gradient comes back in x's fp32: the fused penalty
-    must then match the seed's penalty on that same gradient to fp32 rounding, and reach the same parameters."""
+    must then match the reference's penalty on that same gradient to fp32 rounding, and reach the same parameters."""
     critic, real, fake, alpha = _setup(device)
     ref_critic = copy.deepcopy(critic)
     with torch.autocast(device.type, dtype=torch.bfloat16):

@@ -74,7 +74,7 @@ def test_values_by_hand(backend, device):
     assert fastgan.wgan_generator_loss(fake).item() == pytest.approx(-1.0)
     # LSGAN: 0.5 * mean((2-1)^2, (0-1)^2) + 0.5 * mean((-1)^2, 3^2) = 0.5 + 2.5
     assert fastgan.lsgan_discriminator_loss(real, fake).item() == pytest.approx(3.0)
-    # 0.5 * mean((-1-1)^2, (3-1)^2) = 2; the seed's MSELoss form is twice that
+    # 0.5 * mean((-1-1)^2, (3-1)^2) = 2; the reference's MSELoss form is twice that
     assert fastgan.lsgan_generator_loss(fake).item() == pytest.approx(2.0)
     assert fastgan.lsgan_generator_loss(fake, half=False).item() == pytest.approx(4.0)
     # Hinge: mean(relu(1-2), relu(1-0)) + mean(relu(1-1), relu(1+3)) = 0.5 + 2
@@ -96,7 +96,7 @@ def test_cross_entropy_is_stable_for_extreme_logits(backend, device):
 
 
 def test_seed_lsgan_numbers_reproduce_exactly(backend, device):
-    # The seed's LSGAN: Sigmoid critic outputs and nn.MSELoss, no 0.5 on the generator loss.
+    # The reference's LSGAN: Sigmoid critic outputs and nn.MSELoss, no 0.5 on the generator loss.
     torch.manual_seed(0)
     real_pred, fake_pred = torch.rand(64, 1, device=device), torch.rand(64, 1, device=device)
     criterion = torch.nn.MSELoss()

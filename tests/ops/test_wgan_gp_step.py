@@ -1,4 +1,4 @@
-"""The whole WGAN-GP critic step: fastgan against the seed-style reference, down to every parameter gradient."""
+"""The whole WGAN-GP critic step: fastgan against the reference-style reference, down to every parameter gradient."""
 
 import copy
 
@@ -84,7 +84,7 @@ def test_compute_gradient_penalty_uses_the_seeds_random_numbers(backend, device)
 
 
 def _seed_wgan_gp_loop(gradient_penalty_fn, device, iterations=3, n_critic=5, batch_size=64):
-    """The seed's WGAN-GP loop on random data, with the data iterated properly."""
+    """The reference's WGAN-GP loop on random data, with the data iterated properly."""
     torch.manual_seed(0)
     generator, discriminator = SeedGenerator().to(device), SeedCritic().to(device)
     opt_g = torch.optim.Adam(generator.parameters(), lr=1e-4, betas=(0.5, 0.999))

@@ -29,7 +29,7 @@ def test_runner_writes_table_and_json(tmp_path):
     env = report["environment"]
     assert env["torch"] and env["card"] and env["copy_bandwidth_gbs"] > 0
     rows = report["results"]
-    assert {r["provider"] for r in rows} == {"fastgan", "seed", "eager"}
+    assert {r["provider"] for r in rows} == {"fastgan", "reference", "eager"}
     assert all(r["ms"] > 0 and r["gbs"] > 0 for r in rows)
 
 
@@ -41,7 +41,7 @@ def test_runner_refuses_the_interpreter():
 def _report(card, ms):
     env = {"card": card, "date": "2026-11-26T23:00:00+00:00", "torch": "t", "triton": "tr", "machine": "m",
            "copy_bandwidth_gbs": 1000.0}
-    return {"environment": env, "results": [{"op": "critic step (seed mlp)", "size": "64x784", "dtype": "float32",
+    return {"environment": env, "results": [{"op": "critic step (reference mlp)", "size": "64x784", "dtype": "float32",
                                              "provider": p, "ms": v} for p, v in ms.items()]}
 
 
@@ -50,14 +50,14 @@ def test_report_rewrites_one_cards_part_and_keeps_the_others(tmp_path):
 
     results_md = tmp_path / "RESULTS.md"
     results_md.write_text("# Results\n\n## GPU\n\nnotes\n\n## CPU\n")
-    for card, ms in [("Card A", {"seed": 2.0, "fastgan graph": 0.5}), ("Card B", {"seed": 3.0, "fastgan": 1.0}),
-                     ("Card A", {"seed": 2.0, "fastgan graph": 0.25})]:
+    for card, ms in [("Card A", {"reference": 2.0, "fastgan graph": 0.5}), ("Card B", {"reference": 3.0, "fastgan": 1.0}),
+                     ("Card A", {"reference": 2.0, "fastgan graph": 0.25})]:
         run = _report(card, ms)
         section = report.gpu_section(run, report.results_name(run["environment"]), tests="1 passed")
         report.write_gpu_section(results_md, section, report.card_slug(run["environment"]))
     text = results_md.read_text()
     assert text.count("### Card A") == 1 and text.count("### Card B") == 1
-    assert "| seed ms | fastgan graph ms | best" in text  # the measured providers' columns only
+    assert "| reference ms | fastgan graph ms | best" in text  # the measured providers' columns only
     assert "| 2.0000 | 0.2500 |" in text and "0.5000" not in text  # card A rewritten
     assert "| 3.0000 | 1.0000 |" in text and "| 8.00 |" in text and "| 3.00 |" in text
     assert text.index("## GPU") < text.index("### Card B") < text.index("### Card A") < text.index("notes")
@@ -68,17 +68,17 @@ def test_report_rewrites_one_cards_part_and_keeps_the_others(tmp_path):
 def test_steps_table_gives_the_device_work_where_measured():
     from benchmarks import report
 
-    run = _report("Card", {"seed": 2.0, "fastgan": 3.0, "fastgan graph": 0.25})
+    run = _report("Card", {"reference": 2.0, "fastgan": 3.0, "fastgan graph": 0.25})
     run["results"][0].update(kernels=52, syncs=0)  # an earlier run's row: no runtime calls
     run["results"][2].update(kernels=41, launches=1, copies=2, waits=3, wait_us=12.5, syncs=1)
     table = report.steps_table(run["results"])
-    assert "| critic step (seed mlp) | 64x784 | 52 / 0 | - | 41 / 1 / 2 / 3 (12.5 us) / 1 |" in table
+    assert "| critic step (reference mlp) | 64x784 | 52 / 0 | - | 41 / 1 / 2 / 3 (12.5 us) / 1 |" in table
 
 
 def test_steps_table_counts_every_bf16_provider_as_bf16():
     from benchmarks import report
 
-    run = _report("Card", {"seed": 8.0, "fastgan graph": 4.0, "func compile": 5.0, "seed bf16": 4.0,
+    run = _report("Card", {"reference": 8.0, "fastgan graph": 4.0, "func compile": 5.0, "reference bf16": 4.0,
                            "fastgan graph bf16": 2.0, "fastgan graph bf16 nchw": 1.0})
     table = report.steps_table(run["results"])
     # fp32: graph 4 ms against func compile's 5 (1.25x), not the nchw bf16 row's 1 ms; bf16: 4 / 1
@@ -98,11 +98,11 @@ def test_launch_overhead_counts_an_eager_steps_launches(tmp_path):
 
 
 def test_parity_compares_a_mode_with_eager_and_float64():
-    """Two compiled WGAN-GP steps on the seed's MLP end within 1e-4 of eager, and the float64 run is the
+    """Two compiled WGAN-GP steps on the reference's MLP end within 1e-4 of eager, and the float64 run is the
     yardstick of both (nonzero distances: fp32 is not float64)."""
     from benchmarks import parity
 
-    (row,) = parity.measure(models=("seed mlp",), penalties=("gp",), steps=2)
+    (row,) = parity.measure(models=("reference mlp",), penalties=("gp",), steps=2)
     assert row["mode"] == "compile" and row["to_eager"] < 1e-4
     assert 0 < row["eager_to_float64"] < 1e-4 and 0 < row["to_float64"] < 1e-4
     assert parity.verdict(row) == "within 1e-4"
@@ -126,7 +126,7 @@ def test_flops_follow_torchs_formulas():
 
     from benchmarks.cases import conv_critic
     from benchmarks.roofline import count_work
-    from benchmarks.step_cases import reference_adam, seed_step
+    from benchmarks.step_cases import reference_adam, reference_critic_step
 
     layer, x = torch.nn.Linear(30, 20), torch.randn(7, 30, requires_grad=True)
     flops, traffic = count_work(lambda: layer(x).sum().backward())
@@ -134,7 +134,7 @@ def test_flops_follow_torchs_formulas():
     torch.manual_seed(0)
     critic = conv_critic()
     real, fake = torch.rand(64, 3, 64, 64), torch.rand(64, 3, 64, 64)
-    step, _ = count_work(lambda: seed_step(critic, reference_adam(critic), real, fake))
+    step, _ = count_work(lambda: reference_critic_step(critic, reference_adam(critic), real, fake))
     with torch.no_grad():
         forward, _ = count_work(lambda: critic(real))
     assert abs(step - 107e9) < 0.005 * 107e9 and 11.5 < step / forward < 12.5
@@ -142,14 +142,14 @@ def test_flops_follow_torchs_formulas():
 
 def test_step_rows_carry_flops_and_the_bf16_providers(tmp_path):
     out = tmp_path / "bench.json"
-    proc = _run(["--quick", "--no-compile", "--only", "critic step (seed mlp)", "--only", "interpolation",
+    proc = _run(["--quick", "--no-compile", "--only", "critic step (reference mlp)", "--only", "interpolation",
                  "--json", str(out)], interpret=False)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert report["environment"]["bf16_matmul_tflops"] > 0
-    steps = [r for r in report["results"] if r["op"] == "critic step (seed mlp)"]
+    steps = [r for r in report["results"] if r["op"] == "critic step (reference mlp)"]
     assert {(r["provider"], r["dtype"]) for r in steps} == {
-        ("seed", "float32"), ("fastgan", "float32"), ("seed bf16", "bfloat16"), ("fastgan bf16", "bfloat16")}
+        ("reference", "float32"), ("fastgan", "float32"), ("reference bf16", "bfloat16"), ("fastgan bf16", "bfloat16")}
     for r in steps:
         assert r["flops"] > 0 and r["arithmetic_intensity"] > 0
         assert abs(r["tflops"] - r["flops"] / (r["ms"] * 1e-3) / 1e12) < 1e-9 * r["tflops"]
@@ -165,7 +165,7 @@ def test_step_rows_carry_flops_and_the_bf16_providers(tmp_path):
 
 
 def test_the_lazy_r1_benchmarks_seed_code_trains_as_the_lazy_step_does():
-    """The seed-style lazy-R1 period the ResNet case times does what ``CriticStep(..., lazy_every=16)`` does in
+    """The reference-style lazy-R1 period the ResNet case times does what ``CriticStep(..., lazy_every=16)`` does in
     16 calls (same seeds): the comparison is of the same work."""
     import copy
 

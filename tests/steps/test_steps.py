@@ -1,4 +1,4 @@
-"""Whole steps: the eager step against the seed-style step written by hand, compiled against eager, the lazy
+"""Whole steps: the eager step against the reference-style step written by hand, compiled against eager, the lazy
 schedule, the EMA, fallbacks and errors. Compiled cases take seconds each (Inductor); the full matrix of losses
 and penalties compiled is under ``-m slow``."""
 
@@ -24,7 +24,7 @@ REFERENCE_LOSSES = {
 
 
 def _reference_penalty(kind, critic, real, fake, alpha, noise):
-    """The catalogue's penalties in the seed's style (fastgan.reference), at the points each one uses."""
+    """The catalogue's penalties in the reference's style (fastgan.reference), at the points each one uses."""
     spec = PENALTIES[kind]
     if spec.at == "interpolates":
         return reference.gradient_penalty(critic, real, fake, alpha, spec.center, spec.one_sided)[0]
@@ -34,7 +34,7 @@ def _reference_penalty(kind, critic, real, fake, alpha, noise):
 
 
 def _reference_step(critic, opt, real, fake, loss, penalty, weight, clip=None):
-    """One critic step written the seed's way, drawing alpha and noise in the order the steps do."""
+    """One critic step written the reference's way, drawing alpha and noise in the order the steps do."""
     spec = PENALTIES.get(penalty)
     alpha = torch.rand(real.shape[0], device=real.device) if spec and spec.at in ("interpolates", "dragan") else None
     noise = torch.rand(real.shape, dtype=real.dtype, device=real.device) if spec and spec.at == "dragan" else None

@@ -1,4 +1,4 @@
-"""Class-conditional GANs and the seed's other stabilizers in `fastgan train`: the projection critic and the
+"""Class-conditional GANs and the reference's other stabilizers in `fastgan train`: the projection critic and the
 class-conditional generator, ImageFolder's and MNIST's labels, grids with a class per row, resume; the ResNet
 pair, spectral normalization, the SNGAN preset and label smoothing."""
 

@@ -3,7 +3,7 @@
 The second derivative of ReLU, LeakyReLU and the other piecewise-linear activations is zero, but autograd still
 builds its branch: the derivative of ``threshold_backward`` (ReLU's backward) with respect to the activation is a
 ``zeros_like``, and that zero tensor is carried back through the critic's layers to the parameters. Inductor
-keeps the whole branch (it does not know that a product with a zero tensor is zero): on the seed's MLP critic one
+keeps the whole branch (it does not know that a product with a zero tensor is zero): on the reference's MLP critic one
 of the nine large matrix products of a compiled WGAN-GP step, on a DCGAN critic the backward convolutions of the
 interpolates' pass. The compiled steps of :mod:`fastgan.steps` run this pass, which removes them.
 
