@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+
 def _environment(device: torch.device, copy_gbs: float, bf16_tflops: float) -> dict:
     import fastgan
 
@@ -120,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     from .catalogue import all_cases
-    from .timing import copy_bandwidth_gbs
     from .report import markdown_table, steps_table
     from .roofline import matmul_tflops
+    from .timing import copy_bandwidth_gbs
 
     torch.manual_seed(0)
     copy_gbs = copy_bandwidth_gbs(device, megabytes=256 if device.type == "cuda" else 64)

@@ -20,7 +20,6 @@ import time
 import torch
 
 import fastgan
-
 from fastgan.kernels.launch import set_direct_launches
 
 from .cases import mlp_critic

@@ -21,12 +21,12 @@ import time
 
 os.environ["TRITON_INTERPRET"] = "1"
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-import fastgan  # noqa: E402
-from fastgan import kernels  # noqa: E402
-from fastgan.kernels.launch import DirectKernel  # noqa: E402
+import fastgan
+from fastgan import kernels
+from fastgan.kernels.launch import DirectKernel
 
 
 def _count_launches() -> dict[str, int]:

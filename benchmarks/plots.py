@@ -15,8 +15,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+
 
 def _single_ops(rows: list[dict]) -> dict[tuple[str, str], dict[str, list[tuple[float, float]]]]:
     """(op, dtype) -> provider -> [(MB moved, GB/s)], sorted by size."""

@@ -32,23 +32,24 @@ import torch
 
 from fastgan import reference
 from fastgan.train import TrainConfig, Trainer
-from fastgan.train.config import RECIPES
-from fastgan.train.trainer import latent_noise
+from fastgan.train.building import latent_noise
+from fastgan.train.evaluation import generate_samples
+from fastgan.train.settings import Settings
 
 
-def _reference_optimizer(s: dict, module: torch.nn.Module) -> torch.optim.Optimizer:
-    if s["optimizer"] == "rmsprop":
-        return torch.optim.RMSprop(module.parameters(), lr=s["lr"])
-    return torch.optim.Adam(module.parameters(), lr=s["lr"], betas=tuple(s["betas"]))
+def _reference_optimizer(s: Settings, module: torch.nn.Module) -> torch.optim.Optimizer:
+    if s.optimizer == "rmsprop":
+        return torch.optim.RMSprop(module.parameters(), lr=s.lr)
+    return torch.optim.Adam(module.parameters(), lr=s.lr, betas=s.betas)
 
 
-def _critic_loss(s: dict, critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    loss, penalty = RECIPES[s["loss"]]
+def _critic_loss(s: Settings, critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    loss, penalty = s.losses.loss, s.losses.penalty
     real_out, fake_out = critic(real), critic(fake)
     if loss == "wgan":
         value = reference.wgan_critic_loss(real_out, fake_out)
     elif loss == "lsgan":
-        a, b, _ = s["lsgan_abc"]
+        a, b, _ = s.lsgan_abc
         value = reference.lsgan_discriminator_loss(real_out, fake_out, a, b)
     elif loss == "ns":
         value = reference.ns_discriminator_loss(real_out, fake_out)
@@ -56,20 +57,20 @@ def _critic_loss(s: dict, critic, real: torch.Tensor, fake: torch.Tensor) -> tor
         value = reference.hinge_discriminator_loss(real_out, fake_out)
     if penalty in ("gp", "lp"):
         alpha = torch.rand(real.shape[0], device=real.device)
-        value = value + s["penalty_weight"] * reference.gradient_penalty(critic, real, fake, alpha,
+        value = value + s.penalty_weight * reference.gradient_penalty(critic, real, fake, alpha,
                                                                          one_sided=penalty == "lp")[0]
     elif penalty == "r1":
-        value = value + s["penalty_weight"] * reference.squared_gradient_norm(critic, real)[0]
+        value = value + s.penalty_weight * reference.squared_gradient_norm(critic, real)[0]
     elif penalty == "dragan":
         alpha, noise = torch.rand(real.shape[0], device=real.device), torch.rand_like(real)
-        value = value + s["penalty_weight"] * reference.dragan_penalty(critic, real, alpha, noise)[0]
+        value = value + s.penalty_weight * reference.dragan_penalty(critic, real, alpha, noise)[0]
     return value
 
 
-def _generator_loss(s: dict, fake_out: torch.Tensor) -> torch.Tensor:
-    loss = RECIPES[s["loss"]][0]
+def _generator_loss(s: Settings, fake_out: torch.Tensor) -> torch.Tensor:
+    loss = s.losses.loss
     if loss == "lsgan":
-        return reference.lsgan_generator_loss(fake_out, s["lsgan_abc"][2])
+        return reference.lsgan_generator_loss(fake_out, s.lsgan_abc[2])
     if loss == "ns":
         return reference.ns_generator_loss(fake_out)
     return reference.wgan_generator_loss(fake_out)
@@ -78,23 +79,23 @@ def _generator_loss(s: dict, fake_out: torch.Tensor) -> torch.Tensor:
 def reference_run(trainer: Trainer, evals: list[int]) -> list[dict]:
     """The reference code's loop on ``trainer``'s models (copies of their initial state), data and settings;
     FID at the generator steps in ``evals``. Returns one record per evaluation."""
-    s, device = trainer.s, trainer.device
+    s, device = trainer.settings, trainer.device
     generator, critic = copy.deepcopy(trainer.generator), copy.deepcopy(trainer.critic)
     opt_g, opt_d = _reference_optimizer(s, generator), _reference_optimizer(s, critic)
     records, seconds, step = [], 0.0, 0
     while step < evals[-1]:
         start = time.perf_counter()
-        for _ in range(s["n_critic"]):
+        for _ in range(s.n_critic):
             real, _ = trainer.data.next_batch()
             z = latent_noise(s, real.shape[0], device=device)
             fake = generator(z).detach()
             opt_d.zero_grad()
             _critic_loss(s, critic, real, fake).backward()
             opt_d.step()
-            if s["clip_value"]:
-                reference.clip_weights_(critic, s["clip_value"])
+            if s.clip_value:
+                reference.clip_weights_(critic, s.clip_value)
         opt_g.zero_grad()
-        z = latent_noise(s, s["batch_size"], device=device)
+        z = latent_noise(s, s.batch_size, device=device)
         _generator_loss(s, critic(generator(z))).backward()
         opt_g.step()
         if device.type == "cuda":
@@ -102,16 +103,14 @@ def reference_run(trainer: Trainer, evals: list[int]) -> list[dict]:
         seconds += time.perf_counter() - start
         step += 1
         if step in evals:
-            fid = trainer.image_metrics(_samples(trainer, generator))["fid"]
+            fid = trainer.log.image_metrics(_samples(trainer, generator))["fid"]
             records.append({"step": step, "seconds": seconds, "fid": fid})
             print(f"reference step {step}: {seconds:.1f} s, FID {fid:.2f}", flush=True)
     return records
 
 
 def _samples(trainer: Trainer, generator: torch.nn.Module) -> torch.Tensor:
-    from fastgan.train.trainer import generate_samples
-
-    return generate_samples(generator, trainer.s, trainer.s["fid"], trainer.device)
+    return generate_samples(generator, trainer.settings, trainer.settings.fid, trainer.device)
 
 
 def first_time_at(records: list[dict], fid: float) -> float | None:
@@ -119,10 +118,10 @@ def first_time_at(records: list[dict], fid: float) -> float | None:
     previous = {"seconds": 0.0, "fid": float("inf")}
     for r in records:
         if r["fid"] <= fid:
-            if previous["fid"] == float("inf"):
+            if previous.fid == float("inf"):
                 return r["seconds"]
-            frac = (previous["fid"] - fid) / (previous["fid"] - r["fid"])
-            return previous["seconds"] + frac * (r["seconds"] - previous["seconds"])
+            frac = (previous.fid - fid) / (previous.fid - r["fid"])
+            return previous.seconds + frac * (r["seconds"] - previous.seconds)
         previous = r
     return None
 
@@ -138,7 +137,7 @@ def fid_at(records: list[dict], seconds: float) -> float | None:
     return None
 
 
-def plot(results: dict, path: Path) -> None:
+def plot(results: Settings, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     from fastgan.train.plots import matplotlib  # noqa: F401 - selects the file-only backend
@@ -189,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
     fast.data.load_state_dict(data_state)
     torch.manual_seed(args.seed)
     summary = fast.fit()
-    fastgan_records = [{"step": h["step"], "seconds": h["wall_seconds"], "fid": h["fid"]} for h in fast.history]
+    fastgan_records = [{"step": h["step"], "seconds": h["wall_seconds"], "fid": h["fid"]} for h in fast.log.history]
     target = ref[-1]["fid"]
     t_ref, t_fast = first_time_at(ref, target), first_time_at(fastgan_records, target)
     results = {
@@ -207,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     (out / "time_to_fid.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, out / "time_to_fid.png")
-    speedup = results["speedup_to_reference_final_fid"]
+    speedup = results.speedup_to_reference_final_fid
     print(f"reference final FID {target:.2f} after {ref[-1]['seconds']:.0f} s; fastgan reached it after "
           + (f"{t_fast:.0f} s ({speedup:.2f}x)" if t_fast else "never")
           + f"; the same steps {results['speedup_at_reference_final_step']:.2f}x faster; wrote {out}/time_to_fid.json"

@@ -10,6 +10,7 @@ from .clipping import clip_weights_
 from .interpolation import interpolate
 from .lazy import LazyRegularizer
 from .losses import *  # noqa: F403 - the loss functions are part of the top-level API
+from .norm_penalty import gradient_norm_penalty
 from .penalties import (
     compute_gradient_penalty,
     dragan_penalty,
@@ -18,7 +19,6 @@ from .penalties import (
     r2_penalty,
     zero_centered_gradient_penalty,
 )
-from .norm_penalty import gradient_norm_penalty
 from .steps import CriticStep, GeneratorStep
 
 __version__ = "0.1.0"

@@ -13,7 +13,6 @@ from .steps.precision import PRECISIONS
 from .train.config import (
     DEFAULTS,
     LIMITS,
-    LOSSES,
     MEMORY_FORMATS,
     MODELS,
     NOISES,
@@ -23,6 +22,7 @@ from .train.config import (
     preset_table,
 )
 from .train.data import IMAGE_SETS, TOY_SETS
+from .train.settings import RECIPE_NAMES
 from .train.study import STUDY_SETS
 
 
@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = train.add_argument
-    add("--loss", choices=LOSSES, help=f"recipe: {', '.join(LOSSES)} (default wgan-gp; the presets below)")
+    add("--loss", choices=RECIPE_NAMES, help=f"recipe: {', '.join(RECIPE_NAMES)} (default wgan-gp; the presets below)")
     add("--data", choices=TOY_SETS + IMAGE_SETS,
         help="ring (8 Gaussians), grid (25), swissroll, mnist, fashion-mnist (local files), folder (ImageFolder); "
         "default ring")
@@ -152,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
         "rows beside them) and the figures: samples.png and curves.png (2-D sets), image-samples.png and "
         "fid-curves.png (fashion-mnist, on --protocol lucic2018: best FID of each run).")
     option = study.add_argument
-    option("--presets", nargs="+", choices=LOSSES, default=list(LOSSES), help="default: every preset")
+    option("--presets", nargs="+", choices=RECIPE_NAMES, default=list(RECIPE_NAMES), help="default: every preset")
     option("--data", nargs="+", choices=STUDY_SETS, default=["ring", "grid"],
            help="ring, grid, fashion-mnist; default: ring grid")
     option("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="default: 0 1 2 3 4")
@@ -185,8 +185,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sample(args, parser) -> int:
+    from .train.evaluation import EVAL_SEED
     from .train.sampling import sample_run
-    from .train.trainer import EVAL_SEED
 
     try:
         if args.device == "cuda":
@@ -258,7 +258,8 @@ def _train(args, parser) -> int:
     from .distributed import CollectiveError
     from .train.data import DataError
     from .train.rundir import RunDirError
-    from .train.trainer import Interrupted, Trainer
+    from .train.signals import Interrupted
+    from .train.trainer import Trainer
 
     def refuse(exc: Exception):
         parser.exit(2, f"fastgan train: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}\n")
@@ -299,7 +300,7 @@ def _train(args, parser) -> int:
                  f"reverse KL {kl}")
     if "fid" in final:
         spread = "" if math.isnan(final["kid_std"]) else f" ± {final['kid_std']:.4f}"
-        line += f"\nFID {final['fid']:.2f}, KID {final['kid']:.4f}{spread} ({trainer.s['fid']} images)"
+        line += f"\nFID {final['fid']:.2f}, KID {final['kid']:.4f}{spread} ({trainer.settings.fid} images)"
         best = summary["best"]
         line += f"; lowest FID {best['fid']:.2f} at step {best['step']} (best.pt)"
     print(line)

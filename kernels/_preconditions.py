@@ -52,39 +52,40 @@ def same_device(name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) ->
 
 def rows(name: str, t: object, dtypes: tuple[torch.dtype, ...] = FLOATS) -> torch.Tensor:
     """``t`` is a (B, ...) tensor whose samples are dense runs (contiguous, channels_last, batch-sliced)."""
-    tensor(name, t, dtypes)
-    if t.dim() == 0:
+    x = tensor(name, t, dtypes)
+    if x.dim() == 0:
         raise ValueError(f"{name} must have a leading batch dimension")
-    if not sample_is_dense(t):
+    if not sample_is_dense(x):
         raise ValueError(f"{name} must have dense samples (contiguous, channels_last or batch-sliced), "
-                         f"got strides {t.stride()} for shape {tuple(t.shape)}")
-    return t
+                         f"got strides {x.stride()} for shape {tuple(x.shape)}")
+    return x
 
 
 def rows_like(name: str, t: object, ref_name: str, ref: torch.Tensor, dtype: torch.dtype | None = None) -> None:
     """``t`` has ``ref``'s shape, device and sample layout (and ``dtype``, default ``ref``'s)."""
-    rows(name, t, (dtype or ref.dtype,))
-    same_shape(name, t, ref_name, ref)
-    same_device(name, t, ref_name, ref)
-    if not same_sample_order(t, ref):
+    x = rows(name, t, (dtype or ref.dtype,))
+    same_shape(name, x, ref_name, ref)
+    same_device(name, x, ref_name, ref)
+    if not same_sample_order(x, ref):
         raise ValueError(f"{name} orders a sample's elements differently from {ref_name} "
-                         f"(strides {t.stride()} and {ref.stride()})")
+                         f"(strides {x.stride()} and {ref.stride()})")
 
 
-def vector(name: str, t: object, length: int, ref_name: str, ref: torch.Tensor, dtypes=FLOATS) -> None:
+def vector(name: str, t: object, length: int, ref_name: str, ref: torch.Tensor,
+           dtypes: tuple[torch.dtype, ...] = FLOATS) -> None:
     """``t`` is a contiguous (length,) tensor on ``ref``'s device."""
-    tensor(name, t, dtypes)
-    if t.dim() != 1 or t.shape[0] != length or t.stride(0) != 1:
-        raise ValueError(f"{name} must be a contiguous ({length},) tensor, got shape {tuple(t.shape)}")
-    same_device(name, t, ref_name, ref)
+    x = tensor(name, t, dtypes)
+    if x.dim() != 1 or x.shape[0] != length or x.stride(0) != 1:
+        raise ValueError(f"{name} must be a contiguous ({length},) tensor, got shape {tuple(x.shape)}")
+    same_device(name, x, ref_name, ref)
 
 
 def scalar(name: str, t: object, ref_name: str, ref: torch.Tensor) -> None:
     """``t`` is a one-element floating tensor on ``ref``'s device."""
-    tensor(name, t)
-    if t.numel() != 1:
-        raise ValueError(f"{name} must hold one value, got shape {tuple(t.shape)}")
-    same_device(name, t, ref_name, ref)
+    x = tensor(name, t)
+    if x.numel() != 1:
+        raise ValueError(f"{name} must hold one value, got shape {tuple(x.shape)}")
+    same_device(name, x, ref_name, ref)
 
 
 def interpolation(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> None:

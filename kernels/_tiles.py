@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import triton
@@ -86,11 +87,11 @@ def row_chunk(n_chunks, B, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, ITERS: 
     return rb, chunk, rows, rows < B, col0
 
 
-def tl_dtype(dtype: torch.dtype):
+def tl_dtype(dtype: torch.dtype) -> Any:
     """The triton dtype matching an accumulator torch dtype."""
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def on_device(t: torch.Tensor):
+def on_device(t: torch.Tensor) -> contextlib.AbstractContextManager[object]:
     """Context that makes ``t``'s CUDA device current, as Triton launches on the current device."""
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()

@@ -10,20 +10,21 @@ NaN stays NaN (comparisons with NaN are false), as with ``torch.clamp``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 import torch
 import triton
 import triton.language as tl
 
 from . import _preconditions
-from .launch import direct
 from ._tiles import on_device
+from .launch import direct
 
 BLOCK = 1024
 ITERS = 8
 CHUNK = BLOCK * ITERS
 _TABLE_CACHE_SIZE = 32
-_tables: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+_tables: OrderedDict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
 
 @direct

@@ -12,9 +12,9 @@ import triton
 import triton.language as tl
 
 from . import _preconditions
-from .launch import direct
 from ._tiles import on_device, row_chunk, row_tiles, tl_dtype
 from .accumulator import accumulator_dtype
+from .launch import direct
 
 
 @direct

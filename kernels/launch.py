@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import triton
@@ -59,7 +60,7 @@ class DirectKernel:
     3.4); ``stream`` maps a CUDA device index to its current raw stream (default: Triton's driver's).
     """
 
-    def __init__(self, fn, direct: bool | None = None, stream: Callable[[int], int] | None = None):
+    def __init__(self, fn: Any, direct: bool | None = None, stream: Callable[[int], int] | None = None):
         self.fn = fn
         self.direct = direct if direct is not None else (
             isinstance(fn, triton.runtime.jit.JITFunction) and _triton_launches_directly())
@@ -67,13 +68,13 @@ class DirectKernel:
         self._names = list(fn.arg_names)
         self._specs = [(p.is_constexpr, not p.do_not_specialize, not p.do_not_specialize_on_alignment)
                        for p in fn.params] if self.direct else []
-        self._compiled: dict[tuple, object] = {}
+        self._compiled: dict[tuple[Any, ...], Any] = {}
         self._launched_directly = False
 
-    def __getitem__(self, grid: Sequence[int]):
+    def __getitem__(self, grid: Sequence[int]) -> Callable[..., None]:
         return lambda *args, **kwargs: self.launch(grid, args, kwargs)
 
-    def key(self, args: Sequence[object], kwargs: dict[str, object]) -> tuple | None:
+    def key(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
         """The cache key of one launch, or None where only Triton's path can launch it (a keyword that is
         neither a constexpr nor ``num_warps``, a missing or repeated argument, an argument of another type
         than a tensor, None, bool, int or float, an integer Triton refuses).
@@ -123,7 +124,7 @@ class DirectKernel:
             return
         key = self.key(args, kwargs) if grid.__class__ is tuple else None  # a grid function: Triton's path
         compiled = self._compiled.get(key) if key is not None else None
-        if compiled is None:
+        if compiled is None or key is None:
             compiled = self.fn[grid](*args, **kwargs)
             if key is not None and hasattr(compiled, "packed_metadata"):  # not an asynchronous compile's future
                 self._compiled[key] = compiled
@@ -153,6 +154,6 @@ class DirectKernel:
         return len(self._compiled)
 
 
-def direct(fn) -> DirectKernel:
+def direct(fn: Any) -> DirectKernel:
     """Decorator for a ``@triton.jit`` function: launch it as a :class:`DirectKernel`."""
     return DirectKernel(fn)

@@ -7,14 +7,16 @@ it all. Backward: one launch writing both gradients.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import triton
 import triton.language as tl
 
 from . import _preconditions
-from .launch import direct
 from ._tiles import cdiv, on_device, tl_dtype
 from .accumulator import accumulator_dtype
+from .launch import direct
 from .loss_terms import HINGE, LINEAR, LOGISTIC, NO_TERM, SQUARE, Term
 
 BLOCK = 1024
@@ -183,7 +185,8 @@ def _check_outputs(a: torch.Tensor, b: torch.Tensor | None) -> None:
         _preconditions.same_device(name, x, "a", a)
 
 
-def _launch_args(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None, check: bool):
+def _launch_args(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None, check: bool
+                 ) -> tuple[tuple[Any, ...], dict[str, Any], int, torch.dtype]:
     """The scalar arguments and compile-time constants both kernels share, their grid and the accumulator."""
     if check:
         _check_outputs(a, b)

@@ -14,9 +14,9 @@ import triton
 import triton.language as tl
 
 from . import _preconditions
-from .launch import direct
 from ._tiles import RowTiles, next_power_of_2, on_device, row_chunk, row_tiles, tl_dtype
 from .accumulator import accumulator_dtype
+from .launch import direct
 
 
 @triton.jit

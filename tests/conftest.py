@@ -12,7 +12,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import fastgan  # noqa: E402
+import fastgan
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from models import tiny_mlp_gan
 from torch import nn
 
 import fastgan
 from fastgan.distributed import Shard, all_reduce_gradients, init_from_environment
 from fastgan.train import TrainConfig, Trainer
-
-from models import tiny_mlp_gan
 
 GLOBAL_BATCH = 8
 

@@ -6,9 +6,10 @@ import torch
 from torch import nn
 
 from .. import _input_checks, distributed
+from ..kernels.loss_terms import Term
 from ..lazy import LazyRegularizer
 from ..losses import LOSS_NAMES, terms_of_loss
-from ..penalties import PENALTIES, has_batch_statistics, warn_batchnorm
+from ..penalties import PENALTIES, PenaltyKind, has_batch_statistics, warn_batchnorm
 from .modes import check_mode
 from .objectives import CriticObjective
 from .precision import check_precision
@@ -103,9 +104,9 @@ class CriticStep:
         self.lazy = LazyRegularizer(lazy_every if penalty is not None else 1, weight)
         lazy = self.lazy.every > 1
         shard = distributed.Shard.of(group)
-        kind = PENALTIES.get(penalty)
+        kind = PENALTIES[penalty] if penalty is not None else None
 
-        def runner(terms, kind, weight):
+        def runner(terms: tuple[Term, Term] | None, kind: PenaltyKind | None, weight: float) -> Runner:
             objective = CriticObjective(self.state, terms, kind, weight, joint, scaler, clip_value, shard, precision)
             return Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)
 
@@ -115,14 +116,21 @@ class CriticStep:
         self.calls = 0
 
     @property
+    def _first(self) -> Runner:
+        """The runner of the loss update, or of the penalty-only update where there is no loss."""
+        runner = self._main or self._penalty
+        assert runner is not None  # a loss, a penalty or both
+        return runner
+
+    @property
     def mode(self) -> str | None:
         """The mode in use (None before the first call): ``requested_mode`` resolved, or eager after a fallback."""
-        return (self._main or self._penalty).mode
+        return self._first.mode
 
     def resolve_mode(self, device: torch.device) -> str:
         """The mode the first call on ``device`` resolves ``requested_mode`` to, with its side effects (for
         the graph modes the optimizer made capturable); what ``auto`` picks for this critic and optimizer."""
-        return (self._main or self._penalty).resolve_mode(device)
+        return self._first.resolve_mode(device)
 
     def __call__(self, real: torch.Tensor, fake: torch.Tensor, *, labels: torch.Tensor | None = None,
                  fake_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

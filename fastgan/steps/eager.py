@@ -8,8 +8,7 @@ import torch
 
 from .. import distributed
 from .objectives import Objective
-
-Stats = dict[str, torch.Tensor]
+from .types import Inputs, Key, RngState, Snapshot, Stats
 
 
 class Eager:
@@ -22,15 +21,15 @@ class Eager:
                  group: torch.distributed.ProcessGroup | None):
         self.objective, self.optimizer, self.group = objective, optimizer, group
 
-    def first(self, key: tuple, inputs: tuple, before: list, rng: object) -> Stats:
+    def first(self, key: Key, inputs: Inputs, before: Snapshot, rng: RngState) -> Stats:
         """The first call for a new input shape: an eager step like any other."""
         return self.step(key, inputs)
 
-    def step(self, key: tuple, inputs: tuple) -> Stats:
+    def step(self, key: Key, inputs: Inputs) -> Stats:
         """One update from ``inputs`` (the objective's eager arguments); ``key``: their shapes (unused)."""
         return self.run(inputs)
 
-    def run(self, inputs: tuple) -> Stats:
+    def run(self, inputs: Inputs) -> Stats:
         """One update from ``inputs``."""
         total, stats = self.objective.eager(*inputs)
         self.backward(total)
@@ -44,9 +43,9 @@ class Eager:
         # Only into the trained parameters: a frozen one, or another module's, gets no gradient.
         params = self.objective.state.params
         if params:
-            self.objective.scaled(total).backward(inputs=params)
+            self.objective.scaled(total).backward(inputs=params)  # type: ignore[no-untyped-call]  # torch 2.14's stub
 
-    def gradients(self, inputs: tuple) -> list[torch.Tensor | None]:
+    def gradients(self, inputs: Inputs) -> list[torch.Tensor | None]:
         """The eager step's gradients of the trained parameters (copies; None where the objective does not reach
         a parameter), without the update."""
         total, _ = self.objective.eager(*inputs)

@@ -56,6 +56,7 @@ class GeneratorStep:
         self.ema = copy_module(generator).requires_grad_(False) if ema is not None else None
         objective = GeneratorObjective(ModuleState(generator, "generator", optimizer), ModuleState(critic, "critic"),
                                        terms_of_loss(loss, lsgan_targets)[2], self.ema, precision)
+        self._objective = objective
         self._runner = Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)
         self.calls = 0
 
@@ -71,11 +72,11 @@ class GeneratorStep:
         if labels is not None:
             labels = _input_checks.labels("labels", labels, noise)
         if self.ema is not None:
-            objective = self._runner.objective
+            objective = self._objective
             if objective.ema_weight is None:
                 objective.ema_weight = torch.zeros((), device=noise.device, dtype=next(self.ema.parameters()).dtype)
             # Warm-up (as in many EMA implementations): early on the average follows the generator closely.
-            objective.ema_weight.fill_(1.0 - min(self.decay, (1 + self.calls) / (10 + self.calls)))
+            objective.ema_weight.fill_(1.0 - min(self.decay or 0.0, (1 + self.calls) / (10 + self.calls)))
         stats = self._runner((noise, labels))
         self.calls += 1
         return stats

@@ -4,21 +4,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
+
+from .types import Inputs, Key, RngState, Snapshot, Stats
 
 if TYPE_CHECKING:
     from .runner import Runner
     from .state import Mark
 
+T = TypeVar("T")
 MAX_GRAPHS = 8  # captured input shapes kept per step
 
 
 class CaptureError(RuntimeError):
     """A capture that failed after its warm-up ran: ``warmed`` is the warm-up's result."""
 
-    def __init__(self, cause: BaseException, warmed: object):
+    def __init__(self, cause: BaseException, warmed: Any):
         super().__init__(f"{type(cause).__name__}: {cause}")
         self.warmed = warmed
 
@@ -26,14 +29,14 @@ class CaptureError(RuntimeError):
 class StateChangedInForward(CaptureError):
     """The warm-up's forward changed what a replay would not change again (``str``: what); nothing captured."""
 
-    def __init__(self, what: str, warmed: object):
+    def __init__(self, what: str, warmed: Any):
         RuntimeError.__init__(self, what)
         self.warmed = warmed
 
 
-def on_side_stream(fn: Callable[[], object]) -> object:
+def on_side_stream(fn: Callable[[], T]) -> T:
     """``fn()`` on a side stream (a capture's warm-up), the current stream then waiting for it."""
-    side = torch.cuda.Stream()
+    side = torch.cuda.Stream()  # type: ignore[no-untyped-call]  # torch 2.14 leaves Stream.__new__ unannotated
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         out = fn()
@@ -41,19 +44,19 @@ def on_side_stream(fn: Callable[[], object]) -> object:
     return out
 
 
-def capture(body: Callable[[], object], warmed: object) -> tuple[torch.cuda.CUDAGraph, object]:
+def capture(body: Callable[[], T], warmed: Any) -> tuple[torch.cuda.CUDAGraph, T]:
     """``body()`` captured as one CUDA graph (not run), and the captured call's outputs (refreshed by every
     replay); a failed capture raises :class:`CaptureError` carrying ``warmed``, the warm-up's result."""
     graph = torch.cuda.CUDAGraph()
     try:
         with torch.cuda.graph(graph):
             captured = body()
-    except Exception as exc:  # noqa: BLE001 - the caller decides; the warm-up's step has happened
+    except Exception as exc:
         raise CaptureError(exc, warmed) from exc
     return graph, captured
 
 
-def warm_then_capture(warm_up: Callable[[], object], body: Callable[[], object]):
+def warm_then_capture(warm_up: Callable[[], Any], body: Callable[[], T]) -> tuple[Any, torch.cuda.CUDAGraph, T]:
     """``warm_up()`` on a side stream, then ``body()`` captured: the warm-up's result, the graph and the captured
     call's outputs."""
     warmed = on_side_stream(warm_up)
@@ -68,18 +71,18 @@ class Graphs:
     the warm-up changed a module's slots or attributes (:class:`fastgan.steps.state.Mark` from ``mark()``):
     then :class:`StateChangedInForward`."""
 
-    def __init__(self, step: Callable[[tuple], dict], mark: Callable[[], Mark]):
+    def __init__(self, step: Callable[[Inputs], Stats], mark: Callable[[], Mark]):
         self.step, self.mark = step, mark
-        self._graphs: dict[tuple, tuple] = {}
+        self._graphs: dict[Key, tuple[Any, Inputs, Stats]] = {}
 
-    def __contains__(self, key: tuple) -> bool:
+    def __contains__(self, key: Key) -> bool:
         return key in self._graphs
 
     def clear(self) -> None:
         """Forget every capture (the module's tensors changed: a graph holds their addresses)."""
         self._graphs.clear()
 
-    def __call__(self, key: tuple, inputs: tuple) -> dict[str, torch.Tensor]:
+    def __call__(self, key: Key, inputs: Inputs) -> dict[str, torch.Tensor]:
         entry = self._graphs.get(key)
         if entry is None:
             if len(self._graphs) >= MAX_GRAPHS:
@@ -112,15 +115,16 @@ class Graph:
         self.runner = runner
         self.graphs = Graphs(runner.eager.run, runner.mark)
 
-    def first(self, key: tuple, inputs: tuple, before: list, rng: object) -> dict[str, torch.Tensor]:
+    def first(self, key: Key, inputs: Inputs, before: Snapshot, rng: RngState) -> dict[str, torch.Tensor]:
         return self.step(key, inputs)
 
-    def step(self, key: tuple, inputs: tuple) -> dict[str, torch.Tensor]:
+    def step(self, key: Key, inputs: Inputs) -> dict[str, torch.Tensor]:
         try:
             return self.graphs(key, inputs)
         except StateChangedInForward as exc:  # the warm-up was a whole step: eager from the next one
             self.runner.fall_back(f"{exc}, which a graph's replay cannot repeat")
-            return exc.warmed  # type: ignore[return-value]
+            warmed: Stats = exc.warmed
+            return warmed
 
     def forget(self, builds: bool) -> None:
         self.graphs.clear()  # a graph holds the old tensors' addresses

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -30,6 +30,7 @@ from ..norm_penalty import norm_penalty, penalty_fwd_torch
 from ..penalties import PenaltyKind, has_batch_statistics, penalty_points, point_labels
 from .precision import networks
 from .state import ModuleState, copy_module
+from .types import Fn, Inputs, Stats, Tensors
 
 
 def draws(kind: PenaltyKind | None, real: torch.Tensor, shard: distributed.Shard
@@ -47,33 +48,33 @@ def draws(kind: PenaltyKind | None, real: torch.Tensor, shard: distributed.Shard
     return alpha, noise
 
 
-def forward(critic: Callable, x: torch.Tensor, y: torch.Tensor | None, precision: str) -> torch.Tensor:
+def forward(critic: Fn, x: torch.Tensor, y: torch.Tensor | None, precision: str) -> torch.Tensor:
     """``critic(x)`` or ``critic(x, y)`` in ``precision`` (:mod:`fastgan.steps.precision`); fp32 outputs from a
     bf16 critic, so that the losses are fp32."""
     with networks(precision, x.device.type):
-        out = critic(x) if y is None else critic(x, y)
+        out: torch.Tensor = critic(x) if y is None else critic(x, y)
     return out.float() if precision == "bf16" else out
 
 
-def scores(critic: Callable, x: torch.Tensor, y: torch.Tensor | None, module: torch.nn.Module,
+def scores(critic: Fn, x: torch.Tensor, y: torch.Tensor | None, module: torch.nn.Module,
            precision: str = "fp32") -> torch.Tensor:
     """:func:`forward`, checked to be one score per sample (per group of ``module.pack``)."""
     return _input_checks.critic_scores(forward(critic, x, y, precision), x.shape[0], module)
 
 
-def scores_of_both(critic: Callable, real, fake, labels, fake_labels, joint: bool, module: torch.nn.Module,
-                   precision: str):
+def scores_of_both(critic: Fn, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
+                   fake_labels: torch.Tensor | None, joint: bool, module: torch.nn.Module, precision: str
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """The critic's scores of real and fake, in one pass over both batches when ``joint`` (half the launches
     and larger matrix products; only for critics whose samples do not interact)."""
     if not joint:
         return scores(critic, real, labels, module, precision), scores(critic, fake, fake_labels, module, precision)
-    y = None if labels is None else torch.cat([labels, fake_labels])
+    y = None if labels is None or fake_labels is None else torch.cat([labels, fake_labels])
     both = scores(critic, torch.cat([real, fake]), y, module, precision)
     split = both.shape[0] * real.shape[0] // (real.shape[0] + fake.shape[0])
     return both[:split], both[split:]
 
 
-Stats = dict[str, torch.Tensor]
 
 
 class Ops:
@@ -117,16 +118,23 @@ TRACED = TracedOps()
 class Objective(Protocol):
     """What a runner needs of an objective (:class:`CriticObjective`, :class:`GeneratorObjective`)."""
 
-    state: ModuleState  # the trained module
-    aux: ModuleState | None  # a module called but not trained
-    precision: str
+    @property
+    def state(self) -> ModuleState: ...  # the trained module
 
-    def eager(self, *inputs: torch.Tensor | None) -> tuple[torch.Tensor, Stats]: ...
+    @property
+    def aux(self) -> ModuleState | None: ...  # a module called but not trained
 
-    def functional(self, params: dict, others: dict, aux: dict, *inputs: torch.Tensor | None
-                   ) -> tuple[torch.Tensor, Stats]: ...
+    @property
+    def precision(self) -> str: ...
 
-    def traced_inputs(self, inputs: tuple) -> tuple: ...
+    # The objective's eager form (its inputs) and functional form (the tensors, then the traced inputs).
+    @property
+    def eager(self) -> Callable[..., tuple[torch.Tensor, Stats]]: ...
+
+    @property
+    def functional(self) -> Callable[..., tuple[torch.Tensor, Stats]]: ...
+
+    def traced_inputs(self, inputs: Inputs) -> Inputs: ...
 
     def scaled(self, total: torch.Tensor) -> torch.Tensor: ...
 
@@ -155,7 +163,7 @@ class CriticObjective:
         self.terms, self.kind, self.weight, self.joint = terms, kind, weight, joint
         self.scaler, self.clip_value, self.shard, self.precision = scaler, clip_value, shard, precision
 
-    def objective(self, critic: Callable, ops: Ops, real: torch.Tensor, fake: torch.Tensor,
+    def objective(self, critic: Fn, ops: Ops, real: torch.Tensor, fake: torch.Tensor,
                   labels: torch.Tensor | None, fake_labels: torch.Tensor | None, alpha: torch.Tensor | None,
                   noise: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
         """The objective to minimise, and its detached statistics: the one definition both forms run, with the
@@ -179,23 +187,25 @@ class CriticObjective:
         stats["loss"] = total.detach()
         return total, stats
 
-    def eager(self, real, fake, labels, fake_labels) -> tuple[torch.Tensor, Stats]:
+    def eager(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
+              fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
         """The objective with fastgan's fused ops and autograd, drawing alpha and noise."""
         alpha, noise = draws(self.kind, real, self.shard)
         ops = Ops(uses_triton(real.device), self.scaler)  # the backend asked once a step, for the three fused ops
         return self.objective(self.state.module, ops, real, fake, labels, fake_labels, alpha, noise)
 
-    def functional(self, params, others, aux, real, fake, labels, fake_labels, alpha, noise
-                   ) -> tuple[torch.Tensor, Stats]:
+    def functional(self, params: Tensors, others: Tensors, aux: Tensors, real: torch.Tensor, fake: torch.Tensor,
+                   labels: torch.Tensor | None, fake_labels: torch.Tensor | None, alpha: torch.Tensor | None,
+                   noise: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
         """The objective in plain PyTorch and torch.func, the critic's tensors given by name."""
         del aux  # a critic update calls the critic alone
 
-        def critic(x, y=None):
+        def critic(x: torch.Tensor, y: torch.Tensor | None = None) -> Any:
             return self.state.functional_call((params, others), *((x,) if y is None else (x, y)))
 
         return self.objective(critic, TRACED, real, fake, labels, fake_labels, alpha, noise)
 
-    def traced_inputs(self, inputs: tuple) -> tuple:
+    def traced_inputs(self, inputs: Inputs) -> Inputs:
         """What :meth:`functional` takes after the tensors: the inputs, then the draws."""
         return (*inputs, *draws(self.kind, inputs[0], self.shard))
 
@@ -253,7 +263,7 @@ class GeneratorObjective:
         # Filled before each call, so that a captured graph reads the current value instead of baking in the first.
         self.ema_weight: torch.Tensor | None = None
 
-    def objective(self, generator: Callable, critic: Callable, fused: bool, noise: torch.Tensor,
+    def objective(self, generator: Fn, critic: Fn, fused: bool, noise: torch.Tensor,
                   labels: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
         """The loss and its statistics: the one definition both forms run, with the generator and the critic
         they call and whether the loss is fused."""
@@ -263,19 +273,20 @@ class GeneratorObjective:
         loss = loss_of_terms(scores(critic, fake, labels, self.aux.module, self.precision), self.term, fused=fused)
         return loss, {"loss": loss.detach()}
 
-    def eager(self, noise, labels) -> tuple[torch.Tensor, Stats]:
+    def eager(self, noise: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
         return self.objective(self.state.module, self.aux.module, uses_triton(noise.device), noise, labels)
 
-    def functional(self, params, others, aux, noise, labels) -> tuple[torch.Tensor, Stats]:
-        def generator(*args):
+    def functional(self, params: Tensors, others: Tensors, aux: Tensors, noise: torch.Tensor,
+                   labels: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
+        def generator(*args: torch.Tensor) -> Any:
             return self.state.functional_call((params, others), *args)
 
-        def critic(*args):
+        def critic(*args: torch.Tensor) -> Any:
             return self.aux.functional_call(({}, aux), *args)
 
         return self.objective(generator, critic, False, noise, labels)
 
-    def traced_inputs(self, inputs: tuple) -> tuple:
+    def traced_inputs(self, inputs: Inputs) -> Inputs:
         return inputs
 
     def scaled(self, total: torch.Tensor) -> torch.Tensor:
@@ -288,7 +299,8 @@ class GeneratorObjective:
         if self.ema is None:
             return
         with torch.no_grad():
-            averaged = list(self.ema.parameters())
+            averaged: list[torch.Tensor] = list(self.ema.parameters())
+            assert self.ema_weight is not None  # GeneratorStep fills it before each call
             # One weight tensor per parameter (the List overload): a lone tensor would be read as a Python scalar,
             # a host sync per step that a CUDA graph capture refuses.
             torch._foreach_lerp_(averaged, list(self.state.module.parameters()), [self.ema_weight] * len(averaged))

@@ -16,7 +16,7 @@ def check_precision(precision: object) -> str:
     return precision
 
 
-def networks(precision: str, device_type: str) -> contextlib.AbstractContextManager:
+def networks(precision: str, device_type: str) -> contextlib.AbstractContextManager[object]:
     """The context to call a network in: bf16 autocast for ``"bf16"``; for ``"fp32"`` none at all, so that a
     caller's own autocast still applies."""
     if precision == "bf16":

@@ -28,8 +28,7 @@ from .graph import Graph
 from .modes import GRAPH_MODES, auto_mode
 from .objectives import Objective
 from .state import Mark, ModuleState, restore, rng_state, set_rng_state
-
-Stats = dict[str, torch.Tensor]
+from .types import Inputs, Key, RngState, Snapshot, Stats
 
 
 class Strategy(Protocol):
@@ -39,19 +38,19 @@ class Strategy(Protocol):
 
     mode: str
 
-    def first(self, key: tuple, inputs: tuple, before: list, rng: object) -> Stats: ...
+    def first(self, key: Key, inputs: Inputs, before: Snapshot, rng: RngState) -> Stats: ...
 
-    def step(self, key: tuple, inputs: tuple) -> Stats: ...
+    def step(self, key: Key, inputs: Inputs) -> Stats: ...
 
     def forget(self, builds: bool) -> None: ...
 
 
-def optimizer_layout(optimizer: torch.optim.Optimizer) -> tuple:
+def optimizer_layout(optimizer: torch.optim.Optimizer) -> tuple[tuple[int, ...], ...]:
     """Which parameters each of ``optimizer``'s groups holds, by identity."""
     return tuple(tuple(map(id, g["params"])) for g in optimizer.param_groups)
 
 
-def shape_key(inputs: tuple) -> tuple:
+def shape_key(inputs: Inputs) -> Key:
     """What a compiled or captured step is specialised on: each input's shape, dtype and strides."""
     return tuple(None if t is None else (tuple(t.shape), t.dtype, t.stride()) for t in inputs)
 
@@ -67,7 +66,7 @@ class Runner:
         self.requested_mode = mode
         self.eager = Eager(objective, optimizer, group)
         self.strategy: Strategy | None = None  # chosen at the first call, from the inputs' device
-        self._seen: set[tuple] = set()  # input shapes called with (checked, in compile mode)
+        self._seen: set[Key] = set()  # input shapes called with (checked, in compile mode)
         self._versions = tuple(s.version for s in self.states)  # the look-ups of the modules built for
         self._outlines = tuple(s.outline for s in self.states)
         self._layout = optimizer_layout(optimizer)  # the parameter groups built for
@@ -105,8 +104,9 @@ class Runner:
                 warn_user(f"{self.name}: cannot compile ({why}); running {instead}")
                 mode = instead
         if mode in GRAPH_MODES:
-            why = self.graph_impossible() or (self.group is not None and "a process group is not supported yet "
-                                            "(the gradient all-reduce is not captured)")
+            why = self.graph_impossible()
+            if why is None and self.group is not None:
+                why = "a process group is not supported yet (the gradient all-reduce is not captured)"
             if why:
                 raise ValueError(f"mode={mode!r} cannot capture this step: {why}")
             for group in self.optimizer.param_groups:
@@ -137,14 +137,14 @@ class Runner:
         """The step's modules in messages: "critic (MyCritic)", "generator (G) and critic (D)"."""
         return " and ".join(f"{s.role} ({type(s.module).__name__})" for s in self.states)
 
-    def snapshot(self) -> list:
+    def snapshot(self) -> Snapshot:
         """Copies of every module's buffers (see :func:`fastgan.steps.state.restore`)."""
         return [entry for s in self.states for entry in s.snapshot()]
 
     def buffer_names(self) -> list[str]:
         return [f"{s.role}.{n}" for s in self.states for n, _ in s.buffers]
 
-    def __call__(self, inputs: tuple) -> Stats:
+    def __call__(self, inputs: Inputs) -> Stats:
         """One update from ``inputs`` (tensors or None: the objective's ``eager`` arguments)."""
         self._follow_modules()
         self._follow_optimizer()

@@ -14,11 +14,14 @@ it would silently stop training in every mode).
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
+
+from .types import RngState, Tensors
 
 # What every nn.Module keeps in its ``__dict__``: containers and flags that ModuleState follows itself.
 _MODULE_INTERNALS = frozenset(nn.Module().__dict__)
@@ -44,7 +47,7 @@ class ModuleState:
         """Look the module's tensors up again (``ValueError`` for a trained parameter the optimizer lacks)."""
         named = list(self.module.named_parameters())
         trained = [(n, p) for n, p in named if p.requires_grad and self.optimizer is not None]
-        if trained:
+        if trained and self.optimizer is not None:
             held = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
             missing = [n for n, p in trained if id(p) not in held]
             if missing:
@@ -117,7 +120,7 @@ class ModuleState:
             if isinstance(value, torch.Tensor) and value.grad_fn is not None:
                 setattr(m, name, value.detach())
 
-    def functional_call(self, tensors: tuple[dict, dict], *args):
+    def functional_call(self, tensors: tuple[Tensors, Tensors], *args: Any) -> Any:
         """``torch.func.functional_call(module, tensors, args)``, leaving on the module what the older
         spectral-norm API's hook found there (it stores the weight it computes, which would leak a traced
         tensor out of compiled code; the hook computes it afresh at every forward anyway)."""
@@ -139,8 +142,9 @@ class Mark:
     repeats other attributes' changes (Dynamo replays them after the graph): those are compared with eager's."""
 
     def __init__(self, states: list[ModuleState]):
-        self.entries: list[tuple[str, dict, str, object, list | None, bool]] = []  # label, dict, key, value,
-        self.keys: list[tuple[str, dict, frozenset, bool]] = []                  # contents, is a slot
+        # label, dict, key, value, contents, is a slot
+        self.entries: list[tuple[str, dict[str, Any], str, object, list[Any] | None, bool]] = []
+        self.keys: list[tuple[str, dict[str, Any], frozenset[str], bool]] = []
         for state in states:
             recomputed = {(id(m), hook.name) for m in state.module.modules()
                           for hook in m._forward_pre_hooks.values() if isinstance(hook, (SpectralNorm, WeightNorm))}
@@ -162,9 +166,9 @@ class Mark:
             now = d.get(key, _MISSING)
             if now is not value:
                 out.append((f"{label} is reassigned in forward", now, not slot and not _traced_apart(now)))
-            elif contents is not None and not _same(_contents(now), contents):
-                new = [x for x in _contents(now) if not any(x is y for y in contents)]
-                out.append((f"{label} is changed in forward", _contents(now), not any(map(_traced_apart, new))))
+            elif contents is not None and not _same(now_contents := _contents(now) or [], contents):
+                new = [x for x in now_contents if not any(x is y for y in contents)]
+                out.append((f"{label} is changed in forward", now_contents, not any(map(_traced_apart, new))))
         for prefix, d, keys, slot in self.keys:
             out += [(f"{prefix}.{k} is set in forward", d[k], not slot) for k in d if k not in keys]
         return out
@@ -177,6 +181,8 @@ class Mark:
         """Put back every slot and attribute as marked (containers' contents in place); drop those added."""
         for _, d, key, value, contents, _ in self.entries:
             d[key] = value
+            if contents is None:
+                continue
             if isinstance(value, list):
                 value[:] = contents
             elif isinstance(value, (dict, set)):
@@ -195,14 +201,14 @@ def _traced_apart(value: object) -> bool:
     return isinstance(value, torch.Tensor) or isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _contents(value: object) -> list | None:
+def _contents(value: object) -> list[Any] | None:
     """A mutable container's elements (a dict's items), to see them changed in place; None for anything else."""
     if isinstance(value, dict):
         return list(value.items())
     return list(value) if isinstance(value, (list, set)) else None
 
 
-def _same(a: list, b: list) -> bool:
+def _same(a: list[Any], b: list[Any]) -> bool:
     return len(a) == len(b) and all(x is y or isinstance(x, tuple) and x[0] == y[0] and x[1] is y[1]
                                     for x, y in zip(a, b))
 
@@ -240,12 +246,12 @@ def copy_module(module: nn.Module, dtype: torch.dtype | None = None) -> nn.Modul
     return copied if dtype is None else copied.to(dtype)
 
 
-def rng_state(device: torch.device):
+def rng_state(device: torch.device) -> RngState:
     """The default generators' state (the CPU's, and the device's on CUDA)."""
     return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
 
 
-def set_rng_state(device: torch.device, state) -> None:
+def set_rng_state(device: torch.device, state: RngState) -> None:
     torch.set_rng_state(state[0])
     if state[1] is not None:
         torch.cuda.set_rng_state(state[1], device)

@@ -4,7 +4,8 @@
     summary = train(TrainConfig(loss="wgan-gp", data="ring"), "runs/ring")
 """
 
-from .config import LOSSES, PRESETS, TOY_PRESETS, TrainConfig
+from .config import PRESETS, TOY_PRESETS, TrainConfig
+from .settings import RECIPE_NAMES, RECIPES, Recipe, Settings
 from .trainer import Trainer, train
 
-__all__ = ["LOSSES", "PRESETS", "TOY_PRESETS", "TrainConfig", "Trainer", "train"]
+__all__ = ["PRESETS", "RECIPES", "RECIPE_NAMES", "TOY_PRESETS", "Recipe", "Settings", "TrainConfig", "Trainer", "train"]

@@ -16,11 +16,8 @@ from ..steps.modes import GRAPH_MODES, MODES
 from ..steps.precision import PRECISIONS
 from .data import IMAGE_SETS, TOY_SETS
 from .models import image_size_problem
+from .settings import RECIPE_NAMES, RECIPES, Settings
 
-LOSSES = ("wgan", "wgan-gp", "wgan-lp", "lsgan", "ns", "hinge", "r1", "sngan", "dragan")
-# Each recipe's loss and penalty as the step objects take them (fastgan.CriticStep).
-RECIPES = {"wgan": ("wgan", None), "wgan-gp": ("wgan", "gp"), "wgan-lp": ("wgan", "lp"), "lsgan": ("lsgan", None),
-           "ns": ("ns", None), "hinge": ("hinge", None), "r1": ("ns", "r1"), "sngan": ("hinge", None), "dragan": ("ns", "dragan")}
 MODELS = ("mlp", "dcgan", "resnet", "infogan")
 NOISES = ("normal", "uniform")  # the generator's input: N(0, I), or uniform on [-1, 1]^latent_dim
 
@@ -152,7 +149,7 @@ class TrainConfig:
         """The settings set here (not None), i.e. the options a user chose."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
-    def resolved(self) -> dict:
+    def resolved(self) -> Settings:
         """Concrete settings: defaults, the loss's preset, the 2-D preset or the protocol, then every value given
         here."""
         given = self.given()
@@ -162,8 +159,8 @@ class TrainConfig:
         layer = dict(PROTOCOLS[protocol]) if protocol else {}
         loss = given.get("loss", DEFAULTS["loss"])
         data = given.get("data", layer.get("data", DEFAULTS["data"]))
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+        if loss not in RECIPES:
+            raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(RECIPE_NAMES)}")
         if data not in TOY_SETS + IMAGE_SETS:
             raise ValueError(f"unknown data set {data!r}; choose from {', '.join(TOY_SETS + IMAGE_SETS)}")
         toy = data in TOY_SETS
@@ -181,7 +178,7 @@ class TrainConfig:
             settings.update(layer, steps=-(-updates // n_critic), log_every=max(1, round(every / n_critic)))
         settings.update(given)
         check(settings, given)
-        return settings
+        return Settings.from_options(settings)
 
 
 SEED_LIMIT = 2**32  # seeds are in [0, 2^32), numpy's range
@@ -254,7 +251,8 @@ def check(s: dict, given: dict | None = None) -> None:
                              f"{s['data']}")
     if given.get("download") and s["data"] not in ("mnist", "fashion-mnist"):
         raise ValueError(f"--download fetches mnist or fashion-mnist, not --data {s['data']}")
-    loss, penalty = RECIPES[s["loss"]]
+    recipe = RECIPES[s["loss"]]
+    loss, penalty = recipe.loss, recipe.penalty
     if penalty is not None:
         _positive(s, "penalty_weight")
     if s["clip_value"] < 0 or "clip_value" in given and not s["clip_value"] > 0 or not math.isfinite(
@@ -280,7 +278,7 @@ def check(s: dict, given: dict | None = None) -> None:
 def preset_table() -> str:
     """The presets as text, for ``--help``."""
     lines = ["presets (images; 2-D sets override with the second line):"]
-    for loss in LOSSES:
+    for loss in RECIPE_NAMES:
         lines.append(f"  {loss:8s} {_fmt(PRESETS[loss])}")
         lines.append(f"  {'':8s} 2-D: {_fmt(TOY_PRESETS[loss])}")
         for (tuned_loss, data), values in TUNED.items():
@@ -299,12 +297,12 @@ def _fmt(values: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
-def channels_last(s: dict, device: torch.device, critic: torch.nn.Module, sample_shape: tuple[int, ...]) -> bool:
+def channels_last(s: Settings, device: torch.device, critic: torch.nn.Module, sample_shape: tuple[int, ...]) -> bool:
     """Whether a run of settings ``s`` lays its image batches and conv weights out channels_last
     (``memory_format``; auto: a critic with ``Conv2d`` layers of (C, H, W) samples under bf16 on CUDA)."""
-    if len(sample_shape) != 3 or s["memory_format"] == "contiguous":
+    if len(sample_shape) != 3 or s.memory_format == "contiguous":
         return False
-    if s["memory_format"] == "channels_last":
+    if s.memory_format == "channels_last":
         return True
     convolves = any(isinstance(m, torch.nn.Conv2d) for m in critic.modules())
-    return convolves and s["precision"] == "bf16" and torch.device(device).type == "cuda"
+    return convolves and s.precision == "bf16" and torch.device(device).type == "cuda"

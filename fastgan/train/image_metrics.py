@@ -92,7 +92,7 @@ def inception(weights: str | None = None) -> nn.Module:
                                       feature_extractor_weights_path=weights)
     except ModuleNotFoundError as exc:
         raise _no_torch_fidelity(exc) from exc
-    except Exception as exc:  # noqa: BLE001 - a failed download or a wrong file: one clear line
+    except Exception as exc:
         if weights is not None:
             raise ValueError(f"--fid-weights {weights} is neither a TorchScript Inception-v3 nor torch-fidelity's "
                              f"Inception-v3 weights ({type(exc).__name__})") from None

@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from .data import Modes  # noqa: E402
+from .data import Modes
 
 
 def plot_samples_2d(samples: torch.Tensor, real: torch.Tensor, modes: Modes | None, path: Path, title: str) -> None:

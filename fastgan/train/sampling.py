@@ -13,9 +13,11 @@ import numpy as np
 import torch
 
 from . import checkpoint as checkpoint_io
+from .building import build_models
 from .config import LIMITS
+from .evaluation import EVAL_SEED, evaluation_labels, generate_samples
 from .image_metrics import to_uint8
-from .trainer import EVAL_SEED, build_models, evaluation_labels, generate_samples
+from .settings import Settings
 
 NPZ_KEY = "images"  # the one array of the .npz: uint8 (N, C, H, W)
 
@@ -54,7 +56,7 @@ def sample_run(run_dir: str | Path, n: int, out: str | Path, last: bool = False,
     the generator came from (``step``, ``fid`` of ``best.pt``, ``ema``)."""
     out = check_output(out, n)
     state = checkpoint_io.load_generator_state(Path(run_dir), last)
-    s, classes = state["settings"], state["classes"]
+    s, classes = Settings.from_options(state["settings"]), state["classes"]
     chosen = _labels(classes, n, labels)
     generator, _ = build_models(s, tuple(state["sample_shape"]), classes)
     if state["ema"] is not None:

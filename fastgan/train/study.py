@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from .config import LOSSES
 from .data import grid_modes, ring_modes
+from .settings import RECIPE_NAMES
 
 TOY_STUDY_SETS = ("ring", "grid")
 IMAGE_STUDY_SETS = ("fashion-mnist",)
@@ -59,7 +59,7 @@ def _command(loss: str, data: str, seed: int, directory: Path, extra: list[str],
             "--out", str(directory), *extra]
 
 
-def run_study(out: str | Path, losses=LOSSES, sets=TOY_STUDY_SETS, seeds=DEFAULT_SEEDS, jobs: int | None = None,
+def run_study(out: str | Path, losses=RECIPE_NAMES, sets=TOY_STUDY_SETS, seeds=DEFAULT_SEEDS, jobs: int | None = None,
               extra: list[str] | None = None, quiet: bool = False,
               image_extra: list[str] | None = None) -> dict:
     """Run every (loss, data set, seed) not yet done, ``jobs`` at a time, then write the tables and figures.
@@ -79,8 +79,8 @@ def run_study(out: str | Path, losses=LOSSES, sets=TOY_STUDY_SETS, seeds=DEFAULT
 
     out = Path(out)
     for loss in losses:
-        if loss not in LOSSES:
-            raise ValueError(f"unknown preset {loss!r}; choose from {', '.join(LOSSES)}")
+        if loss not in RECIPE_NAMES:
+            raise ValueError(f"unknown preset {loss!r}; choose from {', '.join(RECIPE_NAMES)}")
     for data in sets:
         if data not in STUDY_SETS:
             raise ValueError(f"unknown data set {data!r} for a study; choose from {', '.join(STUDY_SETS)}")
@@ -166,7 +166,7 @@ def summarise(out: Path, losses, sets, seeds) -> dict:
     image_rows = [r for r in rows if r["data"] in IMAGE_STUDY_SETS]
     if toy_rows:
         plot_samples(out, toy_rows)
-        plot_curves(out, toy_rows)
+        plot_mode_curves(out, toy_rows)
     if image_rows:
         plot_image_samples(out, image_rows)
         plot_fid_curves(out, image_rows)
@@ -289,7 +289,7 @@ def plot_samples(out: Path, rows: list[dict]) -> None:
     plt.close(fig)
 
 
-def plot_curves(out: Path, rows: list[dict]) -> None:
+def plot_mode_curves(out: Path, rows: list[dict]) -> None:
     """High-quality fraction and reverse KL over wall-clock time, one line per run, one colour per preset."""
     import matplotlib.pyplot as plt
 

@@ -189,7 +189,7 @@ def test_fastgan_train_auto_mode_captures_and_trains_like_eager(tmp_path):
         trainer = Trainer(TrainConfig(mode=mode, **config), tmp_path / mode, quiet=True)
         trainer.fit()
         runs[mode] = trainer
-    assert runs["auto"].mode == "graph" and runs["auto"].critic_step_fn.mode == "graph"
+    assert runs["auto"].mode == "graph" and runs["auto"].critic_update.mode == "graph"
     for part in ("critic", "generator", "ema"):
         for p, q in zip(getattr(runs["auto"], part).parameters(), getattr(runs["eager"], part).parameters()):
             assert (p - q).norm() <= 1e-4 * q.norm()

@@ -10,10 +10,10 @@ import itertools
 import pytest
 import torch
 import triton.language as tl
+from helpers import launched_kernels
 from triton import knobs
 from triton._C.libtriton import native_specialize_impl
 from triton.backends.nvidia.compiler import CUDABackend
-from helpers import launched_kernels
 from triton.runtime.jit import JITFunction
 
 from fastgan.kernels import interpolation, launch, norm_penalty
@@ -158,7 +158,7 @@ def test_each_component_of_the_key_selects_its_own_kernel_and_a_miss_goes_throug
     for i, (args, kwargs) in enumerate(variants):
         kernel[(3,)](*args, **kwargs)
         assert triton_path.calls == i + 1 and kernel.cached() == i + 1  # a miss: Triton's path, and kept
-    for rounds in range(2):
+    for _ in range(2):
         for args, kwargs in reversed(variants):
             kernel[(3, 2)](*args, **kwargs)  # hits, each checked against what it was compiled for
     assert triton_path.calls == len(variants)

@@ -154,8 +154,8 @@ def test_step_rows_carry_flops_and_the_bf16_providers(tmp_path):
         assert r["flops"] > 0 and r["arithmetic_intensity"] > 0
         assert abs(r["tflops"] - r["flops"] / (r["ms"] * 1e-3) / 1e12) < 1e-9 * r["tflops"]
         assert r["fraction_of_bf16_peak"] == r["tflops"] / report["environment"]["bf16_matmul_tflops"]
-    from benchmarks.report import gpu_section
     from benchmarks.plots import draw_all
+    from benchmarks.report import gpu_section
 
     pictures = draw_all(report, tmp_path / "card")
     assert sorted(p.name for p in pictures) == ["card-bandwidth.png", "card-roofline.png", "card-steps.png"]
@@ -170,10 +170,10 @@ def test_the_lazy_r1_benchmarks_seed_code_trains_as_the_lazy_step_does():
     import copy
 
     import torch
+    from models import tiny_mlp_gan
 
     import fastgan
     from benchmarks.step_cases import LAZY_R1, reference_adam, seed_lazy_r1_steps
-    from models import tiny_mlp_gan
 
     critic, _ = tiny_mlp_gan("cpu")
     real, fake = torch.randn(8, 12), torch.randn(8, 12)

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from fastgan.train import TrainConfig, train
-
 from distributed_worker import user_loops
 from helpers import write_mnist
+
+from fastgan.train import TrainConfig, train
 
 WORKER = Path(__file__).resolve().parents[1] / "distributed_worker.py"
 # Seed 11 is not one any preset was tuned on. 20 steps of batch 256 split over 2 processes.

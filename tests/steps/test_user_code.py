@@ -49,6 +49,24 @@ def test_a_compile_failure_names_the_module_and_the_line_that_stopped_it_once():
     assert "critic (BranchingCritic)" in messages[0] and "Data-dependent branching" in messages[0]
     assert f"{__file__}:{line} in forward (`if h.mean() > 0:" in messages[0]
     assert step.mode == "eager"
+    assert caught[0].filename == __file__  # the warning points at the user's call, not at fastgan's code
+
+
+@pytest.mark.parametrize("mode", ["compile", "graph", "compile+graph"])
+def test_a_fallback_warning_points_at_the_users_call_whatever_the_mode(mode, monkeypatch):
+    """A forward that changes a Python attribute: each mode's strategy falls back from its own depth of
+    fastgan's code, and the warning names the line of the user's call every time."""
+    _resolved_as(monkeypatch, mode)
+    torch.manual_seed(0)
+    critic = zoo.CountingCritic()
+    step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), loss="wgan", mode=mode)
+    real, fake = torch.randn(8, 12), torch.randn(8, 12)
+    with pytest.warns(UserWarning, match="in forward") as caught:
+        for _ in range(3):
+            line = inspect.currentframe().f_lineno + 1
+            step(real, fake)
+    assert step.mode == "eager"
+    assert [(w.filename, w.lineno) for w in caught if "in forward" in str(w.message)] == [(__file__, line)]
 
 
 @pytest.mark.parametrize("mode", MODES)

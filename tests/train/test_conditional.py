@@ -80,13 +80,13 @@ def test_conditional_mnist_trains_with_a_class_per_row(tmp_path, mnist_root, mod
     trainer = Trainer(config, tmp_path / "run", quiet=True)
     assert trainer.classes == 10 and isinstance(trainer.critic, ProjectionCritic)
     seen = []
-    step = trainer.critic_step_fn.__call__
+    step = trainer.critic_update.__call__
 
     def recording(real, fake, *, labels=None, fake_labels=None):
         seen.append((real, labels, fake_labels))
         return step(real, fake, labels=labels, fake_labels=fake_labels)
 
-    trainer.critic_step_fn = recording
+    trainer.critic_update = recording
     trainer.fit()
     all_images = trainer.data.images.flatten(1)
     for real, labels, fake_labels in seen:
@@ -162,7 +162,7 @@ def test_a_conditional_run_resumes_bitwise(tmp_path, mnist_root):
 
 def test_sngan_preset_is_hinge_with_a_spectral_norm_critic(tmp_path, mnist_root):
     s = TrainConfig(loss="sngan", data="mnist", data_root="x").resolved()
-    assert (s["spectral_norm"], s["n_critic"], tuple(s["betas"])) == (True, 5, (0.0, 0.9))
+    assert (s.spectral_norm, s.n_critic, s.betas) == (True, 5, (0.0, 0.9))
     trainer = Trainer(TrainConfig(loss="sngan", data="mnist", data_root=str(mnist_root), model="resnet", hidden=8,
                                   **TINY), tmp_path / "run", quiet=True)
     convolutions = [m for m in trainer.critic.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
@@ -181,7 +181,7 @@ def test_label_smoothing_reaches_the_critic_loss(tmp_path):
     from fastgan.kernels.loss_terms import LOGISTIC
 
     trainer = Trainer(TrainConfig(loss="ns", label_smoothing=0.1, hidden=8, **TINY), tmp_path, quiet=True)
-    real_term = trainer.critic_step_fn.terms[0]
+    real_term = trainer.critic_update.terms[0]
     assert real_term.kind == LOGISTIC and real_term.param == pytest.approx(0.9)
     trainer.fit()
 
@@ -198,6 +198,6 @@ def test_a_compiled_conditional_run_trains_like_eager(tmp_path, mnist_root):
         warnings.simplefilter("error", UserWarning)
         compiled = Trainer(TrainConfig(mode="compile", **config), tmp_path / "compiled", quiet=True)
         compiled.fit()
-    assert compiled.critic_step_fn.mode == compiled.generator_step_fn.mode == "compile"
+    assert compiled.critic_update.mode == compiled.generator_update.mode == "compile"
     for p, q in zip(compiled.critic.parameters(), eager.critic.parameters()):
         assert (p - q).norm() <= 1e-3 * q.norm()

@@ -107,13 +107,13 @@ def test_batches_are_the_uint8_images_normalised_and_resume_exactly(fashion_root
 
 def test_the_protocol_sets_the_paper_and_options_given_win():
     s = TrainConfig(protocol="lucic2018", loss="wgan-gp").resolved()
-    assert (s["data"], s["model"], s["latent_dim"], s["noise"], s["batch_size"], s["fid"]) == \
+    assert (s.data, s.model, s.latent_dim, s.noise, s.batch_size, s.fid) == \
         ("fashion-mnist", "infogan", 64, "uniform", 64, 10000)
-    assert s["steps"] * s["n_critic"] == 15625 and s["log_every"] == 781  # 15,625 critic updates, FID every 3,905
+    assert s.steps * s.n_critic == 15625 and s.log_every == 781  # 15,625 critic updates, FID every 3,905
     ns = TrainConfig(protocol="lucic2018", loss="ns").resolved()
-    assert (ns["steps"], ns["log_every"]) == (15625, 3906)
+    assert (ns.steps, ns.log_every) == (15625, 3906)
     odd = TrainConfig(protocol="lucic2018", loss="wgan-gp", n_critic=3, fid=500, batch_size=32).resolved()
-    assert (odd["steps"], odd["log_every"], odd["fid"], odd["batch_size"]) == (math.ceil(15625 / 3), 1302, 500, 32)
+    assert (odd.steps, odd.log_every, odd.fid, odd.batch_size) == (math.ceil(15625 / 3), 1302, 500, 32)
     with pytest.raises(ValueError, match="--protocol"):
         TrainConfig(protocol="lucic").resolved()
 
@@ -142,12 +142,12 @@ def test_protocol_runs_train_on_the_data_with_uniform_noise(tmp_path, fashion_ro
                          fid=0, batch_size=8, device="cpu", mode="eager")
     trainer = Trainer(config, tmp_path / "run", quiet=True)
     assert norm in {type(m).__name__ for m in trainer.critic.modules()}  # per-sample norms under a penalty
-    z = trainer._noise(4096)
+    z = trainer.noise(4096)
     assert float(z.min()) >= -1 and float(z.max()) <= 1 and abs(float(z.mean())) < 0.05
     assert abs(float(z.var()) - 1 / 3) < 0.01  # uniform on [-1, 1], not N(0, 1)
     before = [p.detach().clone() for p in trainer.generator.parameters()]
     summary = trainer.fit()
-    assert summary["steps"] == 2 and all(math.isfinite(h["d_loss"]) for h in trainer.history)
+    assert summary["steps"] == 2 and all(math.isfinite(h["d_loss"]) for h in trainer.log.history)
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters()))
 
 

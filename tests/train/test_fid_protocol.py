@@ -17,9 +17,9 @@ from torch import nn
 
 from fastgan import cli
 from fastgan.train import TrainConfig, Trainer
+from fastgan.train.evaluation import EVAL_SEED
 from fastgan.train.idx_images import load_fashion_mnist
 from fastgan.train.image_metrics import TorchScriptInception, inception, kernel_inception_distance
-from fastgan.train.trainer import EVAL_SEED
 
 
 @pytest.fixture
@@ -89,16 +89,16 @@ def test_real_features_are_cached_by_data_split_n_and_network(tmp_path, fashion_
 
     assert name.startswith("fashion-mnist-test-n24-28px-") and file_sha1(network_file) in name
     test = load_fashion_mnist(fashion_root, "test")
-    assert np.allclose(first.image_metrics.real_features.numpy(), plain_features(test.images.numpy(), network_file),
+    assert np.allclose(first.log.image_metrics.real_features.numpy(), plain_features(test.images.numpy(), network_file),
                        rtol=1e-5, atol=1e-6)  # the whole test split
     # A second run reads the file: features changed there are what it uses.
     saved = torch.load(files[0], weights_only=True)
     torch.save({**saved, "features": saved["features"] * 2}, files[0])
     second = _run(tmp_path / "b", fashion_root, network_file)
-    assert torch.allclose(second.image_metrics.real_features, 2 * first.image_metrics.real_features.float().double())
+    assert torch.allclose(second.log.image_metrics.real_features, 2 * first.log.image_metrics.real_features.float().double())
     third = _run(tmp_path / "c", fashion_root, network_file, fid=10)
     assert len(list((cache / "fid-real").iterdir())) == 2  # another N, another entry
-    assert np.allclose(third.image_metrics.real_features.numpy(),  # the first N test images: anyone can pick them
+    assert np.allclose(third.log.image_metrics.real_features.numpy(),  # the first N test images: anyone can pick them
                        plain_features(test.images[:10].numpy(), network_file), rtol=1e-5, atol=1e-6)
 
 
@@ -141,10 +141,10 @@ def test_resume_keeps_the_best_so_far(tmp_path, fashion_root, network_file):
                   fid_weights=str(network_file), batch_size=8, device="cpu", mode="eager", checkpoint_every=1)
     Trainer(TrainConfig(**config, steps=2), tmp_path / "run", quiet=True).fit()
     resumed = Trainer(TrainConfig(**config, steps=4), tmp_path / "run", quiet=True, resume=True)
-    first_two = min(resumed.history, key=lambda h: h["fid"])
-    assert resumed.best == {"fid": first_two["fid"], "step": first_two["step"]}
+    first_two = min(resumed.log.history, key=lambda h: h["fid"])
+    assert resumed.log.best == {"fid": first_two["fid"], "step": first_two["step"]}
     summary = resumed.fit()
-    assert summary["best"]["fid"] == min(h["fid"] for h in resumed.history)
+    assert summary["best"]["fid"] == min(h["fid"] for h in resumed.log.history)
 
 
 def _sample_error(args, capsys):
@@ -236,4 +236,4 @@ def test_training_seconds_leave_the_evaluations_out(tmp_path, fashion_root):
     trainer = Trainer(config, tmp_path / "run", quiet=True, fid_features=SlowFeatures())
     summary = trainer.fit()
     # Three evaluations of a second each, all left out of the training seconds (however long the steps took).
-    assert summary["wall_seconds"] - trainer.history[-1]["wall_seconds"] >= 3.0
+    assert summary["wall_seconds"] - trainer.log.history[-1]["wall_seconds"] >= 3.0

@@ -119,7 +119,7 @@ def test_fid_does_not_change_what_is_trained(tmp_path, mnist_root):
 ])
 def test_fid_errors_are_one_line_before_training(tmp_path, mnist_root, capsys, monkeypatch, args, message):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no cached weights
-    monkeypatch.setattr("fastgan.train.trainer.ImageMetrics.__init__", _refuse_if_reached)
+    monkeypatch.setattr("fastgan.train.evaluation.ImageMetrics.__init__", _refuse_if_reached)
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--data", "mnist", "--data-root", str(mnist_root), "--steps", "2", "--device", "cpu",
                   "--batch-size", "8", "--out", str(tmp_path / "run"), *args])

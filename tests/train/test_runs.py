@@ -132,9 +132,9 @@ def test_a_one_class_folder_and_a_file_as_data_root_say_what_is_expected(tmp_pat
 
 def test_models_larger_than_the_memory_are_refused_before_they_are_built(tmp_path, capsys, monkeypatch):
     """On a machine of 64 KiB (patched): the ring's MLPs (8 wide here) fit, 64-wide ones do not."""
-    from fastgan.train import trainer
+    from fastgan.train import building
 
-    monkeypatch.setattr(trainer, "device_memory", lambda device: 64 * 2**10)
+    monkeypatch.setattr(building, "device_memory", lambda device: 64 * 2**10)
     assert cli.main(["train", "--out", str(tmp_path / "small"), *QUICK]) == 0
     line = _refused(capsys, ["--out", str(tmp_path / "big"), *QUICK, "--hidden", "64"],
                     "--model mlp with --hidden 64, --depth")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fastgan import cli
-from fastgan.train import LOSSES, TrainConfig, Trainer, train
+from fastgan.train import RECIPE_NAMES, TrainConfig, Trainer, train
 from fastgan.train.checkpoint import CheckpointError
 from fastgan.train.data import grid_modes, ring_modes
 from fastgan.train.metrics import mode_metrics
@@ -18,7 +18,7 @@ OUTPUTS = ("metrics.jsonl", "summary.json", "samples.png", "curves.png", "sample
 TINY = dict(steps=3, log_every=1, batch_size=32, eval_samples=200, hidden=16, device="cpu", mode="eager")
 
 
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("loss", RECIPE_NAMES)
 def test_every_loss_trains_on_the_ring(tmp_path, loss):
     summary = train(TrainConfig(loss=loss, **TINY), tmp_path, quiet=True)
     assert summary["steps"] == 3 and summary["settings"]["loss"] == loss
@@ -42,16 +42,16 @@ def test_other_toy_sets(tmp_path, data):
 def test_wgan_preset_clips_the_critic(tmp_path):
     trainer = Trainer(TrainConfig(loss="wgan", **TINY), tmp_path, quiet=True)
     trainer.fit()
-    assert trainer.s["clip_value"] == 0.01 and trainer.s["optimizer"] == "rmsprop"
+    assert trainer.settings.clip_value == 0.01 and trainer.settings.optimizer == "rmsprop"
     assert max(p.abs().max().item() for p in trainer.critic.parameters()) <= 0.01
 
 
-def test_presets_follow_the_seed_for_images():
+def test_presets_follow_the_reference_for_images():
     s = TrainConfig(loss="wgan-gp", data="mnist", data_root="x").resolved()
-    assert (s["lr"], tuple(s["betas"]), s["n_critic"], s["penalty_weight"]) == (1e-4, (0.5, 0.999), 5, 10.0)
-    assert (s["latent_dim"], s["hidden"], s["batch_size"]) == (100, 128, 64)
+    assert (s.lr, s.betas, s.n_critic, s.penalty_weight) == (1e-4, (0.5, 0.999), 5, 10.0)
+    assert (s.latent_dim, s.hidden, s.batch_size) == (100, 128, 64)
     s = TrainConfig(loss="lsgan", data="mnist", data_root="x", lr=1e-3).resolved()
-    assert (s["lr"], s["n_critic"], tuple(s["lsgan_abc"])) == (1e-3, 1, (0.0, 1.0, 1.0))
+    assert (s.lr, s.n_critic, s.lsgan_abc) == (1e-3, 1, (0.0, 1.0, 1.0))
 
 
 @pytest.mark.parametrize("model", ["mlp", "dcgan"])
@@ -271,7 +271,7 @@ def test_resume_refuses_changed_options_and_names_them(tmp_path, capsys):
 def test_checkpoint_from_before_an_option_existed_resumes_with_its_default():
     from fastgan.train.checkpoint import resume_settings
 
-    saved = TrainConfig(**TINY).resolved()
+    saved = TrainConfig(**TINY).resolved().options()
     del saved["pack"]  # written before --pack existed: that run trained unpacked
     assert resume_settings(saved, {"steps": 3, "pack": 1}, 0)["pack"] == 1
     with pytest.raises(CheckpointError, match=r"--pack 2 \(checkpoint: 1\)"):
@@ -299,7 +299,7 @@ def test_compiled_run_trains_like_eager(tmp_path, loss):
     eager.fit()
     compiled = Trainer(TrainConfig(**{**config, "mode": "compile"}), tmp_path / "compiled", quiet=True)
     compiled.fit()
-    assert compiled.critic_step_fn.mode == "compile" and compiled.generator_step_fn.mode == "compile"
+    assert compiled.critic_update.mode == "compile" and compiled.generator_update.mode == "compile"
     for p, q in zip(compiled.critic.parameters(), eager.critic.parameters()):
         assert (p - q).norm() <= 1e-3 * q.norm()
 
@@ -312,7 +312,7 @@ def test_bf16_runs_train_both_networks_in_bf16(tmp_path, mnist_root, data, model
                       quiet=True)
     before = [p.detach().clone() for p in trainer.generator.parameters()]
     trainer.fit()
-    assert trainer.critic_step_fn.precision == trainer.generator_step_fn.precision == "bf16"
+    assert trainer.critic_update.precision == trainer.generator_update.precision == "bf16"
     assert json.loads((tmp_path / "summary.json").read_text())["settings"]["precision"] == "bf16"
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"]])).all() for r in records)
@@ -365,7 +365,7 @@ def test_resuming_in_another_mode_keeps_that_modes_optimizer(tmp_path, mode):
     """An eager run (fused Adam, float rate) resumed in a compiled or captured mode gets the optimizer that mode
     needs (a tensor rate, capturable for graph) with the checkpoint's rate and moments. (Graph mode needs CUDA:
     its optimizer is built and loaded here as a resumed run on a GPU builds and loads it.)"""
-    from fastgan.train.trainer import load_optimizer, make_optimizer
+    from fastgan.train.building import load_optimizer, make_optimizer
 
     config = dict(TINY, steps=2, lr_decay=True, checkpoint_every=1)
     eager = Trainer(TrainConfig(**config), tmp_path, quiet=True)
@@ -377,13 +377,13 @@ def test_resuming_in_another_mode_keeps_that_modes_optimizer(tmp_path, mode):
         saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
         pairs = []
         for name, module, optimizer in (("opt_d", eager.critic, eager.opt_d), ("opt_g", eager.generator, eager.opt_g)):
-            opt = make_optimizer(eager.s, module.parameters(), torch.device("cpu"), "graph")
+            opt = make_optimizer(eager.settings, module.parameters(), torch.device("cpu"), "graph")
             load_optimizer(opt, saved[name])
             pairs.append((opt, optimizer))
     for opt, saved in pairs:
         group, saved_group = opt.param_groups[0], saved.param_groups[0]
         assert saved_group["fused"] and not torch.is_tensor(saved_group["lr"])
-        assert saved_group["lr"] == eager.s["lr"] / 2  # decayed
+        assert saved_group["lr"] == eager.settings.lr / 2  # decayed
         assert torch.is_tensor(group["lr"]) and group["lr"] == torch.tensor(saved_group["lr"])
         assert not group["fused"] and bool(group["capturable"]) == (mode == "graph")
         for p, q in zip(opt.param_groups[0]["params"], saved.param_groups[0]["params"]):
@@ -411,8 +411,8 @@ def test_channels_last_runs_lay_out_batches_and_weights_so_and_compute_what_cont
         convs = [m.weight for m in trainer.critic.modules() if isinstance(m, torch.nn.Conv2d)]
         assert convs and all(w.is_contiguous(memory_format=layout) for w in convs)
         seen = []
-        trainer.critic.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(
-            memory_format=layout)))
+        trainer.critic.register_forward_pre_hook(lambda _, args, seen=seen, layout=layout: seen.append(
+            args[0].is_contiguous(memory_format=layout)))
         trainer.fit()
         assert seen and all(seen)  # real, fake and penalty points alike
         lines = (tmp_path / memory_format / "metrics.jsonl").read_text().splitlines()
@@ -421,15 +421,18 @@ def test_channels_last_runs_lay_out_batches_and_weights_so_and_compute_what_cont
 
 
 def test_auto_memory_format_is_channels_last_for_conv_critics_under_bf16_on_cuda():
-    from fastgan.train.config import DEFAULTS, channels_last
+    from dataclasses import replace
+
+    from fastgan.train.config import channels_last
     from fastgan.train.models import DCGANCritic
 
     conv, mlp, cuda = DCGANCritic(3, 32), torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 1)), "cuda"
-    auto = {**DEFAULTS, "precision": "bf16"}
+    fp32 = TrainConfig(data="mnist", data_root="x", model="dcgan", image_size=32).resolved()
+    auto = replace(fp32, precision="bf16")
     assert channels_last(auto, cuda, conv, (3, 32, 32))
     assert not channels_last(auto, "cpu", conv, (3, 32, 32))
-    assert not channels_last({**auto, "precision": "fp32"}, cuda, conv, (3, 32, 32))
+    assert not channels_last(fp32, cuda, conv, (3, 32, 32))
     assert not channels_last(auto, cuda, mlp, (3, 32, 32))
-    assert not channels_last({**auto, "memory_format": "channels_last"}, cuda, conv, (2,))  # 2-D points
-    assert channels_last({**DEFAULTS, "memory_format": "channels_last"}, "cpu", mlp, (3, 32, 32))
-    assert not channels_last({**auto, "memory_format": "contiguous"}, cuda, conv, (3, 32, 32))
+    assert not channels_last(replace(auto, memory_format="channels_last"), cuda, conv, (2,))  # 2-D points
+    assert channels_last(replace(fp32, memory_format="channels_last"), "cpu", mlp, (3, 32, 32))
+    assert not channels_last(replace(auto, memory_format="contiguous"), cuda, conv, (3, 32, 32))

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
-
 from ..._frames import warn_user
 from ..graph import CaptureError, Graphs, StateChangedInForward
 from ..state import rng_state
+from ..types import Inputs, Key, RngState, Snapshot, Stats
 from .step import Compiled
 
 if TYPE_CHECKING:
     from ..runner import Runner
 
-Stats = dict[str, torch.Tensor]
 
 
 class CompiledGraph:
@@ -31,10 +29,10 @@ class CompiledGraph:
         self.compiled = Compiled(runner)
         self.graphs = Graphs(self._body, runner.mark)
 
-    def first(self, key: tuple, inputs: tuple, before: list, rng: object) -> Stats:
+    def first(self, key: Key, inputs: Inputs, before: Snapshot, rng: RngState) -> Stats:
         return self.compiled.first(key, inputs, before, rng)
 
-    def step(self, key: tuple, inputs: tuple) -> Stats:
+    def step(self, key: Key, inputs: Inputs) -> Stats:
         if not self.compiled.has_update():
             return self.compiled.step(key, inputs)
         if key in self.graphs:
@@ -44,15 +42,17 @@ class CompiledGraph:
             return self.graphs(key, inputs)
         except StateChangedInForward as exc:  # the warm-up was a whole step: eager from the next one
             self.runner.fall_back(f"{exc}, which a graph's replay cannot repeat")
-            return exc.warmed
+            stats: Stats = exc.warmed
+            return stats
         except CaptureError as exc:
             warn_user(f"{self.runner.name}: the compiled step does not capture ({exc}); compile mode from now on")
             self.runner.strategy = self.compiled
-            return exc.warmed
+            warmed: Stats = exc.warmed
+            return warmed
         except Exception as exc:  # noqa: BLE001 - the compiled warm-up failed: compile mode's rule
             return self.compiled.eager_after(exc, inputs, rng)
 
-    def _body(self, inputs: tuple) -> Stats:
+    def _body(self, inputs: Inputs) -> Stats:
         """What a graph holds: the compiled step with the optimizer's update in its graph."""
         stats = self.compiled.update(inputs)
         self.runner.objective.after_update()

@@ -31,7 +31,8 @@ def tolerance(device: torch.device, precision: str = "fp32") -> float:
     return RTOL_AUTOCAST if low else RTOL
 
 
-def first_mismatch(names, grads, eager_grads, rtol: float, reference=None) -> str | None:
+def first_mismatch(names: list[str], grads: list[torch.Tensor], eager_grads: list[torch.Tensor | None], rtol: float,
+                   reference: list[torch.Tensor] | None = None) -> str | None:
     """What differs between compiled and eager gradients (None when they agree).
 
     Each tensor's difference may be ``rtol`` of its eager gradient's norm plus ``ZERO_GRADIENT`` of the whole
@@ -45,7 +46,7 @@ def first_mismatch(names, grads, eager_grads, rtol: float, reference=None) -> st
         if e is None:
             if g.any():
                 return f"the compiled step gives {name} a gradient eager does not"
-        elif float((g.float() - e.float()).norm()) > rtol * norm + floor and (
+        elif float((g.float() - e.float()).norm()) > rtol * (norm or 0.0) + floor and (
                 reference is None or not as_accurate(g, e, reference[i], rtol, floor)):
             return f"the compiled gradient of {name} differs from eager"
     return None
@@ -56,7 +57,8 @@ def as_accurate(g: torch.Tensor, e: torch.Tensor, r: torch.Tensor, rtol: float, 
     return error <= max(rtol * float(r.norm()), NOISE_FACTOR * eager_error) + floor
 
 
-def buffer_mismatch(names, compiled, eager, rtol: float) -> str | None:
+def buffer_mismatch(names: list[str], compiled: list[torch.Tensor], eager: list[torch.Tensor], rtol: float
+                    ) -> str | None:
     """Which buffer the compiled step left other than the eager step did (None when all agree): integer
     buffers (counters) exactly, floating ones within ``rtol`` of the eager value's norm."""
     for name, c, e in zip(names, compiled, eager):

@@ -17,13 +17,17 @@ happens to ``torch.compile(optimizer.step)``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.optim.adam import adam
 from torch.optim.rmsprop import rmsprop
 
+Group = dict[str, Any]  # an optimizer's parameter group, or a parameter's state
 
-def _adam(group: dict, capturable: bool, params: list, grads: list, states: list[dict]) -> None:
+
+def _adam(group: Group, capturable: bool, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[Group]
+          ) -> None:
     amsgrad = group["amsgrad"]
     beta1, beta2 = group["betas"]
     adam(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
@@ -33,7 +37,8 @@ def _adam(group: dict, capturable: bool, params: list, grads: list, states: list
          eps=group["eps"], maximize=group["maximize"])
 
 
-def _rmsprop(group: dict, capturable: bool, params: list, grads: list, states: list[dict]) -> None:
+def _rmsprop(group: Group, capturable: bool, params: list[torch.Tensor], grads: list[torch.Tensor],
+             states: list[Group]) -> None:
     momentum, centered = group["momentum"], group["centered"]
     rmsprop(params, grads, [s["square_avg"] for s in states], [s["grad_avg"] for s in states] if centered else [],
             [s["momentum_buffer"] for s in states] if momentum > 0 else [], [s["step"] for s in states],
@@ -67,9 +72,9 @@ def in_graph_update(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]
     if any(id(p) not in group_of or p.is_complex() or not optimizer.state.get(p) for p in params):
         return None
     # Per group (in the optimizer's order, as its step goes), the indices of its parameters among ``params``.
-    plan = [(k, [i for i, p in enumerate(params) if group_of[id(p)] == k]) for k in range(len(groups))]
+    members = [(k, [i for i, p in enumerate(params) if group_of[id(p)] == k]) for k in range(len(groups))]
     # ``capturable`` as the groups say now: inside a graph Dynamo shows every group as capturable.
-    plan = [(k, groups[k]["capturable"], indices) for k, indices in plan if indices]
+    plan = [(k, groups[k]["capturable"], indices) for k, indices in members if indices]
 
     def run(views: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         for k, capturable, indices in plan:

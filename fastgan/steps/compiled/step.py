@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..state import Mark, equal_values, restore, rng_state, set_rng_state
+from ..types import Fn, Inputs, Key, RngState, Snapshot, Stats, Tensors
 from . import check
 from .optimizer_update import in_graph_update
 from .whole import compile_failure, compile_whole, with_update
@@ -16,8 +17,6 @@ from .whole import compile_failure, compile_whole, with_update
 if TYPE_CHECKING:
     from ..runner import Runner
 
-Stats = dict[str, torch.Tensor]
-Gradients = list[torch.Tensor | None]
 
 
 class Compiled:
@@ -32,11 +31,11 @@ class Compiled:
     def __init__(self, runner: Runner):
         self.runner = runner
         self.objective, self.optimizer = runner.objective, runner.optimizer
-        self._gradients: Callable | None = None  # the compiled gradients
+        self._gradients: Fn | None = None  # the compiled gradients
         self._optimizer_step: Callable[[], object] | None = None
         # The compiled step with the optimizer's update in its graph: None until the first compiled step after a
         # check builds it, False where the optimizer's update cannot go into the graph.
-        self._update: Callable | bool | None = None
+        self._update: Fn | bool | None = None
         self._unreached: set[int] = set()  # trained parameters the objective does not reach (no gradient)
 
     def forget(self, builds: bool) -> None:
@@ -44,7 +43,7 @@ class Compiled:
         if builds:
             self._update = None
 
-    def first(self, key: tuple, inputs: tuple, before: list, rng: object) -> Stats:
+    def first(self, key: Key, inputs: Inputs, before: Snapshot, rng: RngState) -> Stats:
         """The compiled step for a new input shape, its gradients and updated buffers first compared with the
         eager step's (run from the same buffers and random numbers, then undone); on a mismatch or a compile
         failure, the eager step, in eager mode from now on."""
@@ -87,7 +86,7 @@ class Compiled:
                                        rng, mark)
         return self._apply(grads, stats, self.optimizer.step)
 
-    def _eager_instead(self, why: str, inputs: tuple, before: list, rng: object, mark: Mark) -> Stats:
+    def _eager_instead(self, why: str, inputs: Inputs, before: Snapshot, rng: RngState, mark: Mark) -> Stats:
         """Undo the compiled attempt's buffer updates and the attribute changes since ``mark``, make the runner
         eager (warning ``why``) and run the eager step from the same random numbers."""
         mark.undo()
@@ -96,7 +95,7 @@ class Compiled:
         set_rng_state(inputs[0].device, rng)
         return self.runner.eager.run(inputs)
 
-    def float64_gradients(self, inputs: tuple, before: list, rng: object) -> Gradients:
+    def float64_gradients(self, inputs: Inputs, before: Snapshot, rng: RngState) -> list[torch.Tensor]:
         """The eager step's gradients from float64 copies of the modules as they were before the step and of the
         inputs, drawing the same random numbers, autocast off: the judge of :meth:`first`. The modules and
         generators are left as the compiled step left them."""
@@ -114,7 +113,7 @@ class Compiled:
         set_rng_state(device, after_rng)
         return list(grads)
 
-    def _tensors(self) -> tuple[dict, dict, dict]:
+    def _tensors(self) -> tuple[Tensors, Tensors, Tensors]:
         """The compiled functions' first arguments: trained parameters, the module's other tensors, and the
         other module's tensors (the generator step's critic)."""
         for s in self.runner.states:
@@ -123,7 +122,7 @@ class Compiled:
         aux = self.objective.aux.views[1] if self.objective.aux is not None else {}
         return params, others, aux
 
-    def gradients(self, inputs: tuple) -> tuple[list[torch.Tensor], Stats]:
+    def gradients(self, inputs: Inputs) -> tuple[list[torch.Tensor], Stats]:
         """The compiled gradients of the trained parameters for ``inputs``, and the step's statistics."""
         if self._gradients is None:
             self._gradients = compile_whole(torch.func.grad(self.objective.functional, has_aux=True))
@@ -131,7 +130,7 @@ class Compiled:
         grads, stats = self._gradients(params, others, aux, *self.objective.traced_inputs(inputs))
         return [grads[n] for n in params], stats
 
-    def step(self, key: tuple, inputs: tuple) -> Stats:
+    def step(self, key: Key, inputs: Inputs) -> Stats:
         """One compiled step on a checked input shape: one compiled call that also applies the optimizer's update
         where :func:`.optimizer_update.in_graph_update` can (no process group), else the compiled gradients and a
         second, compiled optimizer step."""
@@ -147,7 +146,7 @@ class Compiled:
         self.objective.after_update()
         return stats
 
-    def eager_after(self, exc: Exception, inputs: tuple, rng: object) -> Stats:
+    def eager_after(self, exc: Exception, inputs: Inputs, rng: RngState) -> Stats:
         """After compiled code raised ``exc``: the eager step from the same random numbers. An error of the
         user's module or inputs raises there, as eager raises it, and leaves the mode as it was; otherwise
         compile's failure is warned of and the runner is eager from now on."""
@@ -160,7 +159,7 @@ class Compiled:
         """Whether the compiled step with the optimizer's update in its graph is built."""
         return bool(self._update)
 
-    def update(self, inputs: tuple) -> Stats:
+    def update(self, inputs: Inputs) -> Stats:
         """One call of the built compiled step with the optimizer's update in its graph (draws included; the
         objective's ``after_update`` not)."""
         assert callable(self._update)
@@ -168,7 +167,7 @@ class Compiled:
         stats: Stats = self._update(params, others, aux, *self.objective.traced_inputs(inputs))
         return stats
 
-    def _build_update(self) -> Callable | None:
+    def _build_update(self) -> Fn | None:
         """The whole step compiled with the optimizer's update in its graph (after the first step created the
         optimizer's state), or None where that cannot be."""
         reached = [(n, p) for i, (n, p) in enumerate(self.objective.state.trained) if i not in self._unreached]

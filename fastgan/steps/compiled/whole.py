@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from ..._frames import is_library
+from ..types import Fn, Tensors
 from .zero_branches import ZeroBranches
 
 # One options dict (one pass object) for every step: Dynamo reuses a graph only under an equal backend.
 # ``fallback_random``: random ops in the graph (dropout) draw from the default generator as eager ops do, in
 # program order, so a compiled step with dropout draws eager's masks.
-INDUCTOR_OPTIONS = {"post_grad_custom_pre_pass": ZeroBranches(), "fallback_random": True}
+INDUCTOR_OPTIONS: dict[str, str | int | bool | Callable[..., Any]] = {"post_grad_custom_pre_pass": ZeroBranches(), "fallback_random": True}
 
 
-def compile_whole(fn: Callable) -> Callable:
+def compile_whole(fn: Fn) -> Fn:
     """``fn`` compiled whole for one input shape, without the zero branches of the double backward (see
     :mod:`fastgan.steps.compiled.zero_branches`). Inductor's C++ wrapper is left off: on a CPU it gained little for much
     more compilation per graph (benchmarks/RESULTS.md).
@@ -26,19 +28,19 @@ def compile_whole(fn: Callable) -> Callable:
     (8) graphs per code object, and the steps of one process (each guarded on its own modules and optimizer)
     would otherwise share the one of ``torch.func.grad``'s wrapper."""
 
-    def call(*args):
+    def call(*args: Any) -> Any:
         return fn(*args)
 
     call.__code__ = call.__code__.replace()
     return torch.compile(call, fullgraph=True, dynamic=False, options=INDUCTOR_OPTIONS)
 
 
-def with_update(objective: Callable, update: Callable, names: list[str]) -> Callable:
+def with_update(objective: Fn, update: Fn, names: list[str]) -> Fn:
     """``objective``'s gradients for the parameters ``names`` applied by ``update`` (see
     :func:`fastgan.steps.compiled.optimizer_update.in_graph_update`); returns the objective's statistics."""
     gradients = torch.func.grad(objective, has_aux=True)
 
-    def step(params, *inputs):
+    def step(params: Tensors, *inputs: Any) -> Any:
         grads, stats = gradients(params, *inputs)
         with torch.no_grad():
             update([params[n] for n in names], [grads[n] for n in names])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import Any, cast
 
 import torch
 from torch._guards import detect_fake_mode
@@ -56,7 +57,7 @@ def _is_number(x: object) -> bool:
 
 
 def _finite_number(x: object) -> bool:
-    return _is_number(x) and math.isfinite(x)
+    return isinstance(x, (int, float)) and _is_number(x) and math.isfinite(x)
 
 
 class _Folding:
@@ -90,7 +91,7 @@ class _Folding:
 
     def _fold(self, node: Node) -> None:
         """Mark ``node`` as zero, or replace it, where its inputs make its value known."""
-        target, args = node.target, node.args
+        target, args = node.target, cast(tuple[Any, ...], node.args)  # torch.fx's Argument: Nodes and values
         zero = self._zero
         if target in _ZERO_SOURCES or (target in _FILLS and self._zero_value(args[_FILLS[target]])):
             self.zeros[node] = None
@@ -117,7 +118,7 @@ class _Folding:
     def _fold_sum(self, node: Node) -> None:
         """``a + 0``, ``0 + b`` and ``a - 0`` are their other term (plus the zero's poison) where that term has
         the result's shape and dtype."""
-        a, b = node.args[:2]
+        a, b = cast(tuple[Any, ...], node.args)[:2]
         if self._zero(a) and self._zero(b):
             self.zeros[node] = self._poison(node, a, b)
             return
@@ -132,19 +133,20 @@ class _Folding:
     def _fold_convolution_backward(self, node: Node) -> None:
         """The gradients of a convolution whose output gradient is zero: the input's (products with the weight),
         the weight's (products with the input) and the bias's (sums of zeros)."""
-        grad_output, inputs, weight = node.args[:3]
+        grad_output, inputs, weight = cast(tuple[Any, ...], node.args)[:3]
         for user in list(node.users):
             if user.target is operator.getitem and user.users:
-                data = {0: [weight], 1: [inputs]}.get(user.args[1], [])
+                data = {0: [weight], 1: [inputs]}.get(cast(int, user.args[1]), [])
                 self._replace(user, self._poison(user, grad_output, *data))
 
     # ----- building nodes -----
 
-    def _call(self, before: Node, target, *args, **kwargs) -> Node:
+    def _call(self, before: Node, target: Any, *args: Any, **kwargs: Any) -> Node:
         """A new node ``target(*args, **kwargs)`` before ``before``, its fake value computed for Inductor."""
         with self.graph.inserting_before(before):
             node = self.graph.call_function(target, args, kwargs)
         values = [a.meta["val"] if isinstance(a, Node) else a for a in args]
+        assert self.fake_mode is not None  # Inductor's post-grad graphs carry fake values
         with self.fake_mode:
             node.meta["val"] = target(*values, **kwargs)
         return node
