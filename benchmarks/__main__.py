@@ -27,7 +27,11 @@ def _environment(device: torch.device, copy_gbs: float, bf16_tflops: float) -> d
         triton_version = triton.__version__
     except ImportError:
         triton_version = None
-    card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    card = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    )
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "card": card,
@@ -60,8 +64,15 @@ def _measure(case, device, env: dict, rounds: int) -> list[dict]:
                 print(f"  {provider}: first call failed ({type(exc).__name__})", file=sys.stderr)
     for _ in range(rounds):
         for provider, fn in case.providers.items():
-            row = rows.setdefault(provider, {"op": case.op, "size": case.size,
-                                             "dtype": str(case.dtype).removeprefix("torch."), "provider": provider})
+            row = rows.setdefault(
+                provider,
+                {
+                    "op": case.op,
+                    "size": case.size,
+                    "dtype": str(case.dtype).removeprefix("torch."),
+                    "provider": provider,
+                },
+            )
             if "error" in row:
                 continue
             try:
@@ -104,13 +115,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cuda or cpu")
     parser.add_argument("--quick", action="store_true", help="reference sizes and one mid size, fp32 and bf16 only")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile provider")
-    parser.add_argument("--only", metavar="TEXT", action="append",
-                        help="run only the cases whose 'op size' (e.g. 'critic step (dcgan 64) 64x3x64x64') contains "
-                        "TEXT (repeatable: any of them)")
-    parser.add_argument("--exclude", metavar="TEXT", action="append",
-                        help="skip the cases whose 'op size' contains TEXT (repeatable)")
-    parser.add_argument("--providers", metavar="TEXT", action="append",
-                        help="time only the providers whose name contains TEXT (repeatable: any of them)")
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        action="append",
+        help="run only the cases whose 'op size' (e.g. 'critic step (dcgan 64) 64x3x64x64') contains "
+        "TEXT (repeatable: any of them)",
+    )
+    parser.add_argument(
+        "--exclude", metavar="TEXT", action="append", help="skip the cases whose 'op size' contains TEXT (repeatable)"
+    )
+    parser.add_argument(
+        "--providers",
+        metavar="TEXT",
+        action="append",
+        help="time only the providers whose name contains TEXT (repeatable: any of them)",
+    )
     parser.add_argument("--json", type=Path, help="write the results here (default: print only)")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
@@ -118,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         print("refusing to benchmark with TRITON_INTERPRET set: it would time the interpreter", file=sys.stderr)
         return 2
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     from .catalogue import all_cases
     from .report import markdown_table, steps_table
     from .roofline import matmul_tflops
@@ -129,9 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     copy_gbs = copy_bandwidth_gbs(device, megabytes=256 if device.type == "cuda" else 64)
     env = _environment(device, copy_gbs, matmul_tflops(device))
     print(f"# fastgan benchmarks on {env['card']} ({env['date']})")
-    print(f"torch {env['torch']}, triton {env['triton']}; fastgan path: {env['fastgan_path']}; "
-          f"measured copy bandwidth {copy_gbs:.1f} GB/s, bf16 matmul {env['bf16_matmul_tflops']:.1f} TFLOP/s\n",
-          flush=True)
+    print(
+        f"torch {env['torch']}, triton {env['triton']}; fastgan path: {env['fastgan_path']}; "
+        f"measured copy bandwidth {copy_gbs:.1f} GB/s, bf16 matmul {env['bf16_matmul_tflops']:.1f} TFLOP/s\n",
+        flush=True,
+    )
     results = []
     for case in all_cases(device, quick=args.quick, compile_=args.compile):
         label = f"{case.op} {case.size}"

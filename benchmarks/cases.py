@@ -76,12 +76,21 @@ def interpolation_cases(device, shapes, dtypes, compile_) -> Iterator[Case]:
             alpha_b = alpha.reshape((shape[0],) + (1,) * (len(shape) - 1))
             alpha_typed = alpha_b.to(dtype)
             reference_compiled = _compiled(reference.interpolate, compile_)
-            yield Case("interpolation", _label(shape), dtype, 3 * real.numel() * real.element_size(), _with({
-                "fastgan": lambda r=real, f=fake, a=alpha: fastgan.interpolate(r, f, a),
-                "reference": lambda r=real, f=fake, a=alpha_b: reference.interpolate(r, f, a),
-                "eager": lambda r=real, f=fake, a=alpha_typed: torch.lerp(f, r, a),
-                "compile": reference_compiled and (lambda r=real, f=fake, a=alpha_b, c=reference_compiled: c(r, f, a)),
-            }))
+            yield Case(
+                "interpolation",
+                _label(shape),
+                dtype,
+                3 * real.numel() * real.element_size(),
+                _with(
+                    {
+                        "fastgan": lambda r=real, f=fake, a=alpha: fastgan.interpolate(r, f, a),
+                        "reference": lambda r=real, f=fake, a=alpha_b: reference.interpolate(r, f, a),
+                        "eager": lambda r=real, f=fake, a=alpha_typed: torch.lerp(f, r, a),
+                        "compile": reference_compiled
+                        and (lambda r=real, f=fake, a=alpha_b, c=reference_compiled: c(r, f, a)),
+                    }
+                ),
+            )
 
 
 def penalty_cases(device, shapes, dtypes, compile_) -> Iterator[Case]:
@@ -98,12 +107,20 @@ def penalty_cases(device, shapes, dtypes, compile_) -> Iterator[Case]:
             def run(penalty_fn, g=grads):
                 return torch.autograd.grad(penalty_fn(g), g)
 
-            yield Case("penalty", _label(shape), dtype, 3 * grads.numel() * grads.element_size(), _with({
-                "fastgan": lambda run=run: run(fastgan.gradient_norm_penalty),
-                "reference": lambda run=run: run(reference_penalty),
-                "eager": lambda run=run: run(_eager_penalty),
-                "compile": compiled and (lambda run=run, c=compiled: run(c)),
-            }))
+            yield Case(
+                "penalty",
+                _label(shape),
+                dtype,
+                3 * grads.numel() * grads.element_size(),
+                _with(
+                    {
+                        "fastgan": lambda run=run: run(fastgan.gradient_norm_penalty),
+                        "reference": lambda run=run: run(reference_penalty),
+                        "eager": lambda run=run: run(_eager_penalty),
+                        "compile": compiled and (lambda run=run, c=compiled: run(c)),
+                    }
+                ),
+            )
 
 
 mlp_critic = reference.Critic  # the reference code's pair
@@ -113,10 +130,14 @@ mlp_generator = reference.Generator
 def conv_critic(channels: int = 3, width: int = 64) -> nn.Module:
     """A DCGAN-style critic for 64x64 images, without BatchNorm (WGAN-GP's advice)."""
     return nn.Sequential(
-        nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(2 * width, 4 * width, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(4 * width, 1, 8, 1, 0), nn.Flatten(),
+        nn.Conv2d(channels, width, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(width, 2 * width, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(2 * width, 4 * width, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(4 * width, 1, 8, 1, 0),
+        nn.Flatten(),
     )
 
 
@@ -132,12 +153,20 @@ def gp_step_cases(device, compile_) -> Iterator[Case]:
             # The last bias does not move the input gradient, hence allow_unused.
             return torch.autograd.grad(penalty_fn(critic, real, fake), params, allow_unused=True)
 
-        yield Case(f"gp step ({name} critic)", _label(shape), torch.float32, None, _with({
-            "fastgan": lambda run=run: run(fastgan.gradient_penalty),
-            "reference": lambda run=run: run(_reference_gradient_penalty),
-            "eager": lambda run=run: run(_eager_gradient_penalty),
-            "compile": compiled and (lambda run=run, c=compiled: run(c)),
-        }))
+        yield Case(
+            f"gp step ({name} critic)",
+            _label(shape),
+            torch.float32,
+            None,
+            _with(
+                {
+                    "fastgan": lambda run=run: run(fastgan.gradient_penalty),
+                    "reference": lambda run=run: run(_reference_gradient_penalty),
+                    "eager": lambda run=run: run(_eager_gradient_penalty),
+                    "compile": compiled and (lambda run=run, c=compiled: run(c)),
+                }
+            ),
+        )
 
 
 def _critic_iteration(critic, generator, optimizer, real, latent, penalty_fn=None, clip_fn=None):
@@ -170,37 +199,55 @@ def iteration_cases(device) -> Iterator[Case]:
             critic = mlp_critic().to(device)
             if penalty:
                 optimizer = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.5, 0.999))
-                fn = {"fastgan": fastgan.gradient_penalty, "reference": _reference_gradient_penalty,
-                      "eager": _eager_gradient_penalty}[provider]
+                fn = {
+                    "fastgan": fastgan.gradient_penalty,
+                    "reference": _reference_gradient_penalty,
+                    "eager": _eager_gradient_penalty,
+                }[provider]
                 kwargs = {"penalty_fn": fn}
             else:
                 optimizer = torch.optim.RMSprop(critic.parameters(), lr=5e-5)
-                clip = {"fastgan": lambda m: fastgan.clip_weights_(m, 0.01),
-                        "reference": lambda m: reference.clip_weights_(m, 0.01),
-                        "eager": lambda m: _foreach_clip(list(m.parameters()), 0.01)}[provider]
+                clip = {
+                    "fastgan": lambda m: fastgan.clip_weights_(m, 0.01),
+                    "reference": lambda m: reference.clip_weights_(m, 0.01),
+                    "eager": lambda m: _foreach_clip(list(m.parameters()), 0.01),
+                }[provider]
                 kwargs = {"clip_fn": clip}
-            providers[provider] = (lambda c=critic, o=optimizer, kw=kwargs:
-                                   _critic_iteration(c, generator, o, real, latent, **kw))
+            providers[provider] = lambda c=critic, o=optimizer, kw=kwargs: _critic_iteration(
+                c, generator, o, real, latent, **kw
+            )
         yield Case(f"critic iteration ({label})", "64x784", torch.float32, None, providers)
 
 
 def clipping_cases(device, dtypes, compile_, large: bool) -> Iterator[Case]:
     """Weight clipping of the reference's critic, of a 120-tensor critic, and (large) of 100M parameters."""
-    models = [("reference critic", lambda: mlp_critic()),
-              ("120 tensors", lambda: nn.Sequential(*[nn.Linear(128, 128) for _ in range(60)]))]
+    models = [
+        ("reference critic", lambda: mlp_critic()),
+        ("120 tensors", lambda: nn.Sequential(*[nn.Linear(128, 128) for _ in range(60)])),
+    ]
     if large:
-        models.append(("100 x 1M", lambda: nn.ParameterList([nn.Parameter(torch.randn(1024, 1024)) for _ in range(100)])))
+        models.append(
+            ("100 x 1M", lambda: nn.ParameterList([nn.Parameter(torch.randn(1024, 1024)) for _ in range(100)]))
+        )
     for label, build in models:
         for dtype in dtypes:
             params = list(build().to(device, dtype).parameters())
             numel = sum(p.numel() for p in params)
             compiled = _compiled(_foreach_clip, compile_)
-            yield Case("clipping", label, dtype, 2 * numel * params[0].element_size(), _with({
-                "fastgan": lambda p=params: fastgan.clip_weights_(p, 0.01),
-                "reference": lambda p=params: reference.clip_weights_(p, 0.01),
-                "eager": lambda p=params: _foreach_clip(p, 0.01),
-                "compile": compiled and (lambda p=params, c=compiled: c(p, 0.01)),
-            }))
+            yield Case(
+                "clipping",
+                label,
+                dtype,
+                2 * numel * params[0].element_size(),
+                _with(
+                    {
+                        "fastgan": lambda p=params: fastgan.clip_weights_(p, 0.01),
+                        "reference": lambda p=params: reference.clip_weights_(p, 0.01),
+                        "eager": lambda p=params: _foreach_clip(p, 0.01),
+                        "compile": compiled and (lambda p=params, c=compiled: c(p, 0.01)),
+                    }
+                ),
+            )
 
 
 LOSSES = {
@@ -222,8 +269,16 @@ def losses_cases(device, batches, compile_) -> Iterator[Case]:
             def run(loss_fn, outs=outs):
                 return torch.autograd.grad(loss_fn(*outs), outs)
 
-            yield Case(f"losses ({name})", str(batch), torch.float32, 2 * count * batch * 4, _with({
-                "fastgan": lambda run=run, f=fused: run(f),
-                "reference": lambda run=run, f=eager: run(f),
-                "compile": compiled and (lambda run=run, c=compiled: run(c)),
-            }))
+            yield Case(
+                f"losses ({name})",
+                str(batch),
+                torch.float32,
+                2 * count * batch * 4,
+                _with(
+                    {
+                        "fastgan": lambda run=run, f=fused: run(f),
+                        "reference": lambda run=run, f=eager: run(f),
+                        "compile": compiled and (lambda run=run, c=compiled: run(c)),
+                    }
+                ),
+            )

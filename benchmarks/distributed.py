@@ -27,15 +27,42 @@ from torch import nn
 def train_rate(processes: int, steps: int, mode: str, device: str) -> dict:
     """``fastgan train`` under torchrun with ``processes`` ranks: median steps/s after the first log."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-               "-m", "fastgan.cli", "train", "--steps", str(steps), "--log-every", str(max(steps // 6, 1)),
-               "--mode", mode, "--device", device, "--quiet", "--out", out]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(processes),
+            "-m",
+            "fastgan.cli",
+            "train",
+            "--steps",
+            str(steps),
+            "--log-every",
+            str(max(steps // 6, 1)),
+            "--mode",
+            mode,
+            "--device",
+            device,
+            "--quiet",
+            "--out",
+            out,
+        ]
         start = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)
         wall = time.perf_counter() - start
-        rates = [json.loads(line)["steps_per_second"] for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-    return {"processes": processes, "mode": mode, "device": device, "steps": steps, "wall_s": round(wall, 1),
-            "steps_per_second": round(statistics.median(rates[1:]), 1)}
+        rates = [
+            json.loads(line)["steps_per_second"] for line in (Path(out) / "metrics.jsonl").read_text().splitlines()
+        ]
+    return {
+        "processes": processes,
+        "mode": mode,
+        "device": device,
+        "steps": steps,
+        "wall_s": round(wall, 1),
+        "steps_per_second": round(statistics.median(rates[1:]), 1),
+    }
 
 
 def _step_rates(reps: int = 300) -> None:
@@ -52,8 +79,14 @@ def _step_rates(reps: int = 300) -> None:
         return nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 1))
 
     ours_critic = critic()
-    ours = fastgan.CriticStep(ours_critic, torch.optim.Adam(ours_critic.parameters()), loss="wgan", penalty="gp",
-                              mode="eager", process_group=dist.group.WORLD)
+    ours = fastgan.CriticStep(
+        ours_critic,
+        torch.optim.Adam(ours_critic.parameters()),
+        loss="wgan",
+        penalty="gp",
+        mode="eager",
+        process_group=dist.group.WORLD,
+    )
     ddp = nn.parallel.DistributedDataParallel(critic())
     opt = torch.optim.Adam(ddp.parameters())
 
@@ -77,9 +110,22 @@ def _step_rates(reps: int = 300) -> None:
 
 
 def step_rates(processes: int) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                           str(processes), "-m", "benchmarks.distributed", "--step-worker"],
-                          check=True, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(processes),
+            "-m",
+            "benchmarks.distributed",
+            "--step-worker",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return {"processes": processes, "critic step ms": json.loads(proc.stdout.strip().splitlines()[-1])}
 
 

@@ -63,8 +63,15 @@ def measure(calls: int) -> list[dict]:
             triton_path_us = host_us(ours, calls)
             set_direct_launches(direct)
             fastgan_us, aten_us = host_us(ours, calls), host_us(aten, calls)
-            rows.append({"op": op, "fastgan_us": round(fastgan_us, 2), "triton_path_us": round(triton_path_us, 2),
-                         "aten_us": round(aten_us, 2), "ratio": round(fastgan_us / aten_us, 2)})
+            rows.append(
+                {
+                    "op": op,
+                    "fastgan_us": round(fastgan_us, 2),
+                    "triton_path_us": round(triton_path_us, 2),
+                    "aten_us": round(aten_us, 2),
+                    "ratio": round(fastgan_us / aten_us, 2),
+                }
+            )
     return rows
 
 

@@ -53,8 +53,14 @@ def _count_launches() -> dict[str, int]:
 
 def _critic_step() -> fastgan.CriticStep:
     critic = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1))
-    return fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters(), lr=1e-4), loss="wgan", penalty="gp",
-                              penalty_weight=10.0, mode="eager")
+    return fastgan.CriticStep(
+        critic,
+        torch.optim.Adam(critic.parameters(), lr=1e-4),
+        loss="wgan",
+        penalty="gp",
+        penalty_weight=10.0,
+        mode="eager",
+    )
 
 
 def measure(calls: int = 300, rounds: int = 5) -> dict[str, float]:
@@ -77,8 +83,12 @@ def measure(calls: int = 300, rounds: int = 5) -> dict[str, float]:
                 best[backend] = min(best[backend], (time.perf_counter() - start) / calls * 1e6)
                 if backend == "triton":
                     launches = (count["launches"] - before) / calls
-    return {"torch_path_us": round(best["torch"], 1), "triton_path_us": round(best["triton"], 1),
-            "added_us": round(best["triton"] - best["torch"], 1), "launches_per_step": launches}
+    return {
+        "torch_path_us": round(best["torch"], 1),
+        "triton_path_us": round(best["triton"], 1),
+        "added_us": round(best["triton"] - best["torch"], 1),
+        "launches_per_step": launches,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     result = measure(args.calls, args.rounds)
-    print(f"eager WGAN-GP critic step, tiny critic: PyTorch path {result['torch_path_us']} us, Triton path with "
-          f"launches that do nothing {result['triton_path_us']} us ({result['launches_per_step']:g} launches): "
-          f"fastgan's Python around them {result['added_us']} us a step")
+    print(
+        f"eager WGAN-GP critic step, tiny critic: PyTorch path {result['torch_path_us']} us, Triton path with "
+        f"launches that do nothing {result['triton_path_us']} us ({result['launches_per_step']:g} launches): "
+        f"fastgan's Python around them {result['added_us']} us a step"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -23,14 +23,23 @@ from fastgan.penalties import PENALTIES
 
 from .cases import conv_critic, mlp_critic
 
-MODELS = {"reference mlp": (mlp_critic, (16, 784), False), "dcgan": (conv_critic, (16, 3, 64, 64), False),
-          "dcgan channels_last": (conv_critic, (16, 3, 64, 64), True)}
+MODELS = {
+    "reference mlp": (mlp_critic, (16, 784), False),
+    "dcgan": (conv_critic, (16, 3, 64, 64), False),
+    "dcgan channels_last": (conv_critic, (16, 3, 64, 64), True),
+}
 
 
 def _run(critic, batches, mode: str, penalty: str, dtype: torch.dtype) -> list[torch.Tensor]:
     critic = copy.deepcopy(critic).to(dtype)
-    step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters(), lr=1e-3, betas=(0.5, 0.9)),
-                              loss="wgan", penalty=penalty, penalty_weight=10.0, mode=mode)
+    step = fastgan.CriticStep(
+        critic,
+        torch.optim.Adam(critic.parameters(), lr=1e-3, betas=(0.5, 0.9)),
+        loss="wgan",
+        penalty=penalty,
+        penalty_weight=10.0,
+        mode=mode,
+    )
     torch.manual_seed(5)
     for real, fake in batches:
         step(real.to(dtype), fake.to(dtype))
@@ -53,8 +62,12 @@ def measure(models=tuple(MODELS), penalties=tuple(PENALTIES), modes=("compile",)
         critic = build().to(device)
         data = torch.Generator().manual_seed(1)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        batches = [tuple((torch.rand(shape, generator=data) * 2 - 1).to(device).contiguous(memory_format=fmt)
-                         for _ in range(2)) for _ in range(steps)]
+        batches = [
+            tuple(
+                (torch.rand(shape, generator=data) * 2 - 1).to(device).contiguous(memory_format=fmt) for _ in range(2)
+            )
+            for _ in range(steps)
+        ]
         for penalty in penalties:
             exact = _run(critic, batches, "eager", penalty, torch.float64)
             eager = _run(critic, batches, "eager", penalty, torch.float32)
@@ -62,9 +75,16 @@ def measure(models=tuple(MODELS), penalties=tuple(PENALTIES), modes=("compile",)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     ours = _run(critic, batches, mode, penalty, torch.float32)
-                rows.append({"model": model, "penalty": penalty, "mode": mode,
-                             "to_eager": _distance(ours, eager), "to_float64": _distance(ours, exact),
-                             "eager_to_float64": _distance(eager, exact)})
+                rows.append(
+                    {
+                        "model": model,
+                        "penalty": penalty,
+                        "mode": mode,
+                        "to_eager": _distance(ours, eager),
+                        "to_float64": _distance(ours, exact),
+                        "eager_to_float64": _distance(eager, exact),
+                    }
+                )
                 print(f"  {model} {penalty} {mode}: done", flush=True)
     return rows
 
@@ -77,11 +97,15 @@ def verdict(row: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | penalty | mode | to eager | to float64 | eager to float64 | verdict |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | penalty | mode | to eager | to float64 | eager to float64 | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['penalty']} | {r['mode']} | {r['to_eager']:.1e} | {r['to_float64']:.1e} "
-                     f"| {r['eager_to_float64']:.1e} | {verdict(r)} |")
+        lines.append(
+            f"| {r['model']} | {r['penalty']} | {r['mode']} | {r['to_eager']:.1e} | {r['to_float64']:.1e} "
+            f"| {r['eager_to_float64']:.1e} | {verdict(r)} |"
+        )
     return "\n".join(lines)
 
 

@@ -47,7 +47,7 @@ def bandwidth(report: dict, path: Path) -> bool:
         ax.set(xscale="log", xlabel="MB moved", ylabel="GB/s", title=f"{op} ({dtype})")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     return _save(fig, path, report)
 
@@ -59,12 +59,16 @@ def steps(report: dict, path: Path) -> bool:
             cases.setdefault(f"{r['op']} {r['size']}", {})[r["provider"]] = r["ms"]
     if not cases:
         return False
-    fig, axes = plt.subplots(len(cases), 1, figsize=(9, 0.32 * sum(len(v) for v in cases.values()) + 1.2 * len(cases)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(cases), 1, figsize=(9, 0.32 * sum(len(v) for v in cases.values()) + 1.2 * len(cases)), squeeze=False
+    )
     for ax, (case, times) in zip(axes.flat, cases.items()):
         names = sorted(times, key=times.get)
-        ax.barh(names, [times[n] for n in names], color=["tab:blue" if n.startswith("fastgan") else "tab:gray"
-                                                          for n in names])
+        ax.barh(
+            names,
+            [times[n] for n in names],
+            color=["tab:blue" if n.startswith("fastgan") else "tab:gray" for n in names],
+        )
         ax.set(xscale="log", xlabel="ms per call (host included)", title=case)
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=7)
@@ -81,16 +85,35 @@ def roofline(report: dict, path: Path) -> bool:
     hi = max(max(r["arithmetic_intensity"] for r in points) * 4, 4 * peak * 1e3 / copy)
     fig, ax = plt.subplots(figsize=(8, 5.5))
     xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
-    ax.plot(xs, [min(peak, x * copy / 1e3) for x in xs], color="black", linewidth=1.5,
-            label=f"ceilings: bf16 matmul {peak:.0f} TFLOP/s, copy {copy:.0f} GB/s")
+    ax.plot(
+        xs,
+        [min(peak, x * copy / 1e3) for x in xs],
+        color="black",
+        linewidth=1.5,
+        label=f"ceilings: bf16 matmul {peak:.0f} TFLOP/s, copy {copy:.0f} GB/s",
+    )
     for r in points:
         marker = "s" if r["dtype"] == "bfloat16" else "o"
-        ax.scatter(r["arithmetic_intensity"], r["tflops"], marker=marker, s=22,
-                   color="tab:blue" if r["provider"].startswith("fastgan") else "tab:gray")
-        ax.annotate(f"{r['op'].split('(')[-1].rstrip(')')} {r['size'].split('x')[0]}: {r['provider']}",
-                    (r["arithmetic_intensity"], r["tflops"]), fontsize=5, alpha=0.8)
-    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOPs per byte of eager traffic)",
-           ylabel="TFLOP/s", title="Critic steps on the roofline (blue: fastgan; squares: bf16)")
+        ax.scatter(
+            r["arithmetic_intensity"],
+            r["tflops"],
+            marker=marker,
+            s=22,
+            color="tab:blue" if r["provider"].startswith("fastgan") else "tab:gray",
+        )
+        ax.annotate(
+            f"{r['op'].split('(')[-1].rstrip(')')} {r['size'].split('x')[0]}: {r['provider']}",
+            (r["arithmetic_intensity"], r["tflops"]),
+            fontsize=5,
+            alpha=0.8,
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="arithmetic intensity (FLOPs per byte of eager traffic)",
+        ylabel="TFLOP/s",
+        title="Critic steps on the roofline (blue: fastgan; squares: bf16)",
+    )
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path, report)
 

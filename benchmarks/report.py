@@ -47,10 +47,12 @@ def markdown_table(results: list[dict]) -> str:
         for key in (("op", row["op"]), ("size", row["op"], row["size"]), ("dtype", row["dtype"])):
             first_seen.setdefault(key, len(first_seen))
     # Each op's sizes together, in the order the cases were run, whatever order merged runs listed them in.
-    order = sorted(groups, key=lambda k: (first_seen["op", k[0]], first_seen["size", k[0], k[1]],
-                                          first_seen["dtype", k[2]]))
+    order = sorted(
+        groups, key=lambda k: (first_seen["op", k[0]], first_seen["size", k[0], k[1]], first_seen["dtype", k[2]])
+    )
     lines = [
-        "| op | size | dtype | fastgan ms | reference ms | eager ms | compile ms | x reference | x eager | x compile | GB/s | % copy |",
+        "| op | size | dtype | fastgan ms | reference ms | eager ms | compile ms | x reference | x eager | x compile "
+        "| GB/s | % copy |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for op, size, dtype in order:
@@ -69,10 +71,23 @@ def _is_step(row: dict) -> bool:
 
 # Column order; a run's table has the columns of the providers it measured. ("fastgan compile capturable" ran on
 # an H200 on 2026-11-27 only: its rows are in that card's results.)
-STEP_PROVIDERS = ("reference", "fastgan", "fastgan torch path", "fastgan compile", "fastgan compile capturable",
-                  "fastgan graph", "fastgan compile+graph", "func compile", "trace compile", "reference bf16",
-                  "fastgan bf16", "fastgan compile bf16", "fastgan graph bf16", "fastgan compile+graph bf16",
-                  "fastgan graph bf16 nchw")
+STEP_PROVIDERS = (
+    "reference",
+    "fastgan",
+    "fastgan torch path",
+    "fastgan compile",
+    "fastgan compile capturable",
+    "fastgan graph",
+    "fastgan compile+graph",
+    "func compile",
+    "trace compile",
+    "reference bf16",
+    "fastgan bf16",
+    "fastgan compile bf16",
+    "fastgan graph bf16",
+    "fastgan compile+graph bf16",
+    "fastgan graph bf16 nchw",
+)
 FP32_ALTERNATIVES = ("func compile", "trace compile")  # a user's own torch.compile of the step
 
 
@@ -98,9 +113,11 @@ def steps_table(results: list[dict]) -> str:
         return ""
     providers = [p for p in STEP_PROVIDERS if any(p in by for by in groups.values())]
     head = " | ".join(f"{p} ms" for p in providers)
-    lines = [f"| step | size | {head} | best fastgan x reference | fp32: best fastgan x best compile | bf16: best "
-             "fastgan x reference bf16 | best fastgan TFLOP/s | % of bf16 matmul | peak MiB reference / best fastgan |",
-             "|---|---|" + "---|" * (len(providers) + 6)]
+    lines = [
+        f"| step | size | {head} | best fastgan x reference | fp32: best fastgan x best compile | bf16: best "
+        "fastgan x reference bf16 | best fastgan TFLOP/s | % of bf16 matmul | peak MiB reference / best fastgan |",
+        "|---|---|" + "---|" * (len(providers) + 6),
+    ]
     for (op, size), by in groups.items():
         ms = {p: by[p]["ms"] for p in providers if "ms" in by.get(p, {})}
         ours = _best(ms, [p for p in ms if p.startswith("fastgan")])
@@ -109,17 +126,27 @@ def steps_table(results: list[dict]) -> str:
         best = by[ours[0]] if ours else {}
         rate = f"{best['tflops']:.1f}" if "tflops" in best else "-"
         fraction = f"{100 * best['fraction_of_bf16_peak']:.1f}%" if "fraction_of_bf16_peak" in best else "-"
-        peaks = f"{by['reference']['peak_mb']:.0f} / {best['peak_mb']:.0f}" if "peak_mb" in by.get(
-            "reference", {}) and "peak_mb" in best else "-"
+        peaks = (
+            f"{by['reference']['peak_mb']:.0f} / {best['peak_mb']:.0f}"
+            if "peak_mb" in by.get("reference", {}) and "peak_mb" in best
+            else "-"
+        )
         cells = [_cell(by.get(p, {})) for p in providers]
-        lines.append(f"| {op} | {size} | " + " | ".join(cells) + f" | {_times(ours, _best(ms, ['reference']))} | "
-                     f"{_times(ours32, _best(ms, FP32_ALTERNATIVES))} | {_times(ours16, _best(ms, ['reference bf16']))} | "
-                     f"{rate} | {fraction} | {peaks} |")
+        lines.append(
+            f"| {op} | {size} | " + " | ".join(cells) + f" | {_times(ours, _best(ms, ['reference']))} | "
+            f"{_times(ours32, _best(ms, FP32_ALTERNATIVES))} | {_times(ours16, _best(ms, ['reference bf16']))} | "
+            f"{rate} | {fraction} | {peaks} |"
+        )
     if any("kernels" in row for by in groups.values() for row in by.values()):
-        lines += ["", "Device work per call (`benchmarks.timing.device_work`): device operations / launch calls / "
-                  "memcpy calls / synchronize calls (the host's time in them) / sync-debug warnings; where the "
-                  "runtime calls were not recorded, device operations / sync-debug warnings:", "",
-                  f"| step | size | {' | '.join(providers)} |", "|---|---|" + "---|" * len(providers)]
+        lines += [
+            "",
+            "Device work per call (`benchmarks.timing.device_work`): device operations / launch calls / "
+            "memcpy calls / synchronize calls (the host's time in them) / sync-debug warnings; where the "
+            "runtime calls were not recorded, device operations / sync-debug warnings:",
+            "",
+            f"| step | size | {' | '.join(providers)} |",
+            "|---|---|" + "---|" * len(providers),
+        ]
         for (op, size), by in groups.items():
             lines.append(f"| {op} | {size} | " + " | ".join(_work_cell(by.get(p, {})) for p in providers) + " |")
     return "\n".join(lines)
@@ -130,8 +157,10 @@ def _work_cell(row: dict) -> str:
         return "-"
     if "launches" not in row:
         return f"{row['kernels']} / {row['syncs']}"
-    return (f"{row['kernels']} / {row['launches']} / {row['copies']} / {row['waits']} ({row['wait_us']:g} us) / "
-            f"{row['syncs']}")
+    return (
+        f"{row['kernels']} / {row['launches']} / {row['copies']} / {row['waits']} ({row['wait_us']:g} us) / "
+        f"{row['syncs']}"
+    )
 
 
 def merge(reports: list[dict]) -> dict:
@@ -158,11 +187,16 @@ def results_name(environment: dict) -> str:
 def launch_table(launch: dict) -> str:
     """The rows of ``python -m benchmarks.launch_cost``: host microseconds per call, fastgan (direct launches,
     and through Triton's launch path) against ATen."""
-    lines = ["Host time of one launch (`benchmarks.launch_cost`, tiny tensors):", "",
-             "| op | fastgan host us | through Triton's launch path | ATen host us | fastgan / ATen |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['op']} | {r['fastgan_us']} | {r.get('triton_path_us', '-')} | {r['aten_us']} | {r['ratio']} |"
-              for r in launch["rows"]]
+    lines = [
+        "Host time of one launch (`benchmarks.launch_cost`, tiny tensors):",
+        "",
+        "| op | fastgan host us | through Triton's launch path | ATen host us | fastgan / ATen |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['op']} | {r['fastgan_us']} | {r.get('triton_path_us', '-')} | {r['aten_us']} | {r['ratio']} |"
+        for r in launch["rows"]
+    ]
     return "\n".join(lines)
 
 
@@ -193,7 +227,7 @@ def write_gpu_section(results_md: Path, section: str, card: str) -> None:
     text = results_md.read_text()
     begin, end = markers(card)
     if begin in text and end in text:
-        text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
     else:
         text = text.replace("## GPU\n", "## GPU\n\n" + section + "\n", 1)
     results_md.write_text(text)
@@ -215,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out_dir / name).write_text(json.dumps(report, indent=1) + "\n")
     pictures = [p.name for p in draw_all(report, args.out_dir / name.removesuffix(".json"))]
     if args.results_md:
-        write_gpu_section(args.results_md, gpu_section(report, name, args.tests, pictures),
-                          card_slug(report["environment"]))
+        write_gpu_section(
+            args.results_md, gpu_section(report, name, args.tests, pictures), card_slug(report["environment"])
+        )
     print(f"wrote {args.out_dir / name}" + (f" and the GPU section of {args.results_md}" if args.results_md else ""))
     return 0
 

@@ -16,11 +16,13 @@ Providers:
 - ``trace compile``: ``torch.compile(fullgraph=True)`` of loss and backward inside
   ``torch._dynamo.config.patch(trace_autograd_ops=True)``, zero_grad outside, the optimizer step compiled apart.
 
-bf16 cases (dtype ``bfloat16``; on a CPU for the reference's MLP only): ``reference bf16``, the reference's step under bf16
+bf16 cases (dtype ``bfloat16``; on a CPU for the reference's MLP only): ``reference bf16``, the reference's step under
+bf16
 autocast with channels_last images (what a user gets alone in that precision), on CUDA captured by hand in one
 CUDA graph where it captures; ``fastgan bf16``, ``fastgan compile bf16``, ``fastgan graph bf16``, ``fastgan
 compile+graph bf16``: the steps with ``precision="bf16"`` (channels_last images too); on CUDA for the DCGAN
-critic step at batch 64 also ``fastgan graph bf16 nchw``: graph mode on a contiguous critic, each call making contiguous copies of the
+critic step at batch 64 also ``fastgan graph bf16 nchw``: graph mode on a contiguous critic, each call making
+contiguous copies of the
 channels_last batches first (two copies of the batch: what ``fastgan train --memory-format contiguous`` saves
 against channels_last is the rest).
 """
@@ -49,8 +51,9 @@ LAMBDA = 10.0
 
 def pytorch_gan_critic() -> nn.Module:
     """PyTorch-GAN's WGAN-GP critic for MNIST: 784-512-256-1 with LeakyReLU(0.2)."""
-    return nn.Sequential(nn.Linear(784, 512), nn.LeakyReLU(0.2), nn.Linear(512, 256), nn.LeakyReLU(0.2),
-                         nn.Linear(256, 1))
+    return nn.Sequential(
+        nn.Linear(784, 512), nn.LeakyReLU(0.2), nn.Linear(512, 256), nn.LeakyReLU(0.2), nn.Linear(256, 1)
+    )
 
 
 def pytorch_gan_generator() -> nn.Module:
@@ -71,7 +74,9 @@ def _per_sample(alpha: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return alpha.reshape((-1,) + (1,) * (like.dim() - 1))
 
 
-def reference_critic_step(critic: nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor) -> None:
+def reference_critic_step(
+    critic: nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor
+) -> None:
     """The reference's critic step."""
     opt.zero_grad()
     alpha = torch.rand(real.shape[0], device=real.device)
@@ -195,8 +200,14 @@ WGAN_GP = ("wgan", "gp", LAMBDA, 1)
 LAZY_R1 = ("ns", "r1", 5.0, 16)  # gamma = 10, StyleGAN2's lazy interval
 
 
-def seed_lazy_r1_steps(critic: nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor,
-                       calls: int = LAZY_R1[3], weight: float = LAZY_R1[2]) -> torch.Tensor:
+def seed_lazy_r1_steps(
+    critic: nn.Module,
+    opt: torch.optim.Optimizer,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    calls: int = LAZY_R1[3],
+    weight: float = LAZY_R1[2],
+) -> torch.Tensor:
     """``calls`` critic steps of the non-saturating loss written plainly, R1 (weight x ``calls``) applied as its
     own update after the first one: one period of lazy regularization."""
     for t in range(calls):
@@ -243,11 +254,14 @@ class HandCaptured:
         if self.graph is None:
             self.static = [t.clone() for t in inputs]
             try:
-                warmed, self.graph, self.out = warm_then_capture(lambda: self.step(*self.static),
-                                                                 lambda: self.step(*self.static))
+                warmed, self.graph, self.out = warm_then_capture(
+                    lambda: self.step(*self.static), lambda: self.step(*self.static)
+                )
             except Exception as exc:  # noqa: BLE001 - e.g. a host sync in the user's step
-                print(f"reference bf16: the step does not capture ({type(exc).__name__}); timed uncaptured",
-                      file=sys.stderr)
+                print(
+                    f"reference bf16: the step does not capture ({type(exc).__name__}); timed uncaptured",
+                    file=sys.stderr,
+                )
                 self.graph = False
             return self.step(*inputs)
         if self.graph is False:
@@ -268,9 +282,14 @@ def _bf16_reference_call(objective: tuple, critic: nn.Module, opt: torch.optim.O
     return HandCaptured(autocast_call) if device.type == "cuda" else autocast_call
 
 
-def _step_pairs(name: str, device: torch.device, compile_: bool, objective: tuple = WGAN_GP,
-                precision: str = "fp32", nchw: bool = False) -> dict[str, tuple[Callable, Callable | None,
-                                                                             nn.Module | None]]:
+def _step_pairs(
+    name: str,
+    device: torch.device,
+    compile_: bool,
+    objective: tuple = WGAN_GP,
+    precision: str = "fp32",
+    nchw: bool = False,
+) -> dict[str, tuple[Callable, Callable | None, nn.Module | None]]:
     """Per provider: its timed critic call ``(real, fake)``, its generator step ``(z)`` and its generator (None
     for critic-only pairs and in bf16), each provider with its own copies of the same initial models; ``nchw``:
     also ``fastgan graph bf16 nchw`` (bf16 on CUDA)."""
@@ -285,15 +304,22 @@ def _step_pairs(name: str, device: torch.device, compile_: bool, objective: tupl
 
     def fresh(capturable=False):
         critic, generator = copy.deepcopy(base_critic), copy.deepcopy(base_generator)
-        return (critic, generator, reference_adam(critic, capturable),
-                reference_adam(generator, capturable) if generator is not None else None)
+        return (
+            critic,
+            generator,
+            reference_adam(critic, capturable),
+            reference_adam(generator, capturable) if generator is not None else None,
+        )
 
     d, g, opt_d, opt_g = fresh(capturable=bf16 and cuda)
     if bf16:
         made["reference bf16"] = (_bf16_reference_call(objective, d, opt_d, device), None, None)
     else:
-        made["reference"] = (_reference_call(objective, d, opt_d),
-                        g and (lambda z, g=g, d=d, o=opt_g: reference_generator_step(g, d, o, z)), g)
+        made["reference"] = (
+            _reference_call(objective, d, opt_d),
+            g and (lambda z, g=g, d=d, o=opt_g: reference_generator_step(g, d, o, z)),
+            g,
+        )
     # On CUDA also eager on PyTorch's kernels instead of Triton's: what the Triton launches cost the host. (A
     # compiled step with a capturable Adam was measured on an H200 on 2026-11-27: slower, see RESULTS.md.)
     variants = [("fastgan", "eager")]
@@ -308,19 +334,31 @@ def _step_pairs(name: str, device: torch.device, compile_: bool, objective: tupl
     loss, penalty, weight, lazy = objective
     for provider, mode in variants:
         d, g, opt_d, opt_g = fresh(capturable=mode in GRAPH_MODES)
-        critic_step = fastgan.CriticStep(d, opt_d, loss=loss, penalty=penalty, penalty_weight=weight,
-                                         lazy_every=lazy, mode=mode, precision=precision)
+        critic_step = fastgan.CriticStep(
+            d, opt_d, loss=loss, penalty=penalty, penalty_weight=weight, lazy_every=lazy, mode=mode, precision=precision
+        )
         generator_step = g and fastgan.GeneratorStep(g, d, opt_g, loss=loss, mode=mode)
         if provider.endswith("torch path"):
             critic_step, generator_step = _on_torch_path(critic_step), g and _on_torch_path(generator_step)
         made[provider + suffix] = (_fastgan_call(critic_step, objective), generator_step, g)
     if nchw and bf16 and cuda:
         d = copy.deepcopy(base_critic).to(memory_format=torch.contiguous_format)
-        nchw = fastgan.CriticStep(d, reference_adam(d, capturable=True), loss=loss, penalty=penalty,
-                                  penalty_weight=weight, lazy_every=lazy, mode="graph", precision=precision)
+        nchw = fastgan.CriticStep(
+            d,
+            reference_adam(d, capturable=True),
+            loss=loss,
+            penalty=penalty,
+            penalty_weight=weight,
+            lazy_every=lazy,
+            mode="graph",
+            precision=precision,
+        )
         critic_step = _fastgan_call(nchw, objective)
         made["fastgan graph bf16 nchw"] = (
-            lambda real, fake, step=critic_step: step(real.contiguous(), fake.contiguous()), None, None)
+            lambda real, fake, step=critic_step: step(real.contiguous(), fake.contiguous()),
+            None,
+            None,
+        )
     if bf16 or objective != WGAN_GP:
         return made
     if compile_:
@@ -343,8 +381,14 @@ def _on_torch_path(step: Callable) -> Callable:
     return run
 
 
-def _iteration(critic_step: Callable, generator_step: Callable, generator: nn.Module, real: torch.Tensor,
-               n_critic: int = 5, latent_dim: int = 100) -> object:
+def _iteration(
+    critic_step: Callable,
+    generator_step: Callable,
+    generator: nn.Module,
+    real: torch.Tensor,
+    n_critic: int = 5,
+    latent_dim: int = 100,
+) -> object:
     """``n_critic`` critic steps, each on a freshly generated batch, then one generator step."""
     for _ in range(n_critic):
         with torch.no_grad():
@@ -383,8 +427,9 @@ def _batches(shape: tuple, device: torch.device, channels_last: bool) -> tuple[t
     return real, fake
 
 
-def _critic_cases(name: str, device: torch.device, compile_: bool, shape: tuple, objective: tuple, op: str,
-                  iterations: bool) -> Iterator[Case]:
+def _critic_cases(
+    name: str, device: torch.device, compile_: bool, shape: tuple, objective: tuple, op: str, iterations: bool
+) -> Iterator[Case]:
     """The fp32 case of ``op`` on pair ``name`` at ``shape``, its iteration (fp32, where the pair has a generator),
     then its bf16 case."""
     cuda, size = device.type == "cuda", "x".join(map(str, shape))
@@ -392,17 +437,42 @@ def _critic_cases(name: str, device: torch.device, compile_: bool, shape: tuple,
     real, fake = _batches(shape, device, channels_last=False)
     steps = _step_pairs(name, device, compile_, objective)
     # The batches bound as defaults: pytest collects every case before it calls any.
-    yield Case(op, size, torch.float32, None, {p: (lambda c=c, r=real, f=fake: c(r, f)) for p, (c, _, _) in
-                                               steps.items()}, flops=flops, traffic=traffic)
+    yield Case(
+        op,
+        size,
+        torch.float32,
+        None,
+        {p: (lambda c=c, r=real, f=fake: c(r, f)) for p, (c, _, _) in steps.items()},
+        flops=flops,
+        traffic=traffic,
+    )
     if iterations and PAIRS[name][1] is not None and (cuda or name != "dcgan 64"):
-        yield Case(f"iteration ({name})", size, torch.float32, None,
-                   {p: (lambda c=c, g=g, m=m, r=real: _iteration(c, g, m, r)) for p, (c, g, m) in steps.items()})
+        yield Case(
+            f"iteration ({name})",
+            size,
+            torch.float32,
+            None,
+            {p: (lambda c=c, g=g, m=m, r=real: _iteration(c, g, m, r)) for p, (c, g, m) in steps.items()},
+        )
     if cuda or name in CPU_BF16:
         real, fake = _batches(shape, device, channels_last=len(shape) == 4)
-        steps = _step_pairs(name, device, compile_, objective, precision="bf16",
-                            nchw=name == "dcgan 64" and shape[0] == 64 and objective == WGAN_GP)
-        yield Case(op, size, torch.bfloat16, None, {p: (lambda c=c, r=real, f=fake: c(r, f)) for p, (c, _, _) in
-                                                    steps.items()}, flops=flops, traffic=traffic)
+        steps = _step_pairs(
+            name,
+            device,
+            compile_,
+            objective,
+            precision="bf16",
+            nchw=name == "dcgan 64" and shape[0] == 64 and objective == WGAN_GP,
+        )
+        yield Case(
+            op,
+            size,
+            torch.bfloat16,
+            None,
+            {p: (lambda c=c, r=real, f=fake: c(r, f)) for p, (c, _, _) in steps.items()},
+            flops=flops,
+            traffic=traffic,
+        )
 
 
 def step_cases(device: torch.device, compile_: bool, pairs=tuple(PAIRS), iterations: bool = True) -> Iterator[Case]:
@@ -415,8 +485,16 @@ def step_cases(device: torch.device, compile_: bool, pairs=tuple(PAIRS), iterati
         if cuda_only and not cuda:
             continue
         for batch in BATCHES.get(name, (shape[0],)) if cuda else (shape[0],):
-            yield from _critic_cases(name, device, compile_, (batch, *shape[1:]), WGAN_GP, f"critic step ({name})",
-                                     iterations and batch == shape[0])
+            yield from _critic_cases(
+                name,
+                device,
+                compile_,
+                (batch, *shape[1:]),
+                WGAN_GP,
+                f"critic step ({name})",
+                iterations and batch == shape[0],
+            )
         if name == "sn resnet 128":
-            yield from _critic_cases(name, device, compile_, shape, LAZY_R1, f"critic steps x16 ({name}, lazy r1)",
-                                     False)
+            yield from _critic_cases(
+                name, device, compile_, shape, LAZY_R1, f"critic steps x16 ({name}, lazy r1)", False
+            )

@@ -57,8 +57,10 @@ def _critic_loss(s: Settings, critic, real: torch.Tensor, fake: torch.Tensor) ->
         value = reference.hinge_discriminator_loss(real_out, fake_out)
     if penalty in ("gp", "lp"):
         alpha = torch.rand(real.shape[0], device=real.device)
-        value = value + s.penalty_weight * reference.gradient_penalty(critic, real, fake, alpha,
-                                                                         one_sided=penalty == "lp")[0]
+        value = (
+            value
+            + s.penalty_weight * reference.gradient_penalty(critic, real, fake, alpha, one_sided=penalty == "lp")[0]
+        )
     elif penalty == "r1":
         value = value + s.penalty_weight * reference.squared_gradient_norm(critic, real)[0]
     elif penalty == "dragan":
@@ -176,9 +178,19 @@ def main(argv: list[str] | None = None) -> dict:
     # fastgan trains on past the reference loop's steps, so that its FID at the reference loop's final time is
     # measured whenever it is faster.
     longer = evals[-1] + every * (-(-args.evals // 2))
-    config = TrainConfig(protocol="lucic2018", loss=args.loss, steps=longer, log_every=every, fid=args.fid,
-                         fid_weights=args.fid_weights, mode=args.mode, device=args.device, seed=args.seed,
-                         data_root=args.data_root, checkpoint_every=10**9)
+    config = TrainConfig(
+        protocol="lucic2018",
+        loss=args.loss,
+        steps=longer,
+        log_every=every,
+        fid=args.fid,
+        fid_weights=args.fid_weights,
+        mode=args.mode,
+        device=args.device,
+        seed=args.seed,
+        data_root=args.data_root,
+        checkpoint_every=10**9,
+    )
     # The run's checkpoints (hundreds of MB with the optimizers' state) stay out of the results folder.
     fast = Trainer(config, Path(tempfile.mkdtemp(prefix="time_to_fid-")), quiet=False)
     # The reference loop starts from the same weights and the same data position and global RNG state.
@@ -192,25 +204,33 @@ def main(argv: list[str] | None = None) -> dict:
     target = ref[-1]["fid"]
     t_ref, t_fast = first_time_at(ref, target), first_time_at(fastgan_records, target)
     results = {
-        "loss": args.loss, "steps": {"reference": evals[-1], "fastgan": longer}, "fid_images": args.fid,
+        "loss": args.loss,
+        "steps": {"reference": evals[-1], "fastgan": longer},
+        "fid_images": args.fid,
         "mode": fast.mode,
-        "machine": summary["device"] if summary["device"] != "cpu" else f"CPU ({platform.processor() or 'x86_64'}, "
-                   f"{torch.get_num_threads()} threads)",
-        "torch": torch.__version__, "reference": ref, "fastgan": fastgan_records,
-        "reference_final_fid": target, "seconds_to_reference_final_fid": {"reference": t_ref, "fastgan": t_fast},
+        "machine": summary["device"]
+        if summary["device"] != "cpu"
+        else f"CPU ({platform.processor() or 'x86_64'}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "reference": ref,
+        "fastgan": fastgan_records,
+        "reference_final_fid": target,
+        "seconds_to_reference_final_fid": {"reference": t_ref, "fastgan": t_fast},
         "speedup_to_reference_final_fid": (t_ref / t_fast) if t_fast else None,
         # The same steps on the same data and noise: the speed-up per step, which noise in FID cannot move.
-        "speedup_at_reference_final_step": ref[-1]["seconds"] / next(
-            r["seconds"] for r in fastgan_records if r["step"] == ref[-1]["step"]),
+        "speedup_at_reference_final_step": ref[-1]["seconds"]
+        / next(r["seconds"] for r in fastgan_records if r["step"] == ref[-1]["step"]),
         "fastgan_fid_at_reference_final_time": fid_at(fastgan_records, ref[-1]["seconds"]),
     }
     (out / "time_to_fid.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, out / "time_to_fid.png")
     speedup = results.speedup_to_reference_final_fid
-    print(f"reference final FID {target:.2f} after {ref[-1]['seconds']:.0f} s; fastgan reached it after "
-          + (f"{t_fast:.0f} s ({speedup:.2f}x)" if t_fast else "never")
-          + f"; the same steps {results['speedup_at_reference_final_step']:.2f}x faster; wrote {out}/time_to_fid.json"
-          ", .png")
+    print(
+        f"reference final FID {target:.2f} after {ref[-1]['seconds']:.0f} s; fastgan reached it after "
+        + (f"{t_fast:.0f} s ({speedup:.2f}x)" if t_fast else "never")
+        + f"; the same steps {results['speedup_at_reference_final_step']:.2f}x faster; wrote {out}/time_to_fid.json"
+        ", .png"
+    )
     return results
 
 

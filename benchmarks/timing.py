@@ -62,8 +62,10 @@ def device_work(fn: Callable[[], object]) -> dict[str, float]:
         torch.cuda.synchronize()  # the last runtime call: not counted
     events = prof.events()
     work = {"kernels": sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)}
-    calls = sorted((e for e in events if e.device_type == torch.autograd.DeviceType.CPU
-                    and e.name.startswith(("cuda", "cu"))), key=lambda e: e.time_range.start)
+    calls = sorted(
+        (e for e in events if e.device_type == torch.autograd.DeviceType.CPU and e.name.startswith(("cuda", "cu"))),
+        key=lambda e: e.time_range.start,
+    )
     if calls:  # a profiler that records no runtime calls leaves these out rather than report zeros
         calls = calls[:-1] if "Synchronize" in calls[-1].name else calls  # the synchronize above
         for key, marks in _RUNTIME_CALLS.items():

@@ -9,9 +9,24 @@ import torch
 
 from .kernels._preconditions import FLOATS, same_device, same_shape
 
-__all__ = ["alpha", "batched", "critic_and_scaler", "critic_output", "critic_scores", "finite_real", "float_tensor",
-           "labels", "non_negative_real", "pair", "penalty_shape", "per_sample", "positive_real", "same_device",
-           "same_dtype", "same_shape"]
+__all__ = [
+    "alpha",
+    "batched",
+    "critic_and_scaler",
+    "critic_output",
+    "critic_scores",
+    "finite_real",
+    "float_tensor",
+    "labels",
+    "non_negative_real",
+    "pair",
+    "penalty_shape",
+    "per_sample",
+    "positive_real",
+    "same_device",
+    "same_dtype",
+    "same_shape",
+]
 
 
 def float_tensor(name: str, x: object) -> torch.Tensor:
@@ -19,8 +34,9 @@ def float_tensor(name: str, x: object) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in FLOATS:
-        raise TypeError(f"{name} must have a floating-point dtype (float32, float16, bfloat16 or float64), "
-                        f"got {x.dtype}")
+        raise TypeError(
+            f"{name} must have a floating-point dtype (float32, float16, bfloat16 or float64), got {x.dtype}"
+        )
     return x
 
 
@@ -91,14 +107,18 @@ def critic_scores(scores: object, batch: int, critic: object = None) -> torch.Te
     mean something else.
     """
     if not isinstance(scores, torch.Tensor) or scores.dtype not in FLOATS:
-        raise TypeError(f"the critic must return a floating-point tensor of scores, got "
-                        f"{scores.dtype if isinstance(scores, torch.Tensor) else type(scores).__name__}")
+        raise TypeError(
+            f"the critic must return a floating-point tensor of scores, got "
+            f"{scores.dtype if isinstance(scores, torch.Tensor) else type(scores).__name__}"
+        )
     pack = getattr(critic, "pack", 1)
     rows = batch // pack if isinstance(pack, int) and pack > 1 and batch % pack == 0 else batch
     if not (scores.dim() == 1 or (scores.dim() == 2 and scores.shape[1] == 1)) or scores.shape[0] != rows:
         what = "sample" if rows == batch else f"group of {pack} samples"
-        raise ValueError(f"the critic must return one score per {what}, shape ({rows},) or ({rows}, 1); it "
-                         f"returned shape {tuple(scores.shape)}")
+        raise ValueError(
+            f"the critic must return one score per {what}, shape ({rows},) or ({rows}, 1); it "
+            f"returned shape {tuple(scores.shape)}"
+        )
     return scores
 
 
@@ -126,8 +146,7 @@ def labels(name: str, labels: object, samples: torch.Tensor) -> torch.Tensor:
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
     if labels.dim() == 0 or labels.shape[0] != samples.shape[0]:
-        raise ValueError(f"{name} must hold one label per sample ({samples.shape[0]}), got shape "
-                         f"{tuple(labels.shape)}")
+        raise ValueError(f"{name} must hold one label per sample ({samples.shape[0]}), got shape {tuple(labels.shape)}")
     same_device(name, labels, "the samples", samples)
     return labels.detach()
 

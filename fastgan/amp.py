@@ -15,7 +15,9 @@ MAX_PENALTY_SCALE = 2.0**10
 
 
 def input_gradients(
-    critic: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scaler: torch.amp.GradScaler | None,
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    scaler: torch.amp.GradScaler | None,
     module: object = None,
 ) -> torch.Tensor:
     """``d sum(critic(x)) / d x`` with ``create_graph=True``, shape and dtype of ``x`` (fp32 under a scaler).

@@ -71,6 +71,5 @@ def uses_triton(device: torch.device) -> bool:
     if runs_kernels(device):
         return True
     raise RuntimeError(
-        f"the triton backend cannot run on {device.type} tensors; on CPU set TRITON_INTERPRET=1 before "
-        "importing triton"
+        f"the triton backend cannot run on {device.type} tensors; on CPU set TRITON_INTERPRET=1 before importing triton"
     )

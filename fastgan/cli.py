@@ -63,44 +63,81 @@ def _parser() -> argparse.ArgumentParser:
     )
     add = train.add_argument
     add("--loss", choices=RECIPE_NAMES, help=f"recipe: {', '.join(RECIPE_NAMES)} (default wgan-gp; the presets below)")
-    add("--data", choices=TOY_SETS + IMAGE_SETS,
+    add(
+        "--data",
+        choices=TOY_SETS + IMAGE_SETS,
         help="ring (8 Gaussians), grid (25), swissroll, mnist, fashion-mnist (local files), folder (ImageFolder); "
-        "default ring")
-    add("--data-root", help="directory of the mnist files (DIR/MNIST/raw), of the fashion-mnist files (the four "
+        "default ring",
+    )
+    add(
+        "--data-root",
+        help="directory of the mnist files (DIR/MNIST/raw), of the fashion-mnist files (the four "
         ".gz files, or DIR/FashionMNIST/raw; default /usr/share/datasets/fashion-mnist, Debian's "
-        "dataset-fashion-mnist) or of the image folder")
-    add("--download", action="store_true", default=None,
+        "dataset-fashion-mnist) or of the image folder",
+    )
+    add(
+        "--download",
+        action="store_true",
+        default=None,
         help="fetch MNIST or Fashion-MNIST into --data-root through torchvision when it is not there (needs "
-        "network access)")
-    add("--protocol", choices=tuple(PROTOCOLS),
+        "network access)",
+    )
+    add(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
         help="a published protocol as a whole (data, models, noise, batch, length, FID); options given still "
-        "win. lucic2018: Lucic et al. 2018 on Fashion-MNIST (docs/study.md)")
+        "win. lucic2018: Lucic et al. 2018 on Fashion-MNIST (docs/study.md)",
+    )
     add("--steps", type=int, help="generator steps, each after n-critic critic steps")
     add("--seed", type=int, help="random seed (default 0)")
     add("--batch-size", type=int, help="samples per batch")
     add("--device", choices=("auto", "cpu", "cuda"), help="default auto: cuda when available")
-    add("--out", type=_path,
-        help="output folder, which must hold no other run (default: a new runs/NNNNN-LOSS-DATA-sSEED)")
-    add("--threads", type=int,
+    add(
+        "--out",
+        type=_path,
+        help="output folder, which must hold no other run (default: a new runs/NNNNN-LOSS-DATA-sSEED)",
+    )
+    add(
+        "--threads",
+        type=int,
         help="CPU threads for torch's operators (default: 1 for the 2-D data sets, whose small matrices gain "
         "nothing from more threads and lose much on a loaded machine; torch's default, the number of cores, for "
-        "images)")
-    add("--resume", action="store_true",
+        "images)",
+    )
+    add(
+        "--resume",
+        action="store_true",
         help="continue from the checkpoint in --out (default: the newest runs/NNNNN-LOSS-DATA-sSEED); options "
-        "given must match the checkpoint's, except " + ", ".join("--" + k.replace("_", "-") for k in RESUME_SAFE)
-        + ", which may change (--steps not below the checkpoint's step, nor at all with --lr-decay)")
+        "given must match the checkpoint's, except "
+        + ", ".join("--" + k.replace("_", "-") for k in RESUME_SAFE)
+        + ", which may change (--steps not below the checkpoint's step, nor at all with --lr-decay)",
+    )
     add("--overwrite", action="store_true", help="replace the run in --out (its files are removed)")
     add("--quiet", action="store_true", help="no progress bar")
-    add("--model", choices=MODELS,
+    add(
+        "--model",
+        choices=MODELS,
         help="mlp (the reference's pair; wider MLPs on 2-D data), dcgan, resnet (SNGAN's, --hidden channels) or "
-        "infogan (Lucic et al.'s pair, Tanh output on [-1, 1] data)")
-    add("--conditional", action="store_true", default=None,
+        "infogan (Lucic et al.'s pair, Tanh output on [-1, 1] data)",
+    )
+    add(
+        "--conditional",
+        action="store_true",
+        default=None,
         help="class-conditional GAN on the image set's labels (a projection critic, a class embedding in the "
-        "generator; MNIST's digits, one class per subfolder of --data folder)")
-    add("--spectral-norm", action=argparse.BooleanOptionalAction, default=None,
-        help="spectral normalization of every critic layer (on in the sngan preset)")
-    add("--label-smoothing", type=float,
-        help="one-sided label smoothing of the ns loss (ns, r1): the real target is 1 - S (0.1 is usual)")
+        "generator; MNIST's digits, one class per subfolder of --data folder)",
+    )
+    add(
+        "--spectral-norm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="spectral normalization of every critic layer (on in the sngan preset)",
+    )
+    add(
+        "--label-smoothing",
+        type=float,
+        help="one-sided label smoothing of the ns loss (ns, r1): the real target is 1 - S (0.1 is usual)",
+    )
     add("--lr", type=float, help="learning rate of both networks")
     add("--betas", type=_floats(2), help="Adam betas as B1,B2")
     add("--optimizer", choices=("adam", "rmsprop"), help="optimizer of both networks")
@@ -112,49 +149,88 @@ def _parser() -> argparse.ArgumentParser:
     add("--noise", choices=NOISES, help="the generator's input: normal (default) or uniform on [-1, 1]")
     add("--hidden", type=int, help="MLP width")
     add("--depth", type=int, help="MLP hidden layers")
-    add("--image-size", type=int, help="image side for the image data sets (default 28), by --model: mlp 4 to "
+    add(
+        "--image-size",
+        type=int,
+        help="image side for the image data sets (default 28), by --model: mlp 4 to "
         "1024; dcgan and resnet 4 or 7 times a power of two, 8 to 1024 (8, 14, 16, 28, 32, 56, 64, ...); infogan a "
-        "multiple of 4, 4 to 1024")
+        "multiple of 4, 4 to 1024",
+    )
     add("--ema", type=float, help="decay of the generator's moving average, 0 to disable")
-    add("--lr-decay", action=argparse.BooleanOptionalAction, default=None,
-        help="decay the learning rates linearly to 0 over the run")
+    add(
+        "--lr-decay",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decay the learning rates linearly to 0 over the run",
+    )
     add("--log-every", type=int, help="steps between log lines (default 100)")
     add("--checkpoint-every", type=int, help="steps between checkpoints (default 1000)")
     add("--eval-samples", type=int, help="generated samples for the mode metrics (default 2500)")
-    add("--mode", choices=MODES,
+    add(
+        "--mode",
+        choices=MODES,
         help="how each step runs: auto (default: compile on a CPU, eager there for conv critics; graph on one GPU), "
         "eager, compile (torch.compile of the whole step), graph (one CUDA graph per step, CUDA only) or "
-        "compile+graph (the compiled step captured, CUDA only); see fastgan.steps")
-    add("--precision", choices=PRECISIONS,
+        "compile+graph (the compiled step captured, CUDA only); see fastgan.steps",
+    )
+    add(
+        "--precision",
+        choices=PRECISIONS,
         help="fp32 (default), or bf16: both networks' forward and backward under bf16 autocast, with fp32 "
-        "parameters, optimizer state, penalty and losses")
-    add("--memory-format", choices=MEMORY_FORMATS,
+        "parameters, optimizer state, penalty and losses",
+    )
+    add(
+        "--memory-format",
+        choices=MEMORY_FORMATS,
         help="layout of image batches and conv weights: auto (default: channels_last for conv critics under bf16 "
-        "on CUDA, contiguous elsewhere), channels_last or contiguous")
-    add("--fid", type=int, metavar="N",
+        "on CUDA, contiguous elsewhere), channels_last or contiguous",
+    )
+    add(
+        "--fid",
+        type=int,
+        metavar="N",
         help="image data: FID and KID on N generated and N real images at every log step (torchmetrics; "
-        "pip install 'fastgan[metrics]')")
-    add("--fid-weights", metavar="PATH",
+        "pip install 'fastgan[metrics]')",
+    )
+    add(
+        "--fid-weights",
+        metavar="PATH",
         help="the Inception-v3 weights for --fid (torch-fidelity's pt_inception-2015-12-05-6726825d.pth); "
-        "default: downloaded once into torch's hub cache")
-    add("--tensorboard", action="store_true", default=None,
-        help="also write the scalars and sample grids to OUT/tensorboard (pip install 'fastgan[tensorboard]')")
+        "default: downloaded once into torch's hub cache",
+    )
+    add(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="also write the scalars and sample grids to OUT/tensorboard (pip install 'fastgan[tensorboard]')",
+    )
     add("--lazy-every", type=int, help="apply the penalty every K-th critic step with weight x K (lazy R1)")
     add("--pack", type=int, help="the critic scores groups of this many samples concatenated (PacGAN; default 1)")
-    add("--dist-timeout", type=float, metavar="SECONDS",
-        help="with several processes (torchrun): how long to wait for another rank before failing (default 60)")
+    add(
+        "--dist-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with several processes (torchrun): how long to wait for another rank before failing (default 60)",
+    )
 
     study = commands.add_parser(
-        "study", help="every preset over several seeds on the ring and the grid (beside PacGAN's table) or on "
+        "study",
+        help="every preset over several seeds on the ring and the grid (beside PacGAN's table) or on "
         "Fashion-MNIST (beside Lucic et al.'s)",
         description="Run fastgan train for each preset x data set x seed (in parallel processes; a finished run "
         "is not run again), then write study.md / study.json (mean and spread over the seeds, the published "
         "rows beside them) and the figures: samples.png and curves.png (2-D sets), image-samples.png and "
-        "fid-curves.png (fashion-mnist, on --protocol lucic2018: best FID of each run).")
+        "fid-curves.png (fashion-mnist, on --protocol lucic2018: best FID of each run).",
+    )
     option = study.add_argument
     option("--presets", nargs="+", choices=RECIPE_NAMES, default=list(RECIPE_NAMES), help="default: every preset")
-    option("--data", nargs="+", choices=STUDY_SETS, default=["ring", "grid"],
-           help="ring, grid, fashion-mnist; default: ring grid")
+    option(
+        "--data",
+        nargs="+",
+        choices=STUDY_SETS,
+        default=["ring", "grid"],
+        help="ring, grid, fashion-mnist; default: ring grid",
+    )
     option("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="default: 0 1 2 3 4")
     option("--jobs", type=int, help="runs at once (default: one per CPU core)")
     option("--steps", type=int, help="generator steps of every run (default: each preset's)")
@@ -164,21 +240,31 @@ def _parser() -> argparse.ArgumentParser:
     option("--fid", type=int, metavar="N", help="fashion-mnist: generated and test images per FID (default 10000)")
     option("--fid-weights", metavar="PATH", help="fashion-mnist: the FID network's file (fastgan train --fid-weights)")
     option("--log-every", type=int, help="fashion-mnist: generator steps between FIDs (default: the protocol's)")
-    option("--device", choices=("auto", "cpu", "cuda"), help="fashion-mnist: where the runs train (default auto); "
-           "2-D runs train on the CPU")
+    option(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        help="fashion-mnist: where the runs train (default auto); 2-D runs train on the CPU",
+    )
     option("--quiet", action="store_true", help="no progress bar")
     sample = commands.add_parser(
-        "sample", help="write N images of a run's generator as uint8 (.npz or PNGs) for any metric tool",
+        "sample",
+        help="write N images of a run's generator as uint8 (.npz or PNGs) for any metric tool",
         description="Write N images of a run's generator (its EMA where it has one) at its lowest-FID checkpoint "
         "(best.pt; --last: the last checkpoint), from the evaluation noise the run's FID was computed on: an .npz "
-        "holding uint8 (N, C, H, W) under the key 'images', or a new folder of PNGs.")
+        "holding uint8 (N, C, H, W) under the key 'images', or a new folder of PNGs.",
+    )
     option = sample.add_argument
     option("run", metavar="RUN_DIR", help="the run's folder (fastgan train --out)")
     option("--n", type=int, required=True, help="number of images")
     option("--out", type=_path, required=True, help="FILE.npz, or a new folder for PNGs; never replaced")
     option("--last", action="store_true", help="the last checkpoint instead of the lowest-FID one")
-    option("--labels", type=int, nargs="+", metavar="Y",
-           help="conditional runs: classes of the images, in turn (default: N / classes of each class in turn)")
+    option(
+        "--labels",
+        type=int,
+        nargs="+",
+        metavar="Y",
+        help="conditional runs: classes of the images, in turn (default: N / classes of each class in turn)",
+    )
     option("--seed", type=int, help="draw the noise from this seed instead of the run's evaluation noise")
     option("--device", choices=("cpu", "cuda"), default="cpu", help="where the generator runs (default cpu)")
     return parser
@@ -194,8 +280,15 @@ def _sample(args, parser) -> int:
 
             if not torch.cuda.is_available():
                 raise ValueError("--device cuda but no CUDA device is available")
-        done = sample_run(args.run, args.n, args.out, last=args.last, labels=args.labels,
-                          seed=EVAL_SEED if args.seed is None else args.seed, device=args.device)
+        done = sample_run(
+            args.run,
+            args.n,
+            args.out,
+            last=args.last,
+            labels=args.labels,
+            seed=EVAL_SEED if args.seed is None else args.seed,
+            device=args.device,
+        )
     except (ValueError, FileNotFoundError) as exc:
         parser.exit(2, f"fastgan sample: error: {str(exc).splitlines()[0]}\n")
     where = f"step {done['step']}" + (f", FID {done['fid']:.2f}" if done["fid"] is not None else "")
@@ -206,15 +299,28 @@ def _sample(args, parser) -> int:
 def _study(args, parser) -> int:
     from .train.study import run_study
 
-    extra = [*(["--steps", str(args.steps)] if args.steps is not None else []),
-             *(["--mode", args.mode] if args.mode else []),
-             *(["--precision", args.precision] if args.precision else [])]
-    image_extra = [item for name in ("fid", "fid_weights", "log_every", "device") if getattr(args, name) is not None
-                   for item in ("--" + name.replace("_", "-"), str(getattr(args, name)))]
-    bad = next((f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}" for name in
-                ("jobs", "steps", "log_every") if getattr(args, name) is not None and getattr(args, name) < 1), None)
-    bad = bad or next((f"--seeds must be in [0, 2^32), got {seed}" for seed in args.seeds if not 0 <= seed < 2**32),
-                      None)
+    extra = [
+        *(["--steps", str(args.steps)] if args.steps is not None else []),
+        *(["--mode", args.mode] if args.mode else []),
+        *(["--precision", args.precision] if args.precision else []),
+    ]
+    image_extra = [
+        item
+        for name in ("fid", "fid_weights", "log_every", "device")
+        if getattr(args, name) is not None
+        for item in ("--" + name.replace("_", "-"), str(getattr(args, name)))
+    ]
+    bad = next(
+        (
+            f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
+            for name in ("jobs", "steps", "log_every")
+            if getattr(args, name) is not None and getattr(args, name) < 1
+        ),
+        None,
+    )
+    bad = bad or next(
+        (f"--seeds must be in [0, 2^32), got {seed}" for seed in args.seeds if not 0 <= seed < 2**32), None
+    )
     if args.fid is not None and not 2 <= args.fid <= LIMITS["fid"]:
         bad = bad or f"--fid must be 2 to {LIMITS['fid']} images, got {args.fid}"
     if bad:
@@ -227,8 +333,10 @@ def _study(args, parser) -> int:
         print(f"fastgan study: error: {exc}", file=sys.stderr)
         return 1
     print((Path(args.out) / "study.md").read_text(), end="")
-    figures = [*(["samples.png", "curves.png"] if set(args.data) & {"ring", "grid"} else []),
-               *(["image-samples.png", "fid-curves.png"] if "fashion-mnist" in args.data else [])]
+    figures = [
+        *(["samples.png", "curves.png"] if set(args.data) & {"ring", "grid"} else []),
+        *(["image-samples.png", "fid-curves.png"] if "fashion-mnist" in args.data else []),
+    ]
     print(f"wrote {args.out}/study.md, study.json, {', '.join(figures)}")
     return 0
 
@@ -246,8 +354,9 @@ def _out(args, options: dict) -> Path:
 
 
 def _train(args, parser) -> int:
-    options = {k: v for k, v in vars(args).items()
-               if k not in ("command", "out", "resume", "quiet", "overwrite", "threads")}
+    options = {
+        k: v for k, v in vars(args).items() if k not in ("command", "out", "resume", "quiet", "overwrite", "threads")
+    }
     if args.threads is not None and args.threads < 1:
         parser.exit(2, f"fastgan train: error: --threads must be >= 1, got {args.threads}\n")
     data = args.data or PROTOCOLS.get(args.protocol, {}).get("data") or DEFAULTS["data"]
@@ -274,8 +383,10 @@ def _train(args, parser) -> int:
         if out is not None and args.out is None and not args.resume and not any(out.iterdir()):
             out.rmdir()  # the numbered folder made for this run, which is refused
         if not isinstance(exc, (ValueError, FileNotFoundError)):  # the models or data do not fit in memory
-            exc = ValueError(f"the models and data of these sizes (--hidden, --depth, --latent-dim, --batch-size, "
-                             f"--image-size) do not fit in memory: {str(exc).splitlines()[-1][:200]}")
+            exc = ValueError(
+                f"the models and data of these sizes (--hidden, --depth, --latent-dim, --batch-size, "
+                f"--image-size) do not fit in memory: {str(exc).splitlines()[-1][:200]}"
+            )
         refuse(exc)
     try:
         summary = trainer.fit()
@@ -296,8 +407,10 @@ def _train(args, parser) -> int:
     line = f"done: {summary['steps']} steps in {summary['wall_seconds']:.0f} s on {summary['device']}; wrote {out}/"
     if "modes" in final:
         kl = "n/a" if final["reverse_kl"] is None else f"{final['reverse_kl']:.3f}"
-        line += (f"\nmodes {final['modes']}/{final['total_modes']}, high quality {100 * final['high_quality']:.1f}%, "
-                 f"reverse KL {kl}")
+        line += (
+            f"\nmodes {final['modes']}/{final['total_modes']}, high quality {100 * final['high_quality']:.1f}%, "
+            f"reverse KL {kl}"
+        )
     if "fid" in final:
         spread = "" if math.isnan(final["kid_std"]) else f" ± {final['kid_std']:.4f}"
         line += f"\nFID {final['fid']:.2f}, KID {final['kid']:.4f}{spread} ({trainer.settings.fid} images)"
@@ -311,8 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # named by the command's parser, as its own errors are
-        parser.exit(2, f"fastgan{' ' + args.command if args.command else ''}: error: unrecognized arguments: "
-                    f"{' '.join(unknown)}\n")
+        parser.exit(
+            2,
+            f"fastgan{' ' + args.command if args.command else ''}: error: unrecognized arguments: "
+            f"{' '.join(unknown)}\n",
+        )
     if args.command == "study":
         return _study(args, parser)
     if args.command == "sample":

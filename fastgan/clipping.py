@@ -31,9 +31,7 @@ def _parameters(module_or_params: torch.nn.Module | torch.Tensor | Iterable[torc
     return params
 
 
-def clip_weights_(
-    module_or_params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor], clip_value: float
-) -> None:
+def clip_weights_(module_or_params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor], clip_value: float) -> None:
     """Clamp every floating-point parameter in place to ``[-clip_value, clip_value]`` (WGAN, c = 0.01).
 
     Replaces ``for p in D.parameters(): p.data.clamp_(-c, c)``. Parameters keep their storage (no copies);

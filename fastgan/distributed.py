@@ -40,7 +40,8 @@ def _collective(what: str, fn, *args, **kwargs):
         where = f"rank {dist.get_rank(group)} of {dist.get_world_size(group)}"
         raise CollectiveError(
             f"{where}: {what} failed: another process died, hung longer than the timeout, or closed its connection "
-            f"({str(exc).splitlines()[0][:300]})") from exc
+            f"({str(exc).splitlines()[0][:300]})"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Shard:
         if self.world_size == 1:
             return global_batch
         b = global_batch.shape[0] // self.world_size
-        return global_batch[self.rank * b:(self.rank + 1) * b]
+        return global_batch[self.rank * b : (self.rank + 1) * b]
 
     def local_size(self, global_size: int, name: str = "batch size") -> int:
         """The rows per rank; ``ValueError`` unless ``global_size`` splits evenly."""
@@ -72,8 +73,7 @@ class Shard:
         return global_size // self.world_size
 
 
-def unwrap(module: nn.Module, group: dist.ProcessGroup | None = None
-           ) -> tuple[nn.Module, dist.ProcessGroup | None]:
+def unwrap(module: nn.Module, group: dist.ProcessGroup | None = None) -> tuple[nn.Module, dist.ProcessGroup | None]:
     """A ``DistributedDataParallel`` module's inner module and process group (``group`` when given); any other
     module as it is, with ``group``."""
     if isinstance(module, nn.parallel.DistributedDataParallel):
@@ -88,7 +88,8 @@ def refuse_static_graph(module: nn.Module) -> None:
         raise ValueError(
             "critic is DistributedDataParallel(static_graph=True), which silently skips the gradient all-reduce "
             "after a penalty's double backward; build it without static_graph, or pass the unwrapped critic to "
-            "fastgan.CriticStep(..., process_group=...)")
+            "fastgan.CriticStep(..., process_group=...)"
+        )
 
 
 def all_reduce_gradients(params, group: dist.ProcessGroup | None = None) -> None:
@@ -140,8 +141,9 @@ def same_settings(settings: dict, group: dist.ProcessGroup | None = None) -> Non
     for key in sorted(set().union(*(s.keys() for s in gathered))):
         values = [s.get(key) for s in gathered]
         if any(v != values[0] for v in values[1:]):
-            differ.append(f"--{key.replace('_', '-')} (" + ", ".join(f"rank {r}: {v!r}" for r, v in enumerate(values))
-                          + ")")
+            differ.append(
+                f"--{key.replace('_', '-')} (" + ", ".join(f"rank {r}: {v!r}" for r, v in enumerate(values)) + ")"
+            )
     if differ:
         raise ValueError("the processes were started with different settings: " + "; ".join(differ))
 
@@ -164,6 +166,5 @@ def init_from_environment(device_type: str, timeout_s: float = DEFAULT_TIMEOUT_S
     waits longer than ``timeout_s`` (a rank that died or hangs) raises instead of hanging."""
     if device_type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if device_type == "cuda" else "gloo",
-                            timeout=datetime.timedelta(seconds=timeout_s))
+    dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
     return dist.group.WORLD

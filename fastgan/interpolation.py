@@ -36,8 +36,9 @@ class _Interpolation(torch.autograd.Function):
             d_fake = empty_rows_like(real) if need_fake else None
             d_alpha = interpolation_bwd(grad_out, real, fake, alpha, d_real, d_fake, need_alpha, check=False)
         else:
-            d_real, d_fake, d_alpha = _interpolation_bwd_torch(grad_out, real, fake, alpha, need_real, need_fake,
-                                                               need_alpha)
+            d_real, d_fake, d_alpha = _interpolation_bwd_torch(
+                grad_out, real, fake, alpha, need_real, need_fake, need_alpha
+            )
         if d_alpha is not None:
             d_alpha = d_alpha.to(ctx.alpha_dtype).reshape(ctx.alpha_shape)
         return d_real, d_fake, d_alpha, None
@@ -57,9 +58,11 @@ def _forward(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, fused:
     return real, fake, alpha_rows, interpolation_fwd(real, fake, alpha_rows, empty_rows_like(real), check=False)
 
 
-def interpolated_points(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
-                        fused: bool | None = None) -> torch.Tensor:
-    """:func:`interpolate` of detached tensors already checked (by :func:`fastgan._input_checks.pair`; ``alpha`` (B,)), outside
+def interpolated_points(
+    real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, fused: bool | None = None
+) -> torch.Tensor:
+    """:func:`interpolate` of detached tensors already checked (by :func:`fastgan._input_checks.pair`; ``alpha`` (B,)),
+    outside
     autograd: for points where a penalty takes a fresh input gradient (the whole steps), without the cost of an
     autograd Function whose graph would be cut right away. ``fused``: as in :func:`loss_of_terms`."""
     return _forward(real, fake, alpha, uses_triton(real.device) if fused is None else fused)[3]

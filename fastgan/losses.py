@@ -7,8 +7,10 @@ size); every loss returns a 0-dim fp32 tensor (fp64 if an input is fp64), accumu
 |---|---|---|
 | WGAN | ``mean(D(fake)) - mean(D(real))`` | ``-mean(D(fake))`` |
 | LSGAN (a, b, c) | ``0.5 E[(D(x)-b)^2] + 0.5 E[(D(G(z))-a)^2]`` | ``0.5 E[(D(G(z))-c)^2]`` |
-| standard GAN (logits) | ``E[softplus(-D(x))] + E[softplus(D(G(z)))]`` (BCE; ``label_smoothing`` s: real target 1 - s) | ``E[softplus(-D(G(z)))]`` (non-saturating) |
+| standard GAN (logits) | ``E[softplus(-D(x))] + E[softplus(D(G(z)))]`` (target 1 - s) | ``E[softplus(-D(G(z)))]`` |
 | hinge | ``E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]`` | ``-E[D(G(z))]`` |
+
+The standard GAN's critic loss is the BCE of logits, its real target 1 - s with s = ``label_smoothing`` (0: none).
 """
 
 from __future__ import annotations
@@ -92,8 +94,9 @@ def _combined(x: torch.Tensor, c_x: float, y: torch.Tensor, c_y: float) -> tuple
     return torch.add(x * c_x, y, alpha=c_y), 1.0
 
 
-def loss_of_terms(a: torch.Tensor, term_a: Term, b: torch.Tensor | None = None, term_b: Term | None = None,
-                  fused: bool | None = None) -> torch.Tensor:
+def loss_of_terms(
+    a: torch.Tensor, term_a: Term, b: torch.Tensor | None = None, term_b: Term | None = None, fused: bool | None = None
+) -> torch.Tensor:
     """``term_a.weight * mean(f_a(a)) + term_b.weight * mean(f_b(b))`` on checked critic outputs (B,) or (B, 1).
 
     ``fused``: the Triton kernels when True, plain differentiable PyTorch ops from the same terms when False
@@ -123,8 +126,14 @@ def loss_of_terms(a: torch.Tensor, term_a: Term, b: torch.Tensor | None = None, 
     return _scaled(*_combined(values_a.mean(), c_a, values_b.mean(), c_b))
 
 
-def _loss(name_a: str, a: torch.Tensor, term_a: Term, name_b: str | None = None, b: torch.Tensor | None = None,
-          term_b: Term | None = None) -> torch.Tensor:
+def _loss(
+    name_a: str,
+    a: torch.Tensor,
+    term_a: Term,
+    name_b: str | None = None,
+    b: torch.Tensor | None = None,
+    term_b: Term | None = None,
+) -> torch.Tensor:
     """Validate the critic outputs, then compute the loss of the terms on the backend picked for their device."""
     _input_checks.critic_output(name_a, a)
     if b is not None:
@@ -157,8 +166,9 @@ def _real_label(label_smoothing: float) -> Term:
     return _BCE_LABEL_1 if label_smoothing == 0.0 else Term(LOGISTIC, 1.0 - label_smoothing)
 
 
-def terms_of_loss(name: str, lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
-                  label_smoothing: float = 0.0) -> tuple[Term, Term, Term]:
+def terms_of_loss(
+    name: str, lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0), label_smoothing: float = 0.0
+) -> tuple[Term, Term, Term]:
     """The terms of loss ``name``: (critic's term on real outputs, on fake outputs, generator's on fake outputs).
 
     ``lsgan_targets``: LSGAN's (a, b, c), fake and real targets of the critic and the generator's target.
@@ -216,8 +226,9 @@ def lsgan_generator_loss(fake_out: torch.Tensor, c: float = 1.0, *, half: bool =
     return _loss("fake_out", fake_out, Term(SQUARE, c, weight))
 
 
-def ns_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, *,
-                          label_smoothing: float = 0.0) -> torch.Tensor:
+def ns_discriminator_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, *, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Standard GAN discriminator loss from logits: ``BCE(D(x), 1 - s) + BCE(D(G(z)), 0)``, numerically stable.
 
     ``label_smoothing`` s in [0, 1): one-sided label smoothing (Salimans et al., 2016; 0.1 is usual), the real

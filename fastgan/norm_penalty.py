@@ -38,8 +38,9 @@ class _Penalty(torch.autograd.Function):
         if ctx.fused:
             from .kernels.norm_penalty import penalty_bwd
 
-            d_grads = penalty_bwd(grads, norms, grad_penalty, empty_rows_like(grads), ctx.center, ctx.one_sided,
-                                  check=False)
+            d_grads = penalty_bwd(
+                grads, norms, grad_penalty, empty_rows_like(grads), ctx.center, ctx.one_sided, check=False
+            )
         else:
             d_grads = _penalty_bwd_torch(grads, norms, grad_penalty, ctx.center, ctx.one_sided)
         return d_grads, None, None, None
@@ -71,8 +72,7 @@ def _penalty_bwd_torch(
     return (grads * coef).to(grads.dtype)  # computed in fp32 and rounded once, as the kernel does
 
 
-def norm_penalty(grads: torch.Tensor, center: float, one_sided: bool, return_norms: bool,
-                 fused: bool | None = None):
+def norm_penalty(grads: torch.Tensor, center: float, one_sided: bool, return_norms: bool, fused: bool | None = None):
     """The penalty of checked arguments: the kernels when ``fused``, else the eager path; None: the backend
     rule's choice for ``grads``' device (a step that asked once passes its answer)."""
     fused = uses_triton(grads.device) if fused is None else fused

@@ -71,9 +71,15 @@ PENALTIES = {
 }
 
 
-def penalty_points(kind: PenaltyKind, real: torch.Tensor, fake: torch.Tensor | None, alpha: torch.Tensor | None,
-                   noise: torch.Tensor | None, fused: bool | None = None,
-                   perturbation: float = DRAGAN_PERTURBATION) -> torch.Tensor:
+def penalty_points(
+    kind: PenaltyKind,
+    real: torch.Tensor,
+    fake: torch.Tensor | None,
+    alpha: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    fused: bool | None = None,
+    perturbation: float = DRAGAN_PERTURBATION,
+) -> torch.Tensor:
     """Where ``kind`` takes the critic's input gradient (detached: the points are where a fresh input gradient
     is taken), from checked (B, ...) samples, ``alpha`` (B,) and DRAGAN's ``noise`` (real's shape):
     interpolates ``alpha*real + (1-alpha)*fake``; the real or the fake samples; DRAGAN's
@@ -204,8 +210,9 @@ def dragan_penalty(
         _input_checks.same_shape("noise", noise, "real", real)
         _input_checks.same_device("noise", noise, "real", real)
     alpha = checked_alpha(alpha, real)
-    x = penalty_points(PENALTIES["dragan"], real.detach(), None, alpha, noise.detach().to(real.dtype),
-                       perturbation=perturbation)
+    x = penalty_points(
+        PENALTIES["dragan"], real.detach(), None, alpha, noise.detach().to(real.dtype), perturbation=perturbation
+    )
     return _penalty_at(critic, x, center, False, return_norms, scaler)
 
 
@@ -215,8 +222,10 @@ _checked_for_batchnorm: weakref.WeakSet = weakref.WeakSet()
 def has_batch_statistics(module: nn.Module) -> bool:
     """Whether ``module`` normalises with batch statistics (BatchNorm in training mode, or without running
     statistics): then its samples interact."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or not m.track_running_stats)
-               for m in module.modules())
+    return any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or not m.track_running_stats)
+        for m in module.modules()
+    )
 
 
 def warn_batchnorm(critic: object, stacklevel: int = 4) -> None:

@@ -119,7 +119,9 @@ def wgan_generator_loss(fake_validity: torch.Tensor) -> torch.Tensor:
 def lsgan_discriminator_loss(real_pred, fake_pred, a: float = 0.0, b: float = 1.0) -> torch.Tensor:
     """The reference's ``(MSELoss(real, valid) + MSELoss(fake, fake_label)) / 2`` with labels b and a."""
     criterion = torch.nn.MSELoss()
-    return (criterion(real_pred, torch.full_like(real_pred, b)) + criterion(fake_pred, torch.full_like(fake_pred, a))) / 2
+    return (
+        criterion(real_pred, torch.full_like(real_pred, b)) + criterion(fake_pred, torch.full_like(fake_pred, a))
+    ) / 2
 
 
 def lsgan_generator_loss(fake_pred, c: float = 1.0, half: bool = True) -> torch.Tensor:

@@ -31,8 +31,9 @@ def tensor(name: str, t: object, dtypes: tuple[torch.dtype, ...] = FLOATS) -> to
     if t.dtype not in dtypes:
         raise TypeError(f"{name} must have dtype {' or '.join(map(str, dtypes))}, got {t.dtype}")
     if not runs_kernels(t.device):
-        raise ValueError(f"{name} is on {t.device}: the kernels run on CUDA tensors (on CPU tensors only "
-                         "under TRITON_INTERPRET=1)")
+        raise ValueError(
+            f"{name} is on {t.device}: the kernels run on CUDA tensors (on CPU tensors only under TRITON_INTERPRET=1)"
+        )
     if t.numel() == 0:
         raise ValueError(f"{name} is empty")
     return t
@@ -56,8 +57,10 @@ def rows(name: str, t: object, dtypes: tuple[torch.dtype, ...] = FLOATS) -> torc
     if x.dim() == 0:
         raise ValueError(f"{name} must have a leading batch dimension")
     if not sample_is_dense(x):
-        raise ValueError(f"{name} must have dense samples (contiguous, channels_last or batch-sliced), "
-                         f"got strides {x.stride()} for shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have dense samples (contiguous, channels_last or batch-sliced), "
+            f"got strides {x.stride()} for shape {tuple(x.shape)}"
+        )
     return x
 
 
@@ -67,12 +70,14 @@ def rows_like(name: str, t: object, ref_name: str, ref: torch.Tensor, dtype: tor
     same_shape(name, x, ref_name, ref)
     same_device(name, x, ref_name, ref)
     if not same_sample_order(x, ref):
-        raise ValueError(f"{name} orders a sample's elements differently from {ref_name} "
-                         f"(strides {x.stride()} and {ref.stride()})")
+        raise ValueError(
+            f"{name} orders a sample's elements differently from {ref_name} (strides {x.stride()} and {ref.stride()})"
+        )
 
 
-def vector(name: str, t: object, length: int, ref_name: str, ref: torch.Tensor,
-           dtypes: tuple[torch.dtype, ...] = FLOATS) -> None:
+def vector(
+    name: str, t: object, length: int, ref_name: str, ref: torch.Tensor, dtypes: tuple[torch.dtype, ...] = FLOATS
+) -> None:
     """``t`` is a contiguous (length,) tensor on ``ref``'s device."""
     x = tensor(name, t, dtypes)
     if x.dim() != 1 or x.shape[0] != length or x.stride(0) != 1:

@@ -67,8 +67,7 @@ def _row_tiles(batch: int, width: int, target_programs: int) -> RowTiles:
     n_row_blocks = cdiv(batch, block_b)
     col_blocks = cdiv(width, block_d)
     iters = 1
-    while (iters < MAX_ITERS and iters < col_blocks
-           and n_row_blocks * cdiv(col_blocks, 2 * iters) >= target_programs):
+    while iters < MAX_ITERS and iters < col_blocks and n_row_blocks * cdiv(col_blocks, 2 * iters) >= target_programs:
         iters *= 2
     n_chunks = cdiv(col_blocks, iters)
     num_warps = 8 if block_b * block_d >= 2048 else 4

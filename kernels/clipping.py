@@ -66,7 +66,10 @@ def chunk_table(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
             addrs.append(t.data_ptr() + start * size)
             lens.append(min(CHUNK, t.numel() - start))
     device = tensors[0].device
-    table = (torch.tensor(addrs, dtype=torch.int64, device=device), torch.tensor(lens, dtype=torch.int32, device=device))
+    table = (
+        torch.tensor(addrs, dtype=torch.int64, device=device),
+        torch.tensor(lens, dtype=torch.int32, device=device),
+    )
     _tables[key] = table
     if len(_tables) > _TABLE_CACHE_SIZE:
         _tables.popitem(last=False)
@@ -77,7 +80,8 @@ def clip_(tensors: list[torch.Tensor], clip_value: float, *, check: bool = True)
     """Clamp every tensor of ``tensors`` in place to [-clip_value, clip_value] in one launch.
 
     All tensors share one device and one dtype (fp32, fp16 or bf16), are dense in memory (any dimension order)
-    and non-empty; ``clip_value`` > 0. Autograd's version counters are not bumped here. ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
+    and non-empty; ``clip_value`` > 0. Autograd's version counters are not bumped here. ``check=False`` skips the
+    preconditions, for callers that established them (``fastgan``'s ops do).
     """
     if check:
         _preconditions.clipping(tensors, clip_value)

@@ -91,12 +91,14 @@ def interpolation_bwd_kernel(
         tl.store(alpha_partial_ptr + rows * n_chunks + chunk, tl.sum(acc, axis=1), mask=row_mask)
 
 
-def interpolation_fwd(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, out: torch.Tensor, *,
-                      check: bool = True) -> torch.Tensor:
+def interpolation_fwd(
+    real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, out: torch.Tensor, *, check: bool = True
+) -> torch.Tensor:
     """Write ``fake + alpha * (real - fake)`` into ``out`` and return it.
 
     ``real``, ``fake``, ``out``: (B, ...) of one float dtype, device and dense sample layout; ``alpha``: (B,)
-    contiguous, any float dtype. ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
+    contiguous, any float dtype. ``check=False`` skips the preconditions, for callers that established them
+    (``fastgan``'s ops do).
     """
     if check:
         _preconditions.interpolation(real, fake, alpha)
@@ -106,9 +108,21 @@ def interpolation_fwd(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tenso
     tiles = row_tiles(batch, width)
     with on_device(real):
         interpolation_fwd_kernel[tiles.grid](
-            real, fake, alpha, out, batch, width, real.stride(0), fake.stride(0), out.stride(0), tiles.n_chunks,
-            BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS,
-            ACC=tl_dtype(accumulator_dtype(real.dtype)), num_warps=tiles.num_warps,
+            real,
+            fake,
+            alpha,
+            out,
+            batch,
+            width,
+            real.stride(0),
+            fake.stride(0),
+            out.stride(0),
+            tiles.n_chunks,
+            BLOCK_B=tiles.BLOCK_B,
+            BLOCK_D=tiles.BLOCK_D,
+            ITERS=tiles.ITERS,
+            ACC=tl_dtype(accumulator_dtype(real.dtype)),
+            num_warps=tiles.num_warps,
         )
     return out
 
@@ -127,7 +141,8 @@ def interpolation_bwd(
     """Fill ``d_real`` / ``d_fake`` (either may be None) and return d alpha.
 
     ``grad_out``, ``d_real``, ``d_fake``: laid out like ``real``. Returns the (B,) gradient (fp32, fp64 for
-    fp64 inputs) of alpha when ``need_alpha``, else None. ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
+    fp64 inputs) of alpha when ``need_alpha``, else None. ``check=False`` skips the preconditions, for callers that
+    established them (``fastgan``'s ops do).
     """
     if check:
         _preconditions.interpolation(real, fake, alpha)
@@ -146,10 +161,27 @@ def interpolation_bwd(
     d_stride = written.stride(0) if written is not None else 0
     with on_device(real):
         interpolation_bwd_kernel[tiles.grid](
-            grad_out, real, fake, alpha, d_real, d_fake, partial, batch, width, grad_out.stride(0), real.stride(0),
-            fake.stride(0), d_stride, tiles.n_chunks,
-            BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS,
-            GRAD_REAL=d_real is not None, GRAD_FAKE=d_fake is not None, GRAD_ALPHA=need_alpha, ACC=tl_dtype(acc),
+            grad_out,
+            real,
+            fake,
+            alpha,
+            d_real,
+            d_fake,
+            partial,
+            batch,
+            width,
+            grad_out.stride(0),
+            real.stride(0),
+            fake.stride(0),
+            d_stride,
+            tiles.n_chunks,
+            BLOCK_B=tiles.BLOCK_B,
+            BLOCK_D=tiles.BLOCK_D,
+            ITERS=tiles.ITERS,
+            GRAD_REAL=d_real is not None,
+            GRAD_FAKE=d_fake is not None,
+            GRAD_ALPHA=need_alpha,
+            ACC=tl_dtype(acc),
             num_warps=tiles.num_warps,
         )
         if partial is None:

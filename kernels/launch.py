@@ -43,7 +43,8 @@ def _triton_launches_directly() -> bool:
     knobs = getattr(triton, "knobs", None)  # what the key and the hook check read
     runtime = getattr(knobs, "runtime", None)
     return (major, minor) >= (3, 4) and all(
-        hasattr(runtime, name) for name in ("debug", "launch_enter_hook", "launch_exit_hook"))
+        hasattr(runtime, name) for name in ("debug", "launch_enter_hook", "launch_exit_hook")
+    )
 
 
 def _hooks_installed() -> bool:
@@ -62,12 +63,18 @@ class DirectKernel:
 
     def __init__(self, fn: Any, direct: bool | None = None, stream: Callable[[int], int] | None = None):
         self.fn = fn
-        self.direct = direct if direct is not None else (
-            isinstance(fn, triton.runtime.jit.JITFunction) and _triton_launches_directly())
+        self.direct = (
+            direct
+            if direct is not None
+            else (isinstance(fn, triton.runtime.jit.JITFunction) and _triton_launches_directly())
+        )
         self._stream = stream
         self._names = list(fn.arg_names)
-        self._specs = [(p.is_constexpr, not p.do_not_specialize, not p.do_not_specialize_on_alignment)
-                       for p in fn.params] if self.direct else []
+        self._specs = (
+            [(p.is_constexpr, not p.do_not_specialize, not p.do_not_specialize_on_alignment) for p in fn.params]
+            if self.direct
+            else []
+        )
         self._compiled: dict[tuple[Any, ...], Any] = {}
         self._launched_directly = False
 
@@ -132,19 +139,32 @@ class DirectKernel:
         device = key[-1]
         if self._stream is None:
             self._stream = triton.runtime.driver.active.get_current_stream
-        values = (*args, *(kwargs[name] for name in self._names[len(args):]))
+        values = (*args, *(kwargs[name] for name in self._names[len(args) :]))
         try:
             run = compiled.run  # loads the module on first use, which also sets ``function``
-            run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1, self._stream(device),
-                compiled.function, compiled.packed_metadata, None, None, None, *values)
+            run(
+                grid[0],
+                grid[1] if len(grid) > 1 else 1,
+                grid[2] if len(grid) > 2 else 1,
+                self._stream(device),
+                compiled.function,
+                compiled.packed_metadata,
+                None,
+                None,
+                None,
+                *values,
+            )
         except Exception as error:
             if self._launched_directly:
                 raise
             # The first direct launch refused its arguments: a Triton whose launcher takes others. Its own
             # path from now on (which raises again if the launch itself is what fails).
             self.direct = False
-            warnings.warn(f"{self.fn.__name__}: a direct launch failed ({error!r}); launching through Triton",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{self.fn.__name__}: a direct launch failed ({error!r}); launching through Triton",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             self.fn[grid](*args, **kwargs)
             return
         self._launched_directly = True

@@ -185,8 +185,9 @@ def _check_outputs(a: torch.Tensor, b: torch.Tensor | None) -> None:
         _preconditions.same_device(name, x, "a", a)
 
 
-def _launch_args(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None, check: bool
-                 ) -> tuple[tuple[Any, ...], dict[str, Any], int, torch.dtype]:
+def _launch_args(
+    a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None, check: bool
+) -> tuple[tuple[Any, ...], dict[str, Any], int, torch.dtype]:
     """The scalar arguments and compile-time constants both kernels share, their grid and the accumulator."""
     if check:
         _check_outputs(a, b)
@@ -200,12 +201,14 @@ def _launch_args(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: 
     return scalars, constants, blocks, acc
 
 
-def losses_fwd(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None, *,
-               check: bool = True) -> torch.Tensor:
+def losses_fwd(
+    a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None, *, check: bool = True
+) -> torch.Tensor:
     """The 0-dim loss (fp32; fp64 if an input is fp64) of critic outputs ``a`` and optional ``b``: (B,) or (B, 1).
 
     Batches of up to BLOCK scores each take one program; larger ones one program per block of scores, then a
-    finishing pass over the per-block partials (deterministic, no atomics). ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
+    finishing pass over the per-block partials (deterministic, no atomics). ``check=False`` skips the preconditions,
+    for callers that established them (``fastgan``'s ops do).
     """
     scalars, constants, blocks, acc = _launch_args(a, term_a, b, term_b, check)
     single = a.shape[0] <= BLOCK and (b is None or b.shape[0] <= BLOCK)
@@ -221,12 +224,18 @@ def losses_fwd(a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Te
 
 
 def losses_bwd(
-    grad_out: torch.Tensor, a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None, *,
+    grad_out: torch.Tensor,
+    a: torch.Tensor,
+    term_a: Term,
+    b: torch.Tensor | None,
+    term_b: Term | None,
+    *,
     check: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gradients of the loss with respect to ``a`` and ``b`` (shapes and dtypes of the inputs).
 
-    ``grad_out``: the loss's one-element upstream gradient. ``check=False`` skips the preconditions, for callers that established them (``fastgan``'s ops do).
+    ``grad_out``: the loss's one-element upstream gradient. ``check=False`` skips the preconditions, for callers that
+    established them (``fastgan``'s ops do).
     """
     scalars, constants, blocks, _ = _launch_args(a, term_a, b, term_b, check)
     if check:

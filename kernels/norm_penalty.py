@@ -29,8 +29,9 @@ def _row_deviation(norm, center, ONE_SIDED: tl.constexpr):
 
 
 @triton.jit
-def _finish_rows(sumsq, rows, row_mask, rb, norms_ptr, block_out_ptr, B, center, ONE_SIDED: tl.constexpr,
-                 ACC: tl.constexpr):
+def _finish_rows(
+    sumsq, rows, row_mask, rb, norms_ptr, block_out_ptr, B, center, ONE_SIDED: tl.constexpr, ACC: tl.constexpr
+):
     # Correctly rounded square roots: tl.sqrt is approximate in fp32 (fp64's sqrt is already exact).
     if ACC == tl.float64:
         norm = tl.sqrt(sumsq)
@@ -139,8 +140,9 @@ def _rows_of(t: torch.Tensor) -> tuple[int, int]:
     return batch, t.numel() // batch
 
 
-def penalty_fwd(g: torch.Tensor, center: float, one_sided: bool, *,
-                check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def penalty_fwd(
+    g: torch.Tensor, center: float, one_sided: bool, *, check: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Penalty and per-sample norms of ``g`` (B, ...) with dense samples, any float dtype.
 
     Returns ``(penalty, norms)``: a 0-dim tensor and a (B,) tensor on ``g``'s device, both fp32 (fp64 for fp64
@@ -157,9 +159,22 @@ def penalty_fwd(g: torch.Tensor, center: float, one_sided: bool, *,
     partial = norms if single else torch.empty(batch, tiles.n_chunks, dtype=acc, device=g.device)
     with on_device(g):
         penalty_fwd_kernel[tiles.grid](
-            g, partial, norms, block_out, batch, width, g.stride(0), tiles.n_chunks, float(center),
-            BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, ONE_SIDED=one_sided,
-            ACC=tl_dtype(acc), SINGLE_CHUNK=single, num_warps=tiles.num_warps,
+            g,
+            partial,
+            norms,
+            block_out,
+            batch,
+            width,
+            g.stride(0),
+            tiles.n_chunks,
+            float(center),
+            BLOCK_B=tiles.BLOCK_B,
+            BLOCK_D=tiles.BLOCK_D,
+            ITERS=tiles.ITERS,
+            ONE_SIDED=one_sided,
+            ACC=tl_dtype(acc),
+            SINGLE_CHUNK=single,
+            num_warps=tiles.num_warps,
         )
         if not single:
             _launch_finish(partial, norms, block_out, tiles, center, one_sided)
@@ -168,21 +183,39 @@ def penalty_fwd(g: torch.Tensor, center: float, one_sided: bool, *,
 
 
 def _launch_finish(
-    partial: torch.Tensor, norms: torch.Tensor, block_out: torch.Tensor, tiles: RowTiles, center: float,
+    partial: torch.Tensor,
+    norms: torch.Tensor,
+    block_out: torch.Tensor,
+    tiles: RowTiles,
+    center: float,
     one_sided: bool,
 ) -> None:
     batch, n_chunks = partial.shape
     # Several chunks per row only happen for rows wider than a tile, so BLOCK_B is 1 here.
     block_c = min(next_power_of_2(n_chunks), 1024)
     penalty_finish_kernel[(tiles.n_row_blocks,)](
-        partial, norms, block_out, batch, n_chunks, float(center),
-        BLOCK_B=tiles.BLOCK_B, BLOCK_C=block_c, ONE_SIDED=one_sided, ACC=tl_dtype(partial.dtype),
+        partial,
+        norms,
+        block_out,
+        batch,
+        n_chunks,
+        float(center),
+        BLOCK_B=tiles.BLOCK_B,
+        BLOCK_C=block_c,
+        ONE_SIDED=one_sided,
+        ACC=tl_dtype(partial.dtype),
     )
 
 
 def penalty_bwd(
-    g: torch.Tensor, norms: torch.Tensor, grad_out: torch.Tensor, dg: torch.Tensor, center: float, one_sided: bool,
-    *, check: bool = True,
+    g: torch.Tensor,
+    norms: torch.Tensor,
+    grad_out: torch.Tensor,
+    dg: torch.Tensor,
+    center: float,
+    one_sided: bool,
+    *,
+    check: bool = True,
 ) -> torch.Tensor:
     """Write d penalty / d g into ``dg`` (``g``'s shape, dtype and sample layout) and return it.
 
@@ -199,8 +232,21 @@ def penalty_bwd(
     tiles = row_tiles(batch, width)
     with on_device(g):
         penalty_bwd_kernel[tiles.grid](
-            g, dg, norms, grad_out, batch, width, g.stride(0), dg.stride(0), tiles.n_chunks, float(center),
-            BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, ONE_SIDED=one_sided,
-            ACC=tl_dtype(acc), num_warps=tiles.num_warps,
+            g,
+            dg,
+            norms,
+            grad_out,
+            batch,
+            width,
+            g.stride(0),
+            dg.stride(0),
+            tiles.n_chunks,
+            float(center),
+            BLOCK_B=tiles.BLOCK_B,
+            BLOCK_D=tiles.BLOCK_D,
+            ITERS=tiles.ITERS,
+            ONE_SIDED=one_sided,
+            ACC=tl_dtype(acc),
+            num_warps=tiles.num_warps,
         )
     return dg

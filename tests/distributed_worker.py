@@ -36,8 +36,9 @@ def user_loops(wrap=lambda m: m, shard: Shard = Shard()) -> dict[str, list[torch
     inner module followed by ``all_reduce_gradients``; and a ``CriticStep`` with lazy R1 given the wrapped
     critic. Returns each loop's final critic parameters."""
     data = torch.Generator().manual_seed(5)
-    batches = [(torch.randn(GLOBAL_BATCH, 5, generator=data), torch.randn(GLOBAL_BATCH, 5, generator=data))
-               for _ in range(4)]
+    batches = [
+        (torch.randn(GLOBAL_BATCH, 5, generator=data), torch.randn(GLOBAL_BATCH, 5, generator=data)) for _ in range(4)
+    ]
     critic = user_critic()
     model = wrap(critic)
     opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
@@ -68,24 +69,40 @@ def user_loops(wrap=lambda m: m, shard: Shard = Shard()) -> dict[str, list[torch
     results["lazy r1 by hand"] = [p.detach().clone() for p in critic.parameters()]
     critic = user_critic()
     opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
-    step = fastgan.CriticStep(wrap(critic), opt, loss="ns", penalty="r1", penalty_weight=1.0, lazy_every=2,
-                              mode="eager")
+    step = fastgan.CriticStep(
+        wrap(critic), opt, loss="ns", penalty="r1", penalty_weight=1.0, lazy_every=2, mode="eager"
+    )
     for real, fake in batches:
         step(shard.rows(real), shard.rows(fake))
     results["critic step"] = [p.detach().clone() for p in critic.parameters()]
     return results
 
 
-def gan_steps(mode: str, device: torch.device, shard: Shard = Shard(), group=None, steps: int = 5
-              ) -> list[torch.Tensor]:
+def gan_steps(
+    mode: str, device: torch.device, shard: Shard = Shard(), group=None, steps: int = 5
+) -> list[torch.Tensor]:
     """WGAN-GP critic steps and generator steps with EMA of a small MLP GAN in ``mode`` on ``device``, each on
     ``shard``'s rows of fixed global batches of 64, the gradients averaged over ``group``. Returns the critic's,
     the generator's and the EMA's parameters at the end (on the CPU)."""
     critic, generator = tiny_mlp_gan(device)
-    critic_step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters(), lr=1e-3), loss="wgan",
-                                     penalty="gp", penalty_weight=10.0, mode=mode, process_group=group)
-    generator_step = fastgan.GeneratorStep(generator, critic, torch.optim.Adam(generator.parameters(), lr=1e-3),
-                                           loss="wgan", ema=0.9, mode=mode, process_group=group)
+    critic_step = fastgan.CriticStep(
+        critic,
+        torch.optim.Adam(critic.parameters(), lr=1e-3),
+        loss="wgan",
+        penalty="gp",
+        penalty_weight=10.0,
+        mode=mode,
+        process_group=group,
+    )
+    generator_step = fastgan.GeneratorStep(
+        generator,
+        critic,
+        torch.optim.Adam(generator.parameters(), lr=1e-3),
+        loss="wgan",
+        ema=0.9,
+        mode=mode,
+        process_group=group,
+    )
     data = torch.Generator(device=device).manual_seed(1)
     for _ in range(steps):
         real = shard.rows(torch.randn(64, 12, device=device, generator=data))
@@ -127,8 +144,9 @@ def main(runs_file: str, out: str) -> None:
             every = [torch.empty_like(mine) for _ in range(world)]
             dist.all_gather(every, mine)
             if rank == 0:
-                (out / name / "ranks.json").write_text(json.dumps({"bitwise_equal": all(
-                    torch.equal(every[0], other) for other in every[1:])}))
+                (out / name / "ranks.json").write_text(
+                    json.dumps({"bitwise_equal": all(torch.equal(every[0], other) for other in every[1:])})
+                )
         ddp = user_loops(lambda m: nn.parallel.DistributedDataParallel(m), Shard.of(dist.group.WORLD))
         try:
             static = nn.parallel.DistributedDataParallel(user_critic(), static_graph=True)

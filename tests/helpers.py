@@ -65,9 +65,11 @@ def assert_elementwise(actual, expected64, dtype, ops: int = 3, extra=None):
     bad = err > bound
     if bad.any():
         i = int(torch.argmax(torch.where(bad, err / bound, 0.0)))
-        pytest.fail(f"{int(bad.sum())} of {e.numel()} elements out of bounds; worst at flat index {i}: "
-                    f"got {a.flatten()[i].item()!r}, expected {e.flatten()[i].item()!r}, bound "
-                    f"{bound.flatten()[i].item():.3g}")
+        pytest.fail(
+            f"{int(bad.sum())} of {e.numel()} elements out of bounds; worst at flat index {i}: "
+            f"got {a.flatten()[i].item()!r}, expected {e.flatten()[i].item()!r}, bound "
+            f"{bound.flatten()[i].item():.3g}"
+        )
 
 
 def make(shape, dtype, device, layout="contiguous", seed=0):
@@ -144,8 +146,10 @@ def write_fashion_mnist(root: Path, train: int = 40, test: int = 24, layout: str
     gen = torch.Generator().manual_seed(1)
     for split, n in (("train", train), ("t10k", test)):
         images = torch.randint(0, 256, (n, 28, 28), generator=gen, dtype=torch.uint8)
-        for name, array, magic in ((f"{split}-images-idx3-ubyte", images, 0x803),
-                                   (f"{split}-labels-idx1-ubyte", torch.arange(n, dtype=torch.uint8) % 10, 0x801)):
+        for name, array, magic in (
+            (f"{split}-images-idx3-ubyte", images, 0x803),
+            (f"{split}-labels-idx1-ubyte", torch.arange(n, dtype=torch.uint8) % 10, 0x801),
+        ):
             _write_idx(folder / name, array, magic)
             if layout == "debian":
                 path = folder / name
@@ -181,9 +185,17 @@ def launched_kernels() -> list:
     kernels must be defined after ``TRITON_INTERPRET`` is set."""
     from fastgan.kernels import clipping, interpolation, losses, norm_penalty
 
-    return [clipping.clipping_kernel, interpolation.interpolation_fwd_kernel, interpolation.interpolation_bwd_kernel,
-            losses.losses_fwd_kernel, losses.losses_finish_kernel, losses.losses_bwd_kernel,
-            norm_penalty.penalty_fwd_kernel, norm_penalty.penalty_finish_kernel, norm_penalty.penalty_bwd_kernel]
+    return [
+        clipping.clipping_kernel,
+        interpolation.interpolation_fwd_kernel,
+        interpolation.interpolation_bwd_kernel,
+        losses.losses_fwd_kernel,
+        losses.losses_finish_kernel,
+        losses.losses_bwd_kernel,
+        norm_penalty.penalty_fwd_kernel,
+        norm_penalty.penalty_finish_kernel,
+        norm_penalty.penalty_bwd_kernel,
+    ]
 
 
 def stand_in_capture(monkeypatch) -> list:

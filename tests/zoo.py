@@ -33,8 +33,13 @@ def sn(layer, api="parametrizations"):
 class SNMLPCritic(nn.Module):
     def __init__(self, api="parametrizations"):
         super().__init__()
-        self.net = nn.Sequential(sn(nn.Linear(12, 24), api), nn.LeakyReLU(0.2), sn(nn.Linear(24, 16), api),
-                                 nn.LeakyReLU(0.2), sn(nn.Linear(16, 1), api))
+        self.net = nn.Sequential(
+            sn(nn.Linear(12, 24), api),
+            nn.LeakyReLU(0.2),
+            sn(nn.Linear(24, 16), api),
+            nn.LeakyReLU(0.2),
+            sn(nn.Linear(16, 1), api),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -43,9 +48,14 @@ class SNMLPCritic(nn.Module):
 class SNConvCritic(nn.Module):
     def __init__(self, api="old"):
         super().__init__()
-        self.net = nn.Sequential(sn(nn.Conv2d(3, 8, 3, 2, 1), api), nn.LeakyReLU(0.1),
-                                 sn(nn.Conv2d(8, 16, 3, 2, 1), api), nn.LeakyReLU(0.1), nn.Flatten(),
-                                 sn(nn.Linear(16 * 2 * 2, 1), api))
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(3, 8, 3, 2, 1), api),
+            nn.LeakyReLU(0.1),
+            sn(nn.Conv2d(8, 16, 3, 2, 1), api),
+            nn.LeakyReLU(0.1),
+            nn.Flatten(),
+            sn(nn.Linear(16 * 2 * 2, 1), api),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -111,8 +121,15 @@ class MinibatchStdCritic(nn.Module):
 class DropoutCritic(nn.Module):
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(12, 32), nn.LeakyReLU(0.2), nn.Dropout(0.3), nn.Linear(32, 16),
-                                 nn.ELU(), nn.Dropout(0.2), nn.Linear(16, 1))
+        self.net = nn.Sequential(
+            nn.Linear(12, 32),
+            nn.LeakyReLU(0.2),
+            nn.Dropout(0.3),
+            nn.Linear(32, 16),
+            nn.ELU(),
+            nn.Dropout(0.2),
+            nn.Linear(16, 1),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -123,8 +140,7 @@ class BatchNormCritic(nn.Module):
         super().__init__()
         # No bias before the BatchNorm, which removes it: its gradient is zero in exact arithmetic, so its path
         # under Adam (a step of the learning rate per sign of rounding noise) is no property of the code tested.
-        self.net = nn.Sequential(nn.Linear(12, 24, bias=False), nn.BatchNorm1d(24), nn.LeakyReLU(0.2),
-                                 nn.Linear(24, 1))
+        self.net = nn.Sequential(nn.Linear(12, 24, bias=False), nn.BatchNorm1d(24), nn.LeakyReLU(0.2), nn.Linear(24, 1))
 
     def forward(self, x):
         return self.net(x)
@@ -278,8 +294,14 @@ REFERENCE_LOSSES = {
     "hinge": (reference.hinge_discriminator_loss, reference.hinge_generator_loss),
 }
 # Where each penalty is taken and its centre, from the papers (WGAN-GP, WGAN-LP, zero-centred GP, R1, R2, DRAGAN).
-PENALTY_POINTS = {"gp": "interpolates", "lp": "interpolates", "zero-centred": "interpolates", "r1": "real",
-                  "r2": "fake", "dragan": "dragan"}
+PENALTY_POINTS = {
+    "gp": "interpolates",
+    "lp": "interpolates",
+    "zero-centred": "interpolates",
+    "r1": "real",
+    "r2": "fake",
+    "dragan": "dragan",
+}
 
 
 def _call(critic, x, y):
@@ -299,8 +321,7 @@ def reference_penalty(name, critic, real, fake, labels, fake_labels, alpha, nois
     return reference.dragan_penalty(D, real, alpha, noise)
 
 
-def reference_critic_step(critic, opt, real, fake, loss, penalty, weight, labels=None, fake_labels=None,
-                          clip=None):
+def reference_critic_step(critic, opt, real, fake, loss, penalty, weight, labels=None, fake_labels=None, clip=None):
     """One critic step written plainly, drawing alpha and noise as the steps do (fp32, before any critic call);
     returns its statistics as floats."""
     needs_alpha = penalty in ("gp", "lp", "zero-centred", "dragan")
@@ -315,8 +336,11 @@ def reference_critic_step(critic, opt, real, fake, loss, penalty, weight, labels
     if penalty:
         value, norms = reference_penalty(penalty, critic, real, fake, labels, fake_labels, alpha, noise)
         total = total + weight * value
-        stats.update(penalty=float(value.detach()), grad_norm_mean=float(norms.detach().mean()),
-                     grad_norm_max=float(norms.detach().max()))
+        stats.update(
+            penalty=float(value.detach()),
+            grad_norm_mean=float(norms.detach().mean()),
+            grad_norm_max=float(norms.detach().max()),
+        )
     stats["loss"] = float(total.detach())
     total.backward()
     opt.step()

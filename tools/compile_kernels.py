@@ -32,8 +32,13 @@ TARGET = GPUTarget("cuda", 90, 32)
 DTYPES = {"fp32": tl.float32, "fp16": tl.float16, "bf16": tl.bfloat16}
 # The launchers' tilings: long image rows (several iterations, several chunks), the reference's MNIST batch, many
 # tiny 2-D rows, and a prime-ish width.
-TILINGS = [row_tiles(4, 3 * 1024 * 1024), row_tiles(256, 3 * 128 * 128), row_tiles(64, 784),
-           row_tiles(100000, 2), row_tiles(17, 1041)]
+TILINGS = [
+    row_tiles(4, 3 * 1024 * 1024),
+    row_tiles(256, 3 * 128 * 128),
+    row_tiles(64, 784),
+    row_tiles(100000, 2),
+    row_tiles(17, 1041),
+]
 CUOBJDUMP = os.path.join(os.path.dirname(triton.backends.nvidia.__file__), "bin", "cuobjdump")
 DIVISIBLE_BY_16 = [["tt.divisibility", 16]]
 
@@ -51,10 +56,16 @@ def compile_kernel(fn, args: dict, constexprs: dict, aligned: bool) -> dict:
     constants = {(fn.arg_names.index(name),): value for name, value in constexprs.items()}
     attrs = {}
     if aligned:
-        attrs = {(fn.arg_names.index(name),): DIVISIBLE_BY_16 for name, kind in args.items()
-                 if kind.startswith("*") or name in ("D",) or name.endswith("stride")}
-    kernel = triton.compile(ASTSource(fn, signature=signature, constexprs=constants, attrs=attrs), target=TARGET,
-                            options={"num_warps": num_warps})
+        attrs = {
+            (fn.arg_names.index(name),): DIVISIBLE_BY_16
+            for name, kind in args.items()
+            if kind.startswith("*") or name in ("D",) or name.endswith("stride")
+        }
+    kernel = triton.compile(
+        ASTSource(fn, signature=signature, constexprs=constants, attrs=attrs),
+        target=TARGET,
+        options={"num_warps": num_warps},
+    )
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(kernel.asm["cubin"])
         f.flush()
@@ -66,61 +77,157 @@ def _row_variants():
     for tiles, dt, index in itertools.product(TILINGS, DTYPES, ("i32", "i64")):
         rows = dict(BLOCK_B=tiles.BLOCK_B, BLOCK_D=tiles.BLOCK_D, ITERS=tiles.ITERS, num_warps=tiles.num_warps)
         p = f"*{dt}"
-        yield interpolation.interpolation_fwd_kernel, dict(
-            real_ptr=p, fake_ptr=p, alpha_ptr="*fp32", out_ptr=p, B="i32", D=index, real_stride=index,
-            fake_stride=index, out_stride=index, n_chunks="i32"), dict(rows, ACC=tl.float32)
-        for grad_real, grad_fake, grad_alpha in ((True, True, True), (False, True, True), (True, True, False),
-                                                 (True, False, False), (False, False, True)):
+        yield (
+            interpolation.interpolation_fwd_kernel,
+            dict(
+                real_ptr=p,
+                fake_ptr=p,
+                alpha_ptr="*fp32",
+                out_ptr=p,
+                B="i32",
+                D=index,
+                real_stride=index,
+                fake_stride=index,
+                out_stride=index,
+                n_chunks="i32",
+            ),
+            dict(rows, ACC=tl.float32),
+        )
+        for grad_real, grad_fake, grad_alpha in (
+            (True, True, True),
+            (False, True, True),
+            (True, True, False),
+            (True, False, False),
+            (False, False, True),
+        ):
             # Gradients nobody asked for are None pointers, which Triton types as "constexpr".
-            absent = {name: None for name, wanted in (("d_real_ptr", grad_real), ("d_fake_ptr", grad_fake),
-                                                      ("alpha_partial_ptr", grad_alpha)) if not wanted}
-            yield interpolation.interpolation_bwd_kernel, {**dict(
-                go_ptr=p, real_ptr=p, fake_ptr=p, alpha_ptr="*fp32", d_real_ptr=p, d_fake_ptr=p,
-                alpha_partial_ptr="*fp32", B="i32", D=index, go_stride=index, real_stride=index,
-                fake_stride=index, d_stride=index, n_chunks="i32"), **dict.fromkeys(absent, "constexpr")}, dict(
-                rows, GRAD_REAL=grad_real, GRAD_FAKE=grad_fake, GRAD_ALPHA=grad_alpha, ACC=tl.float32, **absent)
+            absent = {
+                name: None
+                for name, wanted in (
+                    ("d_real_ptr", grad_real),
+                    ("d_fake_ptr", grad_fake),
+                    ("alpha_partial_ptr", grad_alpha),
+                )
+                if not wanted
+            }
+            yield (
+                interpolation.interpolation_bwd_kernel,
+                {
+                    **dict(
+                        go_ptr=p,
+                        real_ptr=p,
+                        fake_ptr=p,
+                        alpha_ptr="*fp32",
+                        d_real_ptr=p,
+                        d_fake_ptr=p,
+                        alpha_partial_ptr="*fp32",
+                        B="i32",
+                        D=index,
+                        go_stride=index,
+                        real_stride=index,
+                        fake_stride=index,
+                        d_stride=index,
+                        n_chunks="i32",
+                    ),
+                    **dict.fromkeys(absent, "constexpr"),
+                },
+                dict(rows, GRAD_REAL=grad_real, GRAD_FAKE=grad_fake, GRAD_ALPHA=grad_alpha, ACC=tl.float32, **absent),
+            )
         for one_sided, single in itertools.product((False, True), (False, True)):
-            yield norm_penalty.penalty_fwd_kernel, dict(
-                g_ptr=p, partial_ptr="*fp32", norms_ptr="*fp32", block_out_ptr="*fp32", B="i32", D=index,
-                g_stride=index, n_chunks="i32", center="fp32"), dict(
-                rows, ONE_SIDED=one_sided, ACC=tl.float32, SINGLE_CHUNK=single)
+            yield (
+                norm_penalty.penalty_fwd_kernel,
+                dict(
+                    g_ptr=p,
+                    partial_ptr="*fp32",
+                    norms_ptr="*fp32",
+                    block_out_ptr="*fp32",
+                    B="i32",
+                    D=index,
+                    g_stride=index,
+                    n_chunks="i32",
+                    center="fp32",
+                ),
+                dict(rows, ONE_SIDED=one_sided, ACC=tl.float32, SINGLE_CHUNK=single),
+            )
         for one_sided in (False, True):
-            yield norm_penalty.penalty_bwd_kernel, dict(
-                g_ptr=p, dg_ptr=p, norms_ptr="*fp32", gout_ptr="*fp32", B="i32", D=index, g_stride=index,
-                dg_stride=index, n_chunks="i32", center="fp32"), dict(rows, ONE_SIDED=one_sided, ACC=tl.float32)
+            yield (
+                norm_penalty.penalty_bwd_kernel,
+                dict(
+                    g_ptr=p,
+                    dg_ptr=p,
+                    norms_ptr="*fp32",
+                    gout_ptr="*fp32",
+                    B="i32",
+                    D=index,
+                    g_stride=index,
+                    dg_stride=index,
+                    n_chunks="i32",
+                    center="fp32",
+                ),
+                dict(rows, ONE_SIDED=one_sided, ACC=tl.float32),
+            )
 
 
 def _other_variants():
     for dt in DTYPES:
-        yield clipping.clipping_kernel, dict(addr_ptr="*i64", len_ptr="*i32", like_ptr=f"*{dt}",
-                                              clip_value="fp32"), dict(BLOCK=clipping.BLOCK, ITERS=clipping.ITERS,
-                                                                       num_warps=4)
+        yield (
+            clipping.clipping_kernel,
+            dict(addr_ptr="*i64", len_ptr="*i32", like_ptr=f"*{dt}", clip_value="fp32"),
+            dict(BLOCK=clipping.BLOCK, ITERS=clipping.ITERS, num_warps=4),
+        )
     for block_b, block_c in ((1, 1024), (1, 8), (1, 2)):
-        yield norm_penalty.penalty_finish_kernel, dict(
-            partial_ptr="*fp32", norms_ptr="*fp32", block_out_ptr="*fp32", B="i32", n_chunks="i32",
-            center="fp32"), dict(BLOCK_B=block_b, BLOCK_C=block_c, ONE_SIDED=False, ACC=tl.float32, num_warps=4)
+        yield (
+            norm_penalty.penalty_finish_kernel,
+            dict(partial_ptr="*fp32", norms_ptr="*fp32", block_out_ptr="*fp32", B="i32", n_chunks="i32", center="fp32"),
+            dict(BLOCK_B=block_b, BLOCK_C=block_c, ONE_SIDED=False, ACC=tl.float32, num_warps=4),
+        )
     mnist = row_tiles(64, 784)  # fp64 (gradcheck) at the reference's MNIST batch
     for single in (False, True):
-        yield norm_penalty.penalty_fwd_kernel, dict(
-            g_ptr="*fp64", partial_ptr="*fp64", norms_ptr="*fp64", block_out_ptr="*fp64", B="i32", D="i32",
-            g_stride="i32", n_chunks="i32", center="fp32"), dict(
-            BLOCK_B=mnist.BLOCK_B, BLOCK_D=mnist.BLOCK_D, ITERS=mnist.ITERS, num_warps=mnist.num_warps,
-            ONE_SIDED=False, ACC=tl.float64, SINGLE_CHUNK=single)
-    scalars = dict(n_a="i32", n_b="i32", stride_a="i32", stride_b="i32", p_a="fp32", w_a="fp32", p_b="fp32",
-                   w_b="fp32")
+        yield (
+            norm_penalty.penalty_fwd_kernel,
+            dict(
+                g_ptr="*fp64",
+                partial_ptr="*fp64",
+                norms_ptr="*fp64",
+                block_out_ptr="*fp64",
+                B="i32",
+                D="i32",
+                g_stride="i32",
+                n_chunks="i32",
+                center="fp32",
+            ),
+            dict(
+                BLOCK_B=mnist.BLOCK_B,
+                BLOCK_D=mnist.BLOCK_D,
+                ITERS=mnist.ITERS,
+                num_warps=mnist.num_warps,
+                ONE_SIDED=False,
+                ACC=tl.float64,
+                SINGLE_CHUNK=single,
+            ),
+        )
+    scalars = dict(n_a="i32", n_b="i32", stride_a="i32", stride_b="i32", p_a="fp32", w_a="fp32", p_b="fp32", w_b="fp32")
     kinds = ((0, 0), (1, 1), (2, 2), (3, 3))
     for (kind_a, kind_b), dt, single, has_b in itertools.product(kinds, DTYPES, (True, False), (True, False)):
         flags = dict(KIND_A=kind_a, KIND_B=kind_b, HAS_B=has_b, ACC=tl.float32, BLOCK=losses.BLOCK, num_warps=4)
         # Without b the launcher passes None for its pointers, which Triton types as "constexpr".
         b = f"*{dt}" if has_b else "constexpr"
-        yield losses.losses_fwd_kernel, dict(a_ptr=f"*{dt}", b_ptr=b, out_ptr="*fp32", **scalars), dict(
-            flags, SINGLE=single, **({} if has_b else {"b_ptr": None}))
+        yield (
+            losses.losses_fwd_kernel,
+            dict(a_ptr=f"*{dt}", b_ptr=b, out_ptr="*fp32", **scalars),
+            dict(flags, SINGLE=single, **({} if has_b else {"b_ptr": None})),
+        )
         if single:
-            yield losses.losses_bwd_kernel, dict(a_ptr=f"*{dt}", b_ptr=b, da_ptr=f"*{dt}", db_ptr=b,
-                                                  gout_ptr="*fp32", **scalars), dict(
-                flags, **({} if has_b else {"b_ptr": None, "db_ptr": None}))
-    yield losses.losses_finish_kernel, dict(partial_ptr="*fp32", out_ptr="*fp32", n="i32"), dict(
-        BLOCK=losses.BLOCK, num_warps=4)
+            yield (
+                losses.losses_bwd_kernel,
+                dict(a_ptr=f"*{dt}", b_ptr=b, da_ptr=f"*{dt}", db_ptr=b, gout_ptr="*fp32", **scalars),
+                dict(flags, **({} if has_b else {"b_ptr": None, "db_ptr": None})),
+            )
+    yield (
+        losses.losses_finish_kernel,
+        dict(partial_ptr="*fp32", out_ptr="*fp32", n="i32"),
+        dict(BLOCK=losses.BLOCK, num_warps=4),
+    )
 
 
 def variants():

@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         reloaded = torch.jit.load(str(tmp), map_location="cpu")
-    test = load_fashion_mnist(args.data_root, "test").images[:args.images]
-    train = load_fashion_mnist(args.data_root, "train").images[:args.images]
+    test = load_fashion_mnist(args.data_root, "test").images[: args.images]
+    train = load_fashion_mnist(args.data_root, "train").images[: args.images]
     cpu = torch.device("cpu")
     fids, features = [], []
     for module in (original, reloaded):
@@ -54,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     # Per image: the distance between its two feature vectors over the length of the original's.
     worst = float(((features[1] - features[0]).norm(dim=1) / features[0].norm(dim=1)).max())
     relative = abs(fids[1] - fids[0]) / fids[0]
-    print(f"{tmp.stat().st_size} bytes; largest relative distance of an image's two feature vectors {worst:.2e}; "
-          f"FID of {args.images} test against {args.images} training images: {fids[0]:.4f} (original), "
-          f"{fids[1]:.4f} (float16 copy), relative difference {relative:.2e}")
+    print(
+        f"{tmp.stat().st_size} bytes; largest relative distance of an image's two feature vectors {worst:.2e}; "
+        f"FID of {args.images} test against {args.images} training images: {fids[0]:.4f} (original), "
+        f"{fids[1]:.4f} (float16 copy), relative difference {relative:.2e}"
+    )
     if relative > TOLERANCE:
         tmp.unlink()
         print(f"the copy differs by more than {TOLERANCE:.0e}: not written", file=sys.stderr)

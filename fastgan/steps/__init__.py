@@ -20,7 +20,8 @@ Modes (``mode=``):
 - ``compile``: the objective written with ``torch.func`` (``functional_call`` and a nested ``grad``, which
   ``torch.compile`` traces where ``autograd.grad(create_graph=True)`` is refused), compiled whole with
   ``fullgraph=True`` and without the zero branches of the double backward (:mod:`fastgan.steps.compiled.zero_branches`).
-  Adam's, AdamW's and RMSprop's update runs inside the same graph (:mod:`fastgan.steps.compiled.optimizer_update`; parameters
+  Adam's, AdamW's and RMSprop's update runs inside the same graph (:mod:`fastgan.steps.compiled.optimizer_update`;
+  parameters
   are then left without ``.grad``); other optimizers' step is compiled apart. The first call for each input
   shape also computes the eager step's gradients and buffer updates, from the same state and random numbers,
   and compares (:mod:`fastgan.steps.compiled.check`); a mismatch warns and falls back to eager for good. Where

@@ -63,12 +63,24 @@ class CriticStep:
     :class:`fastgan.kernels.loss_terms.Term` pair (None without a loss).
     """
 
-    def __init__(self, critic: nn.Module, optimizer: torch.optim.Optimizer, *, loss: str | None,
-                 penalty: str | None = None, penalty_weight: float = 10.0, clip_value: float | None = None,
-                 lazy_every: int = 1, mode: str = "auto", precision: str = "fp32",
-                 scaler: torch.amp.GradScaler | None = None,
-                 lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0), label_smoothing: float = 0.0,
-                 joint_pass: bool = False, process_group: torch.distributed.ProcessGroup | None = None):
+    def __init__(
+        self,
+        critic: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        loss: str | None,
+        penalty: str | None = None,
+        penalty_weight: float = 10.0,
+        clip_value: float | None = None,
+        lazy_every: int = 1,
+        mode: str = "auto",
+        precision: str = "fp32",
+        scaler: torch.amp.GradScaler | None = None,
+        lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
+        label_smoothing: float = 0.0,
+        joint_pass: bool = False,
+        process_group: torch.distributed.ProcessGroup | None = None,
+    ):
         critic, group = distributed.unwrap(critic, process_group)
         if not isinstance(critic, nn.Module):
             raise TypeError(f"critic must be an nn.Module, got {type(critic).__name__}")
@@ -89,7 +101,8 @@ class CriticStep:
         if not isinstance(joint_pass, bool):
             raise TypeError(f"joint_pass must be a bool, got {type(joint_pass).__name__}")
         weight = (_input_checks.positive_real if penalty is not None else _input_checks.non_negative_real)(
-            "penalty_weight", penalty_weight)
+            "penalty_weight", penalty_weight
+        )
         clip_value = None if clip_value is None else _input_checks.positive_real("clip_value", clip_value)
         terms = terms_of_loss(loss, lsgan_targets, label_smoothing)[:2] if loss is not None else None
         self.critic, self.optimizer, self.group, self.terms = critic, optimizer, group, terms
@@ -111,8 +124,11 @@ class CriticStep:
             return Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)
 
         self._main = runner(terms, None if lazy else kind, weight) if loss is not None else None
-        self._penalty = runner(None, kind, self.lazy.weight * self.lazy.every) if kind is not None and (
-            lazy or loss is None) else None
+        self._penalty = (
+            runner(None, kind, self.lazy.weight * self.lazy.every)
+            if kind is not None and (lazy or loss is None)
+            else None
+        )
         self.calls = 0
 
     @property
@@ -132,8 +148,14 @@ class CriticStep:
         the graph modes the optimizer made capturable); what ``auto`` picks for this critic and optimizer."""
         return self._first.resolve_mode(device)
 
-    def __call__(self, real: torch.Tensor, fake: torch.Tensor, *, labels: torch.Tensor | None = None,
-                 fake_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def __call__(
+        self,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        *,
+        labels: torch.Tensor | None = None,
+        fake_labels: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """One critic step on a batch of real and generated samples (B, ...) of one shape, dtype and device.
 
         ``labels`` (B, ...): the real samples' labels (class indices, or any tensor the critic takes), for a

@@ -17,8 +17,9 @@ class Eager:
 
     mode = "eager"
 
-    def __init__(self, objective: Objective, optimizer: torch.optim.Optimizer,
-                 group: torch.distributed.ProcessGroup | None):
+    def __init__(
+        self, objective: Objective, optimizer: torch.optim.Optimizer, group: torch.distributed.ProcessGroup | None
+    ):
         self.objective, self.optimizer, self.group = objective, optimizer, group
 
     def first(self, key: Key, inputs: Inputs, before: Snapshot, rng: RngState) -> Stats:

@@ -35,10 +35,19 @@ class GeneratorStep:
     Returns (from a call): ``{"loss": ...}``, a detached 0-dim tensor.
     """
 
-    def __init__(self, generator: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer, *, loss: str,
-                 ema: float | None = None, mode: str = "auto", precision: str = "fp32",
-                 lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
-                 process_group: torch.distributed.ProcessGroup | None = None):
+    def __init__(
+        self,
+        generator: nn.Module,
+        critic: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        loss: str,
+        ema: float | None = None,
+        mode: str = "auto",
+        precision: str = "fp32",
+        lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
+        process_group: torch.distributed.ProcessGroup | None = None,
+    ):
         generator, group = distributed.unwrap(generator, process_group)
         critic = distributed.unwrap(critic)[0]
         for name, module in (("generator", generator), ("critic", critic)):
@@ -54,8 +63,13 @@ class GeneratorStep:
         self.requested_mode, self.precision = check_mode(mode), check_precision(precision)
         self.decay = ema
         self.ema = copy_module(generator).requires_grad_(False) if ema is not None else None
-        objective = GeneratorObjective(ModuleState(generator, "generator", optimizer), ModuleState(critic, "critic"),
-                                       terms_of_loss(loss, lsgan_targets)[2], self.ema, precision)
+        objective = GeneratorObjective(
+            ModuleState(generator, "generator", optimizer),
+            ModuleState(critic, "critic"),
+            terms_of_loss(loss, lsgan_targets)[2],
+            self.ema,
+            precision,
+        )
         self._objective = objective
         self._runner = Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)
         self.calls = 0

@@ -8,8 +8,11 @@ MODES = ("auto", "eager", "compile", "graph", "compile+graph")
 GRAPH_MODES = ("graph", "compile+graph")  # the modes that capture CUDA graphs
 
 
-def auto_mode(device: torch.device, process_group: torch.distributed.ProcessGroup | None = None,
-              module: torch.nn.Module | None = None) -> str:
+def auto_mode(
+    device: torch.device,
+    process_group: torch.distributed.ProcessGroup | None = None,
+    module: torch.nn.Module | None = None,
+) -> str:
     """The mode ``mode="auto"`` runs on ``device`` for the step of ``module``, chosen by measurement
     (benchmarks/RESULTS.md).
 

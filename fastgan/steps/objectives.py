@@ -33,8 +33,9 @@ from .state import ModuleState, copy_module
 from .types import Fn, Inputs, Stats, Tensors
 
 
-def draws(kind: PenaltyKind | None, real: torch.Tensor, shard: distributed.Shard
-          ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def draws(
+    kind: PenaltyKind | None, real: torch.Tensor, shard: distributed.Shard
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """A critic update's random numbers, in a fixed order: alpha (B,), then DRAGAN's noise (real's shape, drawn
     in fp32 and rounded to real's dtype, so that a float64 run draws what an fp32 run does); drawn for the
     global batch and sliced to this rank's rows, so that they do not depend on the number of processes."""
@@ -56,15 +57,23 @@ def forward(critic: Fn, x: torch.Tensor, y: torch.Tensor | None, precision: str)
     return out.float() if precision == "bf16" else out
 
 
-def scores(critic: Fn, x: torch.Tensor, y: torch.Tensor | None, module: torch.nn.Module,
-           precision: str = "fp32") -> torch.Tensor:
+def scores(
+    critic: Fn, x: torch.Tensor, y: torch.Tensor | None, module: torch.nn.Module, precision: str = "fp32"
+) -> torch.Tensor:
     """:func:`forward`, checked to be one score per sample (per group of ``module.pack``)."""
     return _input_checks.critic_scores(forward(critic, x, y, precision), x.shape[0], module)
 
 
-def scores_of_both(critic: Fn, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
-                   fake_labels: torch.Tensor | None, joint: bool, module: torch.nn.Module, precision: str
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def scores_of_both(
+    critic: Fn,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    labels: torch.Tensor | None,
+    fake_labels: torch.Tensor | None,
+    joint: bool,
+    module: torch.nn.Module,
+    precision: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The critic's scores of real and fake, in one pass over both batches when ``joint`` (half the launches
     and larger matrix products; only for critics whose samples do not interact)."""
     if not joint:
@@ -75,8 +84,6 @@ def scores_of_both(critic: Fn, real: torch.Tensor, fake: torch.Tensor, labels: t
     return both[:split], both[split:]
 
 
-
-
 class Ops:
     """The ops an objective's eager form runs: fastgan's fused ops (the Triton kernels where ``fused``) and
     autograd's input gradient (``create_graph=True``; PyTorch's AMP recipe under an enabled ``scaler``)."""
@@ -84,8 +91,9 @@ class Ops:
     def __init__(self, fused: bool, scaler: torch.amp.GradScaler | None = None):
         self.fused, self.scaler = fused, scaler
 
-    def input_gradients(self, critic: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                        module: torch.nn.Module) -> torch.Tensor:
+    def input_gradients(
+        self, critic: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, module: torch.nn.Module
+    ) -> torch.Tensor:
         """``d sum(critic(x)) / d x``, its scores checked to be one per sample (per group of ``module.pack``)."""
         x = x.detach().requires_grad_(True)  # a fresh leaf (R1's and R2's points are the inputs themselves)
         return input_gradients(critic, x, self.scaler, module)
@@ -102,10 +110,12 @@ class TracedOps(Ops):
     def __init__(self) -> None:
         super().__init__(fused=False)
 
-    def input_gradients(self, critic: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                        module: torch.nn.Module) -> torch.Tensor:
+    def input_gradients(
+        self, critic: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, module: torch.nn.Module
+    ) -> torch.Tensor:
         grads: torch.Tensor = torch.func.grad(
-            lambda x: _input_checks.critic_scores(critic(x), x.shape[0], module).sum())(x)
+            lambda x: _input_checks.critic_scores(critic(x), x.shape[0], module).sum()
+        )(x)
         return grads
 
     def penalty(self, grads: torch.Tensor, kind: PenaltyKind) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,24 +165,42 @@ class CriticObjective:
     ``[-clip_value, clip_value]`` when given. ``scaler``: a GradScaler for fp16 autocast, or None. ``precision``:
     the critic's (:mod:`fastgan.steps.precision`)."""
 
-    def __init__(self, state: ModuleState, terms: tuple[Term, Term] | None, kind: PenaltyKind | None,
-                 weight: float, joint: bool, scaler: torch.amp.GradScaler | None, clip_value: float | None,
-                 shard: distributed.Shard, precision: str = "fp32"):
+    def __init__(
+        self,
+        state: ModuleState,
+        terms: tuple[Term, Term] | None,
+        kind: PenaltyKind | None,
+        weight: float,
+        joint: bool,
+        scaler: torch.amp.GradScaler | None,
+        clip_value: float | None,
+        shard: distributed.Shard,
+        precision: str = "fp32",
+    ):
         self.state: ModuleState = state
         self.aux: ModuleState | None = None
         self.terms, self.kind, self.weight, self.joint = terms, kind, weight, joint
         self.scaler, self.clip_value, self.shard, self.precision = scaler, clip_value, shard, precision
 
-    def objective(self, critic: Fn, ops: Ops, real: torch.Tensor, fake: torch.Tensor,
-                  labels: torch.Tensor | None, fake_labels: torch.Tensor | None, alpha: torch.Tensor | None,
-                  noise: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
+    def objective(
+        self,
+        critic: Fn,
+        ops: Ops,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        labels: torch.Tensor | None,
+        fake_labels: torch.Tensor | None,
+        alpha: torch.Tensor | None,
+        noise: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, Stats]:
         """The objective to minimise, and its detached statistics: the one definition both forms run, with the
         critic (``critic(x)`` or ``critic(x, y)``), the ops and the draws they are given."""
         stats: Stats = {}
         total = None
         if self.terms is not None:
-            real_out, fake_out = scores_of_both(critic, real, fake, labels, fake_labels, self.joint,
-                                                self.state.module, self.precision)
+            real_out, fake_out = scores_of_both(
+                critic, real, fake, labels, fake_labels, self.joint, self.state.module, self.precision
+            )
             total = loss_of_terms(real_out, self.terms[0], fake_out, self.terms[1], fused=ops.fused)
             stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
         if self.kind is not None:
@@ -187,16 +215,26 @@ class CriticObjective:
         stats["loss"] = total.detach()
         return total, stats
 
-    def eager(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
-              fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
+    def eager(
+        self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None, fake_labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, Stats]:
         """The objective with fastgan's fused ops and autograd, drawing alpha and noise."""
         alpha, noise = draws(self.kind, real, self.shard)
         ops = Ops(uses_triton(real.device), self.scaler)  # the backend asked once a step, for the three fused ops
         return self.objective(self.state.module, ops, real, fake, labels, fake_labels, alpha, noise)
 
-    def functional(self, params: Tensors, others: Tensors, aux: Tensors, real: torch.Tensor, fake: torch.Tensor,
-                   labels: torch.Tensor | None, fake_labels: torch.Tensor | None, alpha: torch.Tensor | None,
-                   noise: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
+    def functional(
+        self,
+        params: Tensors,
+        others: Tensors,
+        aux: Tensors,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        labels: torch.Tensor | None,
+        fake_labels: torch.Tensor | None,
+        alpha: torch.Tensor | None,
+        noise: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, Stats]:
         """The objective in plain PyTorch and torch.func, the critic's tensors given by name."""
         del aux  # a critic update calls the critic alone
 
@@ -249,22 +287,22 @@ class CriticObjective:
         return twin
 
 
-
-
 class GeneratorObjective:
     """A generator update: ``term`` of the critic's scores of the generated batch. The critic (``aux``) is
     called, not trained: its tensors get no gradient. ``ema``: the moving average of the generator, updated
     after each update with the weight in the 0-dim device tensor ``ema_weight``, or None. ``precision``: both
     networks' (:mod:`fastgan.steps.precision`)."""
 
-    def __init__(self, state: ModuleState, aux: ModuleState, term: Term, ema: torch.nn.Module | None,
-                 precision: str = "fp32"):
+    def __init__(
+        self, state: ModuleState, aux: ModuleState, term: Term, ema: torch.nn.Module | None, precision: str = "fp32"
+    ):
         self.state, self.aux, self.term, self.ema, self.precision = state, aux, term, ema, precision
         # Filled before each call, so that a captured graph reads the current value instead of baking in the first.
         self.ema_weight: torch.Tensor | None = None
 
-    def objective(self, generator: Fn, critic: Fn, fused: bool, noise: torch.Tensor,
-                  labels: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
+    def objective(
+        self, generator: Fn, critic: Fn, fused: bool, noise: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, Stats]:
         """The loss and its statistics: the one definition both forms run, with the generator and the critic
         they call and whether the loss is fused."""
         conditioning = () if labels is None else (labels,)
@@ -276,8 +314,9 @@ class GeneratorObjective:
     def eager(self, noise: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
         return self.objective(self.state.module, self.aux.module, uses_triton(noise.device), noise, labels)
 
-    def functional(self, params: Tensors, others: Tensors, aux: Tensors, noise: torch.Tensor,
-                   labels: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
+    def functional(
+        self, params: Tensors, others: Tensors, aux: Tensors, noise: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, Stats]:
         def generator(*args: torch.Tensor) -> Any:
             return self.state.functional_call((params, others), *args)
 

@@ -59,8 +59,14 @@ class Runner:
     """Runs ``objective`` (see :mod:`fastgan.steps.objectives`) as optimizer updates of ``objective.state``'s
     trained parameters, in ``mode``; ``name`` (the public step's class) heads its warnings."""
 
-    def __init__(self, name: str, objective: Objective, optimizer: torch.optim.Optimizer, mode: str,
-                 group: torch.distributed.ProcessGroup | None = None):
+    def __init__(
+        self,
+        name: str,
+        objective: Objective,
+        optimizer: torch.optim.Optimizer,
+        mode: str,
+        group: torch.distributed.ProcessGroup | None = None,
+    ):
         self.name, self.objective, self.optimizer, self.group = name, objective, optimizer, group
         self.states: list[ModuleState] = [s for s in (objective.state, objective.aux) if s is not None]
         self.requested_mode = mode
@@ -84,7 +90,11 @@ class Runner:
     def mode(self, mode: str) -> None:
         """Run in ``mode`` (resolved: not ``auto``) from the next call."""
         strategies: dict[str, Callable[[Runner], Strategy]] = {
-            "eager": lambda runner: runner.eager, "graph": Graph, "compile": Compiled, "compile+graph": CompiledGraph}
+            "eager": lambda runner: runner.eager,
+            "graph": Graph,
+            "compile": Compiled,
+            "compile+graph": CompiledGraph,
+        }
         self.strategy = strategies[mode](self)
 
     def resolve_mode(self, device: torch.device) -> str:

@@ -55,7 +55,8 @@ class ModuleState:
                     f"{self.role} parameter(s) {', '.join(map(repr, missing))} require grad but the optimizer does "
                     "not hold them (replaced after the optimizer was built, e.g. by load_state_dict(assign=True), "
                     "or left out of it): build the optimizer over the current parameters, or call "
-                    "requires_grad_(False) on those you do not train")
+                    "requires_grad_(False) on those you do not train"
+                )
         trained_ids = {id(p) for _, p in trained}
         self.trained = trained
         self.params = [p for _, p in trained]
@@ -67,21 +68,26 @@ class ModuleState:
         self.views = ({n: p.detach() for n, p in trained}, others)
         self.buffer_shapes = [(tuple(b.shape), b.dtype) for _, b in self.buffers]
         modules = list(self.module.modules())
-        self._slots = [(d, k, v) for m in modules for d in (m._parameters, m._buffers, m._modules)
-                       for k, v in d.items()]
+        self._slots = [
+            (d, k, v) for m in modules for d in (m._parameters, m._buffers, m._modules) for k, v in d.items()
+        ]
         self._sizes = [(d, len(d)) for m in modules for d in (m._parameters, m._buffers, m._modules)]
         self._flags = [(p, p.requires_grad) for _, p in named]
         self._modes = [(m, m.training) for m in modules]
         self._storage = [(t, t.data_ptr()) for t in [*(p for _, p in named), *(b for _, b in self.buffers)]]
         # The older spectral-norm API (torch.nn.utils.spectral_norm) stores the weight it computes on the module
         # at every forward: compiled code must put back what was there (see functional_call).
-        self.hooked = [(m, hook.name) for m in modules for hook in m._forward_pre_hooks.values()
-                       if isinstance(hook, SpectralNorm)]
+        self.hooked = [
+            (m, hook.name) for m in modules for hook in m._forward_pre_hooks.values() if isinstance(hook, SpectralNorm)
+        ]
         # What compiled code depends on besides the buffers' identity: equal outlines before and after a look-up
         # mean that only buffers were replaced, by tensors compiled code takes as they are.
-        self.outline = (tuple((n, id(p), p.requires_grad) for n, p in named),
-                        tuple((type(m), m.training) for m in modules), tuple(self.buffer_shapes),
-                        tuple(n for n, _ in self.buffers))
+        self.outline = (
+            tuple((n, id(p), p.requires_grad) for n, p in named),
+            tuple((type(m), m.training) for m in modules),
+            tuple(self.buffer_shapes),
+            tuple(n for n, _ in self.buffers),
+        )
         self.version += 1
 
     def follow(self) -> None:
@@ -146,17 +152,23 @@ class Mark:
         self.entries: list[tuple[str, dict[str, Any], str, object, list[Any] | None, bool]] = []
         self.keys: list[tuple[str, dict[str, Any], frozenset[str], bool]] = []
         for state in states:
-            recomputed = {(id(m), hook.name) for m in state.module.modules()
-                          for hook in m._forward_pre_hooks.values() if isinstance(hook, (SpectralNorm, WeightNorm))}
+            recomputed = {
+                (id(m), hook.name)
+                for m in state.module.modules()
+                for hook in m._forward_pre_hooks.values()
+                if isinstance(hook, (SpectralNorm, WeightNorm))
+            }
             for path, m in state.module.named_modules():
                 prefix = ".".join(filter(None, (state.role, path)))
-                attributes = {k: v for k, v in vars(m).items()
-                              if k not in _MODULE_INTERNALS and (id(m), k) not in recomputed}
+                attributes = {
+                    k: v for k, v in vars(m).items() if k not in _MODULE_INTERNALS and (id(m), k) not in recomputed
+                }
                 for d in (m._parameters, m._buffers, m._modules, attributes):
                     target = vars(m) if d is attributes else d
                     self.keys.append((prefix, target, frozenset(target), d is not attributes))
-                    self.entries += [(f"{prefix}.{k}", target, k, v, _contents(v), d is not attributes)
-                                     for k, v in d.items()]
+                    self.entries += [
+                        (f"{prefix}.{k}", target, k, v, _contents(v), d is not attributes) for k, v in d.items()
+                    ]
 
     def changes(self) -> list[tuple[str, object, bool]]:
         """``(what, value now, whether compiled code can repeat it)`` for each slot or attribute changed, ``what``
@@ -209,17 +221,22 @@ def _contents(value: object) -> list[Any] | None:
 
 
 def _same(a: list[Any], b: list[Any]) -> bool:
-    return len(a) == len(b) and all(x is y or isinstance(x, tuple) and x[0] == y[0] and x[1] is y[1]
-                                    for x, y in zip(a, b))
+    return len(a) == len(b) and all(
+        x is y or isinstance(x, tuple) and x[0] == y[0] and x[1] is y[1] for x, y in zip(a, b)
+    )
 
 
 def equal_values(a: object, b: object) -> bool:
     """Whether two attribute values agree: tensors within fp32 rounding of a different order, containers
     element by element, anything else by ``==``."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
-                and a.dtype == b.dtype and torch.allclose(a.detach().double(), b.detach().double(), 1e-3, 1e-6,
-                                                          equal_nan=True))
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and torch.allclose(a.detach().double(), b.detach().double(), 1e-3, 1e-6, equal_nan=True)
+        )
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(map(equal_values, a, b))
     try:

@@ -1,7 +1,7 @@
 """Training API: the reference's WGAN / WGAN-GP / LSGAN recipes (and relatives) on fastgan's fused ops.
 
-    from fastgan.train import TrainConfig, train
-    summary = train(TrainConfig(loss="wgan-gp", data="ring"), "runs/ring")
+from fastgan.train import TrainConfig, train
+summary = train(TrainConfig(loss="wgan-gp", data="ring"), "runs/ring")
 """
 
 from .config import PRESETS, TOY_PRESETS, TrainConfig

@@ -65,8 +65,9 @@ def build_models(s: Settings, sample_shape: tuple[int, ...], classes: int | None
     return generator, PackedCritic(critic, pack) if pack > 1 else critic
 
 
-def latent_noise(s: Settings, n: int, generator: torch.Generator | None = None,
-                 device: torch.device | None = None) -> torch.Tensor:
+def latent_noise(
+    s: Settings, n: int, generator: torch.Generator | None = None, device: torch.device | None = None
+) -> torch.Tensor:
     """(n, latent_dim) float32 generator inputs for the settings ``s``: N(0, I), or uniform on [-1, 1]
     (``noise="uniform"``), drawn from ``generator`` (or the default generator of ``device``)."""
     shape = (n, s.latent_dim)
@@ -90,9 +91,11 @@ def check_fits(s: Settings, sample_shape: tuple[int, ...], classes: int | None, 
     count = sum(p.numel() for m in (generator, critic) for p in m.parameters())
     need, have = 16 * count, device_memory(device)
     if need > have:
-        raise ValueError(f"--model {s.model} with --hidden {s.hidden}, --depth {s.depth}, --latent-dim "
-                         f"{s.latent_dim}: {count:,} parameters, {_size(need)} with gradients and optimizer "
-                         f"state, more than the {_size(have)} of {device.type}")
+        raise ValueError(
+            f"--model {s.model} with --hidden {s.hidden}, --depth {s.depth}, --latent-dim "
+            f"{s.latent_dim}: {count:,} parameters, {_size(need)} with gradients and optimizer "
+            f"state, more than the {_size(have)} of {device.type}"
+        )
 
 
 def _size(n: int) -> str:

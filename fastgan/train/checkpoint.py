@@ -69,8 +69,11 @@ def load(out_dir: Path) -> dict:
     """The checkpoint in ``out_dir``; ``CheckpointError`` saying what is wrong when it cannot be used."""
     path = out_dir / CHECKPOINT
     previous = out_dir / PREVIOUS
-    keep = f" The previous checkpoint is kept as {previous}: copy it to {path} to resume from it." \
-        if previous.exists() else ""
+    keep = (
+        f" The previous checkpoint is kept as {previous}: copy it to {path} to resume from it."
+        if previous.exists()
+        else ""
+    )
     if not path.exists():
         raise CheckpointError(f"--resume: there is no checkpoint at {path}." + keep)
     try:
@@ -78,14 +81,18 @@ def load(out_dir: Path) -> dict:
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"refusing to load {path}: it holds objects other than tensors and plain data, which could run code "
-            f"(nothing in it was run). {str(exc).splitlines()[0]}" + keep) from None
+            f"(nothing in it was run). {str(exc).splitlines()[0]}" + keep
+        ) from None
     except Exception as exc:  # noqa: BLE001 - torch reports truncation and corruption with several types
-        raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})." + keep) from None
+        raise CheckpointError(
+            f"{path} is truncated or corrupt ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})." + keep
+        ) from None
     if not isinstance(state, dict) or any(key not in state for key in KEYS):
-        raise CheckpointError(f"{path} is not a fastgan checkpoint (it lacks "
-                              f"{', '.join(k for k in KEYS if not isinstance(state, dict) or k not in state)})."
-                              + keep)
+        raise CheckpointError(
+            f"{path} is not a fastgan checkpoint (it lacks "
+            f"{', '.join(k for k in KEYS if not isinstance(state, dict) or k not in state)})." + keep
+        )
     return state
 
 
@@ -103,13 +110,20 @@ def resume_settings(saved: dict, given: dict, done: int) -> dict:
     written takes its default, which is how that run trained (``pack``).
     """
     saved = {**{k: v for k, v in DEFAULTS.items() if k not in saved}, **saved}
-    changed = [f"{_option(k)} {v!r} (checkpoint: {saved.get(k)!r})" for k, v in given.items()
-               if k not in RESUME_SAFE and _normalised(v) != _normalised(saved.get(k))]
+    changed = [
+        f"{_option(k)} {v!r} (checkpoint: {saved.get(k)!r})"
+        for k, v in given.items()
+        if k not in RESUME_SAFE and _normalised(v) != _normalised(saved.get(k))
+    ]
     if changed:
         raise CheckpointError(
-            "--resume: these options differ from the checkpoint's: " + ", ".join(changed) + ". Only "
-            + ", ".join(_option(k) for k in RESUME_SAFE) + " may change when resuming; start a new run "
-            "(another --out) to change the others.")
+            "--resume: these options differ from the checkpoint's: "
+            + ", ".join(changed)
+            + ". Only "
+            + ", ".join(_option(k) for k in RESUME_SAFE)
+            + " may change when resuming; start a new run "
+            "(another --out) to change the others."
+        )
     steps = given.get("steps", saved["steps"])
     if steps < done:
         raise CheckpointError(f"--resume: the checkpoint is at step {done}; --steps {steps} would go back")
@@ -117,7 +131,8 @@ def resume_settings(saved: dict, given: dict, done: int) -> dict:
         raise CheckpointError(
             f"--resume: --steps cannot change from {saved['steps']} here: the learning rates decay to 0 over "
             f"--steps (--lr-decay), so the run would not end as one of {steps} steps; resume with --steps "
-            f"{saved['steps']}, or start a new run")
+            f"{saved['steps']}, or start a new run"
+        )
     return {**saved, **{k: v for k, v in given.items() if k in RESUME_SAFE}}
 
 

@@ -82,23 +82,63 @@ IMAGE_MODEL = dict(model="mlp", latent_dim=100, hidden=128, depth=1, batch_size=
 # "Fashion-MNIST"): the InfoGAN-style pair, z 64-d uniform, batch 64, 15,625 critic updates, FID of 10,000
 # generated images against the 10,000 test images at every 3,906 updates, the lowest-FID checkpoint kept.
 PROTOCOLS: dict[str, dict] = {
-    "lucic2018": dict(data="fashion-mnist", model="infogan", latent_dim=64, noise="uniform", batch_size=64,
-                      image_size=28, updates=15625, eval_updates=3906, fid=10000),
+    "lucic2018": dict(
+        data="fashion-mnist",
+        model="infogan",
+        latent_dim=64,
+        noise="uniform",
+        batch_size=64,
+        image_size=28,
+        updates=15625,
+        eval_updates=3906,
+        fid=10000,
+    ),
 }
 
 
 # What an option left out means when no preset sets it.
-DEFAULTS = dict(loss="wgan-gp", data="ring", protocol=None, noise="normal", seed=0, device="auto", log_every=100,
-                checkpoint_every=1000,
-                eval_samples=2500, mode="auto", lazy_every=1, download=False, dist_timeout=60.0, pack=1,
-                conditional=False, spectral_norm=False, label_smoothing=0.0, precision="fp32", fid=0, fid_weights=None,
-                tensorboard=False, memory_format="auto")
+DEFAULTS = dict(
+    loss="wgan-gp",
+    data="ring",
+    protocol=None,
+    noise="normal",
+    seed=0,
+    device="auto",
+    log_every=100,
+    checkpoint_every=1000,
+    eval_samples=2500,
+    mode="auto",
+    lazy_every=1,
+    download=False,
+    dist_timeout=60.0,
+    pack=1,
+    conditional=False,
+    spectral_norm=False,
+    label_smoothing=0.0,
+    precision="fp32",
+    fid=0,
+    fid_weights=None,
+    tensorboard=False,
+    memory_format="auto",
+)
 # How image batches and conv weights are laid out: auto is channels_last for conv critics under bf16 on CUDA,
 # where cuDNN's tensor-core convolutions work in NHWC; contiguous (NCHW) elsewhere.
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 # Options a resumed run may change: they alter neither the model nor the random numbers of training.
-RESUME_SAFE = ("steps", "device", "mode", "log_every", "checkpoint_every", "eval_samples", "download",
-               "dist_timeout", "fid", "fid_weights", "tensorboard", "memory_format")
+RESUME_SAFE = (
+    "steps",
+    "device",
+    "mode",
+    "log_every",
+    "checkpoint_every",
+    "eval_samples",
+    "download",
+    "dist_timeout",
+    "fid",
+    "fid_weights",
+    "tensorboard",
+    "memory_format",
+)
 
 
 @dataclass
@@ -164,8 +204,9 @@ class TrainConfig:
         if data not in TOY_SETS + IMAGE_SETS:
             raise ValueError(f"unknown data set {data!r}; choose from {', '.join(TOY_SETS + IMAGE_SETS)}")
         toy = data in TOY_SETS
-        settings: dict = dict(DEFAULTS, betas=(0.5, 0.999), penalty_weight=0.0, clip_value=0.0,
-                              lsgan_abc=(0.0, 1.0, 1.0), lr_decay=False)
+        settings: dict = dict(
+            DEFAULTS, betas=(0.5, 0.999), penalty_weight=0.0, clip_value=0.0, lsgan_abc=(0.0, 1.0, 1.0), lr_decay=False
+        )
         settings.update(TOY_MODEL if toy else IMAGE_MODEL)
         settings.update(PRESETS[loss])
         if toy:
@@ -196,16 +237,34 @@ def _positive(s: dict, name: str, finite: bool = True) -> None:
 
 # Upper bounds that keep a mistyped size from allocating until the process is killed: far above what a run on
 # one machine uses (2^20 samples a batch, 16384-wide layers, FID on 200,000 images).
-LIMITS = {"batch_size": 2**20, "latent_dim": 2**14, "hidden": 2**14, "depth": 64, "eval_samples": 10**6,
-          "n_critic": 1000, "fid": 200_000}
+LIMITS = {
+    "batch_size": 2**20,
+    "latent_dim": 2**14,
+    "hidden": 2**14,
+    "depth": 64,
+    "eval_samples": 10**6,
+    "n_critic": 1000,
+    "fid": 200_000,
+}
 
 
 def check(s: dict, given: dict | None = None) -> None:
     """Raise ``ValueError`` naming the option when a concrete setting is out of range, or when an option in
     ``given`` (the user's) does not apply to the run."""
     given = given or {}
-    for name in ("steps", "batch_size", "n_critic", "latent_dim", "hidden", "depth", "log_every",
-                 "checkpoint_every", "eval_samples", "lazy_every", "pack"):
+    for name in (
+        "steps",
+        "batch_size",
+        "n_critic",
+        "latent_dim",
+        "hidden",
+        "depth",
+        "log_every",
+        "checkpoint_every",
+        "eval_samples",
+        "lazy_every",
+        "pack",
+    ):
         if int(s[name]) < 1:
             raise ValueError(f"{_option(name)} must be >= 1, got {s[name]}")
         if name in LIMITS and int(s[name]) > LIMITS[name]:
@@ -229,8 +288,7 @@ def check(s: dict, given: dict | None = None) -> None:
     if s["memory_format"] not in MEMORY_FORMATS:
         raise ValueError(f"--memory-format must be one of {', '.join(MEMORY_FORMATS)}, got {s['memory_format']!r}")
     if s["mode"] in GRAPH_MODES and s["device"] == "cpu":
-        raise ValueError(f"--mode {s['mode']} captures CUDA graphs: it needs --device cuda (or auto on a GPU "
-                         "machine)")
+        raise ValueError(f"--mode {s['mode']} captures CUDA graphs: it needs --device cuda (or auto on a GPU machine)")
     if s["noise"] not in NOISES:
         raise ValueError(f"--noise must be one of {', '.join(NOISES)}, got {s['noise']!r}")
     if s["model"] not in MODELS:
@@ -247,19 +305,24 @@ def check(s: dict, given: dict | None = None) -> None:
         raise ValueError(problem)
     for name in ("image_size", "data_root"):
         if s["data"] in TOY_SETS and given.get(name) is not None:
-            raise ValueError(f"{_option(name)} applies to image data sets ({', '.join(IMAGE_SETS)}), not --data "
-                             f"{s['data']}")
+            raise ValueError(
+                f"{_option(name)} applies to image data sets ({', '.join(IMAGE_SETS)}), not --data {s['data']}"
+            )
     if given.get("download") and s["data"] not in ("mnist", "fashion-mnist"):
         raise ValueError(f"--download fetches mnist or fashion-mnist, not --data {s['data']}")
     recipe = RECIPES[s["loss"]]
     loss, penalty = recipe.loss, recipe.penalty
     if penalty is not None:
         _positive(s, "penalty_weight")
-    if s["clip_value"] < 0 or "clip_value" in given and not s["clip_value"] > 0 or not math.isfinite(
-            s["clip_value"]):
+    if s["clip_value"] < 0 or "clip_value" in given and not s["clip_value"] > 0 or not math.isfinite(s["clip_value"]):
         raise ValueError(f"--clip-value must be a finite number > 0, got {s['clip_value']}")
-    unused = {"penalty_weight": penalty is None, "lazy_every": penalty is None, "lsgan_abc": loss != "lsgan",
-              "label_smoothing": loss != "ns", "pack": s["conditional"]}
+    unused = {
+        "penalty_weight": penalty is None,
+        "lazy_every": penalty is None,
+        "lsgan_abc": loss != "lsgan",
+        "label_smoothing": loss != "ns",
+        "pack": s["conditional"],
+    }
     for name, ignored in unused.items():
         if ignored and name in given and given[name] != DEFAULTS.get(name):
             why = "--conditional" if name == "pack" else f"--loss {s['loss']}"
@@ -271,8 +334,9 @@ def check(s: dict, given: dict | None = None) -> None:
     if s["fid_weights"] is not None and not s["fid"]:
         raise ValueError("--fid-weights needs --fid N")
     if s["conditional"] and s["data"] not in IMAGE_SETS:
-        raise ValueError(f"--conditional trains on the class labels of an image set: use --data "
-                         f"{', '.join(IMAGE_SETS)}")
+        raise ValueError(
+            f"--conditional trains on the class labels of an image set: use --data {', '.join(IMAGE_SETS)}"
+        )
 
 
 def preset_table() -> str:

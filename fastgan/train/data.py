@@ -122,13 +122,15 @@ def _as_8_bit(image, path: str):
             raise DataError(f"the image {path} holds 32-bit integers outside 0..65535; convert it to 8 or 16 bits")
         return Image.fromarray(np.rint(pixels / 257).astype(np.uint8))
     if image.mode == "F":
-        raise DataError(f"the image {path} holds floating-point pixels, whose range is unknown; convert it to 8 or "
-                        "16 bits")
+        raise DataError(
+            f"the image {path} holds floating-point pixels, whose range is unknown; convert it to 8 or 16 bits"
+        )
     return image
 
 
-def load_image_dataset(name: str, root: str | Path | None, image_size: int, download: bool = False,
-                       split: str = "train"):
+def load_image_dataset(
+    name: str, root: str | Path | None, image_size: int, download: bool = False, split: str = "train"
+):
     """A dataset of images scaled to [-1, 1], with class labels: MNIST (from local files, or fetched with
     ``download``), Fashion-MNIST (:mod:`fastgan.train.idx_images`; ``split`` "train" or "test"), or any
     ImageFolder tree (one class per subfolder)."""
@@ -143,16 +145,18 @@ def load_image_dataset(name: str, root: str | Path | None, image_size: int, down
     root = Path(root)
     if name == "mnist":
         try:
-            return datasets.MNIST(str(root), train=True, download=download,
-                                  transform=_image_transform(image_size, 1))
+            return datasets.MNIST(str(root), train=True, download=download, transform=_image_transform(image_size, 1))
         except (RuntimeError, OSError) as exc:
             if download:
-                raise FileNotFoundError(f"could not download MNIST into {root} ({exc}); without network access, "
-                                        f"put the four uncompressed IDX files in {root / 'MNIST' / 'raw'}") from exc
+                raise FileNotFoundError(
+                    f"could not download MNIST into {root} ({exc}); without network access, "
+                    f"put the four uncompressed IDX files in {root / 'MNIST' / 'raw'}"
+                ) from exc
             raise FileNotFoundError(
                 f"MNIST not found under {root}: pass --download to fetch it, or put the four uncompressed files "
                 "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte "
-                f"in {root / 'MNIST' / 'raw'}") from exc
+                f"in {root / 'MNIST' / 'raw'}"
+            ) from exc
     if name == "folder":
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist: give --data-root DIR with DIR/class/*.png")
@@ -188,8 +192,9 @@ class ImageStream:
     ``shard`` of several ranks each one reads its rows of it.
     """
 
-    def __init__(self, dataset, batch_size: int, seed: int, device: torch.device, workers: int = 2,
-                 shard: Shard = Shard()):
+    def __init__(
+        self, dataset, batch_size: int, seed: int, device: torch.device, workers: int = 2, shard: Shard = Shard()
+    ):
         if len(dataset) < batch_size:
             raise ValueError(f"the data set has {len(dataset)} images, fewer than the batch size {batch_size}")
         self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
@@ -217,7 +222,9 @@ class ImageStream:
         return torch.cat(images).to(self.device), torch.cat(labels).to(self.device)
 
     def _permutation(self) -> torch.Tensor:
-        return torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
+        return torch.randperm(
+            len(self.dataset), generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        )
 
     def _start_epoch(self) -> None:
         self._order = self._permutation()
@@ -225,10 +232,12 @@ class ImageStream:
         if self.images is None:
             # Workers read this epoch's remaining batches, in order, from the current position on.
             end = len(self.dataset) - (len(self.dataset) - self.position) % self.batch_size
-            batches = [self.shard.rows(batch).tolist()
-                       for batch in self._order[self.position:end].split(self.batch_size)]
-            loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers,
-                                                 pin_memory=self.device.type == "cuda")
+            batches = [
+                self.shard.rows(batch).tolist() for batch in self._order[self.position : end].split(self.batch_size)
+            ]
+            loader = torch.utils.data.DataLoader(
+                self.dataset, batch_sampler=batches, num_workers=self.workers, pin_memory=self.device.type == "cuda"
+            )
             self._batches = _named_errors(loader)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,7 +246,7 @@ class ImageStream:
             self.epoch, self.position = self.epoch + 1, 0
             self._start_epoch()
         if self.images is not None:
-            indices = self.shard.rows(self._order[self.position:self.position + self.batch_size])
+            indices = self.shard.rows(self._order[self.position : self.position + self.batch_size])
             indices = indices.to(self.images.device)
             batch, labels = self.images.index_select(0, indices), self.labels.index_select(0, indices)
             if self.uint8:

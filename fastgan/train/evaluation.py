@@ -46,16 +46,19 @@ def evaluation_labels(n: int, classes: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate_samples(net: nn.Module, s: Settings, n: int, device: torch.device, labels: torch.Tensor | None = None,
-                     seed: int = EVAL_SEED) -> torch.Tensor:
+def generate_samples(
+    net: nn.Module, s: Settings, n: int, device: torch.device, labels: torch.Tensor | None = None, seed: int = EVAL_SEED
+) -> torch.Tensor:
     """``n`` samples of generator ``net`` (in eval mode, restored after) for the settings ``s``, from the noise
     of ``seed`` (default: the evaluation noise every FID of a run is computed on), in chunks of 4096, with the
     (n,) class ``labels`` of a conditional generator."""
     was_training = net.training
     net.eval()
     noise = latent_noise(s, n, generator=torch.Generator().manual_seed(seed)).to(device)
-    chunks = [net(z) if labels is None else net(z, labels[i:i + z.shape[0]].to(device))
-              for i, z in zip(range(0, n, 4096), noise.split(4096))]
+    chunks = [
+        net(z) if labels is None else net(z, labels[i : i + z.shape[0]].to(device))
+        for i, z in zip(range(0, n, 4096), noise.split(4096))
+    ]
     net.train(was_training)
     return torch.cat(chunks)
 
@@ -69,16 +72,20 @@ def tensorboard_writer_class() -> type:
     return SummaryWriter
 
 
-def real_image_metrics(s: Settings, train_images: object, device: torch.device, quiet: bool,
-                       features: nn.Module | None) -> ImageMetrics:
+def real_image_metrics(
+    s: Settings, train_images: object, device: torch.device, quiet: bool, features: nn.Module | None
+) -> ImageMetrics:
     """FID and KID against ``fid`` real images: the first ``fid`` of Fashion-MNIST's test split (all of it at
     10,000; the first N, so that anyone can score a run's samples against the same images), a subset of the
     training images (``train_images``, the run's data set) drawn with the evaluation seed for the other sets.
     Their features are cached on disk per (data set, split, N, network file, image size) when the network is
     read from a file. ``features``: a network to use instead of Inception-v3."""
     n, split = s.fid, "test" if s.data == "fashion-mnist" else "train"
-    dataset = train_images if split == "train" else load_image_dataset(s.data, s.data_root, s.image_size,
-                                                                       download=s.download, split=split)
+    dataset = (
+        train_images
+        if split == "train"
+        else load_image_dataset(s.data, s.data_root, s.image_size, download=s.download, split=split)
+    )
     if n > len(dataset):
         raise ValueError(f"--fid {n}: the {split} images of {s.data} are {len(dataset)}")
     if split == "test":
@@ -96,11 +103,15 @@ def real_image_metrics(s: Settings, train_images: object, device: torch.device, 
         return ImageMetrics(network, real_features, device, quiet)
     network = inception(s.fid_weights).to(device)
     weights = f"sha1-{file_sha1(s.fid_weights)}" if s.fid_weights else INCEPTION_WEIGHTS
-    root = "" if s.data == "fashion-mnist" else "-" + hashlib.sha1(
-        str(Path(s.data_root or "").resolve()).encode()).hexdigest()[:12]
+    root = (
+        ""
+        if s.data == "fashion-mnist"
+        else "-" + hashlib.sha1(str(Path(s.data_root or "").resolve()).encode()).hexdigest()[:12]
+    )
     key = f"{s.data}{root}-{split}-n{n}-{s.image_size}px-{weights}"
-    real_features = cached_features(key, lambda: extract_features(network, real, device, quiet,
-                                                                  "real images' features"))
+    real_features = cached_features(
+        key, lambda: extract_features(network, real, device, quiet, "real images' features")
+    )
     return ImageMetrics(network, real_features, device, quiet)
 
 
@@ -113,8 +124,11 @@ class RunLog:
     def __init__(self, trainer: Trainer, fid_features: nn.Module | None):
         self.trainer, s = trainer, trainer.settings
         self.out = trainer.out
-        self.image_metrics = (real_image_metrics(s, getattr(trainer.data, "dataset", None), trainer.device,
-                                                 trainer.quiet, fid_features) if s.fid and trainer.is_main else None)
+        self.image_metrics = (
+            real_image_metrics(s, getattr(trainer.data, "dataset", None), trainer.device, trainer.quiet, fid_features)
+            if s.fid and trainer.is_main
+            else None
+        )
         if s.tensorboard and trainer.is_main:
             tensorboard_writer_class()
         self.writer = None
@@ -135,8 +149,7 @@ class RunLog:
         lines = [json.dumps(h) for h in self.history]
         (self.out / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
         if self.trainer.settings.tensorboard:
-            self.writer = tensorboard_writer_class()(str(self.out / "tensorboard"),
-                                                     purge_step=self.trainer.step + 1)
+            self.writer = tensorboard_writer_class()(str(self.out / "tensorboard"), purge_step=self.trainer.step + 1)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -160,8 +173,12 @@ class RunLog:
         stats = {**stats, "g_loss": g_loss}
         if trainer.group is not None:
             stats = distributed.reduce_stats(stats, trainer.group)  # every rank's batch: global statistics
-        record = {"step": trainer.step, "steps_per_second": steps_per_second, "wall_seconds": wall_seconds,
-                  **{k: v.item() for k, v in stats.items()}}
+        record = {
+            "step": trainer.step,
+            "steps_per_second": steps_per_second,
+            "wall_seconds": wall_seconds,
+            **{k: v.item() for k, v in stats.items()},
+        }
         if trainer.is_main:
             record.update(self.evaluate())
             if "fid" in record and (self.best is None or record["fid"] < self.best["fid"]):
@@ -199,7 +216,11 @@ class RunLog:
             "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
             "world_size": trainer.shard.world_size,
             "backend": dist.get_backend(trainer.group) if trainer.group is not None else None,
-            "versions": {"fastgan": fastgan.__version__, "torch": torch.__version__, "python": platform.python_version()},
+            "versions": {
+                "fastgan": fastgan.__version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
         }
         if not trainer.is_main:
             return summary
@@ -209,15 +230,17 @@ class RunLog:
             real = trainer.data.sample(s.eval_samples, torch.Generator().manual_seed(EVAL_SEED))
             title = f"{s.recipe} on {s.data}, step {trainer.step}"
             if "modes" in final:
-                title += (f": {final['modes']}/{final['total_modes']} modes, "
-                          f"{100 * final['high_quality']:.1f}% high quality")
+                title += (
+                    f": {final['modes']}/{final['total_modes']} modes, {100 * final['high_quality']:.1f}% high quality"
+                )
             plot_samples_2d(samples.cpu(), real, trainer.data.modes, self.out / "samples.png", title)
         else:
             save_image_grid(samples, self.out / "samples.png", trainer.data.class_names if trainer.classes else None)
         plot_curves(self.history, self.out / "curves.png")
         if self.writer is not None:
             for name in ("samples", "curves"):
-                self.writer.add_image(f"{name}.png", png_array(self.out / f"{name}.png"), trainer.step,
-                                      dataformats="HWC")
+                self.writer.add_image(
+                    f"{name}.png", png_array(self.out / f"{name}.png"), trainer.step, dataformats="HWC"
+                )
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         return summary

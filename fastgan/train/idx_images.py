@@ -17,10 +17,22 @@ import torch
 from .data import DataError, to_unit_range
 
 DEBIAN_ROOT = Path("/usr/share/datasets/fashion-mnist")  # dataset-fashion-mnist's folder
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot")
-SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+SPLITS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 _UBYTE = 0x08  # the IDX type code of unsigned bytes
 
 
@@ -35,10 +47,12 @@ def read_idx(path: str | Path, dims: int) -> torch.Tensor:
     if len(raw) < 4 + 4 * dims or raw[:2] != b"\0\0" or raw[2] != _UBYTE or raw[3] != dims:
         raise DataError(f"{path} is not an IDX file of unsigned bytes with {dims} dimensions; replace the file")
     shape = tuple(int(n) for n in np.frombuffer(raw, ">u4", dims, 4))
-    body = raw[4 + 4 * dims:]
+    body = raw[4 + 4 * dims :]
     if len(body) != int(np.prod(shape)):
-        raise DataError(f"{path} is truncated or corrupt: its header says {shape} ({int(np.prod(shape))} bytes), "
-                        f"it holds {len(body)}; replace the file")
+        raise DataError(
+            f"{path} is truncated or corrupt: its header says {shape} ({int(np.prod(shape))} bytes), "
+            f"it holds {len(body)}; replace the file"
+        )
     return torch.from_numpy(np.frombuffer(body, np.uint8).reshape(shape).copy())
 
 
@@ -67,8 +81,9 @@ class TensorImages:
         return to_unit_range(self.images[i]), int(self.labels[i])
 
 
-def load_fashion_mnist(root: str | Path | None, split: str = "train", image_size: int = 28,
-                       download: bool = False) -> TensorImages:
+def load_fashion_mnist(
+    root: str | Path | None, split: str = "train", image_size: int = 28, download: bool = False
+) -> TensorImages:
     """Fashion-MNIST's ``split`` ("train" or "test") from ``root`` (default: Debian's folder), resized to
     ``image_size`` (bilinear, antialiased) when it is not 28. ``FileNotFoundError`` naming ``--data-root`` and
     ``--download`` when the files are not there; ``DataError`` naming a corrupt file."""
@@ -81,14 +96,18 @@ def load_fashion_mnist(root: str | Path | None, split: str = "train", image_size
         try:
             datasets.FashionMNIST(str(root), train=split == "train", download=True)
         except (RuntimeError, OSError) as exc:
-            raise FileNotFoundError(f"could not download Fashion-MNIST into {root} ({type(exc).__name__}); "
-                                    "without network access: apt-get install dataset-fashion-mnist") from None
+            raise FileNotFoundError(
+                f"could not download Fashion-MNIST into {root} ({type(exc).__name__}); "
+                "without network access: apt-get install dataset-fashion-mnist"
+            ) from None
         paths = [_find(root, stem) for stem in stems]
     if None in paths:
         missing = ", ".join(stem + ".gz" for stem, p in zip(stems, paths) if p is None)
-        raise FileNotFoundError(f"Fashion-MNIST not found under --data-root {root} ({missing}): apt-get install "
-                                "dataset-fashion-mnist (then no --data-root is needed), put the files there, or "
-                                "pass --download")
+        raise FileNotFoundError(
+            f"Fashion-MNIST not found under --data-root {root} ({missing}): apt-get install "
+            "dataset-fashion-mnist (then no --data-root is needed), put the files there, or "
+            "pass --download"
+        )
     images, labels = read_idx(paths[0], 3), read_idx(paths[1], 1)
     if images.shape[0] != labels.shape[0]:
         raise DataError(f"{paths[0]} holds {images.shape[0]} images but {paths[1]} {labels.shape[0]} labels")
@@ -96,7 +115,8 @@ def load_fashion_mnist(root: str | Path | None, split: str = "train", image_size
         raise DataError(f"{paths[1]} has a label {int(labels.max())} outside 0..9; replace the file")
     images = images.unsqueeze(1)
     if image_size != images.shape[-1]:
-        resized = torch.nn.functional.interpolate(images.float(), size=(image_size, image_size), mode="bilinear",
-                                                  antialias=True, align_corners=False)
+        resized = torch.nn.functional.interpolate(
+            images.float(), size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
+        )
         images = resized.round_().clamp_(0, 255).to(torch.uint8)
     return TensorImages(images, labels.long(), FASHION_CLASSES)

@@ -35,8 +35,10 @@ CHUNK = 128  # images per feature pass
 
 
 def _no_torch_fidelity(exc: Exception) -> ValueError:
-    return ValueError("torch-fidelity's Inception-v3 needs torchmetrics and torch-fidelity: pip install "
-                      "'fastgan[metrics]' (or give --fid-weights a TorchScript Inception-v3)")
+    return ValueError(
+        "torch-fidelity's Inception-v3 needs torchmetrics and torch-fidelity: pip install "
+        "'fastgan[metrics]' (or give --fid-weights a TorchScript Inception-v3)"
+    )
 
 
 def is_torchscript(path: str | Path) -> bool:
@@ -60,8 +62,9 @@ class TorchScriptInception(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float()
         if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
-            x = nn.functional.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
-                                          align_corners=False)
+            x = nn.functional.interpolate(
+                x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False
+            )
         return self.net((x - 128) / 128).flatten(1)
 
 
@@ -71,16 +74,19 @@ def inception(weights: str | None = None) -> nn.Module:
     torch's hub cache, when None. ``ValueError`` naming ``--fid-weights`` when it cannot be had."""
     if weights is not None:
         if not Path(weights).is_file():
-            raise ValueError(f"--fid-weights {weights}: no such file (a TorchScript Inception-v3, or "
-                             f"torch-fidelity's {INCEPTION_WEIGHTS})")
+            raise ValueError(
+                f"--fid-weights {weights}: no such file (a TorchScript Inception-v3, or "
+                f"torch-fidelity's {INCEPTION_WEIGHTS})"
+            )
         if is_torchscript(weights):
             try:
                 with warnings.catch_warnings():  # torch.jit.load's deprecation notice: the file is TorchScript
                     warnings.simplefilter("ignore", FutureWarning)
                     return TorchScriptInception(torch.jit.load(weights, map_location="cpu"))
             except Exception as exc:  # noqa: BLE001 - a damaged archive: one clear line
-                raise ValueError(f"--fid-weights {weights}: a TorchScript archive that does not load "
-                                 f"({type(exc).__name__})") from None
+                raise ValueError(
+                    f"--fid-weights {weights}: a TorchScript archive that does not load ({type(exc).__name__})"
+                ) from None
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
     except ImportError as exc:
@@ -88,17 +94,22 @@ def inception(weights: str | None = None) -> nn.Module:
     try:
         # The hub's download progress is not shown: a failed download must leave one line, the error below.
         with contextlib.redirect_stderr(io.StringIO()):
-            return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
-                                      feature_extractor_weights_path=weights)
+            return NoTrainInceptionV3(
+                name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=weights
+            )
     except ModuleNotFoundError as exc:
         raise _no_torch_fidelity(exc) from exc
     except Exception as exc:
         if weights is not None:
-            raise ValueError(f"--fid-weights {weights} is neither a TorchScript Inception-v3 nor torch-fidelity's "
-                             f"Inception-v3 weights ({type(exc).__name__})") from None
-        raise ValueError(f"--fid: the Inception-v3 weights could not be downloaded ({type(exc).__name__}; no "
-                         f"network?); pass --fid-weights PATH to a TorchScript Inception-v3 (docs/training.md, "
-                         f"\"FID offline\") or to torch-fidelity's {INCEPTION_WEIGHTS}") from exc
+            raise ValueError(
+                f"--fid-weights {weights} is neither a TorchScript Inception-v3 nor torch-fidelity's "
+                f"Inception-v3 weights ({type(exc).__name__})"
+            ) from None
+        raise ValueError(
+            f"--fid: the Inception-v3 weights could not be downloaded ({type(exc).__name__}; no "
+            f"network?); pass --fid-weights PATH to a TorchScript Inception-v3 (docs/training.md, "
+            f'"FID offline") or to torch-fidelity\'s {INCEPTION_WEIGHTS}'
+        ) from exc
 
 
 def file_sha1(path: str | Path) -> str:
@@ -127,8 +138,9 @@ def to_rgb(pixels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def extract_features(features: nn.Module, pixels: torch.Tensor, device: torch.device, quiet: bool = True,
-                     desc: str = "FID features") -> torch.Tensor:
+def extract_features(
+    features: nn.Module, pixels: torch.Tensor, device: torch.device, quiet: bool = True, desc: str = "FID features"
+) -> torch.Tensor:
     """(N, F) float64 features of uint8 (N, C, H, W) ``pixels`` (or of (N, F) rows, for a feature network that
     takes features: the tests' closed-form check), in chunks of ``CHUNK`` on ``device``, with a progress bar
     unless ``quiet``."""
@@ -160,8 +172,9 @@ def frechet_distance(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.Te
     return float((mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * trace_sqrt)
 
 
-def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = KID_SUBSETS,
-                              subset_size: int = 1000) -> tuple[float, float]:
+def kernel_inception_distance(
+    real: torch.Tensor, fake: torch.Tensor, subsets: int = KID_SUBSETS, subset_size: int = 1000
+) -> tuple[float, float]:
     """KID (Binkowski et al., 2018): the unbiased MMD^2 with the kernel (x.y / F + 1)^3, averaged over
     ``subsets`` random subsets of each set, drawn from ``KID_SEED``; returns (mean, standard deviation over the
     subsets). A subset has ``min(subset_size, N, M)`` rows, or half the smaller set where that would be all of
@@ -219,8 +232,9 @@ class ImageMetrics:
         quiet: no progress bar while generated images' features are computed.
     """
 
-    def __init__(self, features: nn.Module, real_features: torch.Tensor, device: torch.device | str = "cpu",
-                 quiet: bool = True):
+    def __init__(
+        self, features: nn.Module, real_features: torch.Tensor, device: torch.device | str = "cpu", quiet: bool = True
+    ):
         if real_features.shape[0] < 2:
             raise ValueError(f"--fid needs at least 2 images, got {real_features.shape[0]}")
         self.features, self.device, self.quiet = features.eval(), torch.device(device), quiet

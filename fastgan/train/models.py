@@ -26,8 +26,15 @@ def _mlp(sizes: list[int], activation: type[nn.Module]) -> list[nn.Module]:
 class MLPGenerator(nn.Module):
     """z (B, latent_dim) -> x (B, out_dim). The reference's: hidden 128, depth 1, Tanh output."""
 
-    def __init__(self, latent_dim: int = 100, out_dim: int = 784, hidden: int = 128, depth: int = 1,
-                 tanh: bool = True, out_shape: tuple[int, ...] | None = None):
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        out_dim: int = 784,
+        hidden: int = 128,
+        depth: int = 1,
+        tanh: bool = True,
+        out_shape: tuple[int, ...] | None = None,
+    ):
         super().__init__()
         layers = _mlp([latent_dim] + [hidden] * depth + [out_dim], nn.ReLU)
         self.model = nn.Sequential(*layers, *([nn.Tanh()] if tanh else []))
@@ -62,15 +69,25 @@ class MLPCritic(nn.Module):
 
 
 # The image sides each --model takes (at most 1024: decoding and the data set held on the device stay bounded).
-IMAGE_SIZES = {"mlp": "4 to 1024", "dcgan": "4 or 7 times a power of two, 8 to 1024 (8, 14, 16, 28, 32, 56, 64, ...)",
-               "resnet": "4 or 7 times a power of two, 8 to 1024 (8, 14, 16, 28, 32, 56, 64, ...)",
-               "infogan": "a multiple of 4, 4 to 1024"}
+IMAGE_SIZES = {
+    "mlp": "4 to 1024",
+    "dcgan": "4 or 7 times a power of two, 8 to 1024 (8, 14, 16, 28, 32, 56, 64, ...)",
+    "resnet": "4 or 7 times a power of two, 8 to 1024 (8, 14, 16, 28, 32, 56, 64, ...)",
+    "infogan": "a multiple of 4, 4 to 1024",
+}
 
 
 def image_size_problem(model: str, size: object) -> str | None:
     """Why ``--model model`` cannot take ``--image-size size`` (None when it can)."""
-    if isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= 1024 or model == "infogan" and (
-            size % 4) or model in ("dcgan", "resnet") and not any(size == b << k for b in (4, 7) for k in range(1, 9)):
+    if (
+        isinstance(size, bool)
+        or not isinstance(size, int)
+        or not 4 <= size <= 1024
+        or model == "infogan"
+        and (size % 4)
+        or model in ("dcgan", "resnet")
+        and not any(size == b << k for b in (4, 7) for k in range(1, 9))
+    ):
         return f"--image-size {size} does not fit --model {model}: it takes {IMAGE_SIZES[model]}"
     return None
 
@@ -162,11 +179,19 @@ class InfoGANGenerator(nn.Module):
             raise ValueError(f"--model infogan needs an image size divisible by 4, got {image_size}")
         base = image_size // 4
         self.model = nn.Sequential(
-            nn.Linear(latent_dim, 1024), nn.BatchNorm1d(1024), nn.ReLU(),
-            nn.Linear(1024, 128 * base * base), nn.BatchNorm1d(128 * base * base), nn.ReLU(),
+            nn.Linear(latent_dim, 1024),
+            nn.BatchNorm1d(1024),
+            nn.ReLU(),
+            nn.Linear(1024, 128 * base * base),
+            nn.BatchNorm1d(128 * base * base),
+            nn.ReLU(),
             nn.Unflatten(1, (128, base, base)),
-            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
-            nn.ConvTranspose2d(64, channels, 4, 2, 1), nn.Tanh())
+            nn.ConvTranspose2d(128, 64, 4, 2, 1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.ConvTranspose2d(64, channels, 4, 2, 1),
+            nn.Tanh(),
+        )
         _normal_init(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -185,10 +210,17 @@ class InfoGANCritic(_SequentialCritic):
         conv_norm = {"batch": lambda: nn.BatchNorm2d(128), "layer": lambda: nn.GroupNorm(1, 128)}.get(norm)
         fc_norm = {"batch": lambda: nn.BatchNorm1d(1024), "layer": lambda: nn.LayerNorm(1024)}.get(norm)
         self.model = nn.Sequential(
-            nn.Conv2d(channels, 64, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(64, 128, 4, 2, 1), *([conv_norm()] if conv_norm else []), nn.LeakyReLU(0.2),
-            nn.Flatten(), nn.Linear(128 * base * base, 1024), *([fc_norm()] if fc_norm else []), nn.LeakyReLU(0.2),
-            nn.Linear(1024, 1))
+            nn.Conv2d(channels, 64, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(64, 128, 4, 2, 1),
+            *([conv_norm()] if conv_norm else []),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+            nn.Linear(128 * base * base, 1024),
+            *([fc_norm()] if fc_norm else []),
+            nn.LeakyReLU(0.2),
+            nn.Linear(1024, 1),
+        )
         _normal_init(self)
 
 

@@ -50,12 +50,14 @@ def save_image_grid(images: torch.Tensor, path: Path, row_names: list[str] | Non
     dpi = 100
     label_width = 1.6  # inches for the class names
     fig = plt.figure(figsize=(grid.shape[1] / dpi + label_width, grid.shape[0] / dpi), dpi=dpi)
-    ax = fig.add_axes((label_width / (grid.shape[1] / dpi + label_width), 0, 1 - label_width / (
-        grid.shape[1] / dpi + label_width), 1))
+    ax = fig.add_axes(
+        (label_width / (grid.shape[1] / dpi + label_width), 0, 1 - label_width / (grid.shape[1] / dpi + label_width), 1)
+    )
     ax.imshow(grid, interpolation="nearest")
     cell = grid.shape[0] / rows
-    ax.set_yticks([cell * (r + 0.5) for r in range(rows)], [row_names[r % len(row_names)] for r in range(rows)],
-                  fontsize=9)
+    ax.set_yticks(
+        [cell * (r + 0.5) for r in range(rows)], [row_names[r % len(row_names)] for r in range(rows)], fontsize=9
+    )
     ax.set_xticks([])
     for side in ax.spines.values():
         side.set_visible(False)
@@ -95,7 +97,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
     columns = min(3, max(len(panels), 1))
     rows = max(-(-len(panels) // columns), 1)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax, (title, lines) in zip(axes.flat, panels):
         for label, key in lines:

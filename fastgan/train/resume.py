@@ -16,10 +16,14 @@ if TYPE_CHECKING:
 
 def generator_state(trainer: Trainer) -> dict:
     """What ``fastgan sample`` needs to rebuild and run the generator."""
-    return {"settings": trainer.settings.options(), "step": trainer.step,
-            "generator": trainer.generator.state_dict(),
-            "ema": trainer.ema.state_dict() if trainer.ema is not None else None,
-            "sample_shape": list(trainer.data.sample_shape), "classes": trainer.classes}
+    return {
+        "settings": trainer.settings.options(),
+        "step": trainer.step,
+        "generator": trainer.generator.state_dict(),
+        "ema": trainer.ema.state_dict() if trainer.ema is not None else None,
+        "sample_shape": list(trainer.data.sample_shape),
+        "classes": trainer.classes,
+    }
 
 
 def save_checkpoint(trainer: Trainer) -> None:
@@ -56,4 +60,3 @@ def restore_checkpoint(trainer: Trainer, state: dict) -> None:
     torch.set_rng_state(state["rng_cpu"])
     if state["rng_cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
-

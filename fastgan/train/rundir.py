@@ -15,8 +15,18 @@ import tempfile
 from pathlib import Path
 
 # What a run writes; any of them means the folder holds a run.
-RUN_FILES = ("metrics.jsonl", "summary.json", "checkpoint.pt", "checkpoint.prev.pt", "checkpoint.tmp", "best.pt",
-             "best.tmp", "samples.png", "samples.pt", "curves.png")
+RUN_FILES = (
+    "metrics.jsonl",
+    "summary.json",
+    "checkpoint.pt",
+    "checkpoint.prev.pt",
+    "checkpoint.tmp",
+    "best.pt",
+    "best.tmp",
+    "samples.png",
+    "samples.pt",
+    "curves.png",
+)
 _NUMBERED = re.compile(r"^(\d{5,})-(.+)$")
 
 
@@ -43,8 +53,10 @@ def check(out: Path, resume: bool, overwrite: bool) -> None:
         raise RunDirError(f"--out {out}: cannot write in {existing} ({exc.strerror or exc})") from None
     found = holds_run(out) if out.is_dir() else []
     if found and not resume and not overwrite:
-        raise RunDirError(f"--out {out} holds another run ({', '.join(found)}): pass --resume to continue it, "
-                          "--overwrite to replace it, or choose another --out")
+        raise RunDirError(
+            f"--out {out} holds another run ({', '.join(found)}): pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
 
 
 def claim(out: Path) -> None:
@@ -53,8 +65,9 @@ def claim(out: Path) -> None:
     try:
         (out / "metrics.jsonl").open("x").close()
     except FileExistsError:
-        raise RunDirError(f"--out {out} was taken by another run started at the same time; choose another --out") \
-            from None
+        raise RunDirError(
+            f"--out {out} was taken by another run started at the same time; choose another --out"
+        ) from None
 
 
 def clear(out: Path) -> None:

@@ -48,8 +48,15 @@ def check_output(out: str | Path, n: int) -> Path:
     return out
 
 
-def sample_run(run_dir: str | Path, n: int, out: str | Path, last: bool = False, labels: list[int] | None = None,
-               seed: int = EVAL_SEED, device: str = "cpu") -> dict:
+def sample_run(
+    run_dir: str | Path,
+    n: int,
+    out: str | Path,
+    last: bool = False,
+    labels: list[int] | None = None,
+    seed: int = EVAL_SEED,
+    device: str = "cpu",
+) -> dict:
     """Write ``n`` images of the run in ``run_dir`` to ``out``: an ``.npz`` holding uint8 (N, C, H, W) under
     ``"images"``, or else a new folder of PNGs ``000000.png``, ... Everything is checked before anything is
     written (``ValueError`` naming the option, ``CheckpointError`` for a folder without a run). Returns where

@@ -15,9 +15,17 @@ class Recipe:
     penalty: str | None
 
 
-RECIPES = {"wgan": Recipe("wgan", None), "wgan-gp": Recipe("wgan", "gp"), "wgan-lp": Recipe("wgan", "lp"),
-           "lsgan": Recipe("lsgan", None), "ns": Recipe("ns", None), "hinge": Recipe("hinge", None),
-           "r1": Recipe("ns", "r1"), "sngan": Recipe("hinge", None), "dragan": Recipe("ns", "dragan")}
+RECIPES = {
+    "wgan": Recipe("wgan", None),
+    "wgan-gp": Recipe("wgan", "gp"),
+    "wgan-lp": Recipe("wgan", "lp"),
+    "lsgan": Recipe("lsgan", None),
+    "ns": Recipe("ns", None),
+    "hinge": Recipe("hinge", None),
+    "r1": Recipe("ns", "r1"),
+    "sngan": Recipe("hinge", None),
+    "dragan": Recipe("ns", "dragan"),
+}
 RECIPE_NAMES = tuple(RECIPES)  # the choices of --loss
 # The option that sets a field, where their names differ: files (summary.json, checkpoints) record options.
 OPTION_NAMES = {"recipe": "loss"}

@@ -14,8 +14,10 @@ class Interrupted(Exception):
 
     def __init__(self, signum: int, step: int, out: Path):
         self.signum, self.step, self.out = signum, step, out
-        super().__init__(f"interrupted by {signal.Signals(signum).name} after step {step}; its checkpoint is in "
-                         f"{out}/: continue with --resume --out {out}")
+        super().__init__(
+            f"interrupted by {signal.Signals(signum).name} after step {step}; its checkpoint is in "
+            f"{out}/: continue with --resume --out {out}"
+        )
 
     @property
     def exit_status(self) -> int:

@@ -38,30 +38,57 @@ PACGAN_ROWS = {"ring": ("PacGAN2", 7.9, 0.956, 0.07), "grid": ("PacGAN4", 24.8, 
 # Lucic et al. (NeurIPS 2018), best FID on Fashion-MNIST after a 100-setting search per model, mean ± std (as
 # quoted by Dai & Wipf, ICLR 2019, Table 1), keyed by the preset that runs the same loss and penalty; PA-GAN
 # (Zhang & Khoreva, 2019) on the same protocol: NS GAN at 20 epochs.
-LUCIC_ROWS = {"wgan": ("WGAN", 21.5, 1.6), "wgan-gp": ("WGAN-GP", 24.5, 2.1), "lsgan": ("LSGAN", 30.7, 2.2),
-              "ns": ("NS GAN", 26.5, 1.6), "dragan": ("DRAGAN", 27.7, 1.2)}
+LUCIC_ROWS = {
+    "wgan": ("WGAN", 21.5, 1.6),
+    "wgan-gp": ("WGAN-GP", 24.5, 2.1),
+    "lsgan": ("LSGAN", 30.7, 2.2),
+    "ns": ("NS GAN", 26.5, 1.6),
+    "dragan": ("DRAGAN", 27.7, 1.2),
+}
 PUBLISHED_IMAGE_ROWS = [("Lucic et al.", name, mean, std) for name, mean, std in LUCIC_ROWS.values()] + [
-    ("Lucic et al.", "MM GAN", 29.6, 1.6), ("Lucic et al.", "BEGAN", 22.9, 0.9),
-    ("PA-GAN", "NS GAN, 20 epochs", 18.4, 1.5), ("PA-GAN", "NS GAN, no epoch cap", 15.8, 1.1)]
+    ("Lucic et al.", "MM GAN", 29.6, 1.6),
+    ("Lucic et al.", "BEGAN", 22.9, 0.9),
+    ("PA-GAN", "NS GAN, 20 epochs", 18.4, 1.5),
+    ("PA-GAN", "NS GAN, no epoch cap", 15.8, 1.1),
+]
 
 
 def run_dir(out: Path, loss: str, data: str, seed: int) -> Path:
     return out / "runs" / f"{loss}-{data}-s{seed}"
 
 
-def _command(loss: str, data: str, seed: int, directory: Path, extra: list[str],
-             image_extra: list[str]) -> list[str]:
+def _command(loss: str, data: str, seed: int, directory: Path, extra: list[str], image_extra: list[str]) -> list[str]:
     if data in IMAGE_STUDY_SETS:
         where = ["--protocol", "lucic2018", *image_extra]
     else:
         where = ["--data", data, "--device", "cpu"]
-    return [sys.executable, "-m", "fastgan.cli", "train", "--loss", loss, *where, "--seed", str(seed), "--quiet",
-            "--out", str(directory), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "fastgan.cli",
+        "train",
+        "--loss",
+        loss,
+        *where,
+        "--seed",
+        str(seed),
+        "--quiet",
+        "--out",
+        str(directory),
+        *extra,
+    ]
 
 
-def run_study(out: str | Path, losses=RECIPE_NAMES, sets=TOY_STUDY_SETS, seeds=DEFAULT_SEEDS, jobs: int | None = None,
-              extra: list[str] | None = None, quiet: bool = False,
-              image_extra: list[str] | None = None) -> dict:
+def run_study(
+    out: str | Path,
+    losses=RECIPE_NAMES,
+    sets=TOY_STUDY_SETS,
+    seeds=DEFAULT_SEEDS,
+    jobs: int | None = None,
+    extra: list[str] | None = None,
+    quiet: bool = False,
+    image_extra: list[str] | None = None,
+) -> dict:
     """Run every (loss, data set, seed) not yet done, ``jobs`` at a time, then write the tables and figures.
 
     Args:
@@ -85,8 +112,13 @@ def run_study(out: str | Path, losses=RECIPE_NAMES, sets=TOY_STUDY_SETS, seeds=D
         if data not in STUDY_SETS:
             raise ValueError(f"unknown data set {data!r} for a study; choose from {', '.join(STUDY_SETS)}")
     jobs = jobs or (1 if set(sets) & set(IMAGE_STUDY_SETS) else os.cpu_count() or 1)
-    todo = [(loss, data, seed) for data in sets for loss in losses for seed in seeds
-            if not (run_dir(out, loss, data, seed) / "summary.json").exists()]
+    todo = [
+        (loss, data, seed)
+        for data in sets
+        for loss in losses
+        for seed in seeds
+        if not (run_dir(out, loss, data, seed) / "summary.json").exists()
+    ]
     total = len(losses) * len(sets) * len(seeds)
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
     failed = []
@@ -117,19 +149,25 @@ def run_study(out: str | Path, losses=RECIPE_NAMES, sets=TOY_STUDY_SETS, seeds=D
 
 
 def _spread(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "min": min(values),
-            "max": max(values)}
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "min": min(values), "max": max(values)}
 
 
 def _image_row(loss: str, data: str, runs: list[dict]) -> dict:
     best = [r["best"] for r in runs]
-    return {"loss": loss, "data": data, "seeds": [r["settings"]["seed"] for r in runs],
-            "fid_images": runs[0]["settings"]["fid"], "best_fid": _spread([b["fid"] for b in best]),
-            "best_step": [b["step"] for b in best], "steps": runs[0]["steps"],
-            "critic_updates": runs[0]["steps"] * runs[0]["settings"]["n_critic"],
-            "train_seconds": _spread([r["final"]["wall_seconds"] for r in runs]),
-            "wall_seconds": _spread([r["wall_seconds"] for r in runs]),
-            "machine": sorted({r["device"] for r in runs}), "published": LUCIC_ROWS.get(loss)}
+    return {
+        "loss": loss,
+        "data": data,
+        "seeds": [r["settings"]["seed"] for r in runs],
+        "fid_images": runs[0]["settings"]["fid"],
+        "best_fid": _spread([b["fid"] for b in best]),
+        "best_step": [b["step"] for b in best],
+        "steps": runs[0]["steps"],
+        "critic_updates": runs[0]["steps"] * runs[0]["settings"]["n_critic"],
+        "train_seconds": _spread([r["final"]["wall_seconds"] for r in runs]),
+        "wall_seconds": _spread([r["wall_seconds"] for r in runs]),
+        "machine": sorted({r["device"] for r in runs}),
+        "published": LUCIC_ROWS.get(loss),
+    }
 
 
 def summarise(out: Path, losses, sets, seeds) -> dict:
@@ -137,8 +175,11 @@ def summarise(out: Path, losses, sets, seeds) -> dict:
     rows = []
     for data in sets:
         for loss in losses:
-            runs = [json.loads((run_dir(out, loss, data, s) / "summary.json").read_text()) for s in seeds
-                    if (run_dir(out, loss, data, s) / "summary.json").exists()]
+            runs = [
+                json.loads((run_dir(out, loss, data, s) / "summary.json").read_text())
+                for s in seeds
+                if (run_dir(out, loss, data, s) / "summary.json").exists()
+            ]
             if not runs:
                 continue
             if data in IMAGE_STUDY_SETS:
@@ -146,9 +187,13 @@ def summarise(out: Path, losses, sets, seeds) -> dict:
                     rows.append(_image_row(loss, data, runs))
                 continue
             finals = [r["final"] for r in runs]
-            row = {"loss": loss, "data": data, "seeds": [r["settings"]["seed"] for r in runs],
-                   "total_modes": finals[0]["total_modes"], "all_modes": sum(f["modes"] == f["total_modes"]
-                                                                             for f in finals)}
+            row = {
+                "loss": loss,
+                "data": data,
+                "seeds": [r["settings"]["seed"] for r in runs],
+                "total_modes": finals[0]["total_modes"],
+                "all_modes": sum(f["modes"] == f["total_modes"] for f in finals),
+            }
             for key in ("modes", "high_quality"):
                 row[key] = _spread([f[key] for f in finals])
             kl = [f["reverse_kl"] for f in finals if f["reverse_kl"] is not None]
@@ -156,9 +201,11 @@ def summarise(out: Path, losses, sets, seeds) -> dict:
             row["wall_seconds"] = _spread([r["wall_seconds"] for r in runs])
             row["steps_per_second"] = _spread([r["steps"] / r["wall_seconds"] for r in runs])
             rows.append(row)
-    results = {"rows": rows, "pacgan": {d: dict(zip(("name", "modes", "high_quality", "reverse_kl"), v))
-                                        for d, v in PACGAN_ROWS.items()},
-               "published_fid": [dict(zip(("source", "model", "mean", "std"), r)) for r in PUBLISHED_IMAGE_ROWS]}
+    results = {
+        "rows": rows,
+        "pacgan": {d: dict(zip(("name", "modes", "high_quality", "reverse_kl"), v)) for d, v in PACGAN_ROWS.items()},
+        "published_fid": [dict(zip(("source", "model", "mean", "std"), r)) for r in PUBLISHED_IMAGE_ROWS],
+    }
     (out / "study.json").write_text(json.dumps(results, indent=1) + "\n")
     tables = [t for t in (markdown_table(results), image_table(results)) if t]
     (out / "study.md").write_text("\n\n".join(tables) + "\n")
@@ -177,15 +224,19 @@ def markdown_table(results: dict) -> str:
     """Mean ± spread over the seeds per preset and data set, PacGAN's best row first in each set."""
     if not any(r["data"] in TOY_STUDY_SETS for r in results["rows"]):
         return ""
-    lines = ["| data | preset | seeds with all modes | modes | high quality | reverse KL | wall s | steps/s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data | preset | seeds with all modes | modes | high quality | reverse KL | wall s | steps/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for data in TOY_STUDY_SETS:
         rows = [r for r in results["rows"] if r["data"] == data]
         if not rows:
             continue
         p = results["pacgan"][data]
-        lines.append(f"| {data} | {p['name']} (published) | - | {p['modes']} | {100 * p['high_quality']:.1f}% | "
-                     f"{p['reverse_kl']:.2f} | - | - |")
+        lines.append(
+            f"| {data} | {p['name']} (published) | - | {p['modes']} | {100 * p['high_quality']:.1f}% | "
+            f"{p['reverse_kl']:.2f} | - | - |"
+        )
         for r in rows:
             kl = r["reverse_kl"]
             kl_text = f"{kl['mean']:.3f} ± {kl['std']:.3f}" if kl else "-"
@@ -193,7 +244,8 @@ def markdown_table(results: dict) -> str:
                 f"| {data} | {r['loss']} | {r['all_modes']}/{len(r['seeds'])} | "
                 f"{r['modes']['mean']:.1f} ± {r['modes']['std']:.1f} | "
                 f"{100 * r['high_quality']['mean']:.1f} ± {100 * r['high_quality']['std']:.1f}% | {kl_text} | "
-                f"{r['wall_seconds']['mean']:.0f} | {r['steps_per_second']['mean']:.0f} |")
+                f"{r['wall_seconds']['mean']:.0f} | {r['steps_per_second']['mean']:.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -203,14 +255,19 @@ def image_table(results: dict) -> str:
     rows = [r for r in results["rows"] if r["data"] in IMAGE_STUDY_SETS]
     if not rows:
         return ""
-    lines = ["| data | preset | seeds | best FID | FID images | best at step | critic updates | train s | machine | "
-             "published (Lucic et al.) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data | preset | seeds | best FID | FID images | best at step | critic updates | train s | machine | "
+        "published (Lucic et al.) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         published = f"{r['published'][0]} {r['published'][1]} ± {r['published'][2]}" if r["published"] else "-"
         fid = r["best_fid"]
-        lines.append(f"| {r['data']} | {r['loss']} | {len(r['seeds'])} | {fid['mean']:.1f} ± {fid['std']:.1f} | "
-                     f"{r['fid_images']} | {', '.join(map(str, r['best_step']))} | {r['critic_updates']} | "
-                     f"{r['train_seconds']['mean']:.0f} | {', '.join(r['machine'])} | {published} |")
+        lines.append(
+            f"| {r['data']} | {r['loss']} | {len(r['seeds'])} | {fid['mean']:.1f} ± {fid['std']:.1f} | "
+            f"{r['fid_images']} | {', '.join(map(str, r['best_step']))} | {r['critic_updates']} | "
+            f"{r['train_seconds']['mean']:.0f} | {', '.join(r['machine'])} | {published} |"
+        )
     lines += ["", "| published | model | FID (10,000 images) |", "|---|---|---|"]
     lines += [f"| {p['source']} | {p['model']} | {p['mean']} ± {p['std']} |" for p in results["published_fid"]]
     return "\n".join(lines)
@@ -248,8 +305,14 @@ def plot_fid_curves(out: Path, rows: list[dict]) -> None:
             path = run_dir(out, row["loss"], row["data"], seed) / "metrics.jsonl"
             points = [json.loads(line) for line in path.read_text().splitlines()]
             points = [p for p in points if "fid" in p]
-            ax.plot([p["wall_seconds"] for p in points], [p["fid"] for p in points], color=colours[i % len(colours)],
-                    lw=0.8, marker=".", label=row["loss"] if k == 0 else None)
+            ax.plot(
+                [p["wall_seconds"] for p in points],
+                [p["fid"] for p in points],
+                color=colours[i % len(colours)],
+                lw=0.8,
+                marker=".",
+                label=row["loss"] if k == 0 else None,
+            )
     ax.set_yscale("log")
     ax.set_xlabel("wall-clock training seconds (evaluation left out)", fontsize=8)
     ax.set_ylabel(f"FID ({rows[0]['fid_images']} images)", fontsize=8)
@@ -320,4 +383,3 @@ def plot_mode_curves(out: Path, rows: list[dict]) -> None:
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
     plt.close(fig)
-

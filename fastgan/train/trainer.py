@@ -58,9 +58,17 @@ class Trainer:
     and ``processes`` (:class:`~fastgan.train.processes.Membership`).
     """
 
-    def __init__(self, config: TrainConfig, out_dir: str | Path, resume: bool = False, quiet: bool = False,
-                 generator: nn.Module | None = None, critic: nn.Module | None = None, overwrite: bool = False,
-                 fid_features: nn.Module | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir: str | Path,
+        resume: bool = False,
+        quiet: bool = False,
+        generator: nn.Module | None = None,
+        critic: nn.Module | None = None,
+        overwrite: bool = False,
+        fid_features: nn.Module | None = None,
+    ):
         self.out = Path(out_dir)
         self.quiet, self.overwrite = quiet, overwrite
         rundir.check(self.out, resume, overwrite)
@@ -79,14 +87,17 @@ class Trainer:
         # Checked before joining the other ranks: a process leaving a joined group on an error aborts.
         self.local_batch = distributed.Shard(0, distributed.world_size()).local_size(s.batch_size, "--batch-size")
         if self.local_batch % s.pack:
-            raise ValueError(f"--pack {s.pack} needs each process's batch ({self.local_batch}) to be a multiple "
-                             "of it")
+            raise ValueError(f"--pack {s.pack} needs each process's batch ({self.local_batch}) to be a multiple of it")
         if critic is not None and s.pack > 1 and not isinstance(critic, PackedCritic):
-            raise ValueError(f"--pack {s.pack} with your own critic: pass PackedCritic(critic, {s.pack}) "
-                             "(fastgan.train.models), a critic of packed inputs")
+            raise ValueError(
+                f"--pack {s.pack} with your own critic: pass PackedCritic(critic, {s.pack}) "
+                "(fastgan.train.models), a critic of packed inputs"
+            )
         if critic is not None and s.spectral_norm:
-            raise ValueError("spectral_norm normalises the provided critics: give your critic spectral norm itself "
-                             "(fastgan.train.models.spectral_normalized) and set spectral_norm=False")
+            raise ValueError(
+                "spectral_norm normalises the provided critics: give your critic spectral norm itself "
+                "(fastgan.train.models.spectral_normalized) and set spectral_norm=False"
+            )
         self.processes = Membership(s, self.device)
         self.group = self.processes.group
         self.shard = distributed.Shard.of(self.group)
@@ -97,8 +108,10 @@ class Trainer:
         if s.conditional and not self.classes:
             raise ValueError(f"--conditional: the {s.data} data has no class labels")
         if s.conditional and self.classes < 2:
-            raise ValueError(f"--conditional needs at least 2 classes: the {s.data} data under --data-root "
-                             f"{s.data_root} has {self.classes} (one subfolder per class)")
+            raise ValueError(
+                f"--conditional needs at least 2 classes: the {s.data} data under --data-root "
+                f"{s.data_root} has {self.classes} (one subfolder per class)"
+            )
         if generator is None or critic is None:
             check_fits(s, self.data.sample_shape, self.classes, self.device)
             default_generator, default_critic = build_models(s, self.data.sample_shape, self.classes)
@@ -115,12 +128,30 @@ class Trainer:
         self.opt_d = make_optimizer(s, self.critic.parameters(), self.device, self.mode)
         recipe = s.losses
         self.critic_update = fastgan.CriticStep(
-            self.critic, self.opt_d, loss=recipe.loss, penalty=recipe.penalty, penalty_weight=s.penalty_weight,
-            clip_value=s.clip_value or None, lazy_every=s.lazy_every, mode=self.mode, precision=s.precision,
-            lsgan_targets=s.lsgan_abc, label_smoothing=s.label_smoothing, process_group=self.group)
+            self.critic,
+            self.opt_d,
+            loss=recipe.loss,
+            penalty=recipe.penalty,
+            penalty_weight=s.penalty_weight,
+            clip_value=s.clip_value or None,
+            lazy_every=s.lazy_every,
+            mode=self.mode,
+            precision=s.precision,
+            lsgan_targets=s.lsgan_abc,
+            label_smoothing=s.label_smoothing,
+            process_group=self.group,
+        )
         self.generator_update = fastgan.GeneratorStep(
-            self.generator, self.critic, self.opt_g, loss=recipe.loss, ema=s.ema or None, mode=self.mode,
-            precision=s.precision, lsgan_targets=s.lsgan_abc, process_group=self.group)
+            self.generator,
+            self.critic,
+            self.opt_g,
+            loss=recipe.loss,
+            ema=s.ema or None,
+            mode=self.mode,
+            precision=s.precision,
+            lsgan_targets=s.lsgan_abc,
+            process_group=self.group,
+        )
         self.ema = self.generator_update.ema
         self.step = 0
         self.resumed_seconds = 0.0  # a resumed run's predecessor's wall-clock seconds
@@ -227,8 +258,13 @@ class Trainer:
         # count): what FID is plotted against.
         history = self.log.history
         train_seconds = history[-1].get("wall_seconds", 0.0) if history else 0.0
-        with tqdm(total=s.steps, initial=self.step, disable=self.quiet or not self.is_main,
-                  desc=f"{s.recipe} on {s.data}", dynamic_ncols=True) as bar:
+        with tqdm(
+            total=s.steps,
+            initial=self.step,
+            disable=self.quiet or not self.is_main,
+            desc=f"{s.recipe} on {s.data}",
+            dynamic_ncols=True,
+        ) as bar:
             while self.step < s.steps:
                 if s.lr_decay:
                     self._set_lr(s.lr * (1 - self.step / s.steps))
@@ -241,11 +277,11 @@ class Trainer:
                 if logged:
                     now = time.perf_counter()
                     train_seconds += now - last_time
-                    record = self.log.record(stats, g_loss, (self.step - last_step) / (now - last_time),
-                                             train_seconds)
+                    record = self.log.record(stats, g_loss, (self.step - last_step) / (now - last_time), train_seconds)
                     last_time, last_step = time.perf_counter(), self.step
-                    bar.set_postfix({k: f"{record[k]:.3g}" for k in ("d_loss", "g_loss", "high_quality")
-                                     if k in record})
+                    bar.set_postfix(
+                        {k: f"{record[k]:.3g}" for k in ("d_loss", "g_loss", "high_quality") if k in record}
+                    )
                 stopping = self._stopping(stop, logged)
                 if self.is_main and (stopping or self.step % s.checkpoint_every == 0 or self.step == s.steps):
                     save_checkpoint(self)
@@ -276,9 +312,17 @@ class Trainer:
         return self.resumed_seconds + time.perf_counter() - self._started
 
 
-def train(config: TrainConfig | None = None, out_dir: str | Path = "runs/fastgan", *, resume: bool = False,
-          quiet: bool = False, generator: nn.Module | None = None, critic: nn.Module | None = None,
-          overwrite: bool = False, fid_features: nn.Module | None = None) -> dict:
+def train(
+    config: TrainConfig | None = None,
+    out_dir: str | Path = "runs/fastgan",
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    generator: nn.Module | None = None,
+    critic: nn.Module | None = None,
+    overwrite: bool = False,
+    fid_features: nn.Module | None = None,
+) -> dict:
     """Train a GAN with fastgan's fused stabilizers; returns the run's summary.
 
     Args:
@@ -293,5 +337,13 @@ def train(config: TrainConfig | None = None, out_dir: str | Path = "runs/fastgan
         overwrite: replace the run in ``out_dir``.
         fid_features: the feature network of ``fid`` (default: Inception-v3, :mod:`fastgan.train.image_metrics`).
     """
-    return Trainer(config or TrainConfig(), out_dir, resume=resume, quiet=quiet, generator=generator,
-                   critic=critic, overwrite=overwrite, fid_features=fid_features).fit()
+    return Trainer(
+        config or TrainConfig(),
+        out_dir,
+        resume=resume,
+        quiet=quiet,
+        generator=generator,
+        critic=critic,
+        overwrite=overwrite,
+        fid_features=fid_features,
+    ).fit()

@@ -46,8 +46,11 @@ def _inputs(device, seed):
 
 
 def _all_ops(x):
-    return (*_penalty_step(x["grads"]), *_interpolation_step(x["real"], x["fake"], x["alpha"], x["grad_out"]),
-            *_losses_step(x["scores"], x["scores"].flip(0)[:4097]))
+    return (
+        *_penalty_step(x["grads"]),
+        *_interpolation_step(x["real"], x["fake"], x["alpha"], x["grad_out"]),
+        *_losses_step(x["scores"], x["scores"].flip(0)[:4097]),
+    )
 
 
 def test_three_runs_are_bitwise_identical():
@@ -139,10 +142,19 @@ def _mlp_gan_steps(mode, penalty, penalty_weight, ema, lazy_every=1, precision="
     critic, generator = tiny_mlp_gan(CUDA)
     opt_d = torch.optim.Adam(critic.parameters(), lr=1e-3, capturable=mode in ("graph", "compile+graph"))
     opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3, capturable=mode in ("graph", "compile+graph"))
-    critic_step = fastgan.CriticStep(critic, opt_d, loss="wgan", penalty=penalty, penalty_weight=penalty_weight,
-                                     lazy_every=lazy_every, mode=mode, precision=precision)
-    generator_step = fastgan.GeneratorStep(generator, critic, opt_g, loss="wgan", ema=ema, mode=mode,
-                                           precision=precision)
+    critic_step = fastgan.CriticStep(
+        critic,
+        opt_d,
+        loss="wgan",
+        penalty=penalty,
+        penalty_weight=penalty_weight,
+        lazy_every=lazy_every,
+        mode=mode,
+        precision=precision,
+    )
+    generator_step = fastgan.GeneratorStep(
+        generator, critic, opt_g, loss="wgan", ema=ema, mode=mode, precision=precision
+    )
     return critic, generator, critic_step, generator_step
 
 
@@ -158,8 +170,7 @@ def test_graph_and_compile_modes_train_like_eager(tested, penalty, lazy_every, p
     (compiled: to bf16's rounding, as Inductor fuses and rounds elsewhere)."""
     results = {}
     for mode in ("eager", tested):
-        critic, generator, critic_step, generator_step = _mlp_gan_steps(mode, penalty, 5.0, 0.9, lazy_every,
-                                                                        precision)
+        critic, generator, critic_step, generator_step = _mlp_gan_steps(mode, penalty, 5.0, 0.9, lazy_every, precision)
         data = torch.Generator(device=CUDA).manual_seed(1)
         for _ in range(10):
             real = torch.randn(64, 12, device=CUDA, generator=data)
@@ -168,10 +179,18 @@ def test_graph_and_compile_modes_train_like_eager(tested, penalty, lazy_every, p
             generator_step(z)
         assert critic_step.mode == mode and generator_step.mode == mode
         modules = (critic, generator, generator_step.ema)
-        results[mode] = ([p.detach().clone() for m in modules for p in m.parameters()],
-                         {k: v.clone() for k, v in stats.items()})
-    rtol = {("graph", "fp32"): 1e-4, ("compile", "fp32"): 1e-3, ("compile+graph", "fp32"): 1e-3,
-            ("graph", "bf16"): 1e-3, ("compile", "bf16"): 3e-2, ("compile+graph", "bf16"): 3e-2}[tested, precision]
+        results[mode] = (
+            [p.detach().clone() for m in modules for p in m.parameters()],
+            {k: v.clone() for k, v in stats.items()},
+        )
+    rtol = {
+        ("graph", "fp32"): 1e-4,
+        ("compile", "fp32"): 1e-3,
+        ("compile+graph", "fp32"): 1e-3,
+        ("graph", "bf16"): 1e-3,
+        ("compile", "bf16"): 3e-2,
+        ("compile+graph", "bf16"): 3e-2,
+    }[tested, precision]
     for p, p_ref in zip(results[tested][0], results["eager"][0]):
         assert (p - p_ref).norm() <= rtol * p_ref.norm()
     for key, value in results["eager"][1].items():
@@ -235,8 +254,17 @@ def test_two_processes_sharing_the_gpu_train_the_model_one_process_trains(tmp_pa
         assert (p - q).norm() <= 1e-4 * q.norm()
 
 
-@pytest.mark.parametrize("name", ["sn mlp (parametrizations)", "sn conv (old api)", "projection (conditional)",
-                                  "dropout", "running buffer", "label buffer (replaced each call)"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sn mlp (parametrizations)",
+        "sn conv (old api)",
+        "projection (conditional)",
+        "dropout",
+        "running buffer",
+        "label buffer (replaced each call)",
+    ],
+)
 def test_graph_mode_trains_zoo_critics_like_eager(name):
     """Captured steps on critics with state: spectral norm's u and v (both APIs), a conditional critic's labels
     (static inputs of the graph), dropout's masks, a buffer moved in forward, and a buffer replaced before every

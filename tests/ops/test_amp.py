@@ -50,12 +50,15 @@ def _scaler(device, scale, enabled=True):
 
 def test_float16_step_matches_the_amp_recipe_and_float32(backend, device):
     critic, real, fake, alpha = _setup(device)
-    loss32, norms32, grads32 = _critic_step(copy.deepcopy(critic), real, fake, alpha, _scaler(device, 1.0, False),
-                                            _fastgan_penalty)
-    loss16, norms16, grads16 = _critic_step(copy.deepcopy(critic), real, fake, alpha,
-                                            _scaler(device, MAX_PENALTY_SCALE), _fastgan_penalty)
-    loss_ref, norms_ref, grads_ref = _critic_step(copy.deepcopy(critic), real, fake, alpha,
-                                                  _scaler(device, MAX_PENALTY_SCALE), _recipe_penalty)
+    loss32, norms32, grads32 = _critic_step(
+        copy.deepcopy(critic), real, fake, alpha, _scaler(device, 1.0, False), _fastgan_penalty
+    )
+    loss16, norms16, grads16 = _critic_step(
+        copy.deepcopy(critic), real, fake, alpha, _scaler(device, MAX_PENALTY_SCALE), _fastgan_penalty
+    )
+    loss_ref, norms_ref, grads_ref = _critic_step(
+        copy.deepcopy(critic), real, fake, alpha, _scaler(device, MAX_PENALTY_SCALE), _recipe_penalty
+    )
     # Loss and norms: float16 tolerance against float32.
     torch.testing.assert_close(loss16, loss32, rtol=2e-3, atol=2e-3)
     torch.testing.assert_close(norms16, norms32, rtol=2e-3, atol=2e-3)

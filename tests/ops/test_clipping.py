@@ -94,7 +94,6 @@ def test_grad_mode_is_left_as_it_was(backend, device):
         fastgan.clip_weights_([weight], 0.1)
         assert not torch.is_grad_enabled()
 
-
     class Failing(torch.nn.Module):  # its parameters fail while clipping walks them
         def parameters(self, recurse=True):
             yield weight
@@ -143,8 +142,9 @@ def test_backend_is_chosen_per_device_and_dtype_group(device, monkeypatch):
     """Forced Triton: each dense fp32/fp16/bf16 group goes to the kernel, fp64 and strided tensors to PyTorch."""
     launched = []
     launch = clipping_kernels.clip_
-    monkeypatch.setattr(clipping_kernels, "clip_",
-                        lambda ts, c, **options: (launched.append(ts[0].dtype), launch(ts, c, **options)))
+    monkeypatch.setattr(
+        clipping_kernels, "clip_", lambda ts, c, **options: (launched.append(ts[0].dtype), launch(ts, c, **options))
+    )
     tensors = [torch.randn(9, device=device, dtype=dt) for dt in (torch.float64, torch.float16)]
     strided = torch.randn(4, 6, device=device)[:, ::2]
     with fastgan.use_backend("triton"):

@@ -30,8 +30,13 @@ def test_forward_and_backward_match_float64_reference(backend, small_grid, devic
     assert_elementwise(real.grad, real64.grad, dtype, ops=1)
     assert_elementwise(fake.grad, fake64.grad, dtype, ops=1, extra=2 * FP32 * go)
     d = real[0].numel()
-    assert_elementwise(alpha.grad, alpha64.grad, torch.float32, ops=0,
-                       extra=reduction_rtol(d) * alpha64.grad.abs() + 2 * FP32 * (go * spread).flatten(1).sum(1))
+    assert_elementwise(
+        alpha.grad,
+        alpha64.grad,
+        torch.float32,
+        ops=0,
+        extra=reduction_rtol(d) * alpha64.grad.abs() + 2 * FP32 * (go * spread).flatten(1).sum(1),
+    )
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "batch_sliced"])
@@ -72,8 +77,13 @@ def test_inputs_with_different_row_strides(backend, small_grid, device):
     expected.backward(grad_out.double())
     assert_elementwise(real.grad, real64.grad, torch.float32, ops=1)
     assert_elementwise(fake.grad, fake64.grad, torch.float32, ops=1, extra=2 * FP32)
-    assert_elementwise(alpha.grad, alpha64.grad, torch.float32, ops=0,
-                       extra=reduction_rtol(real[0].numel()) * alpha64.grad.abs() + 2 * FP32 * spread.flatten(1).sum(1))
+    assert_elementwise(
+        alpha.grad,
+        alpha64.grad,
+        torch.float32,
+        ops=0,
+        extra=reduction_rtol(real[0].numel()) * alpha64.grad.abs() + 2 * FP32 * spread.flatten(1).sum(1),
+    )
 
 
 @pytest.mark.parametrize("alpha_shape", [(4,), (4, 1), (4, 1, 1, 1)])

@@ -23,8 +23,16 @@ KERNELS = launched_kernels()
 _BUFFER = torch.zeros(64)
 # One value of each kind Triton tells apart, and values it does not (aligned pointers of one dtype, integers
 # of one width and residue class).
-TENSORS = [_BUFFER[:8], _BUFFER[4:12], _BUFFER[1:9], _BUFFER.to(torch.float16)[:8], _BUFFER.to(torch.bfloat16)[:8],
-           _BUFFER.double()[:8], _BUFFER.long()[:8], _BUFFER.int()[3:9]]
+TENSORS = [
+    _BUFFER[:8],
+    _BUFFER[4:12],
+    _BUFFER[1:9],
+    _BUFFER.to(torch.float16)[:8],
+    _BUFFER.to(torch.bfloat16)[:8],
+    _BUFFER.double()[:8],
+    _BUFFER.long()[:8],
+    _BUFFER.int()[3:9],
+]
 INTS = [1, 2, 3, 16, 32, 17, -16, -1, 2**31 - 16, 2**31 - 1, 2**31, 2**31 + 16, 2**32, 2**63 - 1, 2**63, 2**64 - 16]
 OTHERS = [None, True, False, 0.5, 1.0]
 VALUES = TENSORS + INTS + OTHERS
@@ -44,8 +52,11 @@ def triton_specialization(jit: JITFunction, values, num_warps) -> tuple:
         if p.is_constexpr:
             parts.append(("constexpr", v))
         else:
-            parts.append(native_specialize_impl(CUDABackend, v, p.is_const, not p.do_not_specialize,
-                                                not p.do_not_specialize_on_alignment))
+            parts.append(
+                native_specialize_impl(
+                    CUDABackend, v, p.is_const, not p.do_not_specialize, not p.do_not_specialize_on_alignment
+                )
+            )
     return str(parts), num_warps
 
 
@@ -69,8 +80,10 @@ def test_equal_keys_exactly_when_triton_compiles_the_same_kernel(kernel):
         for a, b in itertools.combinations(choices, 2):
             args_a, args_b = list(base), list(base)
             args_a[i], args_b[i] = a, b
-            key_a, key_b = (keyed.key(args, {**constexprs, "num_warps": 4})
-                            for args, constexprs in (split(jit, args_a), split(jit, args_b)))
+            key_a, key_b = (
+                keyed.key(args, {**constexprs, "num_warps": 4})
+                for args, constexprs in (split(jit, args_a), split(jit, args_b))
+            )
             same_triton = triton_specialization(jit, args_a, 4) == triton_specialization(jit, args_b, 4)
             assert (key_a == key_b) == same_triton, (p.name, a, b)
 
@@ -125,9 +138,10 @@ class StandInTriton:
     def __getitem__(self, grid):
         def launch(*args, num_warps=4, **constexprs):
             self.calls += 1
-            values = [*args, *(constexprs[name] for name in self.arg_names[len(args):])]
+            values = [*args, *(constexprs[name] for name in self.arg_names[len(args) :])]
             spec = triton_specialization(self.jit, values, num_warps)
             return self.compiled.setdefault(spec, StandInCompiled(self.jit, spec))
+
         return launch
 
 

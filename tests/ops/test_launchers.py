@@ -29,8 +29,16 @@ def _calls(device):
     term = Term(LINEAR)
     return [
         ("fake", ValueError, lambda: interpolation_fwd(real, _rows(device, "channels_last"), alpha, out)),
-        ("fake", ValueError, lambda: interpolation_fwd(_rows(device, "channels_last"), _rows(device, "hw_swapped"),
-                                                       alpha, torch.empty_like(_rows(device, "channels_last")))),
+        (
+            "fake",
+            ValueError,
+            lambda: interpolation_fwd(
+                _rows(device, "channels_last"),
+                _rows(device, "hw_swapped"),
+                alpha,
+                torch.empty_like(_rows(device, "channels_last")),
+            ),
+        ),
         ("real", ValueError, lambda: interpolation_fwd(_rows(device, "strided"), fake, alpha, out)),
         ("out", TypeError, lambda: interpolation_fwd(real, fake, alpha, out.half())),
         ("out", ValueError, lambda: interpolation_fwd(real, fake, alpha, out[:2])),

@@ -12,15 +12,21 @@ LOSSES = {
     "lsgan_discriminator": (fastgan.lsgan_discriminator_loss, reference.lsgan_discriminator_loss, 2),
     "lsgan_discriminator_targets": (
         lambda r, f: fastgan.lsgan_discriminator_loss(r, f, a=-1.0, b=0.5),
-        lambda r, f: reference.lsgan_discriminator_loss(r, f, a=-1.0, b=0.5), 2),
+        lambda r, f: reference.lsgan_discriminator_loss(r, f, a=-1.0, b=0.5),
+        2,
+    ),
     "lsgan_generator": (fastgan.lsgan_generator_loss, reference.lsgan_generator_loss, 1),
     "lsgan_generator_seed_form": (
         lambda f: fastgan.lsgan_generator_loss(f, c=0.9, half=False),
-        lambda f: reference.lsgan_generator_loss(f, c=0.9, half=False), 1),
+        lambda f: reference.lsgan_generator_loss(f, c=0.9, half=False),
+        1,
+    ),
     "ns_discriminator": (fastgan.ns_discriminator_loss, reference.ns_discriminator_loss, 2),
     "ns_discriminator_label_smoothing": (
         lambda r, f: fastgan.ns_discriminator_loss(r, f, label_smoothing=0.1),
-        lambda r, f: reference.ns_discriminator_loss(r, f, label_smoothing=0.1), 2),
+        lambda r, f: reference.ns_discriminator_loss(r, f, label_smoothing=0.1),
+        2,
+    ),
     "ns_generator": (fastgan.ns_generator_loss, reference.ns_generator_loss, 1),
     "hinge_discriminator": (fastgan.hinge_discriminator_loss, reference.hinge_discriminator_loss, 2),
     "hinge_generator": (fastgan.hinge_generator_loss, reference.hinge_generator_loss, 1),
@@ -31,8 +37,9 @@ SHAPES = [(1,), (7, 1), (64,), (1041, 1), (70000,)]
 def _outputs(shape, count, dtype, device):
     gen = torch.Generator().manual_seed(sum(shape))
     # Critic scores around the hinge and logit regions that matter (|x| up to ~3).
-    return [(torch.randn(shape, generator=gen, dtype=torch.float64) * 1.5 + 0.3 * i).to(device, dtype)
-            for i in range(count)]
+    return [
+        (torch.randn(shape, generator=gen, dtype=torch.float64) * 1.5 + 0.3 * i).to(device, dtype) for i in range(count)
+    ]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -47,7 +54,7 @@ def test_loss_and_gradients_match_float64_reference(backend, device, name, shape
     # A mean of n terms: each term a few fp32 operations (exp and log approximate on GPUs), then the sum.
     n = shape[0]
     spread = sum(x.detach().abs().mean() + 2 for x in inputs64)  # bounds mean(|f(x)|) for every term kind
-    assert_elementwise(loss, expected, torch.float32, ops=0, extra=(8 * FP32 + reduction_rtol(n)) * spread ** 2)
+    assert_elementwise(loss, expected, torch.float32, ops=0, extra=(8 * FP32 + reduction_rtol(n)) * spread**2)
 
     grad_scale = 2.0
     loss.backward(torch.tensor(grad_scale, device=device))
@@ -119,13 +126,16 @@ def test_nan_in_gives_nan_out(backend, device):
         assert torch.isnan(fn(*[real, fake][:count] if count == 2 else [real])), name
 
 
-@pytest.mark.parametrize("bad,error", [
-    (lambda d: torch.randn(4, 2, device=d), ValueError),
-    (lambda d: torch.randn(0, device=d), ValueError),
-    (lambda d: torch.randn((), device=d), ValueError),
-    (lambda d: torch.ones(4, dtype=torch.int32, device=d), TypeError),
-    (lambda d: torch.randn(4, device="meta"), ValueError),
-])
+@pytest.mark.parametrize(
+    "bad,error",
+    [
+        (lambda d: torch.randn(4, 2, device=d), ValueError),
+        (lambda d: torch.randn(0, device=d), ValueError),
+        (lambda d: torch.randn((), device=d), ValueError),
+        (lambda d: torch.ones(4, dtype=torch.int32, device=d), TypeError),
+        (lambda d: torch.randn(4, device="meta"), ValueError),
+    ],
+)
 def test_bad_critic_outputs(backend, device, bad, error):
     with pytest.raises(error, match="fake_out"):
         fastgan.wgan_critic_loss(torch.randn(4, device=device), bad(device))

@@ -28,8 +28,13 @@ def check_penalty(grads, center, one_sided, grad_scale=3.0):
     assert_elementwise(norms, expected_norms, accumulator(dtype), ops=1, extra=rtol_norm * expected_norms.detach())
     # Penalty: each deviation carries its norm's error; then a mean over the batch.
     dev = (expected_norms.detach() - center).abs()
-    assert_elementwise(penalty, expected, accumulator(dtype), ops=0,
-                       extra=(2 * dev * expected_norms.detach()).mean() * rtol_norm + reduction_rtol(batch) * expected)
+    assert_elementwise(
+        penalty,
+        expected,
+        accumulator(dtype),
+        ops=0,
+        extra=(2 * dev * expected_norms.detach()).mean() * rtol_norm + reduction_rtol(batch) * expected,
+    )
 
     penalty.backward(torch.tensor(grad_scale, device=grads.device))
     (grad_scale * expected).backward()
@@ -42,15 +47,18 @@ def check_penalty(grads, center, one_sided, grad_scale=3.0):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape,layout", SHAPES, ids=SHAPE_IDS)
 @pytest.mark.parametrize("center,one_sided", VARIANTS)
-def test_penalty_and_gradient_match_float64_reference(backend, small_grid, device, shape, layout, dtype, center,
-                                                      one_sided):
+def test_penalty_and_gradient_match_float64_reference(
+    backend, small_grid, device, shape, layout, dtype, center, one_sided
+):
     # Scaled so that norms straddle 1: both branches of the one-sided penalty are exercised.
     d = math.prod(shape[1:])
     check_penalty(make(shape, dtype, device, layout) * (1.2 / d**0.5), center, one_sided)
 
 
 @pytest.mark.parametrize("center,one_sided", VARIANTS)
-@pytest.mark.parametrize("shape,layout", [((3, 7), "contiguous"), ((2, 3, 4, 5), "channels_last"), ((1, 1), "contiguous")])
+@pytest.mark.parametrize(
+    "shape,layout", [((3, 7), "contiguous"), ((2, 3, 4, 5), "channels_last"), ((1, 1), "contiguous")]
+)
 def test_gradcheck_float64(backend, device, shape, layout, center, one_sided):
     grads = (make(shape, torch.float64, device, layout) * 0.6).requires_grad_()
     assert torch.autograd.gradcheck(lambda g: fastgan.gradient_norm_penalty(g, center, one_sided), (grads,))

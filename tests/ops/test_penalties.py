@@ -12,8 +12,11 @@ import fastgan
 from fastgan import reference
 
 TOL = {torch.float32: dict(rtol=1e-4, atol=1e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
-KINDS = [pytest.param(kind, dtype, id=f"{kind}-{str(dtype)[6:]}")
-         for kind in ("mlp", "conv") for dtype in (torch.float32, torch.float64)]
+KINDS = [
+    pytest.param(kind, dtype, id=f"{kind}-{str(dtype)[6:]}")
+    for kind in ("mlp", "conv")
+    for dtype in (torch.float32, torch.float64)
+]
 
 
 def _critic(kind, device, dtype=torch.float32):
@@ -45,11 +48,17 @@ def _compare(critic, got, expected_fn):
 @pytest.mark.parametrize("kind,dtype", KINDS)
 def test_r1_and_r2(backend, device, kind, dtype):
     critic, real, fake = _critic(kind, device, dtype)
-    _compare(critic, fastgan.r1_penalty(critic, real, return_norms=True),
-             lambda ref: reference.squared_gradient_norm(ref, real))
+    _compare(
+        critic,
+        fastgan.r1_penalty(critic, real, return_norms=True),
+        lambda ref: reference.squared_gradient_norm(ref, real),
+    )
     critic.zero_grad()
-    _compare(critic, fastgan.r2_penalty(critic, fake, return_norms=True),
-             lambda ref: reference.squared_gradient_norm(ref, fake))
+    _compare(
+        critic,
+        fastgan.r2_penalty(critic, fake, return_norms=True),
+        lambda ref: reference.squared_gradient_norm(ref, fake),
+    )
     assert not real.requires_grad and not fake.requires_grad
 
 
@@ -58,8 +67,11 @@ def test_dragan(backend, device, kind, dtype):
     critic, real, _ = _critic(kind, device, dtype)
     alpha = torch.rand(real.shape[0], device=device, dtype=dtype)
     noise = torch.rand_like(real)
-    _compare(critic, fastgan.dragan_penalty(critic, real, alpha=alpha, noise=noise, return_norms=True),
-             lambda ref: reference.dragan_penalty(ref, real, alpha, noise))
+    _compare(
+        critic,
+        fastgan.dragan_penalty(critic, real, alpha=alpha, noise=noise, return_norms=True),
+        lambda ref: reference.dragan_penalty(ref, real, alpha, noise),
+    )
 
 
 def test_dragan_draws_its_own_noise(backend, device):
@@ -72,11 +84,17 @@ def test_dragan_draws_its_own_noise(backend, device):
 def test_zero_centred_and_one_sided_on_interpolates(backend, device, kind, dtype):
     critic, real, fake = _critic(kind, device, dtype)
     alpha = torch.rand(real.shape[0], device=device, dtype=dtype)
-    _compare(critic, fastgan.zero_centered_gradient_penalty(critic, real, fake, alpha=alpha, return_norms=True),
-             lambda ref: reference.gradient_penalty(ref, real, fake, alpha, center=0.0))
+    _compare(
+        critic,
+        fastgan.zero_centered_gradient_penalty(critic, real, fake, alpha=alpha, return_norms=True),
+        lambda ref: reference.gradient_penalty(ref, real, fake, alpha, center=0.0),
+    )
     critic.zero_grad()
-    _compare(critic, fastgan.gradient_penalty(critic, real, fake, alpha=alpha, one_sided=True, return_norms=True),
-             lambda ref: reference.gradient_penalty(ref, real, fake, alpha, one_sided=True))
+    _compare(
+        critic,
+        fastgan.gradient_penalty(critic, real, fake, alpha=alpha, one_sided=True, return_norms=True),
+        lambda ref: reference.gradient_penalty(ref, real, fake, alpha, one_sided=True),
+    )
 
 
 def test_batchnorm_critic_warns_once(backend, device):
@@ -113,14 +131,17 @@ def test_lazy_regularizer_schedule_and_adam_correction():
         fastgan.LazyRegularizer(every=0, weight=1.0)
 
 
-@pytest.mark.parametrize("call,name", [
-    (lambda c, x: fastgan.r1_penalty(c, x.long()), "real"),
-    (lambda c, x: fastgan.r2_penalty(c, x[:0]), "fake"),
-    (lambda c, x: fastgan.dragan_penalty(c, x, noise=x[:1]), "noise"),
-    (lambda c, x: fastgan.dragan_penalty(c, x, perturbation=0.0), "perturbation"),
-    (lambda c, x: fastgan.r1_penalty(c, x, scaler=object()), "scaler"),
-    (lambda c, x: fastgan.r1_penalty("critic", x), "critic"),
-])
+@pytest.mark.parametrize(
+    "call,name",
+    [
+        (lambda c, x: fastgan.r1_penalty(c, x.long()), "real"),
+        (lambda c, x: fastgan.r2_penalty(c, x[:0]), "fake"),
+        (lambda c, x: fastgan.dragan_penalty(c, x, noise=x[:1]), "noise"),
+        (lambda c, x: fastgan.dragan_penalty(c, x, perturbation=0.0), "perturbation"),
+        (lambda c, x: fastgan.r1_penalty(c, x, scaler=object()), "scaler"),
+        (lambda c, x: fastgan.r1_penalty("critic", x), "critic"),
+    ],
+)
 def test_bad_arguments(backend, device, call, name):
     critic, real, _ = _critic("mlp", device)
     with pytest.raises((TypeError, ValueError), match=rf"\b{name}\b"):

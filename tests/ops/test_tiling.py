@@ -32,9 +32,16 @@ def _classes(monkeypatch):
 
 def test_shapes_reach_every_tiling_class(monkeypatch):
     assert _classes(monkeypatch) == {
-        "several rows a program", "one row a program", "partial last row block", "single chunk, one iteration",
-        "single chunk, several iterations", "several chunks, one iteration", "several chunks, several iterations",
-        "partial last chunk", "more than 65535 samples", "samples above 65536 elements",
+        "several rows a program",
+        "one row a program",
+        "partial last row block",
+        "single chunk, one iteration",
+        "single chunk, several iterations",
+        "several chunks, one iteration",
+        "several chunks, several iterations",
+        "partial last chunk",
+        "more than 65535 samples",
+        "samples above 65536 elements",
     }
 
 

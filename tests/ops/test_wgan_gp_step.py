@@ -30,8 +30,11 @@ def _critic_loss(critic, real, fake, penalty):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize("kind,channels_last", [("mlp", False), ("conv", False), ("conv", True)],
-                         ids=["mlp", "conv-nchw", "conv-channels_last"])
+@pytest.mark.parametrize(
+    "kind,channels_last",
+    [("mlp", False), ("conv", False), ("conv", True)],
+    ids=["mlp", "conv-nchw", "conv-channels_last"],
+)
 def test_critic_loss_and_parameter_gradients_match_reference(backend, device, kind, dtype, channels_last):
     critic, real, fake = _critic_and_batch(kind, device, dtype)
     if channels_last:

@@ -16,8 +16,14 @@ def _mlp():
 
 
 def _conv():
-    return nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(4, 8, 3, 2, 1), nn.LeakyReLU(0.2),
-                         nn.Flatten(), nn.Linear(8 * 4 * 4, 1)), (4, 3, 16, 16)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(4, 8, 3, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 1),
+    ), (4, 3, 16, 16)
 
 
 def _smooth():
@@ -51,11 +57,14 @@ def _count(graph_module, target):
     return sum(node.target is target for node in graph_module.graph.nodes)
 
 
-@pytest.mark.parametrize("build,target,removed", [
-    (_mlp, aten.mm.default, 1),  # the interpolates' first-layer weight product with a zero gradient
-    (_conv, aten.convolution_backward.default, 2),  # both backward convolutions of the interpolates' pass
-    (_smooth, aten.mm.default, 0),  # softplus has a second derivative: nothing is zero
-])
+@pytest.mark.parametrize(
+    "build,target,removed",
+    [
+        (_mlp, aten.mm.default, 1),  # the interpolates' first-layer weight product with a zero gradient
+        (_conv, aten.convolution_backward.default, 2),  # both backward convolutions of the interpolates' pass
+        (_smooth, aten.mm.default, 0),  # softplus has a second derivative: nothing is zero
+    ],
+)
 def test_the_pass_removes_the_products_of_zeros_and_nothing_else(build, target, removed):
     before, after, params, x = _graphs(build)
     assert _count(before, target) - _count(after, target) == removed

@@ -16,8 +16,9 @@ def _run(args, interpret):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     if interpret:
         env["TRITON_INTERPRET"] = "1"
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_runner_writes_table_and_json(tmp_path):
@@ -39,10 +40,21 @@ def test_runner_refuses_the_interpreter():
 
 
 def _report(card, ms):
-    env = {"card": card, "date": "2026-11-26T23:00:00+00:00", "torch": "t", "triton": "tr", "machine": "m",
-           "copy_bandwidth_gbs": 1000.0}
-    return {"environment": env, "results": [{"op": "critic step (reference mlp)", "size": "64x784", "dtype": "float32",
-                                             "provider": p, "ms": v} for p, v in ms.items()]}
+    env = {
+        "card": card,
+        "date": "2026-11-26T23:00:00+00:00",
+        "torch": "t",
+        "triton": "tr",
+        "machine": "m",
+        "copy_bandwidth_gbs": 1000.0,
+    }
+    return {
+        "environment": env,
+        "results": [
+            {"op": "critic step (reference mlp)", "size": "64x784", "dtype": "float32", "provider": p, "ms": v}
+            for p, v in ms.items()
+        ],
+    }
 
 
 def test_report_rewrites_one_cards_part_and_keeps_the_others(tmp_path):
@@ -50,8 +62,11 @@ def test_report_rewrites_one_cards_part_and_keeps_the_others(tmp_path):
 
     results_md = tmp_path / "RESULTS.md"
     results_md.write_text("# Results\n\n## GPU\n\nnotes\n\n## CPU\n")
-    for card, ms in [("Card A", {"reference": 2.0, "fastgan graph": 0.5}), ("Card B", {"reference": 3.0, "fastgan": 1.0}),
-                     ("Card A", {"reference": 2.0, "fastgan graph": 0.25})]:
+    for card, ms in [
+        ("Card A", {"reference": 2.0, "fastgan graph": 0.5}),
+        ("Card B", {"reference": 3.0, "fastgan": 1.0}),
+        ("Card A", {"reference": 2.0, "fastgan graph": 0.25}),
+    ]:
         run = _report(card, ms)
         section = report.gpu_section(run, report.results_name(run["environment"]), tests="1 passed")
         report.write_gpu_section(results_md, section, report.card_slug(run["environment"]))
@@ -78,8 +93,17 @@ def test_steps_table_gives_the_device_work_where_measured():
 def test_steps_table_counts_every_bf16_provider_as_bf16():
     from benchmarks import report
 
-    run = _report("Card", {"reference": 8.0, "fastgan graph": 4.0, "func compile": 5.0, "reference bf16": 4.0,
-                           "fastgan graph bf16": 2.0, "fastgan graph bf16 nchw": 1.0})
+    run = _report(
+        "Card",
+        {
+            "reference": 8.0,
+            "fastgan graph": 4.0,
+            "func compile": 5.0,
+            "reference bf16": 4.0,
+            "fastgan graph bf16": 2.0,
+            "fastgan graph bf16 nchw": 1.0,
+        },
+    )
     table = report.steps_table(run["results"])
     # fp32: graph 4 ms against func compile's 5 (1.25x), not the nchw bf16 row's 1 ms; bf16: 4 / 1
     assert "| 8.0000 | 4.0000 | 5.0000 | 4.0000 | 2.0000 | 1.0000 | 8.00 | 1.25 | 4.00 |" in table
@@ -89,8 +113,13 @@ def test_launch_overhead_counts_an_eager_steps_launches(tmp_path):
     """The host-cost probe (its own process: it replaces the kernels) times both paths and sees the five launches
     of an eager WGAN-GP critic step: interpolation, penalty forward and backward, loss forward and backward."""
     out = tmp_path / "launch.json"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.launch_overhead", "--calls", "5", "--rounds", "1",
-                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.launch_overhead", "--calls", "5", "--rounds", "1", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["launches_per_step"] == 5
@@ -111,9 +140,14 @@ def test_parity_compares_a_mode_with_eager_and_float64():
 def test_pytest_benchmark_cases_run():
     """`pytest benchmarks/` (the README's command) collects every case before it runs any: each case must keep
     its own inputs (the step cases once shared the last model's batches). Timings off: the cases run once."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "-q", "-p", "no:cacheprovider",
-                           "--benchmark-disable"], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks/", "-q", "-p", "no:cacheprovider", "--benchmark-disable"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
 
@@ -142,14 +176,29 @@ def test_flops_follow_torchs_formulas():
 
 def test_step_rows_carry_flops_and_the_bf16_providers(tmp_path):
     out = tmp_path / "bench.json"
-    proc = _run(["--quick", "--no-compile", "--only", "critic step (reference mlp)", "--only", "interpolation",
-                 "--json", str(out)], interpret=False)
+    proc = _run(
+        [
+            "--quick",
+            "--no-compile",
+            "--only",
+            "critic step (reference mlp)",
+            "--only",
+            "interpolation",
+            "--json",
+            str(out),
+        ],
+        interpret=False,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert report["environment"]["bf16_matmul_tflops"] > 0
     steps = [r for r in report["results"] if r["op"] == "critic step (reference mlp)"]
     assert {(r["provider"], r["dtype"]) for r in steps} == {
-        ("reference", "float32"), ("fastgan", "float32"), ("reference bf16", "bfloat16"), ("fastgan bf16", "bfloat16")}
+        ("reference", "float32"),
+        ("fastgan", "float32"),
+        ("reference bf16", "bfloat16"),
+        ("fastgan bf16", "bfloat16"),
+    }
     for r in steps:
         assert r["flops"] > 0 and r["arithmetic_intensity"] > 0
         assert abs(r["tflops"] - r["flops"] / (r["ms"] * 1e-3) / 1e12) < 1e-9 * r["tflops"]
@@ -180,8 +229,15 @@ def test_the_lazy_r1_benchmarks_seed_code_trains_as_the_lazy_step_does():
     plain, stepped = copy.deepcopy(critic), copy.deepcopy(critic)
     seed_lazy_r1_steps(plain, reference_adam(plain), real, fake)
     loss, penalty, weight, every = LAZY_R1
-    step = fastgan.CriticStep(stepped, reference_adam(stepped), loss=loss, penalty=penalty, penalty_weight=weight,
-                              lazy_every=every, mode="eager")
+    step = fastgan.CriticStep(
+        stepped,
+        reference_adam(stepped),
+        loss=loss,
+        penalty=penalty,
+        penalty_weight=weight,
+        lazy_every=every,
+        mode="eager",
+    )
     for _ in range(every):
         step(real, fake)
     for p, q in zip(stepped.parameters(), plain.parameters()):

@@ -19,8 +19,15 @@ def _id(page: Path) -> str:
 
 
 def test_the_pages_exist():
-    assert {"README.md", "CONTRIBUTING.md", "docs/training.md", "docs/steps.md", "docs/stabilizers.md",
-            "docs/distributed.md", "docs/study.md"} <= {_id(p) for p in PAGES}
+    assert {
+        "README.md",
+        "CONTRIBUTING.md",
+        "docs/training.md",
+        "docs/steps.md",
+        "docs/stabilizers.md",
+        "docs/distributed.md",
+        "docs/study.md",
+    } <= {_id(p) for p in PAGES}
     assert len((ROOT / "README.md").read_text().splitlines()) <= 300
 
 
@@ -55,7 +62,7 @@ def test_every_relative_link_resolves(page):
 
 def test_the_readme_quick_start_is_at_most_20_lines():
     readme = (ROOT / "README.md").read_text()
-    quick = readme[readme.index("## Quick start"):]
+    quick = readme[readme.index("## Quick start") :]
     assert len(FENCE.search(quick).group(1).strip().splitlines()) <= 20
     assert os.path.isfile(ROOT / "LICENSE")
 

@@ -20,10 +20,23 @@ from fastgan.train import TrainConfig, train
 WORKER = Path(__file__).resolve().parents[1] / "distributed_worker.py"
 # Seed 11 is not one any preset was tuned on. 20 steps of batch 256 split over 2 processes.
 SETTINGS = dict(steps=20, batch_size=256, log_every=10, eval_samples=200, device="cpu", mode="eager", seed=11)
-PRESETS = {"wgan": {}, "wgan-gp": {}, "wgan-lp": {}, "lsgan": {}, "hinge": {}, "r1": {"lazy_every": 4},
-           # A conditional GAN on MNIST's labels (written by the fixture), epochs rolling over every 2 steps.
-           "conditional": {"loss": "wgan-gp", "data": "mnist", "conditional": True, "batch_size": 16, "hidden": 16,
-                           "n_critic": 2}}
+PRESETS = {
+    "wgan": {},
+    "wgan-gp": {},
+    "wgan-lp": {},
+    "lsgan": {},
+    "hinge": {},
+    "r1": {"lazy_every": 4},
+    # A conditional GAN on MNIST's labels (written by the fixture), epochs rolling over every 2 steps.
+    "conditional": {
+        "loss": "wgan-gp",
+        "data": "mnist",
+        "conditional": True,
+        "batch_size": 16,
+        "hidden": 16,
+        "n_critic": 2,
+    },
+}
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -40,9 +53,23 @@ def _two_process_runs(out: Path, mode: str) -> tuple[Path, dict]:
     runs = {name: {**SETTINGS, "loss": name, "mode": mode, **extra} for name, extra in PRESETS.items()}
     runs["conditional"]["data_root"] = str(mnist)
     (out / "runs.json").write_text(json.dumps(runs))
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(WORKER), str(out / "runs.json"), str(out)],
-                          capture_output=True, text=True, timeout=1200, env=_env())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(WORKER),
+            str(out / "runs.json"),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=_env(),
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out, runs
 
@@ -107,11 +134,34 @@ def _start_ranks(tmp_path, per_rank_args, timeout_s="60"):
     port = _free_port()
     procs = []
     for rank, args in enumerate(per_rank_args):
-        env = {**_env(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
-               "RANK": str(rank), "LOCAL_RANK": str(rank)}
-        cmd = [sys.executable, "-m", "fastgan.cli", "train", "--device", "cpu", "--mode", "eager", "--quiet",
-               "--hidden", "16", "--eval-samples", "100", "--dist-timeout", timeout_s,
-               "--out", str(tmp_path / "run"), *args]
+        env = {
+            **_env(),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": "2",
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "fastgan.cli",
+            "train",
+            "--device",
+            "cpu",
+            "--mode",
+            "eager",
+            "--quiet",
+            "--hidden",
+            "16",
+            "--eval-samples",
+            "100",
+            "--dist-timeout",
+            timeout_s,
+            "--out",
+            str(tmp_path / "run"),
+            *args,
+        ]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
 

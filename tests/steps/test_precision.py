@@ -2,7 +2,8 @@
 
 The bf16 steps are held to float64 by the bf16 reference's own distance (the plain step under bf16 autocast, as
 a user writes it; a statistic, one rounded number that the reference may round luckily, also within bf16's
-rounding of it and of the scores it is computed from, about 0.1 in size here), in every mode, which must also end elsewhere than the fp32 step does.
+rounding of it and of the scores it is computed from, about 0.1 in size here), in every mode, which must also end
+elsewhere than the fp32 step does.
 """
 
 import warnings
@@ -19,9 +20,14 @@ BF16_EPS = torch.finfo(torch.bfloat16).eps
 SCORES = 0.1  # the size of the zoo critics' scores at these steps: a statistic's rounding scale
 
 
-@pytest.mark.parametrize("name,loss,penalty", [("sn conv (parametrizations)", "wgan", "gp"),
-                                               ("projection (conditional)", "hinge", "r1"),
-                                               ("dropout", "ns", "dragan")])
+@pytest.mark.parametrize(
+    "name,loss,penalty",
+    [
+        ("sn conv (parametrizations)", "wgan", "gp"),
+        ("projection (conditional)", "hinge", "r1"),
+        ("dropout", "ns", "dragan"),
+    ],
+)
 def test_bf16_eager_steps_are_as_accurate_as_the_plain_bf16_step(name, loss, penalty):
     got, got_stats, _ = train_critic(name, loss, penalty, "eager", precision="bf16")
     ref16, stats16, _ = train_critic(name, loss, penalty, precision="bf16")
@@ -30,8 +36,10 @@ def test_bf16_eager_steps_are_as_accurate_as_the_plain_bf16_step(name, loss, pen
     assert_like_reference(got_stats, stats16, stats64, f"{name}, bf16 eager", BF16_EPS, BF16_EPS * SCORES)
 
 
-@pytest.mark.parametrize("name,loss,penalty", [("minibatch stddev", "wgan", "gp"), ("dropout", "wgan", "dragan"),
-                                               ("sn mlp (old api)", "lsgan", "r1")])
+@pytest.mark.parametrize(
+    "name,loss,penalty",
+    [("minibatch stddev", "wgan", "gp"), ("dropout", "wgan", "dragan"), ("sn mlp (old api)", "lsgan", "r1")],
+)
 def test_compiled_bf16_steps_are_as_accurate_as_the_plain_bf16_step(name, loss, penalty):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no fallback to eager
@@ -98,8 +106,11 @@ def test_bf16_generator_steps_run_both_networks_in_bf16_and_follow_the_plain_bf1
         torch.manual_seed(0)
         generator, critic = GeneratorSpy(6).to(dtype), DtypeSpy(6).to(dtype)
         opt = _optimizer(generator)
-        step = fastgan.GeneratorStep(generator, critic, opt, loss="ns", mode=step_mode, precision=precision) \
-            if step_mode else None
+        step = (
+            fastgan.GeneratorStep(generator, critic, opt, loss="ns", mode=step_mode, precision=precision)
+            if step_mode
+            else None
+        )
         losses = []
         for t in range(STEPS):
             noise = torch.randn(8, zoo.LATENT, generator=torch.Generator().manual_seed(t)).to(dtype)
@@ -120,11 +131,14 @@ def test_bf16_generator_steps_run_both_networks_in_bf16_and_follow_the_plain_bf1
         assert abs(g - r64) <= 4 * abs(r16 - r64) + BF16_EPS * (abs(r64) + 1e-3)
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    (dict(precision="fp16"), ValueError, "precision"),
-    (dict(precision=torch.bfloat16), ValueError, "precision"),
-    (dict(precision="bf16", scaler=torch.amp.GradScaler("cpu")), ValueError, "scaler"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(precision="fp16"), ValueError, "precision"),
+        (dict(precision=torch.bfloat16), ValueError, "precision"),
+        (dict(precision="bf16", scaler=torch.amp.GradScaler("cpu")), ValueError, "scaler"),
+    ],
+)
 def test_bad_precision_is_refused(kwargs, error, match):
     critic = DtypeSpy(6)
     with pytest.raises(error, match=match):

@@ -16,8 +16,11 @@ MODES = ["eager", "compile"]
 
 def _batch(t, n=8):
     g = torch.Generator().manual_seed(t)
-    return torch.randn(n, 12, generator=g), torch.randn(n, 12, generator=g), torch.randint(zoo.CLASSES, (n,),
-                                                                                              generator=g)
+    return (
+        torch.randn(n, 12, generator=g),
+        torch.randn(n, 12, generator=g),
+        torch.randint(zoo.CLASSES, (n,), generator=g),
+    )
 
 
 def _run(mode, build, between, steps=4, loss="wgan", penalty="gp"):
@@ -127,20 +130,24 @@ def test_a_critic_without_one_score_per_sample_is_refused_and_nothing_changes(mo
     for k, v in critic.state_dict().items():
         assert torch.equal(v, before[k]), k  # spectral norm's u and v included
     generator = nn.Linear(zoo.LATENT, 12)
-    generator_step = fastgan.GeneratorStep(generator, critic, torch.optim.Adam(generator.parameters()), loss="wgan",
-                                           mode=mode)
+    generator_step = fastgan.GeneratorStep(
+        generator, critic, torch.optim.Adam(generator.parameters()), loss="wgan", mode=mode
+    )
     with pytest.raises(ValueError, match="one score per sample"):
         generator_step(torch.randn(8, zoo.LATENT))
 
 
-@pytest.mark.parametrize("penalty", [
-    lambda D, real, fake: fastgan.gradient_penalty(D, real, fake),
-    lambda D, real, fake: fastgan.compute_gradient_penalty(D, real, fake),
-    lambda D, real, fake: fastgan.r1_penalty(D, real),
-    lambda D, real, fake: fastgan.r2_penalty(D, fake),
-    lambda D, real, fake: fastgan.dragan_penalty(D, real),
-    lambda D, real, fake: fastgan.zero_centered_gradient_penalty(D, real, fake),
-])
+@pytest.mark.parametrize(
+    "penalty",
+    [
+        lambda D, real, fake: fastgan.gradient_penalty(D, real, fake),
+        lambda D, real, fake: fastgan.compute_gradient_penalty(D, real, fake),
+        lambda D, real, fake: fastgan.r1_penalty(D, real),
+        lambda D, real, fake: fastgan.r2_penalty(D, fake),
+        lambda D, real, fake: fastgan.dragan_penalty(D, real),
+        lambda D, real, fake: fastgan.zero_centered_gradient_penalty(D, real, fake),
+    ],
+)
 def test_the_penalties_refuse_a_critic_without_one_score_per_sample(penalty):
     critic = nn.Linear(12, 2)
     real, fake, _ = _batch(0)
@@ -149,12 +156,15 @@ def test_the_penalties_refuse_a_critic_without_one_score_per_sample(penalty):
             penalty(bad, real, fake)
 
 
-@pytest.mark.parametrize("call,error,match", [
-    (lambda step, r, f, y: step(r, f, labels=y[:4]), ValueError, "labels must hold one label per sample"),
-    (lambda step, r, f, y: step(r, f, labels=y.tolist()), TypeError, "labels must be a torch.Tensor"),
-    (lambda step, r, f, y: step(r, f, fake_labels=y), ValueError, "fake_labels needs labels"),
-    (lambda step, r, f, y: step(r, f, labels=y, fake_labels=y[:3]), ValueError, "fake_labels must hold"),
-])
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda step, r, f, y: step(r, f, labels=y[:4]), ValueError, "labels must hold one label per sample"),
+        (lambda step, r, f, y: step(r, f, labels=y.tolist()), TypeError, "labels must be a torch.Tensor"),
+        (lambda step, r, f, y: step(r, f, fake_labels=y), ValueError, "fake_labels needs labels"),
+        (lambda step, r, f, y: step(r, f, labels=y, fake_labels=y[:3]), ValueError, "fake_labels must hold"),
+    ],
+)
 def test_bad_labels_are_refused(call, error, match):
     critic = zoo.ProjectionCritic()
     step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), loss="hinge", mode="eager")
@@ -163,15 +173,18 @@ def test_bad_labels_are_refused(call, error, match):
         call(step, real, fake, y)
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    (dict(loss="wgan", penalty="gp", penalty_weight=-1.0), ValueError, "penalty_weight must be > 0"),
-    (dict(loss="wgan", penalty="gp", penalty_weight=float("inf")), ValueError, "penalty_weight must be finite"),
-    (dict(loss="lsgan", lsgan_targets=(0, 1)), ValueError, "lsgan_targets must be three numbers"),
-    (dict(loss="wgan", label_smoothing=0.1), ValueError, "label_smoothing applies to the ns loss only"),
-    (dict(loss="ns", label_smoothing=1.0), ValueError, r"label_smoothing must be in \[0, 1\)"),
-    (dict(loss="wgan", clip_value=0.0), ValueError, "clip_value must be > 0"),
-    (dict(loss="wgan", joint_pass="yes"), TypeError, "joint_pass must be a bool"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(loss="wgan", penalty="gp", penalty_weight=-1.0), ValueError, "penalty_weight must be > 0"),
+        (dict(loss="wgan", penalty="gp", penalty_weight=float("inf")), ValueError, "penalty_weight must be finite"),
+        (dict(loss="lsgan", lsgan_targets=(0, 1)), ValueError, "lsgan_targets must be three numbers"),
+        (dict(loss="wgan", label_smoothing=0.1), ValueError, "label_smoothing applies to the ns loss only"),
+        (dict(loss="ns", label_smoothing=1.0), ValueError, r"label_smoothing must be in \[0, 1\)"),
+        (dict(loss="wgan", clip_value=0.0), ValueError, "clip_value must be > 0"),
+        (dict(loss="wgan", joint_pass="yes"), TypeError, "joint_pass must be a bool"),
+    ],
+)
 def test_bad_critic_step_options_are_refused(kwargs, error, match):
     critic = zoo.SNMLPCritic()
     with pytest.raises(error, match=match):
@@ -203,8 +216,14 @@ def test_a_compiled_step_that_fails_its_check_undoes_its_buffer_updates(monkeypa
     monkeypatch.setattr(Compiled, "gradients", one_percent_off)
     torch.manual_seed(0)
     critic = zoo.SNMLPCritic()
-    step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters(), lr=1e-2, betas=(0.5, 0.9)), loss="wgan",
-                              penalty="gp", penalty_weight=2.0, mode="compile")
+    step = fastgan.CriticStep(
+        critic,
+        torch.optim.Adam(critic.parameters(), lr=1e-2, betas=(0.5, 0.9)),
+        loss="wgan",
+        penalty="gp",
+        penalty_weight=2.0,
+        mode="compile",
+    )
     for t in range(2):
         real, fake, _ = _batch(t)
         torch.manual_seed(100 + t)

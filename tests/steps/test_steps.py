@@ -69,8 +69,10 @@ def _relative(a, b):
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
-@pytest.mark.parametrize("loss,penalty", [(loss, penalty) for loss in [*REFERENCE_LOSSES, None]
-                                          for penalty in [*PENALTIES, None] if loss or penalty])
+@pytest.mark.parametrize(
+    "loss,penalty",
+    [(loss, penalty) for loss in [*REFERENCE_LOSSES, None] for penalty in [*PENALTIES, None] if loss or penalty],
+)
 def test_eager_step_is_the_seed_style_step(backend, device, loss, penalty):
     critic, real, fake = _setup("conv" if penalty in ("r1", "dragan") else "mlp", device=device)
     ref_critic = copy.deepcopy(critic)
@@ -84,8 +86,11 @@ def test_eager_step_is_the_seed_style_step(backend, device, loss, penalty):
         _reference_step(ref_critic, ref_opt, real, fake, loss, penalty, 2.0)
     for p, p_ref in zip(critic.parameters(), ref_critic.parameters()):
         torch.testing.assert_close(p, p_ref, rtol=1e-5, atol=1e-7)
-    assert set(stats) == ({"loss"} | ({"wasserstein"} if loss else set())
-                          | ({"penalty", "grad_norm_mean", "grad_norm_max"} if penalty else set()))
+    assert set(stats) == (
+        {"loss"}
+        | ({"wasserstein"} if loss else set())
+        | ({"penalty", "grad_norm_mean", "grad_norm_max"} if penalty else set())
+    )
     assert all(v.dim() == 0 and not v.requires_grad for v in stats.values())
 
 
@@ -152,8 +157,9 @@ def _train(mode, kind, loss, penalty, channels_last=False, steps=10, lazy_every=
     critic, real, fake = _setup(kind, channels_last)
     critic, real, fake = critic.to(dtype), real.to(dtype), fake.to(dtype)
     opt = torch.optim.Adam(critic.parameters(), lr=1e-3, betas=(0.5, 0.9))
-    step = fastgan.CriticStep(critic, opt, loss=loss, penalty=penalty, penalty_weight=5.0, mode=mode,
-                              lazy_every=lazy_every)
+    step = fastgan.CriticStep(
+        critic, opt, loss=loss, penalty=penalty, penalty_weight=5.0, mode=mode, lazy_every=lazy_every
+    )
     torch.manual_seed(1)
     for _ in range(steps):
         stats = step(real, fake)
@@ -171,10 +177,13 @@ def _assert_as_accurate(compiled, eager, exact):
             assert distance <= max(1e-4 * float(x.norm()), 4 * eager_distance)
 
 
-@pytest.mark.parametrize("kind,loss,penalty,channels_last,lazy", [
-    ("mlp", "wgan", "gp", False, 1),
-    ("conv", "ns", "r1", True, 2),
-])
+@pytest.mark.parametrize(
+    "kind,loss,penalty,channels_last,lazy",
+    [
+        ("mlp", "wgan", "gp", False, 1),
+        ("conv", "ns", "r1", True, 2),
+    ],
+)
 def test_compiled_step_trains_like_eager(kind, loss, penalty, channels_last, lazy):
     eager, eager_stats, _ = _train("eager", kind, loss, penalty, channels_last, lazy_every=lazy)
     with warnings.catch_warnings():
@@ -185,8 +194,9 @@ def test_compiled_step_trains_like_eager(kind, loss, penalty, channels_last, laz
     # whose gradients are near zero.
     for p, p_ref in zip(compiled, eager):
         assert _relative(p, p_ref) < 1e-3
-    _assert_as_accurate(compiled, eager, _train("eager", kind, loss, penalty, channels_last, lazy_every=lazy,
-                                                dtype=torch.float64)[0])
+    _assert_as_accurate(
+        compiled, eager, _train("eager", kind, loss, penalty, channels_last, lazy_every=lazy, dtype=torch.float64)[0]
+    )
     for key, value in eager_stats.items():
         torch.testing.assert_close(compiled_stats[key], value, rtol=1e-4, atol=1e-6)
 
@@ -232,8 +242,9 @@ def test_a_compiled_gradient_one_percent_off_falls_back_to_eager(monkeypatch):
     from fastgan.steps.compiled.step import Compiled
 
     critic, real, fake = _setup()
-    step = fastgan.CriticStep(critic, torch.optim.SGD(critic.parameters(), lr=0.1), loss="wgan", penalty="gp",
-                              mode="compile")
+    step = fastgan.CriticStep(
+        critic, torch.optim.SGD(critic.parameters(), lr=0.1), loss="wgan", penalty="gp", mode="compile"
+    )
     compiled_gradients = Compiled.gradients
 
     def one_percent_off(self, inputs):
@@ -251,8 +262,9 @@ def test_a_bias_before_batchnorm_does_not_fail_the_compile_check():
     torch.manual_seed(0)
     generator = nn.Sequential(nn.Linear(4, 32), nn.BatchNorm1d(32), nn.LeakyReLU(0.2), nn.Linear(32, 6))
     critic = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 1))
-    step = fastgan.GeneratorStep(generator, critic, torch.optim.Adam(generator.parameters()), loss="wgan",
-                                 mode="compile")
+    step = fastgan.GeneratorStep(
+        generator, critic, torch.optim.Adam(generator.parameters()), loss="wgan", mode="compile"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         step(torch.randn(64, 4))
@@ -261,8 +273,7 @@ def test_a_bias_before_batchnorm_does_not_fail_the_compile_check():
 
 def test_batchnorm_critic_with_a_penalty_runs_eager_with_a_warning():
     critic = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
-    step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), loss="wgan", penalty="gp",
-                              mode="compile")
+    step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), loss="wgan", penalty="gp", mode="compile")
     with pytest.warns(UserWarning, match="BatchNorm"):
         step(torch.randn(4, 5), torch.randn(4, 5))
     assert step.mode == "eager"
@@ -309,15 +320,18 @@ def test_graph_mode_needs_cuda_tensors():
         step(real, fake)
 
 
-@pytest.mark.parametrize("kwargs,error,name", [
-    (dict(loss="wasserstein"), ValueError, "loss"),
-    (dict(loss="wgan", penalty="gp2"), ValueError, "penalty"),
-    (dict(loss=None), ValueError, "penalty"),
-    (dict(loss="wgan", mode="fast"), ValueError, "mode"),
-    (dict(loss="wgan", penalty="r1", lazy_every=0), ValueError, "lazy_every"),
-    (dict(loss="wgan", clip_value=-1.0), ValueError, "clip_value"),
-    (dict(loss="wgan", scaler=object()), TypeError, "scaler"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,name",
+    [
+        (dict(loss="wasserstein"), ValueError, "loss"),
+        (dict(loss="wgan", penalty="gp2"), ValueError, "penalty"),
+        (dict(loss=None), ValueError, "penalty"),
+        (dict(loss="wgan", mode="fast"), ValueError, "mode"),
+        (dict(loss="wgan", penalty="r1", lazy_every=0), ValueError, "lazy_every"),
+        (dict(loss="wgan", clip_value=-1.0), ValueError, "clip_value"),
+        (dict(loss="wgan", scaler=object()), TypeError, "scaler"),
+    ],
+)
 def test_bad_step_arguments(kwargs, error, name):
     critic, _, _ = _setup()
     with pytest.raises(error, match=name):
@@ -375,10 +389,14 @@ def test_a_critic_whose_loss_gradients_cancel_stays_compiled(monkeypatch):
 
     judged, flagged = [], []
     float64_gradients, first_mismatch = Compiled.float64_gradients, compile_check.first_mismatch
-    monkeypatch.setattr(Compiled, "float64_gradients", lambda self, *args: judged.append(1) or float64_gradients(
-        self, *args))
-    monkeypatch.setattr(compile_check, "first_mismatch", lambda *args: flagged.append(
-        first_mismatch(*args) is not None and len(args) == 4) or first_mismatch(*args))
+    monkeypatch.setattr(
+        Compiled, "float64_gradients", lambda self, *args: judged.append(1) or float64_gradients(self, *args)
+    )
+    monkeypatch.setattr(
+        compile_check,
+        "first_mismatch",
+        lambda *args: flagged.append(first_mismatch(*args) is not None and len(args) == 4) or first_mismatch(*args),
+    )
     torch.manual_seed(0)
     critic = ConvCritic()
     real = torch.randn(6, 3, 16, 16)
@@ -393,8 +411,9 @@ def test_a_critic_whose_loss_gradients_cancel_stays_compiled(monkeypatch):
 
 
 OPTIMIZERS = {
-    "adam amsgrad weight decay": lambda p, lr: torch.optim.Adam(p, lr=lr, betas=(0.5, 0.9), amsgrad=True,
-                                                                weight_decay=0.01),
+    "adam amsgrad weight decay": lambda p, lr: torch.optim.Adam(
+        p, lr=lr, betas=(0.5, 0.9), amsgrad=True, weight_decay=0.01
+    ),
     "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.05),
     "adam two groups": lambda p, lr: torch.optim.Adam([{"params": p[:2], "lr": 10 * lr}, {"params": p[2:]}], lr=lr),
     "rmsprop centered momentum": lambda p, lr: torch.optim.RMSprop(p, lr=lr, momentum=0.9, centered=True),
@@ -410,8 +429,11 @@ def test_in_graph_update_is_the_optimizers_step(name):
     from fastgan.steps.compiled.optimizer_update import in_graph_update
 
     torch.manual_seed(0)
-    params = [torch.randn(5, 3, requires_grad=True), torch.randn(5, requires_grad=True),
-              torch.randn(1, 5, requires_grad=True)]
+    params = [
+        torch.randn(5, 3, requires_grad=True),
+        torch.randn(5, requires_grad=True),
+        torch.randn(1, 5, requires_grad=True),
+    ]
     ref_params = [p.detach().clone().requires_grad_() for p in params]
     opt, ref_opt = OPTIMIZERS[name](params, 1e-3), OPTIMIZERS[name](ref_params, 1e-3)
     grads = [[torch.randn_like(p) for p in params] for _ in range(8)]
@@ -458,8 +480,9 @@ def test_compiled_step_trains_like_eager_with_each_optimizer(name):
     trained = {}
     for mode in ("eager", "compile"):
         critic, real, fake = _setup()
-        step = fastgan.CriticStep(critic, OPTIMIZERS[name](list(critic.parameters()), 1e-4), loss="wgan",
-                                  penalty="gp", mode=mode)
+        step = fastgan.CriticStep(
+            critic, OPTIMIZERS[name](list(critic.parameters()), 1e-4), loss="wgan", penalty="gp", mode=mode
+        )
         torch.manual_seed(1)
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)
@@ -521,8 +544,9 @@ def test_nan_in_real_samples_reaches_the_parameters_of_a_compiled_r1_step():
     the parameters only through the zero products the compiled graph folds; it must still reach them."""
     for mode in ("eager", "compile"):
         critic, real, fake = _setup()
-        step = fastgan.CriticStep(critic, torch.optim.SGD(critic.parameters(), lr=0.1), loss=None, penalty="r1",
-                                  mode=mode)
+        step = fastgan.CriticStep(
+            critic, torch.optim.SGD(critic.parameters(), lr=0.1), loss=None, penalty="r1", mode=mode
+        )
         step(real, fake)
         bad = real.clone()
         bad[2, 5] = float("nan")
@@ -534,8 +558,9 @@ def test_more_steps_in_one_process_than_dynamos_recompile_limit_stay_compiled():
     """Dynamo keeps at most 8 graphs per code object: each step must compile into its own."""
     for seed in range(9):
         critic, real, fake = _setup(seed=seed)
-        step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), loss="wgan", penalty="gp",
-                                  mode="compile")
+        step = fastgan.CriticStep(
+            critic, torch.optim.Adam(critic.parameters()), loss="wgan", penalty="gp", mode="compile"
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)
             for _ in range(2):
@@ -554,10 +579,12 @@ def test_compile_graph_mode_replays_the_compiled_step_with_its_update(monkeypatc
     ends = {}
     for mode in ("compile", "compile+graph"):
         critic, generator = tiny_mlp_gan("cpu")
-        critic_step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters(), lr=1e-2), loss="wgan",
-                                         penalty="gp", mode="compile")
-        generator_step = fastgan.GeneratorStep(generator, critic, torch.optim.Adam(generator.parameters(), lr=1e-2),
-                                               loss="wgan", ema=0.9, mode="compile")
+        critic_step = fastgan.CriticStep(
+            critic, torch.optim.Adam(critic.parameters(), lr=1e-2), loss="wgan", penalty="gp", mode="compile"
+        )
+        generator_step = fastgan.GeneratorStep(
+            generator, critic, torch.optim.Adam(generator.parameters(), lr=1e-2), loss="wgan", ema=0.9, mode="compile"
+        )
         critic_step._main.mode = generator_step._runner.mode = mode  # past the CUDA check: the capture is a stand-in
         torch.manual_seed(1)
         data = torch.Generator().manual_seed(2)

@@ -38,8 +38,7 @@ class BranchingCritic(nn.Module):
 
 def test_a_compile_failure_names_the_module_and_the_line_that_stopped_it_once():
     critic = BranchingCritic()
-    step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), loss="wgan", penalty="gp",
-                              mode="compile")
+    step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), loss="wgan", penalty="gp", mode="compile")
     with pytest.warns(UserWarning) as caught:
         for _ in range(3):
             step(torch.randn(8, 12), torch.randn(8, 12))
@@ -193,9 +192,15 @@ class FlipsATag(_Scored):
         return self.net(x)
 
 
-@pytest.mark.parametrize("cls,attribute", [(KeepsItsScores, "critic.last is reassigned"),
-                                           (CountsInADict, "critic.stats is changed"),
-                                           (RegistersABuffer, "critic.first_mean is set"), (FlipsATag, None)])
+@pytest.mark.parametrize(
+    "cls,attribute",
+    [
+        (KeepsItsScores, "critic.last is reassigned"),
+        (CountsInADict, "critic.stats is changed"),
+        (RegistersABuffer, "critic.first_mean is set"),
+        (FlipsATag, None),
+    ],
+)
 def test_python_state_changed_in_forward_ends_as_eager_in_compile_mode(cls, attribute):
     """A tensor or a number kept in forward, a buffer registered there: compile mode names it and runs eager (a
     traced tensor cannot be kept; Dynamo compiles anew for each number). A string flipped at each call: compiled
@@ -204,8 +209,9 @@ def test_python_state_changed_in_forward_ends_as_eager_in_compile_mode(cls, attr
     for mode in ("eager", "compile"):
         torch.manual_seed(0)
         critic = cls()
-        step = fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters(), lr=1e-2), loss="wgan", penalty="gp",
-                                  mode=mode)
+        step = fastgan.CriticStep(
+            critic, torch.optim.Adam(critic.parameters(), lr=1e-2), loss="wgan", penalty="gp", mode=mode
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for t, (real, fake) in enumerate(_batches(3)):
@@ -216,11 +222,13 @@ def test_python_state_changed_in_forward_ends_as_eager_in_compile_mode(cls, attr
         if mode == "compile":
             assert step.mode == ("compile" if attribute is None else "eager")
             assert messages == ([] if attribute is None else [messages[0]]) and (
-                attribute is None or f"{attribute} in forward" in messages[0]), messages
+                attribute is None or f"{attribute} in forward" in messages[0]
+            ), messages
     eager, compiled = ends["eager"], ends["compile"]
     for p, q in zip(compiled.parameters(), eager.parameters()):
         assert torch.allclose(p, q, rtol=1e-4, atol=1e-6)
     assert (compiled.stats, compiled.tag) == (eager.stats, eager.tag)
-    assert (compiled.last is None) == (eager.last is None) and (eager.last is None or torch.equal(compiled.last,
-                                                                                                  eager.last))
+    assert (compiled.last is None) == (eager.last is None) and (
+        eager.last is None or torch.equal(compiled.last, eager.last)
+    )
     assert torch.equal(getattr(compiled, "first_mean", torch.zeros(1)), getattr(eager, "first_mean", torch.zeros(1)))

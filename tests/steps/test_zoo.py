@@ -48,8 +48,9 @@ def _snapshot(module):
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def train_critic(name, loss, penalty, mode=None, dtype=torch.float32, steps=STEPS, clip=None, lazy_every=1,
-                 precision="fp32"):
+def train_critic(
+    name, loss, penalty, mode=None, dtype=torch.float32, steps=STEPS, clip=None, lazy_every=1, precision="fp32"
+):
     """``steps`` critic updates of zoo critic ``name`` from seed 0: by fastgan in ``mode``, or by the plain
     reference when ``mode`` is None (all of it under bf16 autocast for ``precision="bf16"``, as a user writes
     it); returns (state_dict, per-step statistics, the step or None)."""
@@ -60,8 +61,17 @@ def train_critic(name, loss, penalty, mode=None, dtype=torch.float32, steps=STEP
     batches = _as(_batches(shape, steps, name in zoo.CONDITIONAL), dtype)
     step = None
     if mode is not None:
-        step = fastgan.CriticStep(critic, opt, loss=loss, penalty=penalty, penalty_weight=WEIGHT, mode=mode,
-                                  clip_value=clip, lazy_every=lazy_every, precision=precision)
+        step = fastgan.CriticStep(
+            critic,
+            opt,
+            loss=loss,
+            penalty=penalty,
+            penalty_weight=WEIGHT,
+            mode=mode,
+            clip_value=clip,
+            lazy_every=lazy_every,
+            precision=precision,
+        )
     history = []
     for t, (real, fake, labels, fake_labels) in enumerate(batches):
         torch.manual_seed(100 + t)
@@ -70,8 +80,11 @@ def train_critic(name, loss, penalty, mode=None, dtype=torch.float32, steps=STEP
             history.append({k: float(v) for k, v in stats.items()})
             continue
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            history.append(_reference_critic_steps(t, critic, opt, real, fake, labels, fake_labels, loss, penalty,
-                                                   clip, lazy_every))
+            history.append(
+                _reference_critic_steps(
+                    t, critic, opt, real, fake, labels, fake_labels, loss, penalty, clip, lazy_every
+                )
+            )
     return _snapshot(critic), history, step
 
 
@@ -80,11 +93,16 @@ def _reference_critic_steps(t, critic, opt, real, fake, labels, fake_labels, los
     if loss is None:
         return zoo.reference_critic_step(critic, opt, real, fake, None, penalty, WEIGHT, labels, fake_labels, clip)
     lazy = lazy_every > 1
-    stats = zoo.reference_critic_step(critic, opt, real, fake, loss, None if lazy else penalty, WEIGHT, labels,
-                                      fake_labels, clip)
+    stats = zoo.reference_critic_step(
+        critic, opt, real, fake, loss, None if lazy else penalty, WEIGHT, labels, fake_labels, clip
+    )
     if lazy and t % lazy_every == 0:
-        stats = {**zoo.reference_critic_step(critic, opt, real, fake, None, penalty, WEIGHT * lazy_every, labels,
-                                             fake_labels, clip), **stats}
+        stats = {
+            **zoo.reference_critic_step(
+                critic, opt, real, fake, None, penalty, WEIGHT * lazy_every, labels, fake_labels, clip
+            ),
+            **stats,
+        }
     return stats
 
 
@@ -103,7 +121,8 @@ def assert_like_reference(got, ref32, ref64, what, stats_floor=FLOOR, stats_atol
             for k in r64:
                 bound = 4 * abs(r32[k] - r64[k]) + stats_floor * (abs(r64[k]) + 1e-3) + stats_atol
                 assert abs(g[k] - r64[k]) <= bound, (
-                    f"{what}: step {t} {k} = {g[k]!r}, float64 reference {r64[k]!r} (fp32 reference {r32[k]!r})")
+                    f"{what}: step {t} {k} = {g[k]!r}, float64 reference {r64[k]!r} (fp32 reference {r32[k]!r})"
+                )
         return
     assert got.keys() == ref64.keys()
     for k, r64 in ref64.items():
@@ -113,7 +132,8 @@ def assert_like_reference(got, ref32, ref64, what, stats_floor=FLOOR, stats_atol
             continue
         bound = 4 * _distance(r32, r64) + FLOOR * float(r64.double().norm()) + 1e-12
         assert _distance(g, r64) <= bound, (
-            f"{what}: {k} is {_distance(g, r64):.3g} from float64 (fp32 reference: {_distance(r32, r64):.3g})")
+            f"{what}: {k} is {_distance(g, r64):.3g} from float64 (fp32 reference: {_distance(r32, r64):.3g})"
+        )
 
 
 def _check_critic_case(name, loss, penalty, mode, **kwargs):
@@ -209,8 +229,9 @@ def test_frozen_parameters_stay_frozen_and_unchanged_in_every_mode():
         critic, generator = zoo.FrozenFeatureCritic(), zoo.BatchNormGenerator()
         frozen = {n: p.detach().clone() for n, p in critic.features.named_parameters()}
         # Clipping (WGAN's) of the trained parameters only: the frozen ones are far outside [-0.05, 0.05].
-        critic_step = fastgan.CriticStep(critic, _optimizer(critic), loss="wgan", penalty="gp", mode=mode,
-                                         clip_value=0.05)
+        critic_step = fastgan.CriticStep(
+            critic, _optimizer(critic), loss="wgan", penalty="gp", mode=mode, clip_value=0.05
+        )
         generator_step = fastgan.GeneratorStep(generator, critic, _optimizer(generator), loss="wgan", mode=mode)
         for _ in range(3):
             critic_step(torch.randn(BATCH, 12), generator(torch.randn(BATCH, zoo.LATENT)).detach())
@@ -292,8 +313,9 @@ def test_critics_that_change_their_state_in_forward_train_as_eager_and_say_what(
     Python attribute counted there: compiled code and graph replays cannot repeat either, so the step says
     which, once, and runs eager, leaving parameters, buffers and attributes as the plain reference does."""
     _resolved_as(monkeypatch, mode)
-    with pytest.warns(UserWarning, match=r"critic\.(mean|count|calls|seen) is (reassigned|changed) in forward") \
-            as caught:
+    with pytest.warns(
+        UserWarning, match=r"critic\.(mean|count|calls|seen) is (reassigned|changed) in forward"
+    ) as caught:
         step = _check_critic_case(name, "wgan", penalty, mode)
     assert step.mode == "eager" and len([w for w in caught if "in forward" in str(w.message)]) == 1
     if name == "python counter":

@@ -139,8 +139,9 @@ def test_image_grids_are_legible_and_a_conditional_one_names_its_rows(tmp_path):
 def test_curves_show_only_panels_with_data_three_to_a_row(tmp_path, loss, panels):
     from PIL import Image
 
-    config = TrainConfig(loss=loss, steps=2, log_every=1, hidden=8, batch_size=16, eval_samples=100, device="cpu",
-                         mode="eager")
+    config = TrainConfig(
+        loss=loss, steps=2, log_every=1, hidden=8, batch_size=16, eval_samples=100, device="cpu", mode="eager"
+    )
     train(config, tmp_path / "run", quiet=True)
     width, height = Image.open(tmp_path / "run" / "curves.png").size
     rows, columns = -(-panels // 3), min(3, panels)
@@ -148,8 +149,18 @@ def test_curves_show_only_panels_with_data_three_to_a_row(tmp_path, loss, panels
 
 
 def test_a_conditional_run_resumes_bitwise(tmp_path, mnist_root):
-    config = dict(data="mnist", data_root=str(mnist_root), conditional=True, hidden=8, steps=4, log_every=2,
-                  checkpoint_every=2, batch_size=8, device="cpu", mode="eager")
+    config = dict(
+        data="mnist",
+        data_root=str(mnist_root),
+        conditional=True,
+        hidden=8,
+        steps=4,
+        log_every=2,
+        checkpoint_every=2,
+        batch_size=8,
+        device="cpu",
+        mode="eager",
+    )
     train(TrainConfig(**config), tmp_path / "straight", quiet=True)
     train(TrainConfig(**{**config, "steps": 2}), tmp_path / "split", quiet=True)
     train(TrainConfig(**config), tmp_path / "split", resume=True, quiet=True)
@@ -163,8 +174,11 @@ def test_a_conditional_run_resumes_bitwise(tmp_path, mnist_root):
 def test_sngan_preset_is_hinge_with_a_spectral_norm_critic(tmp_path, mnist_root):
     s = TrainConfig(loss="sngan", data="mnist", data_root="x").resolved()
     assert (s.spectral_norm, s.n_critic, s.betas) == (True, 5, (0.0, 0.9))
-    trainer = Trainer(TrainConfig(loss="sngan", data="mnist", data_root=str(mnist_root), model="resnet", hidden=8,
-                                  **TINY), tmp_path / "run", quiet=True)
+    trainer = Trainer(
+        TrainConfig(loss="sngan", data="mnist", data_root=str(mnist_root), model="resnet", hidden=8, **TINY),
+        tmp_path / "run",
+        quiet=True,
+    )
     convolutions = [m for m in trainer.critic.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     assert convolutions and all(hasattr(m, "parametrizations") for m in convolutions)
     trainer.fit()
@@ -190,8 +204,17 @@ def test_a_compiled_conditional_run_trains_like_eager(tmp_path, mnist_root):
     import warnings
 
     # The hinge loss: the conditional penalty steps compile in tests/steps/test_zoo.py.
-    config = dict(data="mnist", data_root=str(mnist_root), conditional=True, loss="hinge", hidden=8, steps=3,
-                  log_every=1, batch_size=8, device="cpu")
+    config = dict(
+        data="mnist",
+        data_root=str(mnist_root),
+        conditional=True,
+        loss="hinge",
+        hidden=8,
+        steps=3,
+        log_every=1,
+        batch_size=8,
+        device="cpu",
+    )
     eager = Trainer(TrainConfig(mode="eager", **config), tmp_path / "eager", quiet=True)
     eager.fit()
     with warnings.catch_warnings():

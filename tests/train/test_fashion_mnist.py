@@ -24,7 +24,8 @@ def _expected(root, split, layout):
     folder = root if layout == "debian" else root / "FashionMNIST" / "raw"
     prefix = "train" if split == "train" else "t10k"
     raw = (gzip.decompress if layout == "debian" else bytes)(
-        (folder / f"{prefix}-images-idx3-ubyte{'.gz' if layout == 'debian' else ''}").read_bytes())
+        (folder / f"{prefix}-images-idx3-ubyte{'.gz' if layout == 'debian' else ''}").read_bytes()
+    )
     n = int.from_bytes(raw[4:8], "big")
     return torch.tensor(list(raw[16:]), dtype=torch.uint8).reshape(n, 1, 28, 28)
 
@@ -56,8 +57,9 @@ def _damage(path, how):
     path.write_bytes(b"not gzip at all" if how == "gzip" else gzip.compress(raw))
 
 
-@pytest.mark.parametrize("how,message", [("truncated", "is truncated or corrupt"),
-                                         ("magic", "is not an IDX file"), ("gzip", "cannot read")])
+@pytest.mark.parametrize(
+    "how,message", [("truncated", "is truncated or corrupt"), ("magic", "is not an IDX file"), ("gzip", "cannot read")]
+)
 def test_damaged_files_are_named(fashion_root, how, message):
     path = fashion_root / "train-images-idx3-ubyte.gz"
     _damage(path, how)
@@ -101,14 +103,22 @@ def test_batches_are_the_uint8_images_normalised_and_resume_exactly(fashion_root
     assert torch.equal(batches[0][1], data.labels[first])
     again = ImageStream(data, batch_size=8, seed=3, device=torch.device("cpu"))
     again.load_state_dict(state)
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-               for a, b in zip(after, [again.next_batch() for _ in range(7)]))
+    assert all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        for a, b in zip(after, [again.next_batch() for _ in range(7)])
+    )
 
 
 def test_the_protocol_sets_the_paper_and_options_given_win():
     s = TrainConfig(protocol="lucic2018", loss="wgan-gp").resolved()
-    assert (s.data, s.model, s.latent_dim, s.noise, s.batch_size, s.fid) == \
-        ("fashion-mnist", "infogan", 64, "uniform", 64, 10000)
+    assert (s.data, s.model, s.latent_dim, s.noise, s.batch_size, s.fid) == (
+        "fashion-mnist",
+        "infogan",
+        64,
+        "uniform",
+        64,
+        10000,
+    )
     assert s.steps * s.n_critic == 15625 and s.log_every == 781  # 15,625 critic updates, FID every 3,905
     ns = TrainConfig(protocol="lucic2018", loss="ns").resolved()
     assert (ns.steps, ns.log_every) == (15625, 3906)
@@ -138,8 +148,17 @@ def test_infogan_pair_shapes_and_initialisation():
 
 @pytest.mark.parametrize("loss,norm", [("wgan-gp", "GroupNorm"), ("lsgan", "BatchNorm2d")])
 def test_protocol_runs_train_on_the_data_with_uniform_noise(tmp_path, fashion_root, loss, norm):
-    config = TrainConfig(protocol="lucic2018", loss=loss, data_root=str(fashion_root), steps=2, log_every=1,
-                         fid=0, batch_size=8, device="cpu", mode="eager")
+    config = TrainConfig(
+        protocol="lucic2018",
+        loss=loss,
+        data_root=str(fashion_root),
+        steps=2,
+        log_every=1,
+        fid=0,
+        batch_size=8,
+        device="cpu",
+        mode="eager",
+    )
     trainer = Trainer(config, tmp_path / "run", quiet=True)
     assert norm in {type(m).__name__ for m in trainer.critic.modules()}  # per-sample norms under a penalty
     z = trainer.noise(4096)
@@ -152,8 +171,17 @@ def test_protocol_runs_train_on_the_data_with_uniform_noise(tmp_path, fashion_ro
 
 
 def test_conditional_runs_use_the_ten_classes(tmp_path, fashion_root):
-    config = TrainConfig(data="fashion-mnist", data_root=str(fashion_root), model="infogan", conditional=True,
-                         steps=1, batch_size=8, device="cpu", mode="eager", loss="ns")
+    config = TrainConfig(
+        data="fashion-mnist",
+        data_root=str(fashion_root),
+        model="infogan",
+        conditional=True,
+        steps=1,
+        batch_size=8,
+        device="cpu",
+        mode="eager",
+        loss="ns",
+    )
     trainer = Trainer(config, tmp_path / "run", quiet=True)
     assert trainer.classes == 10
     trainer.fit()
@@ -166,9 +194,30 @@ def test_download_without_network_says_so_in_one_line(tmp_path):
 
     # An unreachable proxy stands for a machine without network access.
     env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
-    proc = subprocess.run([sys.executable, "-m", "fastgan.cli", "train", "--data", "fashion-mnist", "--download",
-                           "--data-root", str(tmp_path / "fm"), "--steps", "1", "--device", "cpu", "--quiet",
-                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastgan.cli",
+            "train",
+            "--data",
+            "fashion-mnist",
+            "--download",
+            "--data-root",
+            str(tmp_path / "fm"),
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(err) == 1 and "could not download Fashion-MNIST" in err[0], proc.stderr
     assert "dataset-fashion-mnist" in err[0] and not (tmp_path / "run").exists()

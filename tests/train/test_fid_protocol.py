@@ -75,8 +75,18 @@ def test_other_files_are_refused_by_name(tmp_path, content):
 
 
 def _run(tmp_path, fashion_root, network_file, fid=24, steps=4):
-    config = TrainConfig(protocol="lucic2018", loss="lsgan", data_root=str(fashion_root), steps=steps, log_every=1,
-                         fid=fid, fid_weights=str(network_file), batch_size=8, device="cpu", mode="eager")
+    config = TrainConfig(
+        protocol="lucic2018",
+        loss="lsgan",
+        data_root=str(fashion_root),
+        steps=steps,
+        log_every=1,
+        fid=fid,
+        fid_weights=str(network_file),
+        batch_size=8,
+        device="cpu",
+        mode="eager",
+    )
     return Trainer(config, tmp_path / "run", quiet=True)
 
 
@@ -89,17 +99,27 @@ def test_real_features_are_cached_by_data_split_n_and_network(tmp_path, fashion_
 
     assert name.startswith("fashion-mnist-test-n24-28px-") and file_sha1(network_file) in name
     test = load_fashion_mnist(fashion_root, "test")
-    assert np.allclose(first.log.image_metrics.real_features.numpy(), plain_features(test.images.numpy(), network_file),
-                       rtol=1e-5, atol=1e-6)  # the whole test split
+    assert np.allclose(
+        first.log.image_metrics.real_features.numpy(),
+        plain_features(test.images.numpy(), network_file),
+        rtol=1e-5,
+        atol=1e-6,
+    )  # the whole test split
     # A second run reads the file: features changed there are what it uses.
     saved = torch.load(files[0], weights_only=True)
     torch.save({**saved, "features": saved["features"] * 2}, files[0])
     second = _run(tmp_path / "b", fashion_root, network_file)
-    assert torch.allclose(second.log.image_metrics.real_features, 2 * first.log.image_metrics.real_features.float().double())
+    assert torch.allclose(
+        second.log.image_metrics.real_features, 2 * first.log.image_metrics.real_features.float().double()
+    )
     third = _run(tmp_path / "c", fashion_root, network_file, fid=10)
     assert len(list((cache / "fid-real").iterdir())) == 2  # another N, another entry
-    assert np.allclose(third.log.image_metrics.real_features.numpy(),  # the first N test images: anyone can pick them
-                       plain_features(test.images[:10].numpy(), network_file), rtol=1e-5, atol=1e-6)
+    assert np.allclose(
+        third.log.image_metrics.real_features.numpy(),  # the first N test images: anyone can pick them
+        plain_features(test.images[:10].numpy(), network_file),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_the_run_keeps_its_lowest_fid_and_sample_reproduces_it(tmp_path, fashion_root, network_file, capsys):
@@ -137,8 +157,18 @@ def test_the_run_keeps_its_lowest_fid_and_sample_reproduces_it(tmp_path, fashion
 
 
 def test_resume_keeps_the_best_so_far(tmp_path, fashion_root, network_file):
-    config = dict(protocol="lucic2018", loss="lsgan", data_root=str(fashion_root), log_every=1, fid=24,
-                  fid_weights=str(network_file), batch_size=8, device="cpu", mode="eager", checkpoint_every=1)
+    config = dict(
+        protocol="lucic2018",
+        loss="lsgan",
+        data_root=str(fashion_root),
+        log_every=1,
+        fid=24,
+        fid_weights=str(network_file),
+        batch_size=8,
+        device="cpu",
+        mode="eager",
+        checkpoint_every=1,
+    )
     Trainer(TrainConfig(**config, steps=2), tmp_path / "run", quiet=True).fit()
     resumed = Trainer(TrainConfig(**config, steps=4), tmp_path / "run", quiet=True, resume=True)
     first_two = min(resumed.log.history, key=lambda h: h["fid"])
@@ -160,8 +190,10 @@ def test_sample_errors_are_one_line_and_write_nothing(tmp_path, fashion_root, ne
     _run(tmp_path, fashion_root, network_file, steps=1).fit()
     taken = tmp_path / "taken.npz"
     taken.write_bytes(b"keep")
-    for args, message in ((["--out", str(taken)], "exists"), (["--out", str(tmp_path / "y.npz"), "--labels", "1"],
-                                                                "not conditional")):
+    for args, message in (
+        (["--out", str(taken)], "exists"),
+        (["--out", str(tmp_path / "y.npz"), "--labels", "1"], "not conditional"),
+    ):
         code, err = _sample_error([str(tmp_path / "run"), "--n", "4", *args], capsys)
         assert code == 2 and len(err) == 1 and message in err[0], err
     assert taken.read_bytes() == b"keep" and not (tmp_path / "y.npz").exists()
@@ -170,8 +202,17 @@ def test_sample_errors_are_one_line_and_write_nothing(tmp_path, fashion_root, ne
 
 
 def test_conditional_samples_take_labels(tmp_path, fashion_root):
-    config = TrainConfig(data="fashion-mnist", data_root=str(fashion_root), model="infogan", conditional=True,
-                         steps=1, batch_size=8, device="cpu", mode="eager", loss="ns")
+    config = TrainConfig(
+        data="fashion-mnist",
+        data_root=str(fashion_root),
+        model="infogan",
+        conditional=True,
+        steps=1,
+        batch_size=8,
+        device="cpu",
+        mode="eager",
+        loss="ns",
+    )
     Trainer(config, tmp_path / "run", quiet=True).fit()
     for labels in (["--labels", "3", "7"], []):
         out = tmp_path / f"s{len(labels)}.npz"
@@ -183,8 +224,25 @@ def test_conditional_samples_take_labels(tmp_path, fashion_root):
 
 def test_fid_beyond_the_test_split_is_refused_before_training(tmp_path, fashion_root, network_file, capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main(["train", "--protocol", "lucic2018", "--data-root", str(fashion_root), "--fid", "25", "--fid-weights",
-                  str(network_file), "--device", "cpu", "--batch-size", "8", "--out", str(tmp_path / "run")])
+        cli.main(
+            [
+                "train",
+                "--protocol",
+                "lucic2018",
+                "--data-root",
+                str(fashion_root),
+                "--fid",
+                "25",
+                "--fid-weights",
+                str(network_file),
+                "--device",
+                "cpu",
+                "--batch-size",
+                "8",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1 and "--fid 25: the test images of fashion-mnist are 24" in err[0]
     assert not (tmp_path / "run").exists()
@@ -201,8 +259,13 @@ def test_kid_is_the_unbiased_mmd_of_the_cubic_kernel():
     for _ in range(3):  # subsets of 12 rows of each set, drawn as documented
         a, b = x[torch.randperm(30, generator=draws)[:12]], y[torch.randperm(30, generator=draws)[:12]]
         n = 12
-        values.append(float((kernel(a, a).sum() - kernel(a, a).trace()) / (n * (n - 1))
-                            + (kernel(b, b).sum() - kernel(b, b).trace()) / (n * (n - 1)) - 2 * kernel(a, b).mean()))
+        values.append(
+            float(
+                (kernel(a, a).sum() - kernel(a, a).trace()) / (n * (n - 1))
+                + (kernel(b, b).sum() - kernel(b, b).trace()) / (n * (n - 1))
+                - 2 * kernel(a, b).mean()
+            )
+        )
     kid, spread = kernel_inception_distance(x, y, subsets=3, subset_size=12)
     assert math.isclose(kid, float(np.mean(values)), rel_tol=1e-5)
     assert math.isclose(spread, float(np.std(values)), rel_tol=1e-4)
@@ -231,8 +294,17 @@ class SlowFeatures(nn.Module):
 
 
 def test_training_seconds_leave_the_evaluations_out(tmp_path, fashion_root):
-    config = TrainConfig(protocol="lucic2018", loss="lsgan", data_root=str(fashion_root), steps=3, log_every=1,
-                         fid=8, batch_size=8, device="cpu", mode="eager")
+    config = TrainConfig(
+        protocol="lucic2018",
+        loss="lsgan",
+        data_root=str(fashion_root),
+        steps=3,
+        log_every=1,
+        fid=8,
+        batch_size=8,
+        device="cpu",
+        mode="eager",
+    )
     trainer = Trainer(config, tmp_path / "run", quiet=True, fid_features=SlowFeatures())
     summary = trainer.fit()
     # Three evaluations of a second each, all left out of the training seconds (however long the steps took).

@@ -103,26 +103,49 @@ def test_fid_runs_log_fid_and_kid_at_every_log_step(tmp_path, mnist_root):
 def test_fid_does_not_change_what_is_trained(tmp_path, mnist_root):
     ends = []
     for fid in (0, 16):
-        trainer = Trainer(TrainConfig(**TINY_IMAGES, data_root=str(mnist_root), fid=fid), tmp_path / f"fid{fid}",
-                          quiet=True, fid_features=PixelStats())
+        trainer = Trainer(
+            TrainConfig(**TINY_IMAGES, data_root=str(mnist_root), fid=fid),
+            tmp_path / f"fid{fid}",
+            quiet=True,
+            fid_features=PixelStats(),
+        )
         trainer.fit()
         ends.append([p.detach().clone() for p in trainer.generator.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*ends))
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--fid", "16"], "--fid-weights"),  # no network here: the weights cannot be downloaded
-    (["--fid", "16", "--fid-weights", "/nonexistent.pth"], "--fid-weights /nonexistent.pth: no such file"),
-    (["--fid", "1"], "--fid must be 0"),
-    (["--fid-weights", "w.pth"], "--fid-weights needs --fid"),
-    (["--fid", "100"], "--fid 100: the train images of mnist are 40"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--fid", "16"], "--fid-weights"),  # no network here: the weights cannot be downloaded
+        (["--fid", "16", "--fid-weights", "/nonexistent.pth"], "--fid-weights /nonexistent.pth: no such file"),
+        (["--fid", "1"], "--fid must be 0"),
+        (["--fid-weights", "w.pth"], "--fid-weights needs --fid"),
+        (["--fid", "100"], "--fid 100: the train images of mnist are 40"),
+    ],
+)
 def test_fid_errors_are_one_line_before_training(tmp_path, mnist_root, capsys, monkeypatch, args, message):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no cached weights
     monkeypatch.setattr("fastgan.train.evaluation.ImageMetrics.__init__", _refuse_if_reached)
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "--data", "mnist", "--data-root", str(mnist_root), "--steps", "2", "--device", "cpu",
-                  "--batch-size", "8", "--out", str(tmp_path / "run"), *args])
+        cli.main(
+            [
+                "train",
+                "--data",
+                "mnist",
+                "--data-root",
+                str(mnist_root),
+                "--steps",
+                "2",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "8",
+                "--out",
+                str(tmp_path / "run"),
+                *args,
+            ]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
@@ -142,8 +165,12 @@ def test_fid_on_2d_data_is_refused(capsys):
 def test_tensorboard_gets_the_scalars_and_the_sample_grids(tmp_path, mnist_root):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    Trainer(TrainConfig(**TINY_IMAGES, data_root=str(mnist_root), tensorboard=True, fid=16), tmp_path / "run",
-            quiet=True, fid_features=PixelStats()).fit()
+    Trainer(
+        TrainConfig(**TINY_IMAGES, data_root=str(mnist_root), tensorboard=True, fid=16),
+        tmp_path / "run",
+        quiet=True,
+        fid_features=PixelStats(),
+    ).fit()
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     tags = events.Tags()

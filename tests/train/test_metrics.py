@@ -14,10 +14,10 @@ def test_the_mixtures_are_the_papers():
     ring, grid = ring_modes(), grid_modes()
     assert ring.std == 0.01 and grid.std == 0.05
     angles = torch.arange(8, dtype=torch.float64) * (math.pi / 4)
-    torch.testing.assert_close(ring.centers.double(), torch.stack([angles.cos(), angles.sin()], 1), atol=1e-7,
-                               rtol=0)
-    assert sorted(map(tuple, grid.centers.tolist())) == [(x, y) for x in (-4.0, -2.0, 0.0, 2.0, 4.0)
-                                                         for y in (-4.0, -2.0, 0.0, 2.0, 4.0)]
+    torch.testing.assert_close(ring.centers.double(), torch.stack([angles.cos(), angles.sin()], 1), atol=1e-7, rtol=0)
+    assert sorted(map(tuple, grid.centers.tolist())) == [
+        (x, y) for x in (-4.0, -2.0, 0.0, 2.0, 4.0) for y in (-4.0, -2.0, 0.0, 2.0, 4.0)
+    ]
 
 
 def _at(modes, which, offset_in_std=0.0, direction=(1.0, 0.0)):
@@ -46,8 +46,9 @@ def test_high_quality_means_within_three_standard_deviations():
 
 def test_reverse_kl_weighs_the_high_quality_samples_by_mode():
     grid = grid_modes()
-    samples = torch.cat([_at(grid, [0] * 30, 1.0), _at(grid, [7] * 10, 2.0, (0.0, -1.0)),
-                         _at(grid, [7] * 50, 4.0)])  # 50 low-quality samples near mode 7 count for nothing
+    samples = torch.cat(
+        [_at(grid, [0] * 30, 1.0), _at(grid, [7] * 10, 2.0, (0.0, -1.0)), _at(grid, [7] * 50, 4.0)]
+    )  # 50 low-quality samples near mode 7 count for nothing
     result = mode_metrics(samples, grid)
     assert (result["modes"], result["total_modes"]) == (2, 25)
     assert result["high_quality"] == pytest.approx(40 / 90)
@@ -57,6 +58,10 @@ def test_reverse_kl_weighs_the_high_quality_samples_by_mode():
 def test_every_mode_evenly_is_perfect_and_none_is_no_kl():
     grid = grid_modes()
     assert mode_metrics(_at(grid, list(range(25)) * 4, 0.5), grid) == {
-        "modes": 25, "high_quality": 1.0, "reverse_kl": 0.0, "total_modes": 25}
+        "modes": 25,
+        "high_quality": 1.0,
+        "reverse_kl": 0.0,
+        "total_modes": 25,
+    }
     nothing = mode_metrics(torch.full((20, 2), 10.0), grid)
     assert (nothing["modes"], nothing["high_quality"], nothing["reverse_kl"]) == (0, 0.0, None)

@@ -15,8 +15,23 @@ import torch
 from fastgan import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-QUICK = ["--steps", "3", "--log-every", "1", "--hidden", "8", "--batch-size", "16", "--eval-samples", "100",
-         "--device", "cpu", "--mode", "eager", "--quiet"]
+QUICK = [
+    "--steps",
+    "3",
+    "--log-every",
+    "1",
+    "--hidden",
+    "8",
+    "--batch-size",
+    "16",
+    "--eval-samples",
+    "100",
+    "--device",
+    "cpu",
+    "--mode",
+    "eager",
+    "--quiet",
+]
 
 
 def _refused(capsys, args, message):
@@ -40,59 +55,91 @@ def _folder(root, corrupt=False):
     return root
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),
-    (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
-    (["--lr", "0"], "--lr must be a finite number > 0"),
-    (["--penalty-weight", "-1"], "--penalty-weight must be a finite number > 0, got -1.0"),
-    (["--loss", "wgan", "--clip-value", "0"], "--clip-value must be a finite number > 0, got 0.0"),
-    (["--loss", "wgan", "--clip-value", "-1"], "--clip-value must be a finite number > 0"),
-    (["--seed", "100000000000000000000"], "--seed must be in [0, 2^32)"),
-    (["--seed", "-1"], "--seed must be in [0, 2^32)"),
-    (["--lsgan-abc", "0,1"], "--lsgan-abc: expected 3 comma-separated numbers"),
-    (["--loss", "lsgan", "--lsgan-abc", "0,inf,1"], "--lsgan-abc must be finite"),
-    (["--mode", "graph", "--device", "cpu"], "--mode graph captures CUDA graphs"),
-    (["--loss", "lsgan", "--penalty-weight", "5"], "--penalty-weight does not apply with --loss lsgan"),
-    (["--label-smoothing", "0.1"], "--label-smoothing does not apply with --loss wgan-gp"),
-    (["--loss", "ns", "--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
-    (["--betas", "1.5,0.9"], "--betas must be two numbers in [0, 1)"),
-    (["--ema", "nan"], "--ema must be in [0, 1)"),
-    (["--dist-timeout", "inf"], "--dist-timeout must be a finite number > 0"),
-    (["--conditional"], "--conditional trains on the class labels of an image set"),
-    (["--loss", "wgan", "--lazy-every", "4"], "--lazy-every does not apply with --loss wgan"),
-    (["--resume", "--overwrite"], "give one of them"),
-    (["--memory-format", "channels_last"], "--memory-format channels_last lays out images"),
-    (["--out", ""], "fastgan train: error: argument --out: expected a path, got an empty string"),
-    (["--no-such-option", "1"], "fastgan train: error: unrecognized arguments: --no-such-option 1"),
-    (["--data-root", "/tmp"], "--data-root applies to image data sets (mnist, fashion-mnist, folder), not --data ring"),
-    (["--image-size", "32"], "--image-size applies to image data sets"),
-    (["--download"], "--download fetches mnist or fashion-mnist, not --data ring"),
-    (["--data", "fashion-mnist", "--image-size", "1", "--model", "mlp"],
-     "--image-size 1 does not fit --model mlp: it takes 4 to 1024"),
-    (["--data", "fashion-mnist", "--image-size", "100000"], "--image-size 100000 does not fit --model mlp"),
-    (["--data", "fashion-mnist", "--image-size", "-8"], "--image-size -8 does not fit --model mlp"),
-    (["--data", "fashion-mnist", "--image-size", "2", "--model", "resnet"],
-     "--image-size 2 does not fit --model resnet: it takes 4 or 7 times a power of two, 8 to 1024"),
-    (["--data", "fashion-mnist", "--image-size", "4", "--model", "dcgan"], "--image-size 4 does not fit --model dcgan"),
-    (["--data", "fashion-mnist", "--image-size", "30", "--model", "infogan"],
-     "--image-size 30 does not fit --model infogan: it takes a multiple of 4"),
-    (["--hidden", "1000000000"], "--hidden must be at most 16384, got 1000000000"),
-    (["--batch-size", "1000000000"], "--batch-size must be at most 1048576"),
-    (["--eval-samples", "1000000000"], "--eval-samples must be at most 1000000"),
-    (["--data", "fashion-mnist", "--fid", "300000"], "--fid must be 0 (off) or 2 to 200000 images, got 300000"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+        (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+        (["--lr", "0"], "--lr must be a finite number > 0"),
+        (["--penalty-weight", "-1"], "--penalty-weight must be a finite number > 0, got -1.0"),
+        (["--loss", "wgan", "--clip-value", "0"], "--clip-value must be a finite number > 0, got 0.0"),
+        (["--loss", "wgan", "--clip-value", "-1"], "--clip-value must be a finite number > 0"),
+        (["--seed", "100000000000000000000"], "--seed must be in [0, 2^32)"),
+        (["--seed", "-1"], "--seed must be in [0, 2^32)"),
+        (["--lsgan-abc", "0,1"], "--lsgan-abc: expected 3 comma-separated numbers"),
+        (["--loss", "lsgan", "--lsgan-abc", "0,inf,1"], "--lsgan-abc must be finite"),
+        (["--mode", "graph", "--device", "cpu"], "--mode graph captures CUDA graphs"),
+        (["--loss", "lsgan", "--penalty-weight", "5"], "--penalty-weight does not apply with --loss lsgan"),
+        (["--label-smoothing", "0.1"], "--label-smoothing does not apply with --loss wgan-gp"),
+        (["--loss", "ns", "--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
+        (["--betas", "1.5,0.9"], "--betas must be two numbers in [0, 1)"),
+        (["--ema", "nan"], "--ema must be in [0, 1)"),
+        (["--dist-timeout", "inf"], "--dist-timeout must be a finite number > 0"),
+        (["--conditional"], "--conditional trains on the class labels of an image set"),
+        (["--loss", "wgan", "--lazy-every", "4"], "--lazy-every does not apply with --loss wgan"),
+        (["--resume", "--overwrite"], "give one of them"),
+        (["--memory-format", "channels_last"], "--memory-format channels_last lays out images"),
+        (["--out", ""], "fastgan train: error: argument --out: expected a path, got an empty string"),
+        (["--no-such-option", "1"], "fastgan train: error: unrecognized arguments: --no-such-option 1"),
+        (
+            ["--data-root", "/tmp"],
+            "--data-root applies to image data sets (mnist, fashion-mnist, folder), not --data ring",
+        ),
+        (["--image-size", "32"], "--image-size applies to image data sets"),
+        (["--download"], "--download fetches mnist or fashion-mnist, not --data ring"),
+        (
+            ["--data", "fashion-mnist", "--image-size", "1", "--model", "mlp"],
+            "--image-size 1 does not fit --model mlp: it takes 4 to 1024",
+        ),
+        (["--data", "fashion-mnist", "--image-size", "100000"], "--image-size 100000 does not fit --model mlp"),
+        (["--data", "fashion-mnist", "--image-size", "-8"], "--image-size -8 does not fit --model mlp"),
+        (
+            ["--data", "fashion-mnist", "--image-size", "2", "--model", "resnet"],
+            "--image-size 2 does not fit --model resnet: it takes 4 or 7 times a power of two, 8 to 1024",
+        ),
+        (
+            ["--data", "fashion-mnist", "--image-size", "4", "--model", "dcgan"],
+            "--image-size 4 does not fit --model dcgan",
+        ),
+        (
+            ["--data", "fashion-mnist", "--image-size", "30", "--model", "infogan"],
+            "--image-size 30 does not fit --model infogan: it takes a multiple of 4",
+        ),
+        (["--hidden", "1000000000"], "--hidden must be at most 16384, got 1000000000"),
+        (["--batch-size", "1000000000"], "--batch-size must be at most 1048576"),
+        (["--eval-samples", "1000000000"], "--eval-samples must be at most 1000000"),
+        (["--data", "fashion-mnist", "--fid", "300000"], "--fid must be 0 (off) or 2 to 200000 images, got 300000"),
+    ],
+)
 def test_bad_options_are_one_line_and_write_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"
     _refused(capsys, ["--out", str(out), *args], message)
     assert not out.exists()
 
 
-@pytest.mark.parametrize("model,size", [("mlp", 4), ("dcgan", 8), ("dcgan", 14), ("resnet", 8), ("infogan", 4),
-                                        ("infogan", 12)])
+@pytest.mark.parametrize(
+    "model,size", [("mlp", 4), ("dcgan", 8), ("dcgan", 14), ("resnet", 8), ("infogan", 4), ("infogan", 12)]
+)
 def test_the_smallest_and_odd_image_sizes_each_model_takes_train(tmp_path, model, size):
     root = _folder(tmp_path / "images")
-    args = ["train", "--data", "folder", "--data-root", str(root), "--model", model, "--image-size", str(size),
-            "--out", str(tmp_path / "run"), *QUICK, "--batch-size", "4", "--steps", "1"]
+    args = [
+        "train",
+        "--data",
+        "folder",
+        "--data-root",
+        str(root),
+        "--model",
+        model,
+        "--image-size",
+        str(size),
+        "--out",
+        str(tmp_path / "run"),
+        *QUICK,
+        "--batch-size",
+        "4",
+        "--steps",
+        "1",
+    ]
     assert cli.main(args) == 0
 
 
@@ -121,12 +168,32 @@ def test_a_one_class_folder_and_a_file_as_data_root_say_what_is_expected(tmp_pat
     (tmp_path / "only").mkdir()
     for i in range(4):
         Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / "only" / f"{i}.png")
-    _refused(capsys, ["--data", "folder", "--data-root", str(tmp_path), "--conditional", "--model", "dcgan",
-                      "--image-size", "8", "--out", str(tmp_path / "run"), *QUICK, "--batch-size", "4"],
-             "--conditional needs at least 2 classes: the folder data under --data-root")
+    _refused(
+        capsys,
+        [
+            "--data",
+            "folder",
+            "--data-root",
+            str(tmp_path),
+            "--conditional",
+            "--model",
+            "dcgan",
+            "--image-size",
+            "8",
+            "--out",
+            str(tmp_path / "run"),
+            *QUICK,
+            "--batch-size",
+            "4",
+        ],
+        "--conditional needs at least 2 classes: the folder data under --data-root",
+    )
     (tmp_path / "file.png").write_bytes(b"x")
-    _refused(capsys, ["--data", "folder", "--data-root", str(tmp_path / "file.png"), "--out", str(tmp_path / "run"),
-                      *QUICK], "is a file: give the folder that holds the folder data")
+    _refused(
+        capsys,
+        ["--data", "folder", "--data-root", str(tmp_path / "file.png"), "--out", str(tmp_path / "run"), *QUICK],
+        "is a file: give the folder that holds the folder data",
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -136,15 +203,33 @@ def test_models_larger_than_the_memory_are_refused_before_they_are_built(tmp_pat
 
     monkeypatch.setattr(building, "device_memory", lambda device: 64 * 2**10)
     assert cli.main(["train", "--out", str(tmp_path / "small"), *QUICK]) == 0
-    line = _refused(capsys, ["--out", str(tmp_path / "big"), *QUICK, "--hidden", "64"],
-                    "--model mlp with --hidden 64, --depth")
+    line = _refused(
+        capsys, ["--out", str(tmp_path / "big"), *QUICK, "--hidden", "64"], "--model mlp with --hidden 64, --depth"
+    )
     assert "more than the 0.1 MiB of cpu" in line and not (tmp_path / "big").exists()
 
 
 def test_a_corrupt_image_is_named_in_one_line(tmp_path, capsys):
     root = _folder(tmp_path / "images", corrupt=True)
-    line = _refused(capsys, ["--data", "folder", "--data-root", str(root), "--model", "dcgan", "--image-size", "8",
-                             "--out", str(tmp_path / "run"), *QUICK, "--batch-size", "4"], "cannot read the image")
+    line = _refused(
+        capsys,
+        [
+            "--data",
+            "folder",
+            "--data-root",
+            str(root),
+            "--model",
+            "dcgan",
+            "--image-size",
+            "8",
+            "--out",
+            str(tmp_path / "run"),
+            *QUICK,
+            "--batch-size",
+            "4",
+        ],
+        "cannot read the image",
+    )
     assert "broken.png" in line and not (tmp_path / "run").exists()
 
 
@@ -184,8 +269,10 @@ def test_runs_started_together_without_out_take_their_own_folders(tmp_path):
     """Two `fastgan train` processes started at once in the same place: two folders, each a whole run."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "fastgan.cli", "train", *QUICK, "--no-lr-decay"]
-    procs = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outputs = [proc.communicate(timeout=300) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outputs
     runs = sorted((tmp_path / "runs").iterdir())
@@ -263,8 +350,9 @@ def test_resume_refuses_a_steps_it_cannot_end_as_an_uninterrupted_run(tmp_path, 
 
 def _parameters(out):
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    return torch.utils._pytree.tree_leaves([state["generator"], state["critic"], state["ema"], state["opt_d"],
-                                             state["opt_g"]])
+    return torch.utils._pytree.tree_leaves(
+        [state["generator"], state["critic"], state["ema"], state["opt_d"], state["opt_g"]]
+    )
 
 
 def _assert_same_run(a, b):
@@ -281,20 +369,44 @@ def test_more_steps_without_rate_decay_end_as_the_longer_run(tmp_path):
 
 
 def _command(out, *extra):
-    return [sys.executable, "-m", "fastgan.cli", "train", "--out", str(out), "--steps", "400", "--log-every", "5",
-            "--checkpoint-every", "100000", "--hidden", "16", "--batch-size", "32", "--eval-samples", "100",
-            "--device", "cpu", "--mode", "eager", "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "fastgan.cli",
+        "train",
+        "--out",
+        str(out),
+        "--steps",
+        "400",
+        "--log-every",
+        "5",
+        "--checkpoint-every",
+        "100000",
+        "--hidden",
+        "16",
+        "--batch-size",
+        "32",
+        "--eval-samples",
+        "100",
+        "--device",
+        "cpu",
+        "--mode",
+        "eager",
+        "--quiet",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_stops_with_a_checkpoint_and_the_resumed_run_ends_as_the_uninterrupted_one(tmp_path, signum,
-                                                                                            status):
+def test_a_signal_stops_with_a_checkpoint_and_the_resumed_run_ends_as_the_uninterrupted_one(tmp_path, signum, status):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    straight = subprocess.run(_command(tmp_path / "straight"), cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=300)
+    straight = subprocess.run(
+        _command(tmp_path / "straight"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert straight.returncode == 0, straight.stderr
-    proc = subprocess.Popen(_command(tmp_path / "split"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _command(tmp_path / "split"), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     metrics = tmp_path / "split" / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
@@ -307,8 +419,9 @@ def test_a_signal_stops_with_a_checkpoint_and_the_resumed_run_ends_as_the_uninte
     assert len(lines) == 1 and f"interrupted by {signal.Signals(signum).name} after step" in lines[0], err
     stopped = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["step"]
     assert 10 <= stopped < 400 and f"after step {stopped};" in lines[0]
-    resumed = subprocess.run(_command(tmp_path / "split", "--resume"), cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=300)
+    resumed = subprocess.run(
+        _command(tmp_path / "split", "--resume"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     _assert_same_run(tmp_path / "straight", tmp_path / "split")
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]

@@ -56,8 +56,17 @@ def test_presets_follow_the_reference_for_images():
 
 @pytest.mark.parametrize("model", ["mlp", "dcgan"])
 def test_mnist_from_local_idx_files(tmp_path, mnist_root, model):
-    config = TrainConfig(data="mnist", data_root=str(mnist_root), model=model, steps=2, log_every=1,
-                         batch_size=16, n_critic=2, device="cpu", mode="eager")
+    config = TrainConfig(
+        data="mnist",
+        data_root=str(mnist_root),
+        model=model,
+        steps=2,
+        log_every=1,
+        batch_size=16,
+        n_critic=2,
+        device="cpu",
+        mode="eager",
+    )
     summary = train(config, tmp_path / "run", quiet=True)
     images = torch.load(tmp_path / "run" / "samples.pt")
     assert images.shape == (64, 1, 28, 28) and images.abs().max() <= 1
@@ -71,8 +80,18 @@ def test_image_folder(tmp_path):
         (tmp_path / "imgs" / label).mkdir(parents=True)
         for i in range(5):
             Image.new("RGB", (40, 36), (40 * i, 100, 7 * i)).save(tmp_path / "imgs" / label / f"{i}.png")
-    config = TrainConfig(data="folder", data_root=str(tmp_path / "imgs"), model="dcgan", image_size=32, steps=2,
-                         log_every=1, batch_size=4, n_critic=1, device="cpu", mode="eager")
+    config = TrainConfig(
+        data="folder",
+        data_root=str(tmp_path / "imgs"),
+        model="dcgan",
+        image_size=32,
+        steps=2,
+        log_every=1,
+        batch_size=4,
+        n_critic=1,
+        device="cpu",
+        mode="eager",
+    )
     train(config, tmp_path / "run", quiet=True)
     assert torch.load(tmp_path / "run" / "samples.pt").shape == (64, 3, 32, 32)
 
@@ -84,8 +103,9 @@ def _final_parameters(out):
 
 @pytest.mark.parametrize("data", ["ring", "mnist"])
 def test_resume_is_bitwise_identical(tmp_path, mnist_root, data):
-    config = dict(data=data, steps=6, log_every=2, checkpoint_every=3, batch_size=16, hidden=16, device="cpu",
-                  mode="eager")
+    config = dict(
+        data=data, steps=6, log_every=2, checkpoint_every=3, batch_size=16, hidden=16, device="cpu", mode="eager"
+    )
     if data == "mnist":
         config.update(data_root=str(mnist_root))  # 40 images, batch 16: the resume falls mid-epoch
     train(TrainConfig(**config), tmp_path / "straight", quiet=True)
@@ -161,8 +181,22 @@ def test_mode_metrics_by_hand():
 
 def test_cli_writes_every_output(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "--steps", "2", "--log-every", "1", "--hidden", "16", "--device", "cpu", "--mode", "eager",
-            "--quiet", "--out", str(out)]
+    args = [
+        "train",
+        "--steps",
+        "2",
+        "--log-every",
+        "1",
+        "--hidden",
+        "16",
+        "--device",
+        "cpu",
+        "--mode",
+        "eager",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert cli.main(args) == 0
     assert "modes" in capsys.readouterr().out
     for name in OUTPUTS:
@@ -170,16 +204,19 @@ def test_cli_writes_every_output(tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["settings"]["loss"] == "wgan-gp"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--loss", "gan9000"], "invalid choice"),
-    (["--data", "mnist", "--data-root", "/nonexistent"], "MNIST not found"),
-    (["--data", "mnist"], "--data-root"),
-    (["--steps", "-5"], "--steps must be >= 1"),
-    (["--betas", "0.5"], "comma-separated"),
-    (["--pack", "0"], "--pack must be >= 1"),
-    (["--pack", "3"], "--pack 3 needs each process's batch (256)"),
-    (["--precision", "fp16"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--loss", "gan9000"], "invalid choice"),
+        (["--data", "mnist", "--data-root", "/nonexistent"], "MNIST not found"),
+        (["--data", "mnist"], "--data-root"),
+        (["--steps", "-5"], "--steps must be >= 1"),
+        (["--betas", "0.5"], "comma-separated"),
+        (["--pack", "0"], "--pack must be >= 1"),
+        (["--pack", "3"], "--pack 3 needs each process's batch (256)"),
+        (["--precision", "fp16"], "invalid choice"),
+    ],
+)
 def test_cli_errors_are_one_clear_line(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--out", str(tmp_path / "run"), *args])
@@ -204,8 +241,12 @@ def test_default_run_meets_the_ring_targets(tmp_path):
     import time
 
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "fastgan.cli", "train", "--seed", "7", "--quiet", "--out",
-                           str(tmp_path)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastgan.cli", "train", "--seed", "7", "--quiet", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     wall = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr
     final = json.loads((tmp_path / "summary.json").read_text())["final"]
@@ -253,8 +294,30 @@ def test_truncated_checkpoint_gives_a_clear_error_and_the_previous_one_is_kept(t
 
 def test_resume_refuses_changed_options_and_names_them(tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli.main(["train", "--out", str(out), "--steps", "2", "--quiet", "--batch-size", "16", "--no-lr-decay",
-                     "--hidden", "8", "--device", "cpu", "--eval-samples", "100", "--mode", "eager"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--out",
+                str(out),
+                "--steps",
+                "2",
+                "--quiet",
+                "--batch-size",
+                "16",
+                "--no-lr-decay",
+                "--hidden",
+                "8",
+                "--device",
+                "cpu",
+                "--eval-samples",
+                "100",
+                "--mode",
+                "eager",
+            ]
+        )
+        == 0
+    )
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--out", str(out), "--resume", "--steps", "3", "--lr", "0.01", "--loss", "lsgan"])
     assert exit_info.value.code == 2
@@ -262,8 +325,26 @@ def test_resume_refuses_changed_options_and_names_them(tmp_path, capsys):
     assert "--lr 0.01 (checkpoint: 0.001)" in err and "--loss 'lsgan' (checkpoint: 'wgan-gp')" in err
     assert "--steps" not in err.split("differ from the checkpoint's:")[1].split(". Only")[0]
     # Unchanged options and the safe ones are accepted; the checkpoint's settings are used.
-    assert cli.main(["train", "--out", str(out), "--resume", "--steps", "3", "--loss", "wgan-gp", "--hidden", "8",
-                     "--log-every", "1", "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--out",
+                str(out),
+                "--resume",
+                "--steps",
+                "3",
+                "--loss",
+                "wgan-gp",
+                "--hidden",
+                "8",
+                "--log-every",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 3 and summary["settings"]["log_every"] == 1 and summary["settings"]["hidden"] == 8
 
@@ -308,8 +389,7 @@ def test_compiled_run_trains_like_eager(tmp_path, loss):
 def test_bf16_runs_train_both_networks_in_bf16(tmp_path, mnist_root, data, model):
     """`--precision bf16` reaches both steps; an image run trains (finite losses, parameters moved, fp32)."""
     extra = dict(data_root=str(mnist_root), batch_size=16, n_critic=2) if data == "mnist" else {}
-    trainer = Trainer(TrainConfig(**{**TINY, **extra}, data=data, model=model, precision="bf16"), tmp_path,
-                      quiet=True)
+    trainer = Trainer(TrainConfig(**{**TINY, **extra}, data=data, model=model, precision="bf16"), tmp_path, quiet=True)
     before = [p.detach().clone() for p in trainer.generator.parameters()]
     trainer.fit()
     assert trainer.critic_update.precision == trainer.generator_update.precision == "bf16"
@@ -353,9 +433,28 @@ def test_mnist_download_without_network_says_so(tmp_path):
 
     # An unreachable proxy stands for a machine without network access.
     env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
-    proc = subprocess.run([sys.executable, "-m", "fastgan.cli", "train", "--data", "mnist", "--download",
-                           "--data-root", str(tmp_path), "--steps", "1", "--device", "cpu", "--quiet"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastgan.cli",
+            "train",
+            "--data",
+            "mnist",
+            "--download",
+            "--data-root",
+            str(tmp_path),
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 2
     assert "could not download MNIST" in proc.stderr
 
@@ -404,15 +503,26 @@ def test_channels_last_runs_lay_out_batches_and_weights_so_and_compute_what_cont
     first_losses = {}
     for memory_format in ("channels_last", "contiguous"):
         layout = getattr(torch, memory_format if memory_format == "channels_last" else "contiguous_format")
-        config = TrainConfig(data="folder", data_root=str(tmp_path / "imgs"), model="dcgan", image_size=16,
-                             steps=2, log_every=1, batch_size=4, n_critic=1, device="cpu", mode="eager",
-                             memory_format=memory_format)
+        config = TrainConfig(
+            data="folder",
+            data_root=str(tmp_path / "imgs"),
+            model="dcgan",
+            image_size=16,
+            steps=2,
+            log_every=1,
+            batch_size=4,
+            n_critic=1,
+            device="cpu",
+            mode="eager",
+            memory_format=memory_format,
+        )
         trainer = Trainer(config, tmp_path / memory_format, quiet=True)
         convs = [m.weight for m in trainer.critic.modules() if isinstance(m, torch.nn.Conv2d)]
         assert convs and all(w.is_contiguous(memory_format=layout) for w in convs)
         seen = []
-        trainer.critic.register_forward_pre_hook(lambda _, args, seen=seen, layout=layout: seen.append(
-            args[0].is_contiguous(memory_format=layout)))
+        trainer.critic.register_forward_pre_hook(
+            lambda _, args, seen=seen, layout=layout: seen.append(args[0].is_contiguous(memory_format=layout))
+        )
         trainer.fit()
         assert seen and all(seen)  # real, fake and penalty points alike
         lines = (tmp_path / memory_format / "metrics.jsonl").read_text().splitlines()

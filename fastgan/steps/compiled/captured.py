@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from ..runner import Runner
 
 
-
 class CompiledGraph:
     """compile+graph mode's strategy: compile mode (:class:`.step.Compiled`) until its step with the optimizer's
     update in the graph is built (the first call for a shape is checked, the second builds the update), then

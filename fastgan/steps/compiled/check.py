@@ -26,13 +26,21 @@ ZERO_GRADIENT = 1e-6
 
 def tolerance(device: torch.device, precision: str = "fp32") -> float:
     """The tolerance for a step in ``precision`` under the autocast state of ``device`` now."""
-    low = precision != "fp32" or torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(
-        device.type) in (torch.bfloat16, torch.float16)
+    low = (
+        precision != "fp32"
+        or torch.is_autocast_enabled(device.type)
+        and torch.get_autocast_dtype(device.type) in (torch.bfloat16, torch.float16)
+    )
     return RTOL_AUTOCAST if low else RTOL
 
 
-def first_mismatch(names: list[str], grads: list[torch.Tensor], eager_grads: list[torch.Tensor | None], rtol: float,
-                   reference: list[torch.Tensor] | None = None) -> str | None:
+def first_mismatch(
+    names: list[str],
+    grads: list[torch.Tensor],
+    eager_grads: list[torch.Tensor | None],
+    rtol: float,
+    reference: list[torch.Tensor] | None = None,
+) -> str | None:
     """What differs between compiled and eager gradients (None when they agree).
 
     Each tensor's difference may be ``rtol`` of its eager gradient's norm plus ``ZERO_GRADIENT`` of the whole
@@ -47,7 +55,8 @@ def first_mismatch(names: list[str], grads: list[torch.Tensor], eager_grads: lis
             if g.any():
                 return f"the compiled step gives {name} a gradient eager does not"
         elif float((g.float() - e.float()).norm()) > rtol * (norm or 0.0) + floor and (
-                reference is None or not as_accurate(g, e, reference[i], rtol, floor)):
+            reference is None or not as_accurate(g, e, reference[i], rtol, floor)
+        ):
             return f"the compiled gradient of {name} differs from eager"
     return None
 
@@ -57,8 +66,9 @@ def as_accurate(g: torch.Tensor, e: torch.Tensor, r: torch.Tensor, rtol: float, 
     return error <= max(rtol * float(r.norm()), NOISE_FACTOR * eager_error) + floor
 
 
-def buffer_mismatch(names: list[str], compiled: list[torch.Tensor], eager: list[torch.Tensor], rtol: float
-                    ) -> str | None:
+def buffer_mismatch(
+    names: list[str], compiled: list[torch.Tensor], eager: list[torch.Tensor], rtol: float
+) -> str | None:
     """Which buffer the compiled step left other than the eager step did (None when all agree): integer
     buffers (counters) exactly, floating ones within ``rtol`` of the eager value's norm."""
     for name, c, e in zip(names, compiled, eager):

@@ -26,33 +26,61 @@ from torch.optim.rmsprop import rmsprop
 Group = dict[str, Any]  # an optimizer's parameter group, or a parameter's state
 
 
-def _adam(group: Group, capturable: bool, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[Group]
-          ) -> None:
+def _adam(
+    group: Group, capturable: bool, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[Group]
+) -> None:
     amsgrad = group["amsgrad"]
     beta1, beta2 = group["betas"]
-    adam(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-         [s["max_exp_avg_sq"] for s in states] if amsgrad else [], [s["step"] for s in states],
-         foreach=False, capturable=capturable, decoupled_weight_decay=group["decoupled_weight_decay"],
-         amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
-         eps=group["eps"], maximize=group["maximize"])
+    adam(
+        params,
+        grads,
+        [s["exp_avg"] for s in states],
+        [s["exp_avg_sq"] for s in states],
+        [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
+        [s["step"] for s in states],
+        foreach=False,
+        capturable=capturable,
+        decoupled_weight_decay=group["decoupled_weight_decay"],
+        amsgrad=amsgrad,
+        beta1=beta1,
+        beta2=beta2,
+        lr=group["lr"],
+        weight_decay=group["weight_decay"],
+        eps=group["eps"],
+        maximize=group["maximize"],
+    )
 
 
-def _rmsprop(group: Group, capturable: bool, params: list[torch.Tensor], grads: list[torch.Tensor],
-             states: list[Group]) -> None:
+def _rmsprop(
+    group: Group, capturable: bool, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[Group]
+) -> None:
     momentum, centered = group["momentum"], group["centered"]
-    rmsprop(params, grads, [s["square_avg"] for s in states], [s["grad_avg"] for s in states] if centered else [],
-            [s["momentum_buffer"] for s in states] if momentum > 0 else [], [s["step"] for s in states],
-            foreach=False, capturable=capturable, lr=group["lr"], alpha=group["alpha"],
-            eps=group["eps"], weight_decay=group["weight_decay"], momentum=momentum, centered=centered,
-            maximize=group["maximize"])
+    rmsprop(
+        params,
+        grads,
+        [s["square_avg"] for s in states],
+        [s["grad_avg"] for s in states] if centered else [],
+        [s["momentum_buffer"] for s in states] if momentum > 0 else [],
+        [s["step"] for s in states],
+        foreach=False,
+        capturable=capturable,
+        lr=group["lr"],
+        alpha=group["alpha"],
+        eps=group["eps"],
+        weight_decay=group["weight_decay"],
+        momentum=momentum,
+        centered=centered,
+        maximize=group["maximize"],
+    )
 
 
 # Exact types: a subclass may change what ``step`` does.
 _UPDATES = {torch.optim.Adam: _adam, torch.optim.AdamW: _adam, torch.optim.RMSprop: _rmsprop}
 
 
-def in_graph_update(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]
-                    ) -> Callable[[list[torch.Tensor], list[torch.Tensor]], None] | None:
+def in_graph_update(
+    optimizer: torch.optim.Optimizer, params: list[torch.Tensor]
+) -> Callable[[list[torch.Tensor], list[torch.Tensor]], None] | None:
     """``update(views, grads)``: ``optimizer``'s step for ``params`` given their gradients, as code that
     ``torch.compile`` traces (``views[i]``: a tensor sharing ``params[i]``'s storage, updated in place).
 
@@ -64,9 +92,14 @@ def in_graph_update(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]
     """
     update = _UPDATES.get(type(optimizer))
     groups = optimizer.param_groups
-    if update is None or getattr(optimizer, "grad_scale", None) is not None or any(
+    if (
+        update is None
+        or getattr(optimizer, "grad_scale", None) is not None
+        or any(
             g.get("fused") or g.get("differentiable") or "decoupled_weight_decay" not in g and update is _adam
-            for g in groups):
+            for g in groups
+        )
+    ):
         return None
     group_of = {id(p): k for k, g in enumerate(groups) for p in g["params"]}
     if any(id(p) not in group_of or p.is_complex() or not optimizer.state.get(p) for p in params):
@@ -78,7 +111,12 @@ def in_graph_update(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]
 
     def run(views: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         for k, capturable, indices in plan:
-            update(optimizer.param_groups[k], capturable, [views[i] for i in indices], [grads[i] for i in indices],
-                   [optimizer.state[params[i]] for i in indices])
+            update(
+                optimizer.param_groups[k],
+                capturable,
+                [views[i] for i in indices],
+                [grads[i] for i in indices],
+                [optimizer.state[params[i]] for i in indices],
+            )
 
     return run

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from ..runner import Runner
 
 
-
 class Compiled:
     """Compile mode's strategy for the step ``runner`` runs: the compiled gradients, checked on each new input
     shape (:meth:`first`), then the compiled step with the optimizer's update in its graph (Adam, AdamW, RMSprop
@@ -66,8 +65,9 @@ class Compiled:
         compiled_changes = {what: value for what, value, _ in mark.changes()}
         for what, value, _ in eager_changes:
             if what not in compiled_changes or not equal_values(compiled_changes[what], value):
-                return self._eager_instead(f"{what}, and compile mode does not repeat it as eager does", inputs,
-                                           before, rng, mark)
+                return self._eager_instead(
+                    f"{what}, and compile mode does not repeat it as eager does", inputs, before, rng, mark
+                )
         # Parameters the objective does not reach have no eager gradient (None: the optimizer skips them);
         # torch.func gives them zeros, which would still move Adam's moments. Keep them None.
         unreached = {i for i, e in enumerate(eager_grads) if e is None}
@@ -79,11 +79,13 @@ class Compiled:
         if mismatch is not None:
             reference = self.float64_gradients(inputs, before, rng)
             mismatch = check.first_mismatch(names, grads, eager_grads, rtol, reference)
-        mismatch = mismatch or check.buffer_mismatch(runner.buffer_names(), [b for _, b in runner.snapshot()],
-                                                     eager_buffers, rtol)
+        mismatch = mismatch or check.buffer_mismatch(
+            runner.buffer_names(), [b for _, b in runner.snapshot()], eager_buffers, rtol
+        )
         if mismatch is not None:
-            return self._eager_instead(f"{mismatch} on inputs of shape {tuple(inputs[0].shape)}", inputs, before,
-                                       rng, mark)
+            return self._eager_instead(
+                f"{mismatch} on inputs of shape {tuple(inputs[0].shape)}", inputs, before, rng, mark
+            )
         return self._apply(grads, stats, self.optimizer.step)
 
     def _eager_instead(self, why: str, inputs: Inputs, before: Snapshot, rng: RngState, mark: Mark) -> Stats:
@@ -107,8 +109,7 @@ class Compiled:
         params = dict(twin.state.module.named_parameters())
         with torch.autocast(device.type, enabled=False):
             total, _ = twin.eager(*(t.double() if t is not None and t.is_floating_point() else t for t in inputs))
-            grads = torch.autograd.grad(total, [params[n] for n, _ in self.objective.state.trained],
-                                        allow_unused=True)
+            grads = torch.autograd.grad(total, [params[n] for n, _ in self.objective.state.trained], allow_unused=True)
         restore(after)
         set_rng_state(device, after_rng)
         return list(grads)

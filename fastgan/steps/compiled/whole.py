@@ -16,7 +16,10 @@ from .zero_branches import ZeroBranches
 # One options dict (one pass object) for every step: Dynamo reuses a graph only under an equal backend.
 # ``fallback_random``: random ops in the graph (dropout) draw from the default generator as eager ops do, in
 # program order, so a compiled step with dropout draws eager's masks.
-INDUCTOR_OPTIONS: dict[str, str | int | bool | Callable[..., Any]] = {"post_grad_custom_pre_pass": ZeroBranches(), "fallback_random": True}
+INDUCTOR_OPTIONS: dict[str, str | int | bool | Callable[..., Any]] = {
+    "post_grad_custom_pre_pass": ZeroBranches(),
+    "fallback_random": True,
+}
 
 
 def compile_whole(fn: Fn) -> Fn:

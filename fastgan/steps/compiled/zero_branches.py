@@ -30,10 +30,24 @@ aten, prims = torch.ops.aten, torch.ops.prims
 # Ops whose result is zero when their first argument is: views, layout changes, negation, casts, and the
 # backward of ReLU-like activations (the incoming gradient masked or scaled).
 _ZERO_IN_ZERO_OUT = {
-    aten.permute.default, aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.expand.default,
-    aten.t.default, aten.transpose.int, aten.unsqueeze.default, aten.squeeze.default, aten.squeeze.dim,
-    aten.squeeze.dims, aten.clone.default, aten.alias.default, aten.neg.default, aten._to_copy.default,
-    aten.slice.Tensor, prims.convert_element_type.default, aten.threshold_backward.default,
+    aten.permute.default,
+    aten.view.default,
+    aten.reshape.default,
+    aten._unsafe_view.default,
+    aten.expand.default,
+    aten.t.default,
+    aten.transpose.int,
+    aten.unsqueeze.default,
+    aten.squeeze.default,
+    aten.squeeze.dim,
+    aten.squeeze.dims,
+    aten.clone.default,
+    aten.alias.default,
+    aten.neg.default,
+    aten._to_copy.default,
+    aten.slice.Tensor,
+    prims.convert_element_type.default,
+    aten.threshold_backward.default,
     aten.leaky_relu_backward.default,
 }
 _ZERO_SOURCES = {aten.zeros.default, aten.zeros_like.default, aten.new_zeros.default}
@@ -96,8 +110,11 @@ class _Folding:
         if target in _ZERO_SOURCES or (target in _FILLS and self._zero_value(args[_FILLS[target]])):
             self.zeros[node] = None
         elif (target in _ZERO_IN_ZERO_OUT and zero(args[0])) or (
-                target in (aten.mul.Tensor, aten.div.Tensor) and zero(args[0]) and _finite_number(args[1])
-                and (target is aten.mul.Tensor or args[1] != 0)):
+            target in (aten.mul.Tensor, aten.div.Tensor)
+            and zero(args[0])
+            and _finite_number(args[1])
+            and (target is aten.mul.Tensor or args[1] != 0)
+        ):
             self.zeros[node] = self.zeros[args[0]]
         elif target is aten.mul.Tensor and zero(args[1]) and _finite_number(args[0]):
             self.zeros[node] = self.zeros[args[1]]
@@ -127,8 +144,11 @@ class _Folding:
         if zero_term is None or not isinstance(other, Node) or not _same_layout(other, node):
             return
         poison = self.zeros[zero_term]
-        node.replace_all_uses_with(other if poison is None else self._call(
-            node, aten.add.Tensor, other, self._cast(node, poison, node.meta["val"].dtype)))
+        node.replace_all_uses_with(
+            other
+            if poison is None
+            else self._call(node, aten.add.Tensor, other, self._cast(node, poison, node.meta["val"].dtype))
+        )
 
     def _fold_convolution_backward(self, node: Node) -> None:
         """The gradients of a convolution whose output gradient is zero: the input's (products with the weight),
@@ -165,10 +185,19 @@ class _Folding:
     def _zeros_of(self, node: Node, poison: Node | None) -> Node:
         """Zeros of ``node``'s shape, dtype and device, plus ``poison``."""
         value = node.meta["val"]
-        zeros = self._call(node, aten.full.default, list(value.shape), 0.0, dtype=value.dtype,
-                           layout=torch.strided, device=value.device, pin_memory=False)
-        return zeros if poison is None else self._call(node, aten.add.Tensor, zeros,
-                                                       self._cast(node, poison, value.dtype))
+        zeros = self._call(
+            node,
+            aten.full.default,
+            list(value.shape),
+            0.0,
+            dtype=value.dtype,
+            layout=torch.strided,
+            device=value.device,
+            pin_memory=False,
+        )
+        return (
+            zeros if poison is None else self._call(node, aten.add.Tensor, zeros, self._cast(node, poison, value.dtype))
+        )
 
     def _replace(self, node: Node, poison: Node | None) -> None:
         """Replace ``node`` by zeros plus ``poison``."""
@@ -179,5 +208,10 @@ class _Folding:
 
 def _same_layout(a: Node, b: Node) -> bool:
     va, vb = a.meta.get("val"), b.meta.get("val")
-    return (isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor) and va.shape == vb.shape
-            and va.dtype == vb.dtype and va.stride() == vb.stride())
+    return (
+        isinstance(va, torch.Tensor)
+        and isinstance(vb, torch.Tensor)
+        and va.shape == vb.shape
+        and va.dtype == vb.dtype
+        and va.stride() == vb.stride()
+    )
