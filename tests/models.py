@@ -4,8 +4,8 @@ conv critic without BatchNorm, and a tiny MLP GAN for whole training steps."""
 import torch
 from torch import nn
 
-from fastgan.reference import Critic as SeedCritic  # noqa: F401 - the tests' name for it
-from fastgan.reference import Generator as SeedGenerator  # noqa: F401
+from fastgan.reference import Critic as ReferenceCritic  # noqa: F401 - the tests' name for it
+from fastgan.reference import Generator as ReferenceGenerator  # noqa: F401 - the tests' name for it
 
 
 class ConvCritic(nn.Module):

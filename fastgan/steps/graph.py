@@ -104,6 +104,14 @@ class Graphs:
         return {k: v.clone() for k, v in static_stats.items()}
 
 
+def eager_from_now(runner: Runner, exc: StateChangedInForward) -> Stats:
+    """A graph mode's warm-up found its forward changing what a replay cannot repeat: the warm-up was a whole
+    step, whose statistics are returned, and ``runner`` runs eager from the next call, saying why."""
+    runner.fall_back(f"{exc}, which a graph's replay cannot repeat")
+    stats: Stats = exc.warmed
+    return stats
+
+
 class Graph:
     """Graph mode's strategy: each input shape's first call is an eager step run as a capture's warm-up, later
     calls replay its graph. A forward that changes what a replay would not change again makes the runner
@@ -121,10 +129,8 @@ class Graph:
     def step(self, key: Key, inputs: Inputs) -> dict[str, torch.Tensor]:
         try:
             return self.graphs(key, inputs)
-        except StateChangedInForward as exc:  # the warm-up was a whole step: eager from the next one
-            self.runner.fall_back(f"{exc}, which a graph's replay cannot repeat")
-            warmed: Stats = exc.warmed
-            return warmed
+        except StateChangedInForward as exc:
+            return eager_from_now(self.runner, exc)
 
     def forget(self, builds: bool) -> None:
         self.graphs.clear()  # a graph holds the old tensors' addresses

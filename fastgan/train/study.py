@@ -278,7 +278,7 @@ def plot_image_samples(out: Path, rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
 
-    from .plots import matplotlib  # noqa: F401
+    from .plots import matplotlib  # noqa: F401 - selects the file-only backend
 
     fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 2.9), squeeze=False)
     for ax, row in zip(axes[0], rows):
@@ -296,7 +296,7 @@ def plot_fid_curves(out: Path, rows: list[dict]) -> None:
     """FID over wall-clock training seconds, one line per run, one colour per preset."""
     import matplotlib.pyplot as plt
 
-    from .plots import matplotlib  # noqa: F401
+    from .plots import matplotlib  # noqa: F401 - selects the file-only backend
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -356,7 +356,7 @@ def plot_mode_curves(out: Path, rows: list[dict]) -> None:
     """High-quality fraction and reverse KL over wall-clock time, one line per run, one colour per preset."""
     import matplotlib.pyplot as plt
 
-    from .plots import matplotlib  # noqa: F401
+    from .plots import matplotlib  # noqa: F401 - selects the file-only backend
 
     sets = [d for d in TOY_STUDY_SETS if any(r["data"] == d for r in rows)]
     fig, axes = plt.subplots(len(sets), 2, figsize=(10, 3.2 * len(sets)), squeeze=False)

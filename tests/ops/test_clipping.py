@@ -1,7 +1,7 @@
 import pytest
 import torch
 from helpers import INTERPRETED
-from models import ConvCritic, SeedCritic
+from models import ConvCritic, ReferenceCritic
 
 import fastgan
 import fastgan.kernels.clipping as clipping_kernels
@@ -45,11 +45,11 @@ def test_one_launch_per_dtype_group(device, monkeypatch):
     assert sorted(launches, key=str) == [(torch.bfloat16, 40), (torch.float16, 40), (torch.float32, 40)]
 
 
-@pytest.mark.parametrize("critic_cls", [SeedCritic, ConvCritic])
-def test_module_matches_the_seeds_loop(backend, device, critic_cls):
+@pytest.mark.parametrize("critic_cls", [ReferenceCritic, ConvCritic])
+def test_module_matches_the_reference_loop(backend, device, critic_cls):
     torch.manual_seed(0)
     critic = critic_cls().to(device)
-    critic(torch.zeros((1, 784) if critic_cls is SeedCritic else (1, 3, 16, 16), device=device))
+    critic(torch.zeros((1, 784) if critic_cls is ReferenceCritic else (1, 3, 16, 16), device=device))
     ref_critic = critic_cls().to(device)
     ref_critic.load_state_dict(critic.state_dict())
     fastgan.clip_weights_(critic, 0.01)

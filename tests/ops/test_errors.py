@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from models import SeedCritic
+from models import ReferenceCritic
 
 import fastgan
 import fastgan.backend
@@ -61,7 +61,7 @@ def test_bad_input_names_the_argument_and_changes_nothing(backend, pair, name, e
 
 def test_bad_input_leaves_the_random_generator_alone(backend, pair):
     real, fake = pair
-    critic = SeedCritic(6)
+    critic = ReferenceCritic(6)
     state = torch.get_rng_state()
     with pytest.raises(ValueError, match="fake_samples"):
         fastgan.compute_gradient_penalty(critic, real, fake[:2])
@@ -70,7 +70,7 @@ def test_bad_input_leaves_the_random_generator_alone(backend, pair):
 
 @pytest.mark.parametrize("clip_value", [0, -0.01, math.nan, math.inf])
 def test_bad_clip_value_leaves_parameters_untouched(backend, device, clip_value):
-    critic = SeedCritic(6).to(device)
+    critic = ReferenceCritic(6).to(device)
     untouched = _untouched(*critic.parameters())
     with pytest.raises(ValueError, match="clip_value"):
         fastgan.clip_weights_(critic, clip_value)

@@ -198,7 +198,10 @@ def test_triton_launches_when_off_with_a_hook_an_unkeyed_option_a_grid_function_
         kernel[(1,)](*args, **kwargs)
     finally:
         launch.set_direct_launches(previous)
-    hook = lambda metadata: None  # noqa: E731
+
+    def hook(metadata):
+        return None
+
     knobs.runtime.launch_enter_hook.add(hook)
     try:
         kernel[(1,)](*args, **kwargs)

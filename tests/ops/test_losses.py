@@ -102,7 +102,7 @@ def test_cross_entropy_is_stable_for_extreme_logits(backend, device):
     torch.testing.assert_close(logits.grad, torch.tensor([-0.25, -0.25, 0.0, 0.0], device=device), atol=1e-12, rtol=0)
 
 
-def test_seed_lsgan_numbers_reproduce_exactly(backend, device):
+def test_reference_lsgan_numbers_reproduce_exactly(backend, device):
     # The reference's LSGAN: Sigmoid critic outputs and nn.MSELoss, no 0.5 on the generator loss.
     torch.manual_seed(0)
     real_pred, fake_pred = torch.rand(64, 1, device=device), torch.rand(64, 1, device=device)

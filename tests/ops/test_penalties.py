@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 import torch
-from models import ConvCritic, SeedCritic
+from models import ConvCritic, ReferenceCritic
 from torch import nn
 
 import fastgan
@@ -22,7 +22,7 @@ KINDS = [
 def _critic(kind, device, dtype=torch.float32):
     torch.manual_seed(0)
     if kind == "mlp":
-        critic, shape = SeedCritic(img_size=20, hidden=16), (6, 20)
+        critic, shape = ReferenceCritic(img_size=20, hidden=16), (6, 20)
     else:
         critic, shape = ConvCritic(), (4, 3, 16, 16)
     critic = critic.to(device)

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from models import ConvCritic, SeedCritic, SeedGenerator
+from models import ConvCritic, ReferenceCritic, ReferenceGenerator
 
 import fastgan
 from fastgan import reference
@@ -15,7 +15,7 @@ LAMBDA_GP = 10.0
 def _critic_and_batch(kind, device, dtype=torch.float32):
     torch.manual_seed(0)
     if kind == "mlp":
-        critic, shape = SeedCritic(), (16, 784)
+        critic, shape = ReferenceCritic(), (16, 784)
     else:
         critic, shape = ConvCritic(), (6, 3, 16, 16)
     real = torch.randn(shape).to(device, dtype)
@@ -75,7 +75,7 @@ def test_one_sided_penalty_through_the_critic(backend, device):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
 
 
-def test_compute_gradient_penalty_uses_the_seeds_random_numbers(backend, device):
+def test_compute_gradient_penalty_uses_the_reference_random_numbers(backend, device):
     critic, real, fake = _critic_and_batch("mlp", device)
     torch.manual_seed(7)
     got = fastgan.compute_gradient_penalty(critic, real, fake, device)
@@ -89,7 +89,7 @@ def test_compute_gradient_penalty_uses_the_seeds_random_numbers(backend, device)
 def _seed_wgan_gp_loop(gradient_penalty_fn, device, iterations=3, n_critic=5, batch_size=64):
     """The reference's WGAN-GP loop on random data, with the data iterated properly."""
     torch.manual_seed(0)
-    generator, discriminator = SeedGenerator().to(device), SeedCritic().to(device)
+    generator, discriminator = ReferenceGenerator().to(device), ReferenceCritic().to(device)
     opt_g = torch.optim.Adam(generator.parameters(), lr=1e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-4, betas=(0.5, 0.999))
     data = torch.rand(iterations * n_critic * batch_size, 784) * 2 - 1
@@ -110,7 +110,7 @@ def _seed_wgan_gp_loop(gradient_penalty_fn, device, iterations=3, n_critic=5, ba
     return [p.detach() for p in (*generator.parameters(), *discriminator.parameters())]
 
 
-def test_drop_in_replacement_in_the_seeds_loop(backend, device):
+def test_drop_in_replacement_in_the_reference_loop(backend, device):
     expected = _seed_wgan_gp_loop(reference.compute_gradient_penalty, device)
     got = _seed_wgan_gp_loop(fastgan.compute_gradient_penalty, device)
     for p, p_ref in zip(got, expected):

@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 from helpers import stand_in_capture
-from models import ConvCritic, SeedCritic, SeedGenerator
+from models import ConvCritic, ReferenceCritic, ReferenceGenerator
 from torch import nn
 
 import fastgan
@@ -53,7 +53,7 @@ def _setup(kind="mlp", channels_last=False, seed=0, device="cpu"):
     the test device: on a GPU machine Triton kernels need CUDA tensors)."""
     torch.manual_seed(seed)
     if kind == "mlp":
-        critic, shape = SeedCritic(img_size=20, hidden=16), (8, 20)
+        critic, shape = ReferenceCritic(img_size=20, hidden=16), (8, 20)
     else:
         critic, shape = ConvCritic(), (6, 3, 16, 16)
     real, fake = torch.randn(shape).to(device), torch.randn(shape).to(device)
@@ -73,7 +73,7 @@ def _relative(a, b):
     "loss,penalty",
     [(loss, penalty) for loss in [*REFERENCE_LOSSES, None] for penalty in [*PENALTIES, None] if loss or penalty],
 )
-def test_eager_step_is_the_seed_style_step(backend, device, loss, penalty):
+def test_eager_step_is_the_reference_style_step(backend, device, loss, penalty):
     critic, real, fake = _setup("conv" if penalty in ("r1", "dragan") else "mlp", device=device)
     ref_critic = copy.deepcopy(critic)
     opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
@@ -127,8 +127,8 @@ def test_lazy_penalty_is_its_own_update_every_k_calls(backend, device):
 
 def test_generator_step_and_its_ema(backend, device):
     torch.manual_seed(0)
-    generator = SeedGenerator(latent_dim=4, img_size=20, hidden=16).to(device)
-    critic = SeedCritic(img_size=20, hidden=16).to(device)
+    generator = ReferenceGenerator(latent_dim=4, img_size=20, hidden=16).to(device)
+    critic = ReferenceCritic(img_size=20, hidden=16).to(device)
     ref_generator = copy.deepcopy(generator)
     opt = torch.optim.Adam(generator.parameters(), lr=1e-3)
     ref_opt = torch.optim.Adam(ref_generator.parameters(), lr=1e-3)
@@ -295,7 +295,10 @@ def test_auto_mode_captures_on_one_gpu_and_compiles_elsewhere():
     assert conv_step.resolve_mode(torch.device("cpu")) == "eager"
     critic, real, fake = _setup()
     adam = torch.optim.Adam(critic.parameters())
-    resolve = lambda step: step.resolve_mode(cuda)  # noqa: E731
+
+    def resolve(step):
+        return step.resolve_mode(cuda)
+
     assert resolve(fastgan.CriticStep(critic, adam, loss="wgan")) == "graph"
     assert all(g["capturable"] for g in adam.param_groups)
     sgd = torch.optim.SGD(critic.parameters(), lr=0.1)  # no capturable option

@@ -254,7 +254,10 @@ def test_kid_is_the_unbiased_mmd_of_the_cubic_kernel():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(30, 5, generator=gen, dtype=torch.float64)
     y = torch.randn(30, 5, generator=gen, dtype=torch.float64) + 0.3
-    kernel = lambda a, b: (a @ b.T / 5 + 1) ** 3  # noqa: E731
+
+    def kernel(a, b):
+        return (a @ b.T / 5 + 1) ** 3
+
     draws, values = torch.Generator().manual_seed(KID_SEED), []
     for _ in range(3):  # subsets of 12 rows of each set, drawn as documented
         a, b = x[torch.randperm(30, generator=draws)[:12]], y[torch.randperm(30, generator=draws)[:12]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..._frames import warn_user
-from ..graph import CaptureError, Graphs, StateChangedInForward
+from ..graph import CaptureError, Graphs, StateChangedInForward, eager_from_now
 from ..state import rng_state
 from ..types import Inputs, Key, RngState, Snapshot, Stats
 from .step import Compiled
@@ -39,10 +39,8 @@ class CompiledGraph:
         rng = rng_state(inputs[0].device)
         try:
             return self.graphs(key, inputs)
-        except StateChangedInForward as exc:  # the warm-up was a whole step: eager from the next one
-            self.runner.fall_back(f"{exc}, which a graph's replay cannot repeat")
-            stats: Stats = exc.warmed
-            return stats
+        except StateChangedInForward as exc:
+            return eager_from_now(self.runner, exc)
         except CaptureError as exc:
             warn_user(f"{self.runner.name}: the compiled step does not capture ({exc}); compile mode from now on")
             self.runner.strategy = self.compiled
