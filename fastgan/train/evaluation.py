@@ -17,7 +17,6 @@ from torch import nn
 import fastgan
 
 from .. import distributed
-from . import checkpoint as checkpoint_io
 from .building import latent_noise
 from .data import TOY_SETS, load_image_dataset
 from .image_metrics import (
@@ -31,6 +30,7 @@ from .image_metrics import (
 )
 from .metrics import mode_metrics
 from .plots import plot_curves, plot_samples_2d, png_array, save_image_grid
+from .resume import save_best
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ class RunLog:
             record.update(self.evaluate())
             if "fid" in record and (self.best is None or record["fid"] < self.best["fid"]):
                 self.best = {"fid": record["fid"], "step": trainer.step}
-                checkpoint_io.save_best({**trainer.generator_state(), "fid": record["fid"]}, self.out)
+                save_best(trainer, record["fid"])
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             if self.writer is not None:

@@ -26,6 +26,11 @@ def generator_state(trainer: Trainer) -> dict:
     }
 
 
+def save_best(trainer: Trainer, fid: float) -> None:
+    """Write the generator of ``trainer``'s current step as the run's lowest-FID one (best.pt), with ``fid``."""
+    checkpoint_io.save_best({**generator_state(trainer), "fid": fid}, trainer.out)
+
+
 def save_checkpoint(trainer: Trainer) -> None:
     """Write the checkpoint of ``trainer``'s current step."""
     state = {

@@ -24,7 +24,7 @@ from .data import TOY_SETS, ImageStream, ToyStream, load_image_dataset
 from .evaluation import RunLog, evaluation_labels, generate_samples
 from .models import PackedCritic
 from .processes import Membership, run_device
-from .resume import generator_state, restore_checkpoint, save_checkpoint
+from .resume import restore_checkpoint, save_checkpoint
 from .settings import Settings
 from .signals import Interrupted, StopRequest
 
@@ -193,10 +193,6 @@ class Trainer:
         conditional run, :meth:`sample_labels`)."""
         net = self.ema if self.ema is not None else self.generator
         return generate_samples(net, self.settings, n, self.device, self.sample_labels(n))
-
-    def generator_state(self) -> dict:
-        """What ``fastgan sample`` needs to rebuild and run the generator (:func:`.resume.generator_state`)."""
-        return generator_state(self)
 
     def evaluate(self) -> dict:
         """The run's evaluation now (:meth:`.evaluation.RunLog.evaluate`)."""
