@@ -9,11 +9,21 @@ size); every loss returns a 0-dim fp32 tensor (fp64 if an input is fp64), accumu
 | LSGAN (a, b, c) | ``0.5 E[(D(x)-b)^2] + 0.5 E[(D(G(z))-a)^2]`` | ``0.5 E[(D(G(z))-c)^2]`` |
 | standard GAN (logits) | ``E[softplus(-D(x))] + E[softplus(D(G(z)))]`` (target 1 - s) | ``E[softplus(-D(G(z)))]`` |
 | hinge | ``E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]`` | ``-E[D(G(z))]`` |
+| RpGAN (paired) | ``E[softplus(D(G(z_i)) - D(x_i))]`` | ``E[softplus(D(x_i) - D(G(z_i)))]`` |
+| RaGAN | ``(E[sp(m_f - D(x))] + E[sp(D(G(z)) - m_r)]) / 2`` | ``(E[sp(D(x) - m_f)] + E[sp(m_r - D(G(z)))]) / 2`` |
+
+RpGAN (Jolicoeur-Martineau 2019; R3GAN, Huang et al. 2024) pairs the i-th real and fake score, so both batches have
+one size. RaGAN, relativistic average (Jolicoeur-Martineau 2019, ESRGAN's form), compares each score with the other
+batch's mean (``m_r = mean D(x)``, ``m_f = mean D(G(z))``, ``sp`` softplus), halved as in her code. The relativistic
+generator losses take the real scores too; no gradient reaches them through the generator, who only moves the fake
+ones.
 
 The standard GAN's critic loss is the BCE of logits, its real target 1 - s with s = ``label_smoothing`` (0: none).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +32,7 @@ from torch.autograd.function import once_differentiable
 from . import _input_checks
 from .backend import uses_triton
 from .kernels.accumulator import accumulator_dtype
-from .kernels.loss_terms import HINGE, LINEAR, LOGISTIC, SQUARE, Term
+from .kernels.loss_terms import AVERAGE, HINGE, LINEAR, LOGISTIC, PAIRED, SEPARATE, SQUARE, Term
 
 
 class _Loss(torch.autograd.Function):
@@ -30,12 +40,12 @@ class _Loss(torch.autograd.Function):
     for batches up to 1024 scores."""
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor | None, term_a: Term, term_b: Term | None):
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor | None, term_a: Term, term_b: Term | None, relation: int):
         from .kernels.losses import losses_fwd
 
         ctx.save_for_backward(a, b)
-        ctx.terms = (term_a, term_b)
-        return losses_fwd(a, term_a, b, term_b, check=False)
+        ctx.terms = (term_a, term_b, relation)
+        return losses_fwd(a, term_a, b, term_b, relation, check=False)
 
     @staticmethod
     @once_differentiable
@@ -43,9 +53,9 @@ class _Loss(torch.autograd.Function):
         from .kernels.losses import losses_bwd
 
         a, b = ctx.saved_tensors
-        term_a, term_b = ctx.terms
-        da, db = losses_bwd(grad_out, a, term_a, b, term_b, check=False)
-        return da, db, None, None
+        term_a, term_b, relation = ctx.terms
+        da, db = losses_bwd(grad_out, a, term_a, b, term_b, relation, check=False)
+        return da, db, None, None, None
 
 
 def _term_values(x: torch.Tensor, term: Term) -> tuple[torch.Tensor, float]:
@@ -95,16 +105,23 @@ def _combined(x: torch.Tensor, c_x: float, y: torch.Tensor, c_y: float) -> tuple
 
 
 def loss_of_terms(
-    a: torch.Tensor, term_a: Term, b: torch.Tensor | None = None, term_b: Term | None = None, fused: bool | None = None
+    a: torch.Tensor,
+    term_a: Term,
+    b: torch.Tensor | None = None,
+    term_b: Term | None = None,
+    fused: bool | None = None,
+    relation: int = SEPARATE,
 ) -> torch.Tensor:
-    """``term_a.weight * mean(f_a(a)) + term_b.weight * mean(f_b(b))`` on checked critic outputs (B,) or (B, 1).
+    """``term_a.weight * mean(f_a(a)) + term_b.weight * mean(f_b(b))`` on checked critic outputs (B,) or (B, 1),
+    or relativistic as ``relation`` says (:mod:`fastgan.kernels.loss_terms`: PAIRED is ``term_a`` of ``a - b``
+    alone; AVERAGE shifts ``a`` by ``mean(b)`` and ``b`` by ``mean(a)``).
 
     ``fused``: the Triton kernels when True, plain differentiable PyTorch ops from the same terms when False
     (what ``torch.compile`` and ``torch.func`` trace), the backend rule's choice for ``a``'s device when None.
     Returns a 0-dim fp32 tensor (fp64 if an input is fp64).
     """
     if fused or (fused is None and uses_triton(a.device)):
-        return _Loss.apply(a, b, term_a, term_b)
+        return _Loss.apply(a, b, term_a, term_b, relation)
     # The eager path: the same terms as ops autograd records. At the sizes losses have (a batch of scores), the
     # Python backward of an autograd.Function would cost more than the whole loss.
     acc = accumulator_dtype(a.dtype, None if b is None else b.dtype)
@@ -112,6 +129,10 @@ def loss_of_terms(
     if b is None:
         return _scaled(_one_term_mean(a, term_a), term_a.weight)
     b = b if b.dtype == acc else b.to(acc)
+    if relation == PAIRED:
+        return _scaled(_one_term_mean(a.reshape(-1) - b.reshape(-1), term_a), term_a.weight)
+    if relation == AVERAGE:
+        a, b = a - b.mean(), b - a.mean()
     if a.shape == b.shape and term_a.kind == SQUARE == term_b.kind and term_a.weight == term_b.weight:
         # LSGAN: w (mean((a - p_a)^2) + mean((b - p_b)^2)) is 2w times the mean squared error of both batches at
         # once (2 recorded ops instead of 7).
@@ -151,7 +172,34 @@ _HINGE_REAL = Term(HINGE, -1.0)
 _HINGE_FAKE = Term(HINGE, 1.0)
 
 
-LOSS_NAMES = ("wgan", "lsgan", "ns", "hinge")
+# RpGAN's critic term on D(real) - D(fake): softplus(-x) = softplus(D(fake) - D(real)); its generator's softplus(x).
+_PAIR_CRITIC = Term(LOGISTIC, 1.0)
+_PAIR_GENERATOR = Term(LOGISTIC, 0.0)
+# RaGAN's halves: cross-entropy of the shifted real scores with label 1 (critic) or 0 (generator), and the mirror.
+_HALF_LABEL_1 = Term(LOGISTIC, 1.0, 0.5)
+_HALF_LABEL_0 = Term(LOGISTIC, 0.0, 0.5)
+
+
+LOSS_NAMES = ("wgan", "lsgan", "ns", "hinge", "rpgan", "ragan")
+RELATIVISTIC = ("rpgan", "ragan")  # the losses whose generator side scores the real batch too
+
+
+class LossTerms(NamedTuple):
+    """A loss as the fused kernel computes it (:mod:`fastgan.kernels.loss_terms`): the critic's term on real and on
+    fake scores (PAIRED: ``real`` alone, of real minus fake scores, and ``fake`` None), the generator's term on
+    fake scores (PAIRED: None), its term on real scores for a relativistic loss (PAIRED: of real minus fake), and
+    how real and fake scores relate."""
+
+    real: Term
+    fake: Term | None
+    generator: Term | None
+    generator_real: Term | None = None
+    relation: int = SEPARATE
+
+    @property
+    def relativistic(self) -> bool:
+        """Whether the generator's side takes the real scores too."""
+        return self.relation != SEPARATE
 
 
 def _smoothing(label_smoothing: object) -> float:
@@ -168,8 +216,8 @@ def _real_label(label_smoothing: float) -> Term:
 
 def terms_of_loss(
     name: str, lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0), label_smoothing: float = 0.0
-) -> tuple[Term, Term, Term]:
-    """The terms of loss ``name``: (critic's term on real outputs, on fake outputs, generator's on fake outputs).
+) -> LossTerms:
+    """The terms of loss ``name`` (one of :data:`LOSS_NAMES`), critic and generator sides.
 
     ``lsgan_targets``: LSGAN's (a, b, c), fake and real targets of the critic and the generator's target.
     ``label_smoothing``: the ``"ns"`` discriminator's real target is ``1 - label_smoothing`` (one-sided).
@@ -178,17 +226,38 @@ def terms_of_loss(
     if label_smoothing and name != "ns":
         raise ValueError(f"label_smoothing applies to the ns loss only, got loss {name!r}")
     if name == "wgan":
-        return _MINUS_MEAN, _MEAN, _MINUS_MEAN
+        return LossTerms(_MINUS_MEAN, _MEAN, _MINUS_MEAN)
     if name == "lsgan":
         if not isinstance(lsgan_targets, (tuple, list)) or len(lsgan_targets) != 3:
             raise ValueError(f"lsgan_targets must be three numbers (a, b, c), got {lsgan_targets!r}")
         a, b, c = (_input_checks.finite_real(f"lsgan_targets' {n}", v) for n, v in zip("abc", lsgan_targets))
-        return Term(SQUARE, b, 0.5), Term(SQUARE, a, 0.5), Term(SQUARE, c, 0.5)
+        return LossTerms(Term(SQUARE, b, 0.5), Term(SQUARE, a, 0.5), Term(SQUARE, c, 0.5))
     if name == "ns":
-        return _real_label(label_smoothing), _BCE_LABEL_0, _BCE_LABEL_1
+        return LossTerms(_real_label(label_smoothing), _BCE_LABEL_0, _BCE_LABEL_1)
     if name == "hinge":
-        return _HINGE_REAL, _HINGE_FAKE, _MINUS_MEAN
+        return LossTerms(_HINGE_REAL, _HINGE_FAKE, _MINUS_MEAN)
+    if name == "rpgan":
+        return LossTerms(_PAIR_CRITIC, None, None, _PAIR_GENERATOR, PAIRED)
+    if name == "ragan":
+        return LossTerms(_HALF_LABEL_1, _HALF_LABEL_0, _HALF_LABEL_1, _HALF_LABEL_0, AVERAGE)
     raise ValueError(f"loss must be one of {LOSS_NAMES}, got {name!r}")
+
+
+def critic_loss(terms: LossTerms, real_out: torch.Tensor, fake_out: torch.Tensor, fused: bool | None = None):
+    """The critic side of ``terms`` on checked real and fake scores (B,) or (B, 1); ``fused`` as in
+    :func:`loss_of_terms`."""
+    return loss_of_terms(real_out, terms.real, fake_out, terms.fake, fused, terms.relation)
+
+
+def generator_loss(
+    terms: LossTerms, fake_out: torch.Tensor, real_out: torch.Tensor | None = None, fused: bool | None = None
+):
+    """The generator side of ``terms`` on checked fake scores, and the real ones for a relativistic loss."""
+    if not terms.relativistic:
+        assert terms.generator is not None
+        return loss_of_terms(fake_out, terms.generator, fused=fused)
+    assert terms.generator_real is not None and real_out is not None
+    return loss_of_terms(real_out, terms.generator_real, fake_out, terms.generator, fused, terms.relation)
 
 
 def wgan_critic_loss(real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
@@ -253,6 +322,52 @@ def hinge_generator_loss(fake_out: torch.Tensor) -> torch.Tensor:
     return wgan_generator_loss(fake_out)
 
 
+def _relativistic(name: str, real_out: torch.Tensor, fake_out: torch.Tensor, side: str) -> torch.Tensor:
+    """Loss ``name``'s critic or generator side on checked real and fake scores."""
+    terms = terms_of_loss(name)
+    _input_checks.critic_output("real_out", real_out)
+    _input_checks.critic_output("fake_out", fake_out)
+    _input_checks.same_device("fake_out", fake_out, "real_out", real_out)
+    if terms.relation == PAIRED and real_out.shape[0] != fake_out.shape[0]:
+        raise ValueError(
+            f"real_out and fake_out are paired by position: batch sizes {real_out.shape[0]} and {fake_out.shape[0]} "
+            "differ"
+        )
+    if side == "critic":
+        return critic_loss(terms, real_out, fake_out)
+    return generator_loss(terms, fake_out, real_out)
+
+
+def rpgan_discriminator_loss(real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+    """Relativistic pairing (RpGAN, R3GAN's loss) for the critic: ``mean_i softplus(D(fake_i) - D(real_i))``.
+
+    ``real_out``, ``fake_out``: scores (B,) or (B, 1) of one batch size, paired by position (any float dtype).
+    Returns the 0-dim fp32 loss (fp64 for fp64 scores).
+    """
+    return _relativistic("rpgan", real_out, fake_out, "critic")
+
+
+def rpgan_generator_loss(real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+    """Relativistic pairing for the generator: ``mean_i softplus(D(real_i) - D(fake_i))``; as
+    :func:`rpgan_discriminator_loss` (``real_out`` usually detached: the generator moves only the fake scores)."""
+    return _relativistic("rpgan", real_out, fake_out, "generator")
+
+
+def ragan_discriminator_loss(real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+    """Relativistic average (RaGAN, ESRGAN's form) for the critic:
+    ``(BCE(D(x) - mean D(G(z)), 1) + BCE(D(G(z)) - mean D(x), 0)) / 2`` of logits.
+
+    ``real_out``, ``fake_out``: scores (B,) or (B, 1), batch sizes may differ. Returns the 0-dim fp32 loss.
+    """
+    return _relativistic("ragan", real_out, fake_out, "critic")
+
+
+def ragan_generator_loss(real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+    """Relativistic average for the generator, the critic's labels swapped:
+    ``(BCE(D(x) - mean D(G(z)), 0) + BCE(D(G(z)) - mean D(x), 1)) / 2``."""
+    return _relativistic("ragan", real_out, fake_out, "generator")
+
+
 __all__ = [
     "hinge_discriminator_loss",
     "hinge_generator_loss",
@@ -260,6 +375,10 @@ __all__ = [
     "lsgan_generator_loss",
     "ns_discriminator_loss",
     "ns_generator_loss",
+    "ragan_discriminator_loss",
+    "ragan_generator_loss",
+    "rpgan_discriminator_loss",
+    "rpgan_generator_loss",
     "wgan_critic_loss",
     "wgan_generator_loss",
 ]

@@ -149,6 +149,30 @@ def hinge_generator_loss(fake_out) -> torch.Tensor:
     return -fake_out.mean()
 
 
+def rpgan_discriminator_loss(real_out, fake_out) -> torch.Tensor:
+    """R3GAN's relativistic pairing: ``softplus(-(D(real) - D(fake)))`` per pair, averaged."""
+    relativistic = real_out.view(-1) - fake_out.view(-1)
+    return torch.nn.functional.softplus(-relativistic).mean()
+
+
+def rpgan_generator_loss(real_out, fake_out) -> torch.Tensor:
+    relativistic = fake_out.view(-1) - real_out.view(-1)
+    return torch.nn.functional.softplus(-relativistic).mean()
+
+
+def ragan_discriminator_loss(real_out, fake_out) -> torch.Tensor:
+    """ESRGAN's relativistic average loss: BCE of each score minus the other batch's mean, halved."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    real_rel, fake_rel = real_out - fake_out.mean(), fake_out - real_out.mean()
+    return (bce(real_rel, torch.ones_like(real_rel)) + bce(fake_rel, torch.zeros_like(fake_rel))) / 2
+
+
+def ragan_generator_loss(real_out, fake_out) -> torch.Tensor:
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    real_rel, fake_rel = real_out - fake_out.mean(), fake_out - real_out.mean()
+    return (bce(real_rel, torch.zeros_like(real_rel)) + bce(fake_rel, torch.ones_like(fake_rel))) / 2
+
+
 # Penalties at real or fake samples.
 
 
@@ -162,3 +186,11 @@ def dragan_penalty(D, real_samples: torch.Tensor, alpha: torch.Tensor, noise: to
     alpha = alpha.reshape((real_samples.shape[0],) + (1,) * (real_samples.dim() - 1))
     differences = 0.5 * real_samples.std() * noise
     return penalty_at(D, (real_samples + alpha * differences).detach(), center)
+
+
+def approximate_penalty(D, samples: torch.Tensor, noise: torch.Tensor, sigma: float = 0.01) -> torch.Tensor:
+    """Seaweed-APT's finite-difference R1 (at real samples) / R2 (at fake ones), unweighted:
+    ``mean((D(x) - D(x + sigma * noise))^2)`` with ``noise`` ~ N(0, I) of the samples' shape."""
+    d = D(samples)
+    d_perturbed = D(samples + sigma * noise)
+    return ((d - d_perturbed) ** 2).mean()

@@ -208,21 +208,45 @@ def _other_variants():
         )
     scalars = dict(n_a="i32", n_b="i32", stride_a="i32", stride_b="i32", p_a="fp32", w_a="fp32", p_b="fp32", w_b="fp32")
     kinds = ((0, 0), (1, 1), (2, 2), (3, 3))
-    for (kind_a, kind_b), dt, single, has_b in itertools.product(kinds, DTYPES, (True, False), (True, False)):
-        flags = dict(KIND_A=kind_a, KIND_B=kind_b, HAS_B=has_b, ACC=tl.float32, BLOCK=losses.BLOCK, num_warps=4)
-        # Without b the launcher passes None for its pointers, which Triton types as "constexpr".
+    # (relation, has b, statistics given): every loss scoring samples alone, with and without b; RpGAN's pairs;
+    # RaGAN's average within a block and over more (its statistics from losses_average_kernel).
+    relations = ((0, True, False), (0, False, False), (1, True, False), (2, True, False), (2, True, True))
+    for (kind_a, kind_b), dt, single, (relation, has_b, given) in itertools.product(
+        kinds, DTYPES, (True, False), relations
+    ):
+        flags = dict(
+            KIND_A=kind_a,
+            KIND_B=kind_b,
+            HAS_B=has_b,
+            RELATION=relation,
+            STATS_GIVEN=given,
+            ACC=tl.float32,
+            BLOCK=losses.BLOCK,
+            num_warps=4,
+        )
+        # Without b (or without statistics) the launcher passes None for its pointers, which Triton types as
+        # "constexpr".
         b = f"*{dt}" if has_b else "constexpr"
+        stats = "*fp32" if given else "constexpr"
+        nones = {**({} if has_b else {"b_ptr": None}), **({} if given else {"stats_ptr": None})}
         yield (
             losses.losses_fwd_kernel,
-            dict(a_ptr=f"*{dt}", b_ptr=b, out_ptr="*fp32", **scalars),
-            dict(flags, SINGLE=single, **({} if has_b else {"b_ptr": None})),
+            dict(a_ptr=f"*{dt}", b_ptr=b, out_ptr="*fp32", stats_ptr=stats, **scalars),
+            dict(flags, SINGLE=single, **nones),
         )
         if single:
             yield (
                 losses.losses_bwd_kernel,
-                dict(a_ptr=f"*{dt}", b_ptr=b, da_ptr=f"*{dt}", db_ptr=b, gout_ptr="*fp32", **scalars),
-                dict(flags, **({} if has_b else {"b_ptr": None, "db_ptr": None})),
+                dict(a_ptr=f"*{dt}", b_ptr=b, da_ptr=f"*{dt}", db_ptr=b, gout_ptr="*fp32", stats_ptr=stats, **scalars),
+                dict(flags, **nones, **({} if has_b else {"db_ptr": None})),
             )
+        if given and single:
+            for grads in (False, True):
+                yield (
+                    losses.losses_average_kernel,
+                    dict(a_ptr=f"*{dt}", b_ptr=b, stats_ptr="*fp32", **{k: scalars[k] for k in scalars if k[0] != "w"}),
+                    dict(KIND_A=kind_a, KIND_B=kind_b, GRADS=grads, ACC=tl.float32, BLOCK=losses.BLOCK, num_warps=8),
+                )
     yield (
         losses.losses_finish_kernel,
         dict(partial_ptr="*fp32", out_ptr="*fp32", n="i32"),

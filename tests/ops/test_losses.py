@@ -30,6 +30,10 @@ LOSSES = {
     "ns_generator": (fastgan.ns_generator_loss, reference.ns_generator_loss, 1),
     "hinge_discriminator": (fastgan.hinge_discriminator_loss, reference.hinge_discriminator_loss, 2),
     "hinge_generator": (fastgan.hinge_generator_loss, reference.hinge_generator_loss, 1),
+    "rpgan_discriminator": (fastgan.rpgan_discriminator_loss, reference.rpgan_discriminator_loss, 2),
+    "rpgan_generator": (fastgan.rpgan_generator_loss, reference.rpgan_generator_loss, 2),
+    "ragan_discriminator": (fastgan.ragan_discriminator_loss, reference.ragan_discriminator_loss, 2),
+    "ragan_generator": (fastgan.ragan_generator_loss, reference.ragan_generator_loss, 2),
 }
 SHAPES = [(1,), (7, 1), (64,), (1041, 1), (70000,)]
 
@@ -90,6 +94,31 @@ def test_values_by_hand(backend, device):
     zero = torch.zeros(3, device=device)
     assert fastgan.ns_discriminator_loss(zero, zero).item() == pytest.approx(2 * 0.6931471805599453)
     assert fastgan.ns_generator_loss(zero).item() == pytest.approx(0.6931471805599453)
+
+
+def test_relativistic_values_by_hand(backend, device):
+    real = torch.tensor([2.0, 0.0], device=device)
+    fake = torch.tensor([-1.0, 3.0], device=device)
+    sp = torch.nn.functional.softplus
+    # RpGAN pairs by position: softplus(-1 - 2), softplus(3 - 0) for the critic; the mirror for the generator.
+    pairs = fake.cpu().double() - real.cpu().double()
+    assert fastgan.rpgan_discriminator_loss(real, fake).item() == pytest.approx(float(sp(pairs).mean()))
+    assert fastgan.rpgan_generator_loss(real, fake).item() == pytest.approx(float(sp(-pairs).mean()))
+    # RaGAN: both means are 1; real shifted to (1, -1), fake to (-2, 2); BCE(x, 1) = softplus(-x).
+    critic = (sp(-torch.tensor([1.0, -1.0])).mean() + sp(torch.tensor([-2.0, 2.0])).mean()) / 2
+    generator = (sp(torch.tensor([1.0, -1.0])).mean() + sp(-torch.tensor([-2.0, 2.0])).mean()) / 2
+    assert fastgan.ragan_discriminator_loss(real, fake).item() == pytest.approx(float(critic))
+    assert fastgan.ragan_generator_loss(real, fake).item() == pytest.approx(float(generator))
+
+
+def test_relativistic_average_batches_may_differ_in_size_and_pairs_may_not(backend, device):
+    real, fake = torch.randn(5, device=device, dtype=torch.float64), torch.randn(3, 1, device=device).double()
+    expected = reference.ragan_discriminator_loss(real, fake.view(-1))
+    torch.testing.assert_close(fastgan.ragan_discriminator_loss(real, fake), expected)
+    with pytest.raises(ValueError, match="fake_out.*paired|paired.*5 and 3"):
+        fastgan.rpgan_discriminator_loss(real, fake)
+    with pytest.raises(ValueError, match="fake_out"):
+        fastgan.rpgan_generator_loss(real, torch.randn(5, 2, device=device))
 
 
 def test_cross_entropy_is_stable_for_extreme_logits(backend, device):
