@@ -8,6 +8,13 @@
 | R1 ``r1_penalty`` | real samples | ``n^2`` | gamma/2 (StyleGAN2: gamma = 10 on FFHQ, 0.1-100) |
 | R2 ``r2_penalty`` | fake samples | ``n^2`` | gamma/2 |
 | DRAGAN ``dragan_penalty`` | ``real + alpha * 0.5 * std(real) * U[0,1)`` | ``(n - 1)^2`` | lambda = 10 |
+| approximate R1 ``approximate_r1_penalty`` | real samples | none: ``(D(x) - D(x + sigma*eps))^2`` | lambda = 100 |
+| approximate R2 ``approximate_r2_penalty`` | fake samples | same | lambda = 100 |
+
+The approximate R1 and R2 (Seaweed-APT, Lin et al. 2025) replace the input gradient by a finite difference along
+Gaussian noise eps ~ N(0, I): for small sigma, ``E[(D(x) - D(x + sigma*eps))^2] ~ sigma^2 ||grad D(x)||^2``, so
+lambda = 100 at sigma = 0.01 is R1 with gamma = 0.02. One more critic forward instead of a double backward: they
+compile with plain ``torch.compile``, capture in a CUDA graph and run where second-order gradients do not (FSDP).
 
 Each returns ``mean_i phi(||grad D(x_i)||_2)`` built with ``create_graph=True`` (so ``backward()`` reaches the
 critic's parameters), and optionally the per-sample norms; the penalty itself is the fused op of
@@ -36,6 +43,8 @@ from torch import nn
 from . import _input_checks
 from .amp import input_gradients
 from .interpolation import checked_alpha, interpolate, interpolated_points
+from .kernels.loss_terms import PAIRED, SQUARE, Term
+from .losses import loss_of_terms
 from .norm_penalty import norm_penalty
 
 DRAGAN_PERTURBATION = 0.5  # DRAGAN's noise scale, in units of the real batch's standard deviation
@@ -49,6 +58,7 @@ class PenaltyKind:
     center: float
     one_sided: bool
     at: str  # "interpolates", "real", "fake" or "dragan"
+    approximate: bool = False  # the finite difference along Gaussian noise instead of the input gradient
 
     @property
     def draws_alpha(self) -> bool:
@@ -57,8 +67,8 @@ class PenaltyKind:
 
     @property
     def draws_noise(self) -> bool:
-        """Whether its points need noise of the samples' shape (DRAGAN)."""
-        return self.at == "dragan"
+        """Whether it needs noise of the samples' shape: DRAGAN's (uniform), the approximate penalties' (normal)."""
+        return self.at == "dragan" or self.approximate
 
 
 PENALTIES = {
@@ -68,7 +78,11 @@ PENALTIES = {
     "r1": PenaltyKind(0.0, False, "real"),
     "r2": PenaltyKind(0.0, False, "fake"),
     "dragan": PenaltyKind(1.0, False, "dragan"),
+    "r1-approx": PenaltyKind(0.0, False, "real", approximate=True),
+    "r2-approx": PenaltyKind(0.0, False, "fake", approximate=True),
 }
+APPROXIMATION_SIGMA = 0.01  # the approximate penalties' noise scale (Seaweed-APT's)
+_SQUARED_DIFFERENCE = Term(SQUARE)  # mean((a_i - b_i)^2) with PAIRED: one fused launch each way
 
 
 def penalty_points(
@@ -214,6 +228,64 @@ def dragan_penalty(
         PENALTIES["dragan"], real.detach(), None, alpha, noise.detach().to(real.dtype), perturbation=perturbation
     )
     return _penalty_at(critic, x, center, False, return_norms, scaler)
+
+
+def finite_difference(scores: torch.Tensor, perturbed_scores: torch.Tensor, fused: bool | None = None) -> torch.Tensor:
+    """``mean_i (scores_i - perturbed_scores_i)^2`` of checked critic scores (B,) or (B, 1), fused (the loss
+    kernel's paired square; ``fused`` as in :func:`fastgan.losses.loss_of_terms`): the approximate penalties'
+    value. Returns a 0-dim fp32 tensor (fp64 for fp64 scores)."""
+    return loss_of_terms(scores, _SQUARED_DIFFERENCE, perturbed_scores, None, fused, PAIRED)
+
+
+def perturbed(samples: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``samples + sigma * noise``: where the approximate penalties score the critic a second time."""
+    return torch.add(samples, noise, alpha=sigma)
+
+
+def _approximate_at(critic, name: str, samples: torch.Tensor, sigma: object, noise: torch.Tensor | None):
+    _input_checks.critic_and_scaler(critic, None)
+    _input_checks.batched(name, _input_checks.float_tensor(name, samples))
+    sigma = _input_checks.positive_real("sigma", sigma)
+    if noise is None:
+        noise = torch.randn_like(samples)
+    else:
+        _input_checks.float_tensor("noise", noise)
+        _input_checks.same_shape("noise", noise, name, samples)
+        _input_checks.same_device("noise", noise, name, samples)
+    samples = samples.detach()
+    scores = _input_checks.critic_scores(critic(samples), samples.shape[0], critic)
+    moved = _input_checks.critic_scores(
+        critic(perturbed(samples, noise.detach().to(samples.dtype), sigma)), samples.shape[0], critic
+    )
+    return finite_difference(scores, moved)
+
+
+def approximate_r1_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    *,
+    sigma: float = APPROXIMATION_SIGMA,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Approximate R1 without a double backward (Seaweed-APT): ``mean_i (D(x_i) - D(x_i + sigma * eps_i))^2`` at
+    the real samples (B, ...), unweighted (multiply by lambda, 100 in the paper).
+
+    ``noise``: eps of ``real``'s shape, drawn from N(0, I) on the device when None. Two critic calls, in that
+    order: the samples, then the perturbed samples; the squared difference is one fused op. Returns the 0-dim
+    fp32 penalty (fp64 for an fp64 critic), differentiable with respect to the critic's parameters.
+    """
+    return _approximate_at(critic, "real", real, sigma, noise)
+
+
+def approximate_r2_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    fake: torch.Tensor,
+    *,
+    sigma: float = APPROXIMATION_SIGMA,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Approximate R2: :func:`approximate_r1_penalty` at the generated samples (B, ...)."""
+    return _approximate_at(critic, "fake", fake, sigma, noise)
 
 
 _checked_for_batchnorm: weakref.WeakSet = weakref.WeakSet()

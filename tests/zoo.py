@@ -292,7 +292,10 @@ REFERENCE_LOSSES = {
     "lsgan": (reference.lsgan_discriminator_loss, reference.lsgan_generator_loss),
     "ns": (reference.ns_discriminator_loss, reference.ns_generator_loss),
     "hinge": (reference.hinge_discriminator_loss, reference.hinge_generator_loss),
+    "rpgan": (reference.rpgan_discriminator_loss, reference.rpgan_generator_loss),
+    "ragan": (reference.ragan_discriminator_loss, reference.ragan_generator_loss),
 }
+RELATIVISTIC = ("rpgan", "ragan")  # their generator losses take (real scores, fake scores)
 # Where each penalty is taken and its centre, from the papers (WGAN-GP, WGAN-LP, zero-centred GP, R1, R2, DRAGAN).
 PENALTY_POINTS = {
     "gp": "interpolates",
@@ -301,7 +304,12 @@ PENALTY_POINTS = {
     "r1": "real",
     "r2": "fake",
     "dragan": "dragan",
+    "r1-approx": "real",
+    "r2-approx": "fake",
 }
+# The approximate penalties' noise scale in these tests: large enough that a wrong perturbation moves the result
+# by far more than fp32 rounding does (their default, 0.01, makes the penalty 1e-4 of the squared gradient norm).
+SIGMA = 0.3
 
 
 def _call(critic, x, y):
@@ -313,6 +321,8 @@ def reference_penalty(name, critic, real, fake, labels, fake_labels, alpha, nois
     at = PENALTY_POINTS[name]
     y = fake_labels if at == "fake" else labels
     D = lambda x: _call(critic, x, y)  # noqa: E731 - the reference's one-argument critic
+    if name.endswith("-approx"):
+        return reference.approximate_penalty(D, real if at == "real" else fake, noise, SIGMA), None
     if at == "interpolates":
         center, one_sided = (0.0, False) if name == "zero-centred" else (1.0, name == "lp")
         return reference.gradient_penalty(D, real, fake, alpha, center, one_sided)
@@ -327,6 +337,8 @@ def reference_critic_step(critic, opt, real, fake, loss, penalty, weight, labels
     needs_alpha = penalty in ("gp", "lp", "zero-centred", "dragan")
     alpha = torch.rand(real.shape[0]).to(real.dtype) if needs_alpha else None
     noise = torch.rand(real.shape).to(real.dtype) if penalty == "dragan" else None
+    if penalty and penalty.endswith("-approx"):
+        noise = torch.randn(real.shape).to(real.dtype)
     opt.zero_grad()
     total, stats = 0.0, {}
     if loss:
@@ -336,11 +348,9 @@ def reference_critic_step(critic, opt, real, fake, loss, penalty, weight, labels
     if penalty:
         value, norms = reference_penalty(penalty, critic, real, fake, labels, fake_labels, alpha, noise)
         total = total + weight * value
-        stats.update(
-            penalty=float(value.detach()),
-            grad_norm_mean=float(norms.detach().mean()),
-            grad_norm_max=float(norms.detach().max()),
-        )
+        stats["penalty"] = float(value.detach())
+        if norms is not None:  # an input gradient's norms (the approximate penalties take none)
+            stats.update(grad_norm_mean=float(norms.detach().mean()), grad_norm_max=float(norms.detach().max()))
     stats["loss"] = float(total.detach())
     total.backward()
     opt.step()
@@ -349,11 +359,16 @@ def reference_critic_step(critic, opt, real, fake, loss, penalty, weight, labels
     return stats
 
 
-def reference_generator_step(generator, critic, opt, noise, loss, labels=None):
-    """One generator step written plainly: the critic's parameters get no gradient (``backward(inputs=...)``)."""
+def reference_generator_step(generator, critic, opt, noise, loss, labels=None, real=None):
+    """One generator step written plainly: the critic's parameters get no gradient (``backward(inputs=...)``); a
+    relativistic loss scores ``real`` after the generated batch, R3GAN's order."""
     opt.zero_grad()
     fake = generator(noise) if labels is None else generator(noise, labels)
-    value = REFERENCE_LOSSES[loss][1](_call(critic, fake, labels))
+    fake_out = _call(critic, fake, labels)
+    if loss in RELATIVISTIC:
+        value = REFERENCE_LOSSES[loss][1](_call(critic, real, labels).detach(), fake_out)
+    else:
+        value = REFERENCE_LOSSES[loss][1](fake_out)
     value.backward(inputs=[p for p in generator.parameters() if p.requires_grad])
     opt.step()
     return {"loss": float(value.detach())}

@@ -6,10 +6,9 @@ import torch
 from torch import nn
 
 from .. import _input_checks, distributed
-from ..kernels.loss_terms import Term
 from ..lazy import LazyRegularizer
-from ..losses import LOSS_NAMES, terms_of_loss
-from ..penalties import PENALTIES, PenaltyKind, has_batch_statistics, warn_batchnorm
+from ..losses import LOSS_NAMES, LossTerms, terms_of_loss
+from ..penalties import APPROXIMATION_SIGMA, PENALTIES, PenaltyKind, has_batch_statistics, warn_batchnorm
 from .modes import check_mode
 from .objectives import CriticObjective
 from .precision import check_precision
@@ -29,11 +28,15 @@ class CriticStep:
         critic: module mapping (B, ...) samples (and, when called with labels, (B, ...) labels) to (B,) or
             (B, 1) scores.
         optimizer: the critic's optimizer (for ``mode="graph"`` one with a ``capturable`` option, e.g. Adam).
-        loss: ``"wgan"``, ``"lsgan"``, ``"ns"`` or ``"hinge"`` (the critic side of :mod:`fastgan.losses`), or
+        loss: ``"wgan"``, ``"lsgan"``, ``"ns"``, ``"hinge"``, ``"rpgan"`` or ``"ragan"`` (the critic side of
+            :mod:`fastgan.losses`; RpGAN pairs the i-th real and fake sample, so both batches have one size), or
             None for penalty-only steps.
         penalty: None or a name in :data:`fastgan.penalties.PENALTIES`: ``"gp"``, ``"lp"``, ``"zero-centred"``,
-            ``"r1"``, ``"r2"`` or ``"dragan"``.
-        penalty_weight: lambda (GP, LP, DRAGAN) or gamma / 2 (R1, R2), > 0.
+            ``"r1"``, ``"r2"``, ``"dragan"``, or the approximate ``"r1-approx"`` and ``"r2-approx"`` (a finite
+            difference along Gaussian noise: no double backward).
+        penalty_weight: lambda (GP, LP, DRAGAN, the approximate penalties: 100 in their paper) or gamma / 2 (R1,
+            R2), > 0.
+        penalty_sigma: the approximate penalties' noise scale sigma (0.01 in their paper), > 0.
         clip_value: clamp the trained parameters to [-c, c] after each update (WGAN), or None.
         lazy_every: apply the penalty every k-th call only, as its own penalty-only update with weight
             ``penalty_weight * k`` after the loss update (StyleGAN2's lazy regularization); 1 puts the penalty
@@ -59,8 +62,8 @@ class CriticStep:
     A call returns a dict of detached 0-dim tensors on the device, read without a host sync: ``loss`` (the
     loss update's objective, penalty included when it is in it), with a loss ``wasserstein`` (mean real score
     minus mean fake score), and on calls that apply the penalty ``penalty`` (unweighted), ``grad_norm_mean``
-    and ``grad_norm_max`` (of the per-sample input-gradient norms). ``terms`` holds the loss's (real, fake)
-    :class:`fastgan.kernels.loss_terms.Term` pair (None without a loss).
+    and ``grad_norm_max`` (of the per-sample input-gradient norms; not for the approximate penalties, which take
+    no input gradient). ``terms`` holds the loss's :class:`fastgan.losses.LossTerms` (None without a loss).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class CriticStep:
         loss: str | None,
         penalty: str | None = None,
         penalty_weight: float = 10.0,
+        penalty_sigma: float = APPROXIMATION_SIGMA,
         clip_value: float | None = None,
         lazy_every: int = 1,
         mode: str = "auto",
@@ -103,8 +107,9 @@ class CriticStep:
         weight = (_input_checks.positive_real if penalty is not None else _input_checks.non_negative_real)(
             "penalty_weight", penalty_weight
         )
+        sigma = _input_checks.positive_real("penalty_sigma", penalty_sigma)
         clip_value = None if clip_value is None else _input_checks.positive_real("clip_value", clip_value)
-        terms = terms_of_loss(loss, lsgan_targets, label_smoothing)[:2] if loss is not None else None
+        terms = terms_of_loss(loss, lsgan_targets, label_smoothing) if loss is not None else None
         self.critic, self.optimizer, self.group, self.terms = critic, optimizer, group, terms
         self.requested_mode, self.precision = check_mode(mode), precision
         self.state = ModuleState(critic, "critic", optimizer)
@@ -119,8 +124,10 @@ class CriticStep:
         shard = distributed.Shard.of(group)
         kind = PENALTIES[penalty] if penalty is not None else None
 
-        def runner(terms: tuple[Term, Term] | None, kind: PenaltyKind | None, weight: float) -> Runner:
-            objective = CriticObjective(self.state, terms, kind, weight, joint, scaler, clip_value, shard, precision)
+        def runner(terms: LossTerms | None, kind: PenaltyKind | None, weight: float) -> Runner:
+            objective = CriticObjective(
+                self.state, terms, kind, weight, joint, scaler, clip_value, shard, precision, sigma
+            )
             return Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)
 
         self._main = runner(terms, None if lazy else kind, weight) if loss is not None else None

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from .. import _input_checks, distributed
-from ..losses import LOSS_NAMES, terms_of_loss
+from ..kernels.loss_terms import PAIRED
+from ..losses import LOSS_NAMES, RELATIVISTIC, terms_of_loss
 from .modes import check_mode
 from .objectives import GeneratorObjective
 from .precision import check_precision
@@ -16,14 +17,17 @@ from .state import ModuleState, copy_module
 
 class GeneratorStep:
     """One whole generator step per call: ``stats = step(noise)``, or ``step(noise, labels=y)`` for a
-    class-conditional pair (``generator(noise, y)`` scored by ``critic(fake, y)``).
+    class-conditional pair (``generator(noise, y)`` scored by ``critic(fake, y)``); a relativistic loss also takes
+    the real batch: ``step(noise, real=x)`` (and ``real_labels=``).
 
     Args:
         generator: module mapping (B, ...) noise (and labels) to samples.
         critic: the critic scoring them. It is called, not trained: none of its parameters gets a gradient,
             and its ``requires_grad`` flags are left as they are (its buffers advance as in any call).
         optimizer: the generator's optimizer (it must hold every generator parameter that requires grad).
-        loss: ``"wgan"``, ``"lsgan"``, ``"ns"`` or ``"hinge"`` (the generator side of :mod:`fastgan.losses`).
+        loss: ``"wgan"``, ``"lsgan"``, ``"ns"``, ``"hinge"``, ``"rpgan"`` or ``"ragan"`` (the generator side of
+            :mod:`fastgan.losses`; the relativistic ones score the real batch too, after the generated one, with
+            the critic's scores of it detached).
         ema: decay of an exponential moving average of the generator, kept in ``self.ema`` and updated after
             every step (with a warm-up: the decay is ``min(ema, (1 + t) / (10 + t))`` at step t), or None.
         mode, precision: as for :class:`fastgan.CriticStep` (``"bf16"``: the generator's and the critic's forward
@@ -61,12 +65,12 @@ class GeneratorStep:
             raise ValueError(f"ema must be in [0, 1), got {ema}")
         self.generator, self.critic, self.optimizer, self.group = generator, critic, optimizer, group
         self.requested_mode, self.precision = check_mode(mode), check_precision(precision)
-        self.decay = ema
+        self.decay, self.loss = ema, loss
         self.ema = copy_module(generator).requires_grad_(False) if ema is not None else None
         objective = GeneratorObjective(
             ModuleState(generator, "generator", optimizer),
             ModuleState(critic, "critic"),
-            terms_of_loss(loss, lsgan_targets)[2],
+            terms_of_loss(loss, lsgan_targets),
             self.ema,
             precision,
         )
@@ -79,18 +83,45 @@ class GeneratorStep:
         """The mode in use (None before the first call): ``requested_mode`` resolved, or eager after a fallback."""
         return self._runner.mode
 
-    def __call__(self, noise: torch.Tensor, *, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def __call__(
+        self,
+        noise: torch.Tensor,
+        *,
+        labels: torch.Tensor | None = None,
+        real: torch.Tensor | None = None,
+        real_labels: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """One generator step from a batch of noise (B, ...), with the batch's labels (B, ...) for a conditional
-        pair."""
+        pair. ``real`` (B', ...): the real batch a relativistic loss compares with (RpGAN pairs it with the
+        generated batch by position: B' = B), ``real_labels`` its labels (default: ``labels``)."""
         _input_checks.batched("noise", _input_checks.float_tensor("noise", noise))
         if labels is not None:
             labels = _input_checks.labels("labels", labels, noise)
+        terms = self._objective.terms
+        if terms.relativistic:
+            if real is None:
+                raise ValueError(f"the relativistic loss {self.loss!r} needs the real batch: step(noise, real=x)")
+            real = _input_checks.batched("real", _input_checks.float_tensor("real", real)).detach()
+            _input_checks.same_device("real", real, "noise", noise)
+            if terms.relation == PAIRED and real.shape[0] != noise.shape[0]:
+                raise ValueError(
+                    f"real is paired with the generated batch by position: {real.shape[0]} samples for "
+                    f"{noise.shape[0]} noise vectors"
+                )
+            if real_labels is not None:
+                real_labels = _input_checks.labels("real_labels", real_labels, real)
+            elif labels is not None:
+                real_labels = labels if real.shape[0] == noise.shape[0] else None
+                if real_labels is None:
+                    raise ValueError("real_labels is needed where real and noise batches differ in size")
+        elif real is not None or real_labels is not None:
+            raise ValueError(f"real and real_labels are for the relativistic losses {RELATIVISTIC}, not {self.loss!r}")
         if self.ema is not None:
             objective = self._objective
             if objective.ema_weight is None:
                 objective.ema_weight = torch.zeros((), device=noise.device, dtype=next(self.ema.parameters()).dtype)
             # Warm-up (as in many EMA implementations): early on the average follows the generator closely.
             objective.ema_weight.fill_(1.0 - min(self.decay or 0.0, (1 + self.calls) / (10 + self.calls)))
-        stats = self._runner((noise, labels))
+        stats = self._runner((noise, labels, real, real_labels))
         self.calls += 1
         return stats

@@ -24,10 +24,17 @@ from .. import _input_checks, distributed
 from ..amp import input_gradients
 from ..backend import uses_triton
 from ..clipping import clip_weights_
-from ..kernels.loss_terms import Term
-from ..losses import loss_of_terms
+from ..losses import LossTerms, critic_loss, generator_loss
 from ..norm_penalty import norm_penalty, penalty_fwd_torch
-from ..penalties import PenaltyKind, has_batch_statistics, penalty_points, point_labels
+from ..penalties import (
+    APPROXIMATION_SIGMA,
+    PenaltyKind,
+    finite_difference,
+    has_batch_statistics,
+    penalty_points,
+    perturbed,
+    point_labels,
+)
 from .precision import networks
 from .state import ModuleState, copy_module
 from .types import Fn, Inputs, Stats, Tensors
@@ -36,16 +43,18 @@ from .types import Fn, Inputs, Stats, Tensors
 def draws(
     kind: PenaltyKind | None, real: torch.Tensor, shard: distributed.Shard
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """A critic update's random numbers, in a fixed order: alpha (B,), then DRAGAN's noise (real's shape, drawn
-    in fp32 and rounded to real's dtype, so that a float64 run draws what an fp32 run does); drawn for the
-    global batch and sliced to this rank's rows, so that they do not depend on the number of processes."""
+    """A critic update's random numbers, in a fixed order: alpha (B,), then the noise of the samples' shape
+    (DRAGAN's uniform on [0, 1), the approximate penalties' standard normal), drawn in fp32 and rounded to real's
+    dtype, so that a float64 run draws what an fp32 run does; drawn for the global batch and sliced to this
+    rank's rows, so that they do not depend on the number of processes."""
     if kind is None:
         return None, None
     rows = real.shape[0] * shard.world_size
     alpha = shard.rows(torch.rand(rows, device=real.device)) if kind.draws_alpha else None
     noise = None
     if kind.draws_noise:
-        noise = shard.rows(torch.rand((rows, *real.shape[1:]), device=real.device).to(real.dtype))
+        draw = torch.randn if kind.approximate else torch.rand
+        noise = shard.rows(draw((rows, *real.shape[1:]), device=real.device).to(real.dtype))
     return alpha, noise
 
 
@@ -160,15 +169,15 @@ class Objective(Protocol):
 
 
 class CriticObjective:
-    """One kind of critic update: its loss (``terms``: the critic's terms on real and fake scores, or None) plus
-    ``weight`` times its penalty (``kind``, or None), then clipping of the trained parameters to
-    ``[-clip_value, clip_value]`` when given. ``scaler``: a GradScaler for fp16 autocast, or None. ``precision``:
-    the critic's (:mod:`fastgan.steps.precision`)."""
+    """One kind of critic update: its loss (``terms``: the critic's side of them, or None) plus ``weight`` times
+    its penalty (``kind``, or None; an approximate one perturbs by ``sigma`` times its noise), then clipping of
+    the trained parameters to ``[-clip_value, clip_value]`` when given. ``scaler``: a GradScaler for fp16
+    autocast, or None. ``precision``: the critic's (:mod:`fastgan.steps.precision`)."""
 
     def __init__(
         self,
         state: ModuleState,
-        terms: tuple[Term, Term] | None,
+        terms: LossTerms | None,
         kind: PenaltyKind | None,
         weight: float,
         joint: bool,
@@ -176,11 +185,13 @@ class CriticObjective:
         clip_value: float | None,
         shard: distributed.Shard,
         precision: str = "fp32",
+        sigma: float = APPROXIMATION_SIGMA,
     ):
         self.state: ModuleState = state
         self.aux: ModuleState | None = None
         self.terms, self.kind, self.weight, self.joint = terms, kind, weight, joint
         self.scaler, self.clip_value, self.shard, self.precision = scaler, clip_value, shard, precision
+        self.sigma = sigma
 
     def objective(
         self,
@@ -201,9 +212,20 @@ class CriticObjective:
             real_out, fake_out = scores_of_both(
                 critic, real, fake, labels, fake_labels, self.joint, self.state.module, self.precision
             )
-            total = loss_of_terms(real_out, self.terms[0], fake_out, self.terms[1], fused=ops.fused)
+            total = critic_loss(self.terms, real_out, fake_out, ops.fused)
             stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
-        if self.kind is not None:
+        if self.kind is not None and self.kind.approximate:
+            # The finite difference: the critic at the points, then at the points moved along the noise.
+            x = penalty_points(self.kind, real, fake, alpha, noise, ops.fused)
+            y = point_labels(self.kind, labels, fake_labels)
+            assert noise is not None  # drawn for every approximate penalty
+            module = self.state.module
+            at_points = scores(critic, x, y, module, self.precision)
+            moved = scores(critic, perturbed(x, noise, self.sigma), y, module, self.precision)
+            penalty = finite_difference(at_points, moved, ops.fused)
+            total = self.weight * penalty if total is None else total + self.weight * penalty
+            stats["penalty"] = penalty.detach()
+        elif self.kind is not None:
             x = penalty_points(self.kind, real, fake, alpha, noise, ops.fused)
             y = point_labels(self.kind, labels, fake_labels)
             grads = ops.input_gradients(lambda x: forward(critic, x, y, self.precision), x, self.state.module)
@@ -268,7 +290,7 @@ class CriticObjective:
     def compile_impossible(self) -> str | None:
         if self.scales_losses():
             return "a GradScaler is used; compile supports bf16 autocast, not fp16 loss scaling"
-        if self.kind is not None and has_batch_statistics(self.state.module):
+        if self.kind is not None and not self.kind.approximate and has_batch_statistics(self.state.module):
             return "the critic has BatchNorm in training mode, whose batch statistics a penalty cannot trace"
         return None
 
@@ -288,34 +310,65 @@ class CriticObjective:
 
 
 class GeneratorObjective:
-    """A generator update: ``term`` of the critic's scores of the generated batch. The critic (``aux``) is
-    called, not trained: its tensors get no gradient. ``ema``: the moving average of the generator, updated
-    after each update with the weight in the 0-dim device tensor ``ema_weight``, or None. ``precision``: both
-    networks' (:mod:`fastgan.steps.precision`)."""
+    """A generator update: the generator's side of ``terms`` on the critic's scores of the generated batch (and,
+    for a relativistic loss, of the real batch: scored after the generated one, R3GAN's order, and detached). The
+    critic (``aux``) is called, not trained: its tensors get no gradient. ``ema``: the moving average of the
+    generator, updated after each update with the weight in the 0-dim device tensor ``ema_weight``, or None.
+    ``precision``: both networks' (:mod:`fastgan.steps.precision`)."""
 
     def __init__(
-        self, state: ModuleState, aux: ModuleState, term: Term, ema: torch.nn.Module | None, precision: str = "fp32"
+        self,
+        state: ModuleState,
+        aux: ModuleState,
+        terms: LossTerms,
+        ema: torch.nn.Module | None,
+        precision: str = "fp32",
     ):
-        self.state, self.aux, self.term, self.ema, self.precision = state, aux, term, ema, precision
+        self.state, self.aux, self.terms, self.ema, self.precision = state, aux, terms, ema, precision
         # Filled before each call, so that a captured graph reads the current value instead of baking in the first.
         self.ema_weight: torch.Tensor | None = None
 
     def objective(
-        self, generator: Fn, critic: Fn, fused: bool, noise: torch.Tensor, labels: torch.Tensor | None
+        self,
+        generator: Fn,
+        critic: Fn,
+        fused: bool,
+        noise: torch.Tensor,
+        labels: torch.Tensor | None,
+        real: torch.Tensor | None,
+        real_labels: torch.Tensor | None,
     ) -> tuple[torch.Tensor, Stats]:
         """The loss and its statistics: the one definition both forms run, with the generator and the critic
         they call and whether the loss is fused."""
         conditioning = () if labels is None else (labels,)
         with networks(self.precision, noise.device.type):
             fake = generator(noise, *conditioning)
-        loss = loss_of_terms(scores(critic, fake, labels, self.aux.module, self.precision), self.term, fused=fused)
+        fake_out = scores(critic, fake, labels, self.aux.module, self.precision)
+        real_out = None
+        if real is not None:
+            real_out = scores(critic, real, real_labels, self.aux.module, self.precision).detach()
+        loss = generator_loss(self.terms, fake_out, real_out, fused)
         return loss, {"loss": loss.detach()}
 
-    def eager(self, noise: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
-        return self.objective(self.state.module, self.aux.module, uses_triton(noise.device), noise, labels)
+    def eager(
+        self,
+        noise: torch.Tensor,
+        labels: torch.Tensor | None,
+        real: torch.Tensor | None,
+        real_labels: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, Stats]:
+        fused = uses_triton(noise.device)
+        return self.objective(self.state.module, self.aux.module, fused, noise, labels, real, real_labels)
 
     def functional(
-        self, params: Tensors, others: Tensors, aux: Tensors, noise: torch.Tensor, labels: torch.Tensor | None
+        self,
+        params: Tensors,
+        others: Tensors,
+        aux: Tensors,
+        noise: torch.Tensor,
+        labels: torch.Tensor | None,
+        real: torch.Tensor | None,
+        real_labels: torch.Tensor | None,
     ) -> tuple[torch.Tensor, Stats]:
         def generator(*args: torch.Tensor) -> Any:
             return self.state.functional_call((params, others), *args)
@@ -323,7 +376,7 @@ class GeneratorObjective:
         def critic(*args: torch.Tensor) -> Any:
             return self.aux.functional_call(({}, aux), *args)
 
-        return self.objective(generator, critic, False, noise, labels)
+        return self.objective(generator, critic, False, noise, labels, real, real_labels)
 
     def traced_inputs(self, inputs: Inputs) -> Inputs:
         return inputs

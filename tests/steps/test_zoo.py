@@ -40,7 +40,13 @@ def _as(batches, dtype):
     return [(r.to(dtype), f.to(dtype), y, yf) for r, f, y, yf in batches]
 
 
-def _optimizer(module):
+def _optimizer(module, loss=None):
+    """Adam, as GAN code trains; SGD with momentum for RaGAN. RaGAN's critic loss does not change when every score
+    moves by one constant, so the gradient of the critic's last bias is zero up to rounding, and Adam turns
+    rounding-sized gradients into steps of its learning rate: which one of two fp32 computations rounds to exactly
+    zero is luck, and Adam would compare that luck rather than the step."""
+    if loss == "ragan":
+        return torch.optim.SGD(module.parameters(), lr=1e-2, momentum=0.9)
     return torch.optim.Adam(module.parameters(), lr=1e-3, betas=(0.5, 0.9))
 
 
@@ -57,7 +63,7 @@ def train_critic(
     build, shape = zoo.CRITICS[name]
     torch.manual_seed(0)
     critic = build().to(dtype)
-    opt = _optimizer(critic)
+    opt = _optimizer(critic, loss)
     batches = _as(_batches(shape, steps, name in zoo.CONDITIONAL), dtype)
     step = None
     if mode is not None:
@@ -71,6 +77,7 @@ def train_critic(
             clip_value=clip,
             lazy_every=lazy_every,
             precision=precision,
+            penalty_sigma=zoo.SIGMA,
         )
     history = []
     for t, (real, fake, labels, fake_labels) in enumerate(batches):
@@ -255,7 +262,8 @@ STATEFUL_PAIRS = {"reassigning generator, sn critic": (zoo.ReassignedBufferGener
 
 
 def train_generator(pair, loss, mode=None, dtype=torch.float64, steps=STEPS):
-    """``steps`` generator updates; returns the generator's and the critic's state dicts and the statistics."""
+    """``steps`` generator updates; returns the generator's and the critic's state dicts and the statistics (a
+    relativistic loss with a real batch drawn beside each noise batch)."""
     build_generator, build_critic, conditional = {**GENERATOR_PAIRS, **STATEFUL_PAIRS}[pair]
     torch.manual_seed(0)
     generator, critic = build_generator().to(dtype), build_critic().to(dtype)
@@ -267,11 +275,12 @@ def train_generator(pair, loss, mode=None, dtype=torch.float64, steps=STEPS):
     for t in range(steps):
         noise = torch.randn(BATCH, zoo.LATENT, generator=g).to(dtype)
         labels = torch.randint(zoo.CLASSES, (BATCH,), generator=g) if conditional else None
+        real = torch.randn(BATCH, 12, generator=g).to(dtype) if loss in zoo.RELATIVISTIC else None
         torch.manual_seed(100 + t)
         if step is not None:
-            history.append({k: float(v) for k, v in step(noise, labels=labels).items()})
+            history.append({k: float(v) for k, v in step(noise, labels=labels, real=real).items()})
         else:
-            history.append(zoo.reference_generator_step(generator, critic, opt, noise, loss, labels))
+            history.append(zoo.reference_generator_step(generator, critic, opt, noise, loss, labels, real))
     assert [p.requires_grad for p in critic.parameters()] == flags
     assert all(p.grad is None for p in critic.parameters())
     return {**_snapshot(generator), **{"critic." + k: v for k, v in _snapshot(critic).items()}}, history, step
@@ -289,6 +298,87 @@ def test_generator_steps_train_like_the_reference(pair, mode):
     ref64, stats64, _ = train_generator(pair, loss)
     assert_like_reference(got, ref32, ref64, f"{pair}, {mode}")
     assert_like_reference(got_stats, stats32, stats64, f"{pair}, {mode}")
+
+
+# ----- the 2019-2025 catalogue: relativistic losses, approximate R1 and R2 -----
+
+RELATIVISTIC_CASES = [
+    (loss, p) for loss in zoo.RELATIVISTIC for p in [None, "gp", "r1", "r2", "r1-approx", "r2-approx"]
+]
+APPROXIMATE_CASES = [(loss, p) for loss in ["wgan", "ns", "hinge", None] for p in ["r1-approx", "r2-approx"]]
+
+
+@pytest.mark.parametrize("loss,penalty", RELATIVISTIC_CASES + APPROXIMATE_CASES)
+@pytest.mark.parametrize("name", zoo.CRITICS)
+def test_eager_steps_train_every_critic_with_the_relativistic_losses_and_approximate_penalties(name, loss, penalty):
+    _check_critic_case(name, loss, penalty, "eager")
+
+
+# The approximate penalties take no double backward: they compile on every critic (BatchNorm's: below).
+COMPILED_CATALOGUE = [
+    ("sn mlp (parametrizations)", "rpgan", "r1-approx"),
+    ("dropout", "ragan", "r2-approx"),
+    pytest.param("sn conv (old api)", "ragan", "r2-approx", marks=SLOW),
+    pytest.param("projection (conditional)", "rpgan", "r2-approx", marks=SLOW),
+    pytest.param("frozen features", "rpgan", "r1", marks=SLOW),
+    pytest.param("sn resnet", "rpgan", "r1-approx", marks=SLOW),
+    pytest.param("minibatch stddev", "ragan", "r1-approx", marks=SLOW),
+]
+
+
+@pytest.mark.parametrize("name,loss,penalty", COMPILED_CATALOGUE)
+def test_compiled_steps_train_the_relativistic_losses_and_approximate_penalties_like_the_reference(name, loss, penalty):
+    _compiled_case(name, loss, penalty)
+
+
+def test_a_batchnorm_critic_compiles_the_approximate_penalty_and_warns_only_of_batchnorm():
+    """No input gradient to trace: the BatchNorm critic that a gradient penalty keeps eager compiles here; the step
+    still says that a per-sample penalty means little where samples interact."""
+    with pytest.warns(UserWarning) as caught:
+        step = _check_critic_case("batchnorm", "ns", "r1-approx", "compile")
+    assert step.mode == "compile"
+    assert all("contains BatchNorm" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize(
+    "name,loss,penalty,mode",
+    [
+        ("sn mlp (old api)", "rpgan", "r1-approx", "graph"),
+        ("dropout", "ragan", "r2", "graph"),
+        ("projection (conditional)", "ragan", "r2-approx", "compile+graph"),
+    ],
+)
+def test_graph_modes_train_the_new_catalogue_like_the_reference(name, loss, penalty, mode, monkeypatch):
+    _resolved_as(monkeypatch, mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        step = _check_critic_case(name, loss, penalty, mode)
+    assert step.mode == mode
+
+
+@pytest.mark.parametrize(
+    "pair,loss,mode",
+    [
+        (pair, loss, mode)
+        for pair in ("batchnorm generator, sn critic", "conditional generator, projection critic")
+        for loss in zoo.RELATIVISTIC
+        for mode in ("eager", "graph")
+    ]
+    + [
+        ("conditional generator, projection critic", "rpgan", "compile"),
+        pytest.param("batchnorm generator, sn critic", "ragan", "compile+graph", marks=SLOW),
+    ],
+)
+def test_relativistic_generator_steps_train_like_the_reference(pair, loss, mode, monkeypatch):
+    _resolved_as(monkeypatch, mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        got, got_stats, step = train_generator(pair, loss, mode, torch.float32)
+    assert step.mode == mode
+    ref32, stats32, _ = train_generator(pair, loss, dtype=torch.float32)
+    ref64, stats64, _ = train_generator(pair, loss)
+    assert_like_reference(got, ref32, ref64, f"{pair}, {loss}, {mode}")
+    assert_like_reference(got_stats, stats32, stats64, f"{pair}, {loss}, {mode}")
 
 
 # ----- modules that change their own state in forward -----
