@@ -36,7 +36,8 @@ class GeneratorStep:
         process_group: as for :class:`fastgan.CriticStep` (the gradients are averaged over its ranks; a
             ``DistributedDataParallel`` generator or critic is unwrapped, the generator's group used).
 
-    Returns (from a call): ``{"loss": ...}``, a detached 0-dim tensor.
+    Returns (from a call): ``{"loss": ...}``, a detached 0-dim tensor. ``terms`` holds the loss's
+    :class:`fastgan.losses.LossTerms`.
     """
 
     def __init__(
@@ -67,10 +68,11 @@ class GeneratorStep:
         self.requested_mode, self.precision = check_mode(mode), check_precision(precision)
         self.decay, self.loss = ema, loss
         self.ema = copy_module(generator).requires_grad_(False) if ema is not None else None
+        self.terms = terms_of_loss(loss, lsgan_targets)
         objective = GeneratorObjective(
             ModuleState(generator, "generator", optimizer),
             ModuleState(critic, "critic"),
-            terms_of_loss(loss, lsgan_targets),
+            self.terms,
             self.ema,
             precision,
         )
@@ -97,7 +99,7 @@ class GeneratorStep:
         _input_checks.batched("noise", _input_checks.float_tensor("noise", noise))
         if labels is not None:
             labels = _input_checks.labels("labels", labels, noise)
-        terms = self._objective.terms
+        terms = self.terms
         if terms.relativistic:
             if real is None:
                 raise ValueError(f"the relativistic loss {self.loss!r} needs the real batch: step(noise, real=x)")

@@ -36,6 +36,12 @@ PRESETS: dict[str, dict] = {
     # DRAGAN (Kodali et al., 2017): the non-saturating loss with a gradient penalty around perturbed real samples,
     # lambda = 10, one critic step.
     "dragan": dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), n_critic=1, penalty_weight=10.0),
+    # RpGAN + R1 with R3GAN's Adam betas (0, 0.99) (Huang et al., 2024; their R2 beside R1 is not a recipe yet).
+    "rpgan": dict(optimizer="adam", lr=2e-4, betas=(0.0, 0.99), n_critic=1, penalty_weight=5.0),
+    # RaGAN (Jolicoeur-Martineau, 2019): her RaSGAN setting, Adam 2e-4, betas (0.5, 0.999), one critic step.
+    "ragan": dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), n_critic=1),
+    # Approximate R1 (Seaweed-APT, Lin et al. 2025): lambda 100 at sigma 0.01, about R1 with gamma 0.02.
+    "r1-approx": dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), n_critic=1, penalty_weight=100.0),
 }
 
 # The 2-D sets: deeper MLPs without Tanh, 2-D noise, larger batches, learning rates decayed linearly to 0 and
@@ -56,6 +62,11 @@ TOY_PRESETS: dict[str, dict] = {
     "sngan": dict(lr=2e-3, betas=(0.0, 0.9), n_critic=5, steps=4000),
     # Not tuned on the 2-D sets: the 2-D rates, and WGAN-GP's 2-D lambda.
     "dragan": dict(lr=1e-3, betas=(0.5, 0.9), penalty_weight=1.0, steps=4000),
+    # Not tuned either: the 2-D rates, R1's 2-D weight (gamma 0.1); approximate R1's lambda the same gamma at sigma
+    # 0.01 (lambda sigma^2 = gamma / 2).
+    "rpgan": dict(lr=1e-3, betas=(0.0, 0.99), penalty_weight=0.05, steps=4000),
+    "ragan": dict(lr=1e-3, betas=(0.5, 0.9), steps=4000),
+    "r1-approx": dict(lr=1e-3, betas=(0.5, 0.9), penalty_weight=500.0, steps=4000),
 }
 TOY_MODEL = dict(model="mlp", latent_dim=2, hidden=128, depth=3, batch_size=256, ema=0.999, lr_decay=True)
 # The ring is a circle of modes: 1-D noise only has to be cut into 8 arcs, which leaves fewer samples between

@@ -25,6 +25,9 @@ RECIPES = {
     "r1": Recipe("ns", "r1"),
     "sngan": Recipe("hinge", None),
     "dragan": Recipe("ns", "dragan"),
+    "rpgan": Recipe("rpgan", "r1"),
+    "ragan": Recipe("ragan", None),
+    "r1-approx": Recipe("ns", "r1-approx"),
 }
 RECIPE_NAMES = tuple(RECIPES)  # the choices of --loss
 # The option that sets a field, where their names differ: files (summary.json, checkpoints) record options.
@@ -50,7 +53,7 @@ class Settings:
     lr: float  # both networks' learning rate
     betas: tuple[float, float]  # Adam's
     n_critic: int  # critic steps per generator step
-    penalty_weight: float  # lambda (GP, LP, DRAGAN) or gamma / 2 (R1); 0 without a penalty
+    penalty_weight: float  # lambda (GP, LP, DRAGAN, approximate R1) or gamma / 2 (R1); 0 without a penalty
     clip_value: float  # WGAN's weight clipping bound; 0 for none
     lsgan_abc: tuple[float, float, float]  # LSGAN's targets a, b, c
     ema: float  # decay of the generator's moving average; 0 for none

@@ -154,6 +154,7 @@ class Trainer:
         )
         self.ema = self.generator_update.ema
         self.step = 0
+        self._last_real: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (real batch, labels or None)
         self.resumed_seconds = 0.0  # a resumed run's predecessor's wall-clock seconds
         self.log = RunLog(self, fid_features)
         if checkpoint is not None:
@@ -212,13 +213,19 @@ class Trainer:
             stats = self.critic_update(real, fake)
         else:
             stats = self.critic_update(real, fake, labels=labels, fake_labels=fake_labels)
+        self._last_real = (real, labels if self.classes is not None else None)
         stats["d_loss"] = stats.pop("loss")
         return stats
 
     def generator_step(self) -> torch.Tensor:
-        """One generator step (and its EMA update); the detached loss."""
+        """One generator step (and its EMA update); the detached loss. A relativistic loss compares with the last
+        critic step's real batch (R3GAN's loop: one real batch an iteration), drawing no data of its own."""
         noise, labels = self.noise(self.local_batch), self._fake_labels(self.local_batch)
-        return self.generator_update(noise, labels=labels)["loss"]
+        if not self.generator_update.terms.relativistic:
+            return self.generator_update(noise, labels=labels)["loss"]
+        assert self._last_real is not None  # a generator step follows n_critic >= 1 critic steps
+        real, real_labels = self._last_real
+        return self.generator_update(noise, labels=labels, real=real, real_labels=real_labels)["loss"]
 
     # The run.
 
