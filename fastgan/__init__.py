@@ -12,6 +12,8 @@ from .lazy import LazyRegularizer
 from .losses import *  # noqa: F403 - the loss functions are part of the top-level API
 from .norm_penalty import gradient_norm_penalty
 from .penalties import (
+    approximate_r1_penalty,
+    approximate_r2_penalty,
     compute_gradient_penalty,
     dragan_penalty,
     gradient_penalty,
@@ -27,6 +29,8 @@ __all__ = [
     "CriticStep",
     "GeneratorStep",
     "LazyRegularizer",
+    "approximate_r1_penalty",
+    "approximate_r2_penalty",
     "clip_weights_",
     "compute_gradient_penalty",
     "dragan_penalty",

@@ -142,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--betas", type=_floats(2), help="Adam betas as B1,B2")
     add("--optimizer", choices=("adam", "rmsprop"), help="optimizer of both networks")
     add("--n-critic", type=int, help="critic steps per generator step")
-    add("--penalty-weight", type=float, help="lambda (wgan-gp, wgan-lp, dragan) or gamma/2 (r1)")
+    add("--penalty-weight", type=float, help="lambda (wgan-gp, wgan-lp, dragan, r1-approx) or gamma/2 (r1, rpgan)")
     add("--clip-value", type=float, help="weight clipping bound c (wgan)")
     add("--lsgan-abc", type=_floats(3), help="LSGAN targets A,B,C")
     add("--latent-dim", type=int, help="noise dimension")

@@ -113,7 +113,8 @@ def _block_terms(
     # Block pid's share of w * mean(f(x)).
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     x, mask = _terms_at(offs, x_ptr, n, stride, shift, y_ptr, y_stride, PAIRED_WITH_Y, ACC)
-    return tl.sum(tl.where(mask, _term(x, p, KIND), 0.0), axis=0) * (w / n)
+    # Scaled in ACC: w / n first would round 1 / n to fp32, which fp64 inputs (gradcheck) must not see.
+    return tl.sum(tl.where(mask, _term(x, p, KIND), 0.0), axis=0) * w / n
 
 
 @direct

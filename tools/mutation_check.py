@@ -161,8 +161,8 @@ FAULTS = [
     Fault(
         "loss gradient of b scaled by a's weight",
         "kernels/losses.py",
-        "gout * w_b / n_b, p_b, ACC, KIND_B)",
-        "gout * w_a / n_b, p_b, ACC, KIND_B)",
+        "                gout * w_b / n_b,\n",
+        "                gout * w_a / n_b,\n",
     ),
     Fault(
         "WGAN loss sign flipped",
@@ -361,8 +361,8 @@ FAULTS = [
     Fault(
         "the generator step unfreezes the critic",
         "fastgan/steps/objectives.py",
-        "        return self.objective(self.state.module, self.aux.module, uses_triton",
-        "        return self.objective(self.state.module, self.aux.module.requires_grad_(True), uses_triton",
+        "        return self.objective(self.state.module, self.aux.module, fused,",
+        "        return self.objective(self.state.module, self.aux.module.requires_grad_(True), fused,",
     ),
     Fault(
         "clipping clamps the frozen parameters too",
@@ -732,6 +732,47 @@ FAULTS = [
         "kernels/accumulator.py",
         "    return torch.float64 if torch.float64 in dtypes else torch.float32",
         "    return torch.float32",
+    ),
+    # Issue 31: the relativistic losses and the approximate penalties.
+    Fault(
+        "paired loss backward gives b the gradient of a, not its negation",
+        "kernels/losses.py",
+        "        tl.store(dy_ptr + offs, (-d).to(dy_ptr.dtype.element_ty), mask=mask)",
+        "        tl.store(dy_ptr + offs, d.to(dy_ptr.dtype.element_ty), mask=mask)",
+    ),
+    Fault(
+        "relativistic average pass stores the batch means swapped",
+        "kernels/losses.py",
+        "    tl.store(stats_ptr, mean_b)\n    tl.store(stats_ptr + 1, mean_a)",
+        "    tl.store(stats_ptr, mean_a)\n    tl.store(stats_ptr + 1, mean_b)",
+    ),
+    Fault(
+        "relativistic average eager path shifts the fake scores by their own mean",
+        "fastgan/losses.py",
+        "        a, b = a - b.mean(), b - a.mean()",
+        "        a, b = a - b.mean(), b - b.mean()",
+    ),
+    Fault(
+        "approximate penalty ignores the step's sigma",
+        "fastgan/steps/objectives.py",
+        "perturbed(x, noise, self.sigma)",
+        "perturbed(x, noise, APPROXIMATION_SIGMA)",
+    ),
+    Fault(
+        "approximate penalty draws uniform noise",
+        "fastgan/steps/objectives.py",
+        "        draw = torch.randn if kind.approximate else torch.rand",
+        "        draw = torch.rand",
+    ),
+    Fault(
+        "relativistic generator step scores the real batch before the generated one",
+        "fastgan/steps/objectives.py",
+        "        fake_out = scores(critic, fake, labels, self.aux.module, self.precision)\n        real_out = None\n"
+        "        if real is not None:\n"
+        "            real_out = scores(critic, real, real_labels, self.aux.module, self.precision).detach()\n",
+        "        real_out = None\n        if real is not None:\n"
+        "            real_out = scores(critic, real, real_labels, self.aux.module, self.precision).detach()\n"
+        "        fake_out = scores(critic, fake, labels, self.aux.module, self.precision)\n",
     ),
 ]
 

@@ -1,4 +1,5 @@
-"""The penalty catalogue (R1, R2, DRAGAN, zero-centred GP, WGAN-LP, lazy regularization) against references."""
+"""The penalty catalogue (R1, R2, DRAGAN, zero-centred GP, WGAN-LP, approximate R1/R2, lazy regularization)
+against references."""
 
 import copy
 import warnings
@@ -131,6 +132,38 @@ def test_lazy_regularizer_schedule_and_adam_correction():
         fastgan.LazyRegularizer(every=0, weight=1.0)
 
 
+@pytest.mark.parametrize("kind,dtype", KINDS)
+@pytest.mark.parametrize("at", ["real", "fake"])
+def test_approximate_r1_and_r2(backend, device, kind, dtype, at):
+    critic, real, fake = _critic(kind, device, dtype)
+    samples = real if at == "real" else fake
+    noise = torch.randn(samples.shape, device=device, dtype=dtype)
+    function = fastgan.approximate_r1_penalty if at == "real" else fastgan.approximate_r2_penalty
+    ref_critic = copy.deepcopy(critic)
+    got = function(critic, samples, sigma=0.25, noise=noise)
+    expected = reference.approximate_penalty(ref_critic, samples, noise, 0.25)
+    tol = TOL[dtype]
+    torch.testing.assert_close(got, expected, **tol)
+    got.backward()
+    expected.backward()
+    for p, p_ref in zip(critic.parameters(), ref_critic.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, **tol)
+    assert not samples.requires_grad
+
+
+def test_approximate_r1_tends_to_r1_as_sigma_shrinks(backend, device):
+    """E[(D(x) - D(x + sigma eps))^2] / sigma^2 -> ||grad D(x)||^2 (the mean over eps of (grad . eps)^2): one sample
+    repeated under many noise draws, in float64."""
+    critic, real, _ = _critic("mlp", device, torch.float64)
+    x = real[:1].expand(4000, -1).contiguous()
+    torch.manual_seed(0)
+    sigma = 1e-4
+    approximate = fastgan.approximate_r1_penalty(critic, x, sigma=sigma) / sigma**2
+    exact = fastgan.r1_penalty(critic, real[:1])
+    # The mean of 4000 draws of (g . eps)^2, a scaled chi-square with one degree of freedom: sd sqrt(2/4000) = 2%.
+    assert float(approximate) == pytest.approx(float(exact), rel=0.08)
+
+
 @pytest.mark.parametrize(
     "call,name",
     [
@@ -140,6 +173,9 @@ def test_lazy_regularizer_schedule_and_adam_correction():
         (lambda c, x: fastgan.dragan_penalty(c, x, perturbation=0.0), "perturbation"),
         (lambda c, x: fastgan.r1_penalty(c, x, scaler=object()), "scaler"),
         (lambda c, x: fastgan.r1_penalty("critic", x), "critic"),
+        (lambda c, x: fastgan.approximate_r1_penalty(c, x, sigma=0.0), "sigma"),
+        (lambda c, x: fastgan.approximate_r1_penalty(c, x, noise=x[:, :3]), "noise"),
+        (lambda c, x: fastgan.approximate_r2_penalty(c, x.long()), "fake"),
     ],
 )
 def test_bad_arguments(backend, device, call, name):
