@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from functools import partial
 
 import torch
 
@@ -40,7 +41,7 @@ def measure(device: torch.device, modes: tuple[str, ...]) -> list[dict]:
         real, fake = torch.randn(shape, device=device), torch.randn(shape, device=device)
         critic = build().to(device)
         opt = torch.optim.Adam(critic.parameters(), lr=1e-4)
-        base, timer = median_ms(lambda: _reference_r1_step(critic, opt, real, fake), device)
+        base, timer = median_ms(partial(_reference_r1_step, critic, opt, real, fake), device)
         rows.append(dict(model=name, provider="reference r1 (eager)", ms=base, ratio=1.0, timer=timer))
         for mode in modes:
             for penalty, weight in (("r1", 5.0), ("r1-approx", 100.0)):
@@ -49,7 +50,7 @@ def measure(device: torch.device, modes: tuple[str, ...]) -> list[dict]:
                 step = fastgan.CriticStep(critic, opt, loss="rpgan", penalty=penalty, penalty_weight=weight, mode=mode)
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    ms, timer = median_ms(lambda: step(real, fake), device)
+                    ms, timer = median_ms(partial(step, real, fake), device)
                 fallbacks = [str(w.message) for w in caught if "eager" in str(w.message)]
                 rows.append(
                     dict(

@@ -7,6 +7,7 @@
 | zero-centred GP ``zero_centered_gradient_penalty`` | same | ``n^2`` | 10 |
 | R1 ``r1_penalty`` | real samples | ``n^2`` | gamma/2 (StyleGAN2: gamma = 10 on FFHQ, 0.1-100) |
 | R2 ``r2_penalty`` | fake samples | ``n^2`` | gamma/2 |
+| R1 + R2 (steps' ``"r1+r2"``) | real, then fake samples | ``n^2``, the two means added | gamma/2 (R3GAN) |
 | DRAGAN ``dragan_penalty`` | ``real + alpha * 0.5 * std(real) * U[0,1)`` | ``(n - 1)^2`` | lambda = 10 |
 | approximate R1 ``approximate_r1_penalty`` | real samples | none: ``(D(x) - D(x + sigma*eps))^2`` | lambda = 100 |
 | approximate R2 ``approximate_r2_penalty`` | fake samples | same | lambda = 100 |
@@ -35,7 +36,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -57,8 +58,16 @@ class PenaltyKind:
 
     center: float
     one_sided: bool
-    at: str  # "interpolates", "real", "fake" or "dragan"
+    at: str  # "interpolates", "real", "fake", "dragan", or "real+fake" (the sum of the penalties at both)
     approximate: bool = False  # the finite difference along Gaussian noise instead of the input gradient
+
+    @property
+    def parts(self) -> tuple[PenaltyKind, ...]:
+        """The penalties at one kind of point it sums: itself, or for ``"real+fake"`` R1's and R2's, in that
+        order."""
+        if self.at != "real+fake":
+            return (self,)
+        return (replace(self, at="real"), replace(self, at="fake"))
 
     @property
     def draws_alpha(self) -> bool:
@@ -77,6 +86,7 @@ PENALTIES = {
     "zero-centred": PenaltyKind(0.0, False, "interpolates"),
     "r1": PenaltyKind(0.0, False, "real"),
     "r2": PenaltyKind(0.0, False, "fake"),
+    "r1+r2": PenaltyKind(0.0, False, "real+fake"),
     "dragan": PenaltyKind(1.0, False, "dragan"),
     "r1-approx": PenaltyKind(0.0, False, "real", approximate=True),
     "r2-approx": PenaltyKind(0.0, False, "fake", approximate=True),

@@ -304,6 +304,7 @@ PENALTY_POINTS = {
     "r1": "real",
     "r2": "fake",
     "dragan": "dragan",
+    "r1+r2": "real+fake",
     "r1-approx": "real",
     "r2-approx": "fake",
 }
@@ -321,6 +322,10 @@ def reference_penalty(name, critic, real, fake, labels, fake_labels, alpha, nois
     at = PENALTY_POINTS[name]
     y = fake_labels if at == "fake" else labels
     D = lambda x: _call(critic, x, y)  # noqa: E731 - the reference's one-argument critic
+    if at == "real+fake":  # R3GAN's R1 + R2, each with its samples' labels
+        r1, norms_real = reference.squared_gradient_norm(D, real)
+        r2, norms_fake = reference.squared_gradient_norm(lambda x: _call(critic, x, fake_labels), fake)
+        return r1 + r2, torch.cat([norms_real, norms_fake])
     if name.endswith("-approx"):
         return reference.approximate_penalty(D, real if at == "real" else fake, noise, SIGMA), None
     if at == "interpolates":

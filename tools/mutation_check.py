@@ -222,8 +222,9 @@ FAULTS = [
         "compiled step drops the penalty weight",
         "fastgan/steps/objectives.py",
         "            total = self.weight * penalty if total is None else total + self.weight * penalty\n"
-        "            norms = norms.detach()",
-        "            total = penalty if total is None else total + penalty\n            norms = norms.detach()",
+        "            stats.update(penalty=penalty.detach(), grad_norm_mean",
+        "            total = penalty if total is None else total + penalty\n"
+        "            stats.update(penalty=penalty.detach(), grad_norm_mean",
     ),
     Fault(
         "generator EMA moves by the decay instead of 1 - decay",
@@ -595,8 +596,8 @@ FAULTS = [
     Fault(
         "the compiled critic step takes the penalty's input gradient in fp32 under bf16",
         "fastgan/steps/objectives.py",
-        "ops.input_gradients(lambda x: forward(critic, x, y, self.precision), x",
-        'ops.input_gradients(lambda x: forward(critic, x, y, "fp32"), x',
+        "partial(_forward_at, critic, y, self.precision)",
+        'partial(_forward_at, critic, y, "fp32")',
     ),
     Fault(
         "the compiled generator step runs the generator in fp32 under bf16",
@@ -751,6 +752,12 @@ FAULTS = [
         "fastgan/losses.py",
         "        a, b = a - b.mean(), b - a.mean()",
         "        a, b = a - b.mean(), b - b.mean()",
+    ),
+    Fault(
+        "R1 + R2 drops R2",
+        "fastgan/penalties.py",
+        '        return (replace(self, at="real"), replace(self, at="fake"))',
+        '        return (replace(self, at="real"),)',
     ),
     Fault(
         "approximate penalty ignores the step's sigma",

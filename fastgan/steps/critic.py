@@ -32,10 +32,10 @@ class CriticStep:
             :mod:`fastgan.losses`; RpGAN pairs the i-th real and fake sample, so both batches have one size), or
             None for penalty-only steps.
         penalty: None or a name in :data:`fastgan.penalties.PENALTIES`: ``"gp"``, ``"lp"``, ``"zero-centred"``,
-            ``"r1"``, ``"r2"``, ``"dragan"``, or the approximate ``"r1-approx"`` and ``"r2-approx"`` (a finite
-            difference along Gaussian noise: no double backward).
+            ``"r1"``, ``"r2"``, ``"r1+r2"`` (R3GAN's: both, added), ``"dragan"``, or the approximate
+            ``"r1-approx"`` and ``"r2-approx"`` (a finite difference along Gaussian noise: no double backward).
         penalty_weight: lambda (GP, LP, DRAGAN, the approximate penalties: 100 in their paper) or gamma / 2 (R1,
-            R2), > 0.
+            R2, R1 + R2), > 0.
         penalty_sigma: the approximate penalties' noise scale sigma (0.01 in their paper), > 0.
         clip_value: clamp the trained parameters to [-c, c] after each update (WGAN), or None.
         lazy_every: apply the penalty every k-th call only, as its own penalty-only update with weight

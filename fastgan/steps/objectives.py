@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 import torch
@@ -64,6 +65,11 @@ def forward(critic: Fn, x: torch.Tensor, y: torch.Tensor | None, precision: str)
     with networks(precision, x.device.type):
         out: torch.Tensor = critic(x) if y is None else critic(x, y)
     return out.float() if precision == "bf16" else out
+
+
+def _forward_at(critic: Fn, y: torch.Tensor | None, precision: str, x: torch.Tensor) -> torch.Tensor:
+    """:func:`forward` with the labels and precision bound first (the input gradient's function of x)."""
+    return forward(critic, x, y, precision)
 
 
 def scores(
@@ -226,16 +232,38 @@ class CriticObjective:
             total = self.weight * penalty if total is None else total + self.weight * penalty
             stats["penalty"] = penalty.detach()
         elif self.kind is not None:
-            x = penalty_points(self.kind, real, fake, alpha, noise, ops.fused)
-            y = point_labels(self.kind, labels, fake_labels)
-            grads = ops.input_gradients(lambda x: forward(critic, x, y, self.precision), x, self.state.module)
-            penalty, norms = ops.penalty(grads, self.kind)
+            penalty, norms = self.gradient_penalty(critic, ops, real, fake, labels, fake_labels, alpha, noise)
             total = self.weight * penalty if total is None else total + self.weight * penalty
-            norms = norms.detach()
             stats.update(penalty=penalty.detach(), grad_norm_mean=norms.mean(), grad_norm_max=norms.max())
         assert total is not None  # a loss, a penalty or both
         stats["loss"] = total.detach()
         return total, stats
+
+    def gradient_penalty(
+        self,
+        critic: Fn,
+        ops: Ops,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        labels: torch.Tensor | None,
+        fake_labels: torch.Tensor | None,
+        alpha: torch.Tensor | None,
+        noise: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unweighted penalty of the critic's input gradients at the points of each part of the kind (R1 + R2:
+        the real samples, then the fake ones; their penalties added), and the detached per-sample norms of all."""
+        assert self.kind is not None
+        penalty: torch.Tensor | None = None
+        norms = []
+        for part in self.kind.parts:
+            x = penalty_points(part, real, fake, alpha, noise, ops.fused)
+            y = point_labels(part, labels, fake_labels)
+            grads = ops.input_gradients(partial(_forward_at, critic, y, self.precision), x, self.state.module)
+            value, part_norms = ops.penalty(grads, part)
+            penalty = value if penalty is None else penalty + value
+            norms.append(part_norms.detach())
+        assert penalty is not None
+        return penalty, norms[0] if len(norms) == 1 else torch.cat(norms)
 
     def eager(
         self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None, fake_labels: torch.Tensor | None

@@ -26,6 +26,7 @@ RECIPES = {
     "sngan": Recipe("hinge", None),
     "dragan": Recipe("ns", "dragan"),
     "rpgan": Recipe("rpgan", "r1"),
+    "r3gan": Recipe("rpgan", "r1+r2"),
     "ragan": Recipe("ragan", None),
     "r1-approx": Recipe("ns", "r1-approx"),
 }

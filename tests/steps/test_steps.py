@@ -28,6 +28,8 @@ def _reference_penalty(kind, critic, real, fake, alpha, noise):
     spec = PENALTIES[kind]
     if spec.approximate:
         return reference.approximate_penalty(critic, real if spec.at == "real" else fake, noise)
+    if spec.at == "real+fake":
+        return reference.squared_gradient_norm(critic, real)[0] + reference.squared_gradient_norm(critic, fake)[0]
     if spec.at == "interpolates":
         return reference.gradient_penalty(critic, real, fake, alpha, spec.center, spec.one_sided)[0]
     if spec.at in ("real", "fake"):
