@@ -340,12 +340,33 @@ def test_graph_mode_needs_cuda_tensors():
         (dict(loss="wgan", penalty="r1", lazy_every=0), ValueError, "lazy_every"),
         (dict(loss="wgan", clip_value=-1.0), ValueError, "clip_value"),
         (dict(loss="wgan", scaler=object()), TypeError, "scaler"),
+        (dict(loss="rpgan", penalty="r1-approx", penalty_sigma=0.0), ValueError, "penalty_sigma"),
     ],
 )
 def test_bad_step_arguments(kwargs, error, name):
     critic, _, _ = _setup()
     with pytest.raises(error, match=name):
         fastgan.CriticStep(critic, torch.optim.Adam(critic.parameters()), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "loss,kwargs,match",
+    [
+        ("rpgan", {}, "needs the real batch"),
+        ("ragan", dict(real=torch.ones(4, 20, dtype=torch.int64)), "real"),
+        ("rpgan", dict(real=torch.randn(5, 20)), "paired"),
+        ("wgan", dict(real=torch.randn(4, 20)), "relativistic"),
+        ("ragan", dict(real=torch.randn(5, 20), labels=torch.zeros(4, dtype=torch.int64)), "real_labels"),
+    ],
+)
+def test_relativistic_generator_steps_refuse_a_missing_or_wrong_real_batch_before_any_update(loss, kwargs, match):
+    critic, _, _ = _setup()
+    generator = torch.nn.Linear(3, 20)
+    before = [p.detach().clone() for p in generator.parameters()]
+    step = fastgan.GeneratorStep(generator, critic, torch.optim.Adam(generator.parameters()), loss=loss)
+    with pytest.raises((ValueError, TypeError), match=match):
+        step(torch.randn(4, 3), **kwargs)
+    assert all(torch.equal(p, b) for p, b in zip(generator.parameters(), before))
 
 
 def test_compiled_step_under_bfloat16_autocast():
