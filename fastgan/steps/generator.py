@@ -111,6 +111,8 @@ class GeneratorStep:
                     f"{noise.shape[0]} noise vectors"
                 )
             if real_labels is not None:
+                if labels is None:
+                    raise ValueError("real_labels needs labels (the generated batch's labels) too")
                 real_labels = _input_checks.labels("real_labels", real_labels, real)
             elif labels is not None:
                 real_labels = labels if real.shape[0] == noise.shape[0] else None

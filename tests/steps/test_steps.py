@@ -357,6 +357,7 @@ def test_bad_step_arguments(kwargs, error, name):
         ("rpgan", dict(real=torch.randn(5, 20)), "paired"),
         ("wgan", dict(real=torch.randn(4, 20)), "relativistic"),
         ("ragan", dict(real=torch.randn(5, 20), labels=torch.zeros(4, dtype=torch.int64)), "real_labels"),
+        ("ragan", dict(real=torch.randn(4, 20), real_labels=torch.zeros(4, dtype=torch.int64)), "needs labels"),
     ],
 )
 def test_relativistic_generator_steps_refuse_a_missing_or_wrong_real_batch_before_any_update(loss, kwargs, match):
