@@ -327,7 +327,7 @@ def test_eager_steps_train_every_critic_with_the_relativistic_losses_and_approxi
 # The approximate penalties take no double backward: they compile on every critic (BatchNorm's: below).
 COMPILED_CATALOGUE = [
     ("sn mlp (parametrizations)", "rpgan", "r1-approx"),
-    ("dropout", "ragan", "r2-approx"),
+    pytest.param("dropout", "ragan", "r2-approx", marks=SLOW),
     pytest.param("sn conv (old api)", "ragan", "r2-approx", marks=SLOW),
     pytest.param("projection (conditional)", "rpgan", "r2-approx", marks=SLOW),
     ("frozen features", "rpgan", "r1+r2"),
@@ -355,7 +355,8 @@ def test_a_batchnorm_critic_compiles_the_approximate_penalty_and_warns_only_of_b
     [
         ("sn mlp (old api)", "rpgan", "r1-approx", "graph"),
         ("dropout", "ragan", "r2", "graph"),
-        ("projection (conditional)", "ragan", "r2-approx", "compile+graph"),
+        ("projection (conditional)", "ragan", "r2-approx", "graph"),
+        pytest.param("projection (conditional)", "rpgan", "r1-approx", "compile+graph", marks=SLOW),
     ],
 )
 def test_graph_modes_train_the_new_catalogue_like_the_reference(name, loss, penalty, mode, monkeypatch):
