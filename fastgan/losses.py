@@ -214,6 +214,12 @@ def _real_label(label_smoothing: float) -> Term:
     return _BCE_LABEL_1 if label_smoothing == 0.0 else Term(LOGISTIC, 1.0 - label_smoothing)
 
 
+_RELATIVISTIC_TERMS = {
+    "rpgan": LossTerms(_PAIR_CRITIC, None, None, _PAIR_GENERATOR, PAIRED),
+    "ragan": LossTerms(_HALF_LABEL_1, _HALF_LABEL_0, _HALF_LABEL_1, _HALF_LABEL_0, AVERAGE),
+}
+
+
 def terms_of_loss(
     name: str, lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0), label_smoothing: float = 0.0
 ) -> LossTerms:
@@ -236,10 +242,8 @@ def terms_of_loss(
         return LossTerms(_real_label(label_smoothing), _BCE_LABEL_0, _BCE_LABEL_1)
     if name == "hinge":
         return LossTerms(_HINGE_REAL, _HINGE_FAKE, _MINUS_MEAN)
-    if name == "rpgan":
-        return LossTerms(_PAIR_CRITIC, None, None, _PAIR_GENERATOR, PAIRED)
-    if name == "ragan":
-        return LossTerms(_HALF_LABEL_1, _HALF_LABEL_0, _HALF_LABEL_1, _HALF_LABEL_0, AVERAGE)
+    if name in _RELATIVISTIC_TERMS:
+        return _RELATIVISTIC_TERMS[name]
     raise ValueError(f"loss must be one of {LOSS_NAMES}, got {name!r}")
 
 
@@ -324,7 +328,7 @@ def hinge_generator_loss(fake_out: torch.Tensor) -> torch.Tensor:
 
 def _relativistic(name: str, real_out: torch.Tensor, fake_out: torch.Tensor, side: str) -> torch.Tensor:
     """Loss ``name``'s critic or generator side on checked real and fake scores."""
-    terms = terms_of_loss(name)
+    terms = _RELATIVISTIC_TERMS[name]
     _input_checks.critic_output("real_out", real_out)
     _input_checks.critic_output("fake_out", fake_out)
     _input_checks.same_device("fake_out", fake_out, "real_out", real_out)

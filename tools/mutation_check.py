@@ -221,10 +221,8 @@ FAULTS = [
     Fault(
         "compiled step drops the penalty weight",
         "fastgan/steps/objectives.py",
-        "            total = self.weight * penalty if total is None else total + self.weight * penalty\n"
-        "            stats.update(penalty=penalty.detach(), grad_norm_mean",
-        "            total = penalty if total is None else total + penalty\n"
-        "            stats.update(penalty=penalty.detach(), grad_norm_mean",
+        "            total = self.weight * penalty if total is None else total + self.weight * penalty\n",
+        "            total = penalty if total is None else total + penalty\n",
     ),
     Fault(
         "generator EMA moves by the decay instead of 1 - decay",

@@ -220,44 +220,39 @@ class CriticObjective:
             )
             total = critic_loss(self.terms, real_out, fake_out, ops.fused)
             stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
-        if self.kind is not None and self.kind.approximate:
-            # The finite difference: the critic at the points, then at the points moved along the noise.
-            x = penalty_points(self.kind, real, fake, alpha, noise, ops.fused)
-            y = point_labels(self.kind, labels, fake_labels)
-            assert noise is not None  # drawn for every approximate penalty
-            module = self.state.module
-            at_points = scores(critic, x, y, module, self.precision)
-            moved = scores(critic, perturbed(x, noise, self.sigma), y, module, self.precision)
-            penalty = finite_difference(at_points, moved, ops.fused)
+        if self.kind is not None:
+            # Where the penalty looks at the critic: each part's points with their labels (R1 + R2: two parts).
+            both_labels = (labels, fake_labels)
+            sites = [
+                (part, penalty_points(part, real, fake, alpha, noise, ops.fused), point_labels(part, *both_labels))
+                for part in self.kind.parts
+            ]
+            if self.kind.approximate:
+                # The finite difference: the critic at the points, then at the points moved along the noise.
+                ((_, x, y),) = sites
+                assert noise is not None  # drawn for every approximate penalty
+                module = self.state.module
+                at_points = scores(critic, x, y, module, self.precision)
+                moved = scores(critic, perturbed(x, noise, self.sigma), y, module, self.precision)
+                penalty = finite_difference(at_points, moved, ops.fused)
+                stats["penalty"] = penalty.detach()
+            else:
+                penalty, norms = self.gradient_penalty(critic, ops, sites)
+                stats.update(penalty=penalty.detach(), grad_norm_mean=norms.mean(), grad_norm_max=norms.max())
             total = self.weight * penalty if total is None else total + self.weight * penalty
-            stats["penalty"] = penalty.detach()
-        elif self.kind is not None:
-            penalty, norms = self.gradient_penalty(critic, ops, real, fake, labels, fake_labels, alpha, noise)
-            total = self.weight * penalty if total is None else total + self.weight * penalty
-            stats.update(penalty=penalty.detach(), grad_norm_mean=norms.mean(), grad_norm_max=norms.max())
         assert total is not None  # a loss, a penalty or both
         stats["loss"] = total.detach()
         return total, stats
 
     def gradient_penalty(
-        self,
-        critic: Fn,
-        ops: Ops,
-        real: torch.Tensor,
-        fake: torch.Tensor,
-        labels: torch.Tensor | None,
-        fake_labels: torch.Tensor | None,
-        alpha: torch.Tensor | None,
-        noise: torch.Tensor | None,
+        self, critic: Fn, ops: Ops, sites: list[tuple[PenaltyKind, torch.Tensor, torch.Tensor | None]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The unweighted penalty of the critic's input gradients at the points of each part of the kind (R1 + R2:
-        the real samples, then the fake ones; their penalties added), and the detached per-sample norms of all."""
-        assert self.kind is not None
+        """The unweighted penalty of the critic's input gradients at each site (a part of the kind, its points and
+        their labels; R1 + R2: the real samples, then the fake ones, their penalties added), and the detached
+        per-sample norms of all."""
         penalty: torch.Tensor | None = None
         norms = []
-        for part in self.kind.parts:
-            x = penalty_points(part, real, fake, alpha, noise, ops.fused)
-            y = point_labels(part, labels, fake_labels)
+        for part, x, y in sites:
             grads = ops.input_gradients(partial(_forward_at, critic, y, self.precision), x, self.state.module)
             value, part_norms = ops.penalty(grads, part)
             penalty = value if penalty is None else penalty + value
