@@ -5,6 +5,7 @@ CUDA tensors run the Triton kernels, other tensors an eager PyTorch path with th
 """
 
 from . import losses, penalties
+from .augment import Augment, augment, augment_params
 from .backend import use_backend
 from .clipping import clip_weights_
 from .interpolation import interpolate
@@ -26,10 +27,13 @@ from .steps import CriticStep, GeneratorStep
 __version__ = "0.1.0"
 
 __all__ = [
+    "Augment",
     "CriticStep",
     "GeneratorStep",
     "LazyRegularizer",
     "approximate_r1_penalty",
+    "augment",
+    "augment_params",
     "approximate_r2_penalty",
     "clip_weights_",
     "compute_gradient_penalty",

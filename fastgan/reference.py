@@ -194,3 +194,79 @@ def approximate_penalty(D, samples: torch.Tensor, noise: torch.Tensor, sigma: fl
     d = D(samples)
     d_perturbed = D(samples + sigma * noise)
     return ((d - d_perturbed) ** 2).mean()
+
+
+# DiffAugment (Zhao et al., 2020) in its code's shape: brightness, saturation, contrast, then a translation that
+# pads with zeros and gathers through a meshgrid, then a cutout mask. Each sample's random numbers are a row of
+# ``params`` (B, 10): u_0..u_6 for the ops, then flags (nonzero: apply color, translation, cutout to it).
+
+
+def diff_augment(
+    x: torch.Tensor,
+    params: torch.Tensor,
+    policy: str = "color,translation,cutout",
+    translation_ratio: float = 0.125,
+    cutout_ratio: float = 0.5,
+) -> torch.Tensor:
+    u = params.float()
+    for op in policy.split(","):
+        if op == "color":
+            x = rand_color(x, u)
+        elif op == "translation":
+            x = rand_translation(x, u, translation_ratio)
+        elif op == "cutout":
+            x = rand_cutout(x, u, cutout_ratio)
+    return x
+
+
+def _per_image(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return values.to(x.dtype).view(-1, 1, 1, 1)
+
+
+def rand_color(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    on = u[:, 7] != 0
+    x = x + _per_image(torch.where(on, u[:, 0] - 0.5, 0.0), x)
+    x_mean = x.mean(dim=1, keepdim=True)
+    x = (x - x_mean) * _per_image(torch.where(on, u[:, 1] * 2, 1.0), x) + x_mean
+    x_mean = x.mean(dim=[1, 2, 3], keepdim=True)
+    return (x - x_mean) * _per_image(torch.where(on, u[:, 2] + 0.5, 1.0), x) + x_mean
+
+
+def _randint(u: torch.Tensor, low: int, high: int) -> torch.Tensor:
+    """An integer in [low, high) from a uniform on [0, 1): floor(u * (high - low)) in fp32, kept below high."""
+    return torch.clamp(torch.floor(u * (high - low)), max=high - low - 1).long() + low
+
+
+def rand_translation(x: torch.Tensor, u: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
+    shift_x, shift_y = int(x.size(2) * ratio + 0.5), int(x.size(3) * ratio + 0.5)
+    on = (u[:, 8] != 0).long()
+    translation_x = (_randint(u[:, 3], -shift_x, shift_x + 1) * on).view(-1, 1, 1)
+    translation_y = (_randint(u[:, 4], -shift_y, shift_y + 1) * on).view(-1, 1, 1)
+    grid_batch, grid_x, grid_y = torch.meshgrid(
+        torch.arange(x.size(0), device=x.device),
+        torch.arange(x.size(2), device=x.device),
+        torch.arange(x.size(3), device=x.device),
+        indexing="ij",
+    )
+    grid_x = torch.clamp(grid_x + translation_x + 1, 0, x.size(2) + 1)
+    grid_y = torch.clamp(grid_y + translation_y + 1, 0, x.size(3) + 1)
+    x_pad = torch.nn.functional.pad(x, [1, 1, 1, 1, 0, 0, 0, 0])
+    return x_pad.permute(0, 2, 3, 1).contiguous()[grid_batch, grid_x, grid_y].permute(0, 3, 1, 2)
+
+
+def rand_cutout(x: torch.Tensor, u: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
+    cutout_size = int(x.size(2) * ratio + 0.5), int(x.size(3) * ratio + 0.5)
+    offset_x = _randint(u[:, 5], 0, x.size(2) + (1 - cutout_size[0] % 2)).view(-1, 1, 1)
+    offset_y = _randint(u[:, 6], 0, x.size(3) + (1 - cutout_size[1] % 2)).view(-1, 1, 1)
+    grid_batch, grid_x, grid_y = torch.meshgrid(
+        torch.arange(x.size(0), device=x.device),
+        torch.arange(cutout_size[0], device=x.device),
+        torch.arange(cutout_size[1], device=x.device),
+        indexing="ij",
+    )
+    grid_x = torch.clamp(grid_x + offset_x - cutout_size[0] // 2, min=0, max=x.size(2) - 1)
+    grid_y = torch.clamp(grid_y + offset_y - cutout_size[1] // 2, min=0, max=x.size(3) - 1)
+    mask = torch.ones(x.size(0), x.size(2), x.size(3), dtype=x.dtype, device=x.device)
+    mask[grid_batch, grid_x, grid_y] = 0
+    mask = torch.where((u[:, 9] != 0).view(-1, 1, 1), mask, torch.ones_like(mask))
+    return x * mask.unsqueeze(1)

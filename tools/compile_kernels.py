@@ -25,7 +25,7 @@ import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from fastgan.kernels import clipping, interpolation, losses, norm_penalty
+from fastgan.kernels import augment, clipping, interpolation, losses, norm_penalty
 from fastgan.kernels._tiles import row_tiles
 
 TARGET = GPUTarget("cuda", 90, 32)
@@ -254,10 +254,39 @@ def _other_variants():
     )
 
 
+def _augment_variants():
+    # RGB images (one sample a program), 1-channel 2 x 3 images (many a program), 64 channels (a channel loop).
+    shapes = ((64, 3, 64 * 64), (70000, 1, 6), (8, 64, 32 * 32), (1, 3, 1024 * 1024))
+    tiles = {(*augment.augment_tiles(*shape), shape[2]) for shape in shapes}
+    strides = ("s_b", "s_c", "s_h", "s_w")
+    ints = dict.fromkeys(("B", "C", "H", "W", *strides), "i32")
+    geometry = dict.fromkeys(("SHIFT_H", "SHIFT_W", "CUT_H", "CUT_W"), "i32")
+    for dt, (block_b, block_c, block_p, pixels) in itertools.product([*DTYPES, "fp64"], tiles):
+        block_s = augment.partial_block(-(-pixels // block_p), block_b)
+        acc = tl.float64 if dt == "fp64" else tl.float32
+        sizes = dict(BLOCK_B=block_b, BLOCK_C=block_c, BLOCK_P=block_p, ACC=acc, num_warps=augment._NUM_WARPS)
+        pointers = dict(src_ptr=f"*{dt}", params_ptr="*fp32", partial_ptr=f"*{acc}")
+        for weighted in (False, True):
+            yield (
+                augment.augment_sums_kernel,
+                dict(**pointers, **ints, **geometry, n_blocks="i32"),
+                dict(sizes, WEIGHTED=weighted),
+            )
+        # The forward, its linear part (the adjoint's backward) and the adjoint, with and without the colour ops.
+        outs = dict.fromkeys(("o_b", "o_c", "o_h", "o_w"), "i32")
+        for (adjoint, bias), color in itertools.product(((False, True), (False, False), (True, False)), (True, False)):
+            yield (
+                augment.augment_kernel,
+                dict(**pointers, out_ptr=f"*{dt}", **ints, **outs, **geometry, N="i32", n_blocks="i32"),
+                dict(sizes, ADJOINT=adjoint, BIAS=bias, COLOR=color, BLOCK_S=block_s),
+            )
+
+
 def variants():
     """(kernel, argument types, compile-time constants with num_warps) for every combination the launchers use."""
     yield from _row_variants()
     yield from _other_variants()
+    yield from _augment_variants()
 
 
 def _jobs() -> list:
