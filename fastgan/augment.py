@@ -53,7 +53,9 @@ class Policy:
         )
 
 
-def policy_of(policy: object, translation_ratio: object = TRANSLATION_RATIO, cutout_ratio: object = CUTOUT_RATIO):
+def policy_of(
+    policy: object, translation_ratio: object = TRANSLATION_RATIO, cutout_ratio: object = CUTOUT_RATIO
+) -> Policy:
     """The :class:`Policy` of a comma-separated list of :data:`OPS` (in that order, each at most once), or
     ``TypeError``/``ValueError`` naming the argument."""
     if isinstance(policy, Policy):

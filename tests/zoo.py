@@ -100,6 +100,20 @@ class ProjectionCritic(nn.Module):
         return self.psi(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
 
 
+class ProjectionConvCritic(nn.Module):
+    """The projection discriminator on images: conv features pooled, a class embedding projected on them."""
+
+    def __init__(self):
+        super().__init__()
+        self.phi = nn.Sequential(sn(nn.Conv2d(3, 8, 3, padding=1)), nn.LeakyReLU(0.2), sn(nn.Conv2d(8, 8, 3, 2, 1)))
+        self.psi = sn(nn.Linear(8, 1))
+        self.embed = sn(nn.Embedding(CLASSES, 8))
+
+    def forward(self, x, y):
+        h = torch.nn.functional.leaky_relu(self.phi(x), 0.2).sum(dim=(2, 3))
+        return self.psi(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
+
+
 class MinibatchStdCritic(nn.Module):
     """StyleGAN's minibatch standard deviation: each sample also sees the spread of its group of 4."""
 
@@ -237,6 +251,7 @@ CRITICS = {
     "sn resnet": (SNResNetCritic, IMAGE),
     "projection (conditional)": (ProjectionCritic, VECTOR),
     "minibatch stddev": (MinibatchStdCritic, IMAGE),
+    "projection conv (conditional)": (ProjectionConvCritic, IMAGE),
     "dropout": (DropoutCritic, VECTOR),
     "batchnorm": (BatchNormCritic, VECTOR),
     "frozen features": (FrozenFeatureCritic, VECTOR),
@@ -246,7 +261,8 @@ CRITICS = {
 }
 # Critics whose forward changes what compiled code and graph replays cannot follow: those modes run them eager.
 STATEFUL = {"reassigned buffers", "python counter"}
-CONDITIONAL = {"projection (conditional)"}
+CONDITIONAL = {"projection (conditional)", "projection conv (conditional)"}
+IMAGE_CRITICS = [name for name, (_, shape) in CRITICS.items() if shape == IMAGE]
 
 
 class BatchNormGenerator(nn.Module):
@@ -256,6 +272,18 @@ class BatchNormGenerator(nn.Module):
 
     def forward(self, z):
         return self.net(z)
+
+
+class ImageGenerator(nn.Module):
+    """Noise to 3 x 8 x 8 images through BatchNorm and a transposed convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(LATENT, 4 * 4 * 8), nn.BatchNorm1d(4 * 4 * 8), nn.ReLU())
+        self.up = nn.ConvTranspose2d(8, 3, 4, 2, 1)
+
+    def forward(self, z):
+        return torch.tanh(self.up(self.net(z).view(-1, 8, 4, 4)))
 
 
 class ConditionalGenerator(nn.Module):
@@ -317,14 +345,46 @@ def _call(critic, x, y):
     return critic(x) if y is None else critic(x, y)
 
 
-def reference_penalty(name, critic, real, fake, labels, fake_labels, alpha, noise):
-    """The penalty ``name`` in the reference's style, with the labels of the samples its points come from."""
+class ReferenceAugment:
+    """DiffAugment as a reference loop writes it around its critic: ten uniforms a sample drawn per batch, the last
+    three turned into flags with probability ``p``; with a ``target``, ADA's rule on the mean sign of the augmented
+    reals' scores every ``interval`` updates (p in fp32, as a device tensor holds it)."""
+
+    def __init__(self, policy, probability=1.0, target=None, interval=4, speed=500_000):
+        self.policy, self.p, self.target = policy, torch.tensor(probability), target
+        self.interval, self.speed, self.signs, self.seen = interval, speed, torch.zeros(()), 0
+
+    def params(self, batch):
+        u = torch.rand(batch, 10)
+        u[:, 7:] = (u[:, 7:] < self.p).float()
+        return u
+
+    def __call__(self, x, params):
+        return x if params is None else reference.diff_augment(x, params, self.policy)
+
+    def observe(self, real_out, batch):
+        if self.target is None:
+            return
+        self.signs = self.signs + torch.sign(real_out.detach().float()).mean()
+        self.seen += 1
+        if self.seen == self.interval:
+            step = batch * self.interval / self.speed
+            self.p = (self.p + torch.sign(self.signs / self.seen - self.target) * step).clamp(0.0, 1.0)
+            self.signs, self.seen = torch.zeros(()), 0
+
+
+def reference_penalty(name, critic, real, fake, labels, fake_labels, alpha, noise, seen=None):
+    """The penalty ``name`` in the reference's style, with the labels of the samples its points come from;
+    ``seen``: (augment, real params, fake params) puts the augmentation of the points' batch before the critic."""
     at = PENALTY_POINTS[name]
     y = fake_labels if at == "fake" else labels
-    D = lambda x: _call(critic, x, y)  # noqa: E731 - the reference's one-argument critic
+    augment, real_params, fake_params = seen or (lambda x, params: x, None, None)
+    params = fake_params if at == "fake" else real_params
+    D = lambda x: _call(critic, augment(x, params), y)  # noqa: E731 - the reference's one-argument critic
     if at == "real+fake":  # R3GAN's R1 + R2, each with its samples' labels
         r1, norms_real = reference.squared_gradient_norm(D, real)
-        r2, norms_fake = reference.squared_gradient_norm(lambda x: _call(critic, x, fake_labels), fake)
+        D_fake = lambda x: _call(critic, augment(x, fake_params), fake_labels)  # noqa: E731
+        r2, norms_fake = reference.squared_gradient_norm(D_fake, fake)
         return r1 + r2, torch.cat([norms_real, norms_fake])
     if name.endswith("-approx"):
         return reference.approximate_penalty(D, real if at == "real" else fake, noise, SIGMA), None
@@ -336,22 +396,35 @@ def reference_penalty(name, critic, real, fake, labels, fake_labels, alpha, nois
     return reference.dragan_penalty(D, real, alpha, noise)
 
 
-def reference_critic_step(critic, opt, real, fake, loss, penalty, weight, labels=None, fake_labels=None, clip=None):
-    """One critic step written plainly, drawing alpha and noise as the steps do (fp32, before any critic call);
-    returns its statistics as floats."""
+def reference_critic_step(
+    critic, opt, real, fake, loss, penalty, weight, labels=None, fake_labels=None, clip=None, augment=None
+):
+    """One critic step written plainly, drawing (augmentation parameters for real, then fake, then) alpha and
+    noise as the steps do (fp32, before any critic call); returns its statistics as floats."""
+    real_params = augment.params(real.shape[0]) if augment else None
+    fake_params = augment.params(fake.shape[0]) if augment else None
     needs_alpha = penalty in ("gp", "lp", "zero-centred", "dragan")
     alpha = torch.rand(real.shape[0]).to(real.dtype) if needs_alpha else None
     noise = torch.rand(real.shape).to(real.dtype) if penalty == "dragan" else None
     if penalty and penalty.endswith("-approx"):
         noise = torch.randn(real.shape).to(real.dtype)
+    seen = (augment, real_params, fake_params) if augment else None
     opt.zero_grad()
     total, stats = 0.0, {}
     if loss:
-        real_out, fake_out = _call(critic, real, labels), _call(critic, fake, fake_labels)
+        if augment:
+            real_out, fake_out = (
+                _call(critic, augment(real, real_params), labels),
+                _call(critic, augment(fake, fake_params), fake_labels),
+            )
+        else:
+            real_out, fake_out = _call(critic, real, labels), _call(critic, fake, fake_labels)
         total = REFERENCE_LOSSES[loss][0](real_out, fake_out)
         stats["wasserstein"] = float(real_out.detach().mean() - fake_out.detach().mean())
+        if augment and augment.target is not None:
+            stats["real_sign"] = float(torch.sign(real_out.detach()).mean())
     if penalty:
-        value, norms = reference_penalty(penalty, critic, real, fake, labels, fake_labels, alpha, noise)
+        value, norms = reference_penalty(penalty, critic, real, fake, labels, fake_labels, alpha, noise, seen)
         total = total + weight * value
         stats["penalty"] = float(value.detach())
         if norms is not None:  # an input gradient's norms (the approximate penalties take none)
@@ -361,17 +434,23 @@ def reference_critic_step(critic, opt, real, fake, loss, penalty, weight, labels
     opt.step()
     if clip:
         reference.clip_weights_([p for p in critic.parameters() if p.requires_grad], clip)
+    if loss and augment:
+        augment.observe(real_out, real.shape[0])
     return stats
 
 
-def reference_generator_step(generator, critic, opt, noise, loss, labels=None, real=None):
+def reference_generator_step(generator, critic, opt, noise, loss, labels=None, real=None, augment=None):
     """One generator step written plainly: the critic's parameters get no gradient (``backward(inputs=...)``); a
-    relativistic loss scores ``real`` after the generated batch, R3GAN's order."""
+    relativistic loss scores ``real`` after the generated batch, R3GAN's order; with ``augment`` both are
+    augmented first (parameters drawn for the generated batch, then the real one, before the generator runs)."""
+    fake_params = augment.params(noise.shape[0]) if augment else None
+    real_params = augment.params(real.shape[0]) if augment and real is not None else None
+    seen = augment or (lambda x, params: x)
     opt.zero_grad()
     fake = generator(noise) if labels is None else generator(noise, labels)
-    fake_out = _call(critic, fake, labels)
+    fake_out = _call(critic, seen(fake, fake_params), labels)
     if loss in RELATIVISTIC:
-        value = REFERENCE_LOSSES[loss][1](_call(critic, real, labels).detach(), fake_out)
+        value = REFERENCE_LOSSES[loss][1](_call(critic, seen(real, real_params), labels).detach(), fake_out)
     else:
         value = REFERENCE_LOSSES[loss][1](fake_out)
     value.backward(inputs=[p for p in generator.parameters() if p.requires_grad])

@@ -360,8 +360,8 @@ FAULTS = [
     Fault(
         "the generator step unfreezes the critic",
         "fastgan/steps/objectives.py",
-        "        return self.objective(self.state.module, self.aux.module, fused,",
-        "        return self.objective(self.state.module, self.aux.module.requires_grad_(True), fused,",
+        "        return self.objective(self.state.module, self.aux.module, ops,",
+        "        return self.objective(self.state.module, self.aux.module.requires_grad_(True), ops,",
     ),
     Fault(
         "clipping clamps the frozen parameters too",

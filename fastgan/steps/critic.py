@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .. import _input_checks, distributed
+from ..augment import Augment, augmentation
 from ..lazy import LazyRegularizer
 from ..losses import LOSS_NAMES, LossTerms, terms_of_loss
 from ..penalties import APPROXIMATION_SIGMA, PENALTIES, PenaltyKind, has_batch_statistics, warn_batchnorm
@@ -48,6 +49,13 @@ class CriticStep:
             every mode (:mod:`fastgan.steps.precision`).
         scaler: a ``torch.amp.GradScaler`` for fp16 autocast (eager mode: compile falls back to eager with it,
             ``mode="graph"`` refuses it, ``auto`` runs eager).
+        augment: differentiable augmentation before the critic (DiffAugment; ADA's adaptive p): a policy such as
+            ``"color,translation,cutout"`` or a :class:`fastgan.Augment` (give the same one to the
+            :class:`fastgan.GeneratorStep`, which augments what it scores too), or None. Real and fake are each
+            augmented by their own parameters; a penalty's points are made of the un-augmented samples and its
+            input gradient goes through the augmentation of the batch they come from (R1, GP, DRAGAN and the
+            approximate R1: the real batch's; R2: the fake one's), StyleGAN2-ADA's R1. With an adaptive
+            ``Augment`` each update's mean sign of the augmented reals' scores steers its p (``real_sign``).
         lsgan_targets: LSGAN's (a, b, c).
         label_smoothing: one-sided label smoothing of the ``"ns"`` loss: the real samples' target is
             ``1 - label_smoothing`` (Salimans et al., 2016; 0.1 is usual); 0 for none.
@@ -63,7 +71,8 @@ class CriticStep:
     loss update's objective, penalty included when it is in it), with a loss ``wasserstein`` (mean real score
     minus mean fake score), and on calls that apply the penalty ``penalty`` (unweighted), ``grad_norm_mean``
     and ``grad_norm_max`` (of the per-sample input-gradient norms; not for the approximate penalties, which take
-    no input gradient). ``terms`` holds the loss's :class:`fastgan.losses.LossTerms` (None without a loss).
+    no input gradient), with an adaptive augmentation ``real_sign`` (the mean sign of the augmented reals'
+    scores). ``terms`` holds the loss's :class:`fastgan.losses.LossTerms` (None without a loss).
     """
 
     def __init__(
@@ -80,6 +89,7 @@ class CriticStep:
         mode: str = "auto",
         precision: str = "fp32",
         scaler: torch.amp.GradScaler | None = None,
+        augment: str | Augment | None = None,
         lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
         label_smoothing: float = 0.0,
         joint_pass: bool = False,
@@ -110,6 +120,7 @@ class CriticStep:
         sigma = _input_checks.positive_real("penalty_sigma", penalty_sigma)
         clip_value = None if clip_value is None else _input_checks.positive_real("clip_value", clip_value)
         terms = terms_of_loss(loss, lsgan_targets, label_smoothing) if loss is not None else None
+        self.augment = augmentation(augment)
         self.critic, self.optimizer, self.group, self.terms = critic, optimizer, group, terms
         self.requested_mode, self.precision = check_mode(mode), precision
         self.state = ModuleState(critic, "critic", optimizer)
@@ -126,7 +137,7 @@ class CriticStep:
 
         def runner(terms: LossTerms | None, kind: PenaltyKind | None, weight: float) -> Runner:
             objective = CriticObjective(
-                self.state, terms, kind, weight, joint, scaler, clip_value, shard, precision, sigma
+                self.state, terms, kind, weight, joint, scaler, clip_value, shard, precision, sigma, self.augment
             )
             return Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)
 
@@ -170,6 +181,8 @@ class CriticStep:
         ``labels``). Penalty points carry the labels of the real samples they are made from (R2: the fake ones).
         """
         _input_checks.pair(real, fake)
+        if self.augment is not None and real.dim() != 4:
+            raise ValueError(f"augment needs (B, C, H, W) images: real and fake have shape {tuple(real.shape)}")
         if labels is not None:
             labels = _input_checks.labels("labels", labels, real)
             fake_labels = labels if fake_labels is None else _input_checks.labels("fake_labels", fake_labels, fake)
@@ -179,6 +192,8 @@ class CriticStep:
         stats: dict[str, torch.Tensor] = {}
         if self._main is not None:
             stats = self._main(inputs)
+            if self.augment is not None and self.augment.adaptive:
+                self.augment.observe(stats["real_sign"], real.shape[0] * distributed.Shard.of(self.group).world_size)
         if self._penalty is not None and self.lazy.due(self.calls):
             # The penalty update's statistics, with the loss update's loss and Wasserstein estimate.
             stats = {**self._penalty(inputs), **stats}

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .. import _input_checks, distributed
+from ..augment import Augment, augmentation
 from ..kernels.loss_terms import PAIRED
 from ..losses import LOSS_NAMES, RELATIVISTIC, terms_of_loss
 from .modes import check_mode
@@ -32,6 +33,9 @@ class GeneratorStep:
             every step (with a warm-up: the decay is ``min(ema, (1 + t) / (10 + t))`` at step t), or None.
         mode, precision: as for :class:`fastgan.CriticStep` (``"bf16"``: the generator's and the critic's forward
             and backward under bf16 autocast, the loss in fp32).
+        augment: the critic's augmentation (:class:`fastgan.CriticStep`'s ``augment``; give both steps the same
+            :class:`fastgan.Augment`): the generated batch, and a relativistic loss's real batch, are augmented
+            before the critic scores them (DiffAugment), each by its own parameters, or None.
         lsgan_targets: LSGAN's (a, b, c).
         process_group: as for :class:`fastgan.CriticStep` (the gradients are averaged over its ranks; a
             ``DistributedDataParallel`` generator or critic is unwrapped, the generator's group used).
@@ -50,6 +54,7 @@ class GeneratorStep:
         ema: float | None = None,
         mode: str = "auto",
         precision: str = "fp32",
+        augment: str | Augment | None = None,
         lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
         process_group: torch.distributed.ProcessGroup | None = None,
     ):
@@ -69,12 +74,15 @@ class GeneratorStep:
         self.decay, self.loss = ema, loss
         self.ema = copy_module(generator).requires_grad_(False) if ema is not None else None
         self.terms = terms_of_loss(loss, lsgan_targets)
+        self.augment = augmentation(augment)
         objective = GeneratorObjective(
             ModuleState(generator, "generator", optimizer),
             ModuleState(critic, "critic"),
             self.terms,
             self.ema,
             precision,
+            self.augment,
+            distributed.Shard.of(group),
         )
         self._objective = objective
         self._runner = Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)

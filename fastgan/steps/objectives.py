@@ -23,6 +23,7 @@ import torch
 
 from .. import _input_checks, distributed
 from ..amp import input_gradients
+from ..augment import Augment, Policy, augment_torch, augmented
 from ..backend import uses_triton
 from ..clipping import clip_weights_
 from ..losses import LossTerms, critic_loss, generator_loss
@@ -44,10 +45,10 @@ from .types import Fn, Inputs, Stats, Tensors
 def draws(
     kind: PenaltyKind | None, real: torch.Tensor, shard: distributed.Shard
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """A critic update's random numbers, in a fixed order: alpha (B,), then the noise of the samples' shape
-    (DRAGAN's uniform on [0, 1), the approximate penalties' standard normal), drawn in fp32 and rounded to real's
-    dtype, so that a float64 run draws what an fp32 run does; drawn for the global batch and sliced to this
-    rank's rows, so that they do not depend on the number of processes."""
+    """A critic update's random numbers for its penalty, in a fixed order: alpha (B,), then the noise of the
+    samples' shape (DRAGAN's uniform on [0, 1), the approximate penalties' standard normal), drawn in fp32 and
+    rounded to real's dtype, so that a float64 run draws what an fp32 run does; drawn for the global batch and
+    sliced to this rank's rows, so that they do not depend on the number of processes."""
     if kind is None:
         return None, None
     rows = real.shape[0] * shard.world_size
@@ -57,6 +58,14 @@ def draws(
         draw = torch.randn if kind.approximate else torch.rand
         noise = shard.rows(draw((rows, *real.shape[1:]), device=real.device).to(real.dtype))
     return alpha, noise
+
+
+def augmentation_draws(augment: Augment | None, shard: distributed.Shard, *batches: torch.Tensor) -> list[Any]:
+    """Each batch's augmentation parameters (:meth:`fastgan.Augment.params`), drawn in the order given (before
+    the penalty's draws) for the global batch and sliced to this rank's rows; Nones without augmentation."""
+    if augment is None:
+        return [None] * len(batches)
+    return [shard.rows(augment.params(x, x.shape[0] * shard.world_size)) for x in batches]
 
 
 def forward(critic: Fn, x: torch.Tensor, y: torch.Tensor | None, precision: str) -> torch.Tensor:
@@ -70,6 +79,11 @@ def forward(critic: Fn, x: torch.Tensor, y: torch.Tensor | None, precision: str)
 def _forward_at(critic: Fn, y: torch.Tensor | None, precision: str, x: torch.Tensor) -> torch.Tensor:
     """:func:`forward` with the labels and precision bound first (the input gradient's function of x)."""
     return forward(critic, x, y, precision)
+
+
+def _through(augment: Callable[[torch.Tensor], torch.Tensor], critic: Fn, x: torch.Tensor, *y: torch.Tensor) -> Any:
+    """The critic of the augmented samples: a penalty's points stay un-augmented, its gradient goes through."""
+    return critic(augment(x), *y)
 
 
 def scores(
@@ -118,6 +132,13 @@ class Ops:
         penalty, norms = norm_penalty(grads, kind.center, kind.one_sided, True, self.fused)
         return penalty, norms
 
+    def augment(self, x: torch.Tensor, params: torch.Tensor | None, policy: Policy | None) -> torch.Tensor:
+        """``x`` augmented by ``params`` under ``policy`` (:func:`fastgan.augment`), or ``x`` where ``params`` is
+        None."""
+        if params is None or policy is None:
+            return x
+        return augmented(x, params, policy, self.fused)
+
 
 class TracedOps(Ops):
     """The ops an objective's functional form runs: plain PyTorch, differentiated by ``torch.func``."""
@@ -135,6 +156,9 @@ class TracedOps(Ops):
 
     def penalty(self, grads: torch.Tensor, kind: PenaltyKind) -> tuple[torch.Tensor, torch.Tensor]:
         return penalty_fwd_torch(grads, kind.center, kind.one_sided)
+
+    def augment(self, x: torch.Tensor, params: torch.Tensor | None, policy: Policy | None) -> torch.Tensor:
+        return x if params is None or policy is None else augment_torch(x, params, policy)
 
 
 TRACED = TracedOps()
@@ -178,7 +202,10 @@ class CriticObjective:
     """One kind of critic update: its loss (``terms``: the critic's side of them, or None) plus ``weight`` times
     its penalty (``kind``, or None; an approximate one perturbs by ``sigma`` times its noise), then clipping of
     the trained parameters to ``[-clip_value, clip_value]`` when given. ``scaler``: a GradScaler for fp16
-    autocast, or None. ``precision``: the critic's (:mod:`fastgan.steps.precision`)."""
+    autocast, or None. ``precision``: the critic's (:mod:`fastgan.steps.precision`). ``augment``: the critic
+    sees real and fake augmented, each batch by its own parameters; a penalty's points are made of the
+    un-augmented samples and the critic's gradient there goes through the augmentation of the batch they come
+    from (the real one's; R2's: the fake one's)."""
 
     def __init__(
         self,
@@ -192,12 +219,13 @@ class CriticObjective:
         shard: distributed.Shard,
         precision: str = "fp32",
         sigma: float = APPROXIMATION_SIGMA,
+        augment: Augment | None = None,
     ):
         self.state: ModuleState = state
         self.aux: ModuleState | None = None
         self.terms, self.kind, self.weight, self.joint = terms, kind, weight, joint
         self.scaler, self.clip_value, self.shard, self.precision = scaler, clip_value, shard, precision
-        self.sigma = sigma
+        self.sigma, self.augment = sigma, augment
 
     def objective(
         self,
@@ -207,37 +235,63 @@ class CriticObjective:
         fake: torch.Tensor,
         labels: torch.Tensor | None,
         fake_labels: torch.Tensor | None,
+        real_params: torch.Tensor | None,
+        fake_params: torch.Tensor | None,
         alpha: torch.Tensor | None,
         noise: torch.Tensor | None,
     ) -> tuple[torch.Tensor, Stats]:
         """The objective to minimise, and its detached statistics: the one definition both forms run, with the
-        critic (``critic(x)`` or ``critic(x, y)``), the ops and the draws they are given."""
+        critic (``critic(x)`` or ``critic(x, y)``), the ops and the draws they are given (each batch's
+        augmentation parameters, None without augmentation)."""
         stats: Stats = {}
         total = None
+        policy = self.augment.policy if self.augment is not None else None
         if self.terms is not None:
             real_out, fake_out = scores_of_both(
-                critic, real, fake, labels, fake_labels, self.joint, self.state.module, self.precision
+                critic,
+                ops.augment(real, real_params, policy),
+                ops.augment(fake, fake_params, policy),
+                labels,
+                fake_labels,
+                self.joint,
+                self.state.module,
+                self.precision,
             )
             total = critic_loss(self.terms, real_out, fake_out, ops.fused)
             stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
+            if self.augment is not None and self.augment.adaptive:
+                stats["real_sign"] = torch.sign(real_out.detach().float()).mean()  # ADA's r_t
         if self.kind is not None:
-            # Where the penalty looks at the critic: each part's points with their labels (R1 + R2: two parts).
-            both_labels = (labels, fake_labels)
-            sites = [
-                (part, penalty_points(part, real, fake, alpha, noise, ops.fused), point_labels(part, *both_labels))
-                for part in self.kind.parts
-            ]
+            # Where the penalty looks at the critic: each part's points with their labels (R1 + R2: two parts), and
+            # the critic there (through the augmentation of the batch the points come from).
+            both_labels, both_params = (labels, fake_labels), (real_params, fake_params)
+            sites = []
+            for part in self.kind.parts:
+                params = point_labels(part, *both_params)
+                at = (
+                    critic
+                    if params is None
+                    else partial(_through, partial(ops.augment, params=params, policy=policy), critic)
+                )
+                sites.append(
+                    (
+                        part,
+                        penalty_points(part, real, fake, alpha, noise, ops.fused),
+                        point_labels(part, *both_labels),
+                        at,
+                    )
+                )
             if self.kind.approximate:
                 # The finite difference: the critic at the points, then at the points moved along the noise.
-                ((_, x, y),) = sites
+                ((_, x, y, at),) = sites
                 assert noise is not None  # drawn for every approximate penalty
                 module = self.state.module
-                at_points = scores(critic, x, y, module, self.precision)
-                moved = scores(critic, perturbed(x, noise, self.sigma), y, module, self.precision)
+                at_points = scores(at, x, y, module, self.precision)
+                moved = scores(at, perturbed(x, noise, self.sigma), y, module, self.precision)
                 penalty = finite_difference(at_points, moved, ops.fused)
                 stats["penalty"] = penalty.detach()
             else:
-                penalty, norms = self.gradient_penalty(critic, ops, sites)
+                penalty, norms = self.gradient_penalty(ops, sites)
                 stats.update(penalty=penalty.detach(), grad_norm_mean=norms.mean(), grad_norm_max=norms.max())
             total = self.weight * penalty if total is None else total + self.weight * penalty
         assert total is not None  # a loss, a penalty or both
@@ -245,14 +299,14 @@ class CriticObjective:
         return total, stats
 
     def gradient_penalty(
-        self, critic: Fn, ops: Ops, sites: list[tuple[PenaltyKind, torch.Tensor, torch.Tensor | None]]
+        self, ops: Ops, sites: list[tuple[PenaltyKind, torch.Tensor, torch.Tensor | None, Fn]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The unweighted penalty of the critic's input gradients at each site (a part of the kind, its points and
-        their labels; R1 + R2: the real samples, then the fake ones, their penalties added), and the detached
-        per-sample norms of all."""
+        """The unweighted penalty of the critic's input gradients at each site (a part of the kind, its points,
+        their labels and the critic there; R1 + R2: the real samples, then the fake ones, their penalties added),
+        and the detached per-sample norms of all."""
         penalty: torch.Tensor | None = None
         norms = []
-        for part, x, y in sites:
+        for part, x, y, critic in sites:
             grads = ops.input_gradients(partial(_forward_at, critic, y, self.precision), x, self.state.module)
             value, part_norms = ops.penalty(grads, part)
             penalty = value if penalty is None else penalty + value
@@ -263,10 +317,9 @@ class CriticObjective:
     def eager(
         self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None, fake_labels: torch.Tensor | None
     ) -> tuple[torch.Tensor, Stats]:
-        """The objective with fastgan's fused ops and autograd, drawing alpha and noise."""
-        alpha, noise = draws(self.kind, real, self.shard)
-        ops = Ops(uses_triton(real.device), self.scaler)  # the backend asked once a step, for the three fused ops
-        return self.objective(self.state.module, ops, real, fake, labels, fake_labels, alpha, noise)
+        """The objective with fastgan's fused ops and autograd, drawing its random numbers."""
+        ops = Ops(uses_triton(real.device), self.scaler)  # the backend asked once a step, for every fused op
+        return self.objective(self.state.module, ops, real, fake, labels, fake_labels, *self.draws(real, fake))
 
     def functional(
         self,
@@ -277,20 +330,25 @@ class CriticObjective:
         fake: torch.Tensor,
         labels: torch.Tensor | None,
         fake_labels: torch.Tensor | None,
-        alpha: torch.Tensor | None,
-        noise: torch.Tensor | None,
+        *drawn: torch.Tensor | None,
     ) -> tuple[torch.Tensor, Stats]:
-        """The objective in plain PyTorch and torch.func, the critic's tensors given by name."""
+        """The objective in plain PyTorch and torch.func, the critic's tensors given by name, then the inputs and
+        the draws (:meth:`draws`)."""
         del aux  # a critic update calls the critic alone
 
         def critic(x: torch.Tensor, y: torch.Tensor | None = None) -> Any:
             return self.state.functional_call((params, others), *((x,) if y is None else (x, y)))
 
-        return self.objective(critic, TRACED, real, fake, labels, fake_labels, alpha, noise)
+        return self.objective(critic, TRACED, real, fake, labels, fake_labels, *drawn)
+
+    def draws(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """An update's random numbers, in the order drawn: the real and the fake batch's augmentation parameters
+        (None without augmentation), then the penalty's alpha and noise (:func:`draws`)."""
+        return (*augmentation_draws(self.augment, self.shard, real, fake), *draws(self.kind, real, self.shard))
 
     def traced_inputs(self, inputs: Inputs) -> Inputs:
         """What :meth:`functional` takes after the tensors: the inputs, then the draws."""
-        return (*inputs, *draws(self.kind, inputs[0], self.shard))
+        return (*inputs, *self.draws(inputs[0], inputs[1]))
 
     def scaled(self, total: torch.Tensor) -> torch.Tensor:
         return self.scaler.scale(total) if self.scaler is not None else total
@@ -337,7 +395,8 @@ class GeneratorObjective:
     for a relativistic loss, of the real batch: scored after the generated one, R3GAN's order, and detached). The
     critic (``aux``) is called, not trained: its tensors get no gradient. ``ema``: the moving average of the
     generator, updated after each update with the weight in the 0-dim device tensor ``ema_weight``, or None.
-    ``precision``: both networks' (:mod:`fastgan.steps.precision`)."""
+    ``precision``: both networks' (:mod:`fastgan.steps.precision`). ``augment``: the critic sees the generated
+    (and the real) batch augmented, each by its own parameters, drawn in that order for the global batch."""
 
     def __init__(
         self,
@@ -346,8 +405,11 @@ class GeneratorObjective:
         terms: LossTerms,
         ema: torch.nn.Module | None,
         precision: str = "fp32",
+        augment: Augment | None = None,
+        shard: distributed.Shard | None = None,
     ):
         self.state, self.aux, self.terms, self.ema, self.precision = state, aux, terms, ema, precision
+        self.augment, self.shard = augment, shard or distributed.Shard()
         # Filled before each call, so that a captured graph reads the current value instead of baking in the first.
         self.ema_weight: torch.Tensor | None = None
 
@@ -355,23 +417,37 @@ class GeneratorObjective:
         self,
         generator: Fn,
         critic: Fn,
-        fused: bool,
+        ops: Ops,
         noise: torch.Tensor,
         labels: torch.Tensor | None,
         real: torch.Tensor | None,
         real_labels: torch.Tensor | None,
+        fake_params: torch.Tensor | None = None,
+        real_params: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Stats]:
         """The loss and its statistics: the one definition both forms run, with the generator and the critic
-        they call and whether the loss is fused."""
+        they call, the ops and each batch's augmentation parameters (None without augmentation)."""
         conditioning = () if labels is None else (labels,)
         with networks(self.precision, noise.device.type):
             fake = generator(noise, *conditioning)
-        fake_out = scores(critic, fake, labels, self.aux.module, self.precision)
+        policy = self.augment.policy if self.augment is not None else None
+        if fake_params is not None and fake.dim() != 4:
+            raise ValueError(f"augment needs (B, C, H, W) images; the generator made shape {tuple(fake.shape)}")
+        fake_out = scores(critic, ops.augment(fake, fake_params, policy), labels, self.aux.module, self.precision)
         real_out = None
         if real is not None:
-            real_out = scores(critic, real, real_labels, self.aux.module, self.precision).detach()
-        loss = generator_loss(self.terms, fake_out, real_out, fused)
+            seen = ops.augment(real, real_params, policy)
+            real_out = scores(critic, seen, real_labels, self.aux.module, self.precision).detach()
+        loss = generator_loss(self.terms, fake_out, real_out, ops.fused)
         return loss, {"loss": loss.detach()}
+
+    def draws(self, noise: torch.Tensor, real: torch.Tensor | None) -> list[Any]:
+        """The generated batch's augmentation parameters, then the real batch's (None where absent)."""
+        if self.augment is None:
+            return [None, None]
+        (fake_params,) = augmentation_draws(self.augment, self.shard, noise)
+        (real_params,) = augmentation_draws(self.augment, self.shard, real) if real is not None else (None,)
+        return [fake_params, real_params]
 
     def eager(
         self,
@@ -380,8 +456,9 @@ class GeneratorObjective:
         real: torch.Tensor | None,
         real_labels: torch.Tensor | None,
     ) -> tuple[torch.Tensor, Stats]:
-        fused = uses_triton(noise.device)
-        return self.objective(self.state.module, self.aux.module, fused, noise, labels, real, real_labels)
+        ops = Ops(uses_triton(noise.device))
+        drawn = self.draws(noise, real)
+        return self.objective(self.state.module, self.aux.module, ops, noise, labels, real, real_labels, *drawn)
 
     def functional(
         self,
@@ -392,6 +469,7 @@ class GeneratorObjective:
         labels: torch.Tensor | None,
         real: torch.Tensor | None,
         real_labels: torch.Tensor | None,
+        *drawn: torch.Tensor | None,
     ) -> tuple[torch.Tensor, Stats]:
         def generator(*args: torch.Tensor) -> Any:
             return self.state.functional_call((params, others), *args)
@@ -399,10 +477,10 @@ class GeneratorObjective:
         def critic(*args: torch.Tensor) -> Any:
             return self.aux.functional_call(({}, aux), *args)
 
-        return self.objective(generator, critic, False, noise, labels, real, real_labels)
+        return self.objective(generator, critic, TRACED, noise, labels, real, real_labels, *drawn)
 
     def traced_inputs(self, inputs: Inputs) -> Inputs:
-        return inputs
+        return (*inputs, *self.draws(inputs[0], inputs[2]))
 
     def scaled(self, total: torch.Tensor) -> torch.Tensor:
         return total

@@ -55,17 +55,28 @@ def _snapshot(module):
 
 
 def train_critic(
-    name, loss, penalty, mode=None, dtype=torch.float32, steps=STEPS, clip=None, lazy_every=1, precision="fp32"
+    name,
+    loss,
+    penalty,
+    mode=None,
+    dtype=torch.float32,
+    steps=STEPS,
+    clip=None,
+    lazy_every=1,
+    precision="fp32",
+    augment=None,
 ):
     """``steps`` critic updates of zoo critic ``name`` from seed 0: by fastgan in ``mode``, or by the plain
     reference when ``mode`` is None (all of it under bf16 autocast for ``precision="bf16"``, as a user writes
-    it); returns (state_dict, per-step statistics, the step or None)."""
+    it); ``augment``: keyword arguments of a ``fastgan.Augment`` (and of the reference's); returns (state_dict,
+    per-step statistics, the step or None)."""
     build, shape = zoo.CRITICS[name]
     torch.manual_seed(0)
     critic = build().to(dtype)
     opt = _optimizer(critic, loss)
     batches = _as(_batches(shape, steps, name in zoo.CONDITIONAL), dtype)
     step = None
+    reference_augment = zoo.ReferenceAugment(**augment) if augment and mode is None else None
     if mode is not None:
         step = fastgan.CriticStep(
             critic,
@@ -78,6 +89,7 @@ def train_critic(
             lazy_every=lazy_every,
             precision=precision,
             penalty_sigma=zoo.SIGMA,
+            augment=fastgan.Augment(**augment) if augment else None,
         )
     history = []
     for t, (real, fake, labels, fake_labels) in enumerate(batches):
@@ -89,24 +101,28 @@ def train_critic(
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             history.append(
                 _reference_critic_steps(
-                    t, critic, opt, real, fake, labels, fake_labels, loss, penalty, clip, lazy_every
+                    t, critic, opt, real, fake, labels, fake_labels, loss, penalty, clip, lazy_every, reference_augment
                 )
             )
     return _snapshot(critic), history, step
 
 
-def _reference_critic_steps(t, critic, opt, real, fake, labels, fake_labels, loss, penalty, clip, lazy_every):
+def _reference_critic_steps(
+    t, critic, opt, real, fake, labels, fake_labels, loss, penalty, clip, lazy_every, augment=None
+):
     """Call ``t`` of the plain reference: the loss update (and the lazy penalty update), or the penalty update."""
     if loss is None:
-        return zoo.reference_critic_step(critic, opt, real, fake, None, penalty, WEIGHT, labels, fake_labels, clip)
+        return zoo.reference_critic_step(
+            critic, opt, real, fake, None, penalty, WEIGHT, labels, fake_labels, clip, augment
+        )
     lazy = lazy_every > 1
     stats = zoo.reference_critic_step(
-        critic, opt, real, fake, loss, None if lazy else penalty, WEIGHT, labels, fake_labels, clip
+        critic, opt, real, fake, loss, None if lazy else penalty, WEIGHT, labels, fake_labels, clip, augment
     )
     if lazy and t % lazy_every == 0:
         stats = {
             **zoo.reference_critic_step(
-                critic, opt, real, fake, None, penalty, WEIGHT * lazy_every, labels, fake_labels, clip
+                critic, opt, real, fake, None, penalty, WEIGHT * lazy_every, labels, fake_labels, clip, augment
             ),
             **stats,
         }
@@ -259,28 +275,36 @@ GENERATOR_PAIRS = {
     "batchnorm generator, frozen-feature critic": (zoo.BatchNormGenerator, zoo.FrozenFeatureCritic, False),
 }
 STATEFUL_PAIRS = {"reassigning generator, sn critic": (zoo.ReassignedBufferGenerator, zoo.SNMLPCritic, False)}
+IMAGE_PAIRS = {"image generator, sn conv critic": (zoo.ImageGenerator, zoo.SNConvCritic, False)}
 
 
-def train_generator(pair, loss, mode=None, dtype=torch.float64, steps=STEPS):
+def train_generator(pair, loss, mode=None, dtype=torch.float64, steps=STEPS, augment=None):
     """``steps`` generator updates; returns the generator's and the critic's state dicts and the statistics (a
-    relativistic loss with a real batch drawn beside each noise batch)."""
-    build_generator, build_critic, conditional = {**GENERATOR_PAIRS, **STATEFUL_PAIRS}[pair]
+    relativistic loss with a real batch drawn beside each noise batch; ``augment``: as for :func:`train_critic`)."""
+    build_generator, build_critic, conditional = {**GENERATOR_PAIRS, **STATEFUL_PAIRS, **IMAGE_PAIRS}[pair]
     torch.manual_seed(0)
     generator, critic = build_generator().to(dtype), build_critic().to(dtype)
     flags = [p.requires_grad for p in critic.parameters()]
     opt = _optimizer(generator)
     g = torch.Generator().manual_seed(1)
-    step = fastgan.GeneratorStep(generator, critic, opt, loss=loss, mode=mode) if mode else None
+    step = None
+    if mode:
+        augmentation = fastgan.Augment(**augment) if augment else None
+        step = fastgan.GeneratorStep(generator, critic, opt, loss=loss, mode=mode, augment=augmentation)
+    reference_augment = zoo.ReferenceAugment(**augment) if augment and not mode else None
+    shape = zoo.IMAGE if pair in IMAGE_PAIRS else (12,)
     history = []
     for t in range(steps):
         noise = torch.randn(BATCH, zoo.LATENT, generator=g).to(dtype)
         labels = torch.randint(zoo.CLASSES, (BATCH,), generator=g) if conditional else None
-        real = torch.randn(BATCH, 12, generator=g).to(dtype) if loss in zoo.RELATIVISTIC else None
+        real = torch.randn(BATCH, *shape, generator=g).to(dtype) if loss in zoo.RELATIVISTIC else None
         torch.manual_seed(100 + t)
         if step is not None:
             history.append({k: float(v) for k, v in step(noise, labels=labels, real=real).items()})
         else:
-            history.append(zoo.reference_generator_step(generator, critic, opt, noise, loss, labels, real))
+            history.append(
+                zoo.reference_generator_step(generator, critic, opt, noise, loss, labels, real, reference_augment)
+            )
     assert [p.requires_grad for p in critic.parameters()] == flags
     assert all(p.grad is None for p in critic.parameters())
     return {**_snapshot(generator), **{"critic." + k: v for k, v in _snapshot(critic).items()}}, history, step
@@ -292,14 +316,14 @@ def test_generator_steps_train_like_the_reference(pair, mode):
     _check_generator_case(pair, "hinge" if "projection" in pair else "ns", mode)
 
 
-def _check_generator_case(pair, loss, mode):
+def _check_generator_case(pair, loss, mode, augment=None):
     """Generator steps of ``pair`` in ``mode`` (without a fallback) against the plain reference in float64."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        got, got_stats, step = train_generator(pair, loss, mode, torch.float32)
+        got, got_stats, step = train_generator(pair, loss, mode, torch.float32, augment=augment)
     assert step.mode == mode
-    ref32, stats32, _ = train_generator(pair, loss, dtype=torch.float32)
-    ref64, stats64, _ = train_generator(pair, loss)
+    ref32, stats32, _ = train_generator(pair, loss, dtype=torch.float32, augment=augment)
+    ref64, stats64, _ = train_generator(pair, loss, augment=augment)
     assert_like_reference(got, ref32, ref64, f"{pair}, {loss}, {mode}")
     assert_like_reference(got_stats, stats32, stats64, f"{pair}, {loss}, {mode}")
 
@@ -386,6 +410,88 @@ def test_graph_modes_train_the_new_catalogue_like_the_reference(name, loss, pena
 def test_relativistic_generator_steps_train_like_the_reference(pair, loss, mode, monkeypatch):
     _resolved_as(monkeypatch, mode)
     _check_generator_case(pair, loss, mode)
+
+
+# ----- differentiable augmentation (DiffAugment, ADA's p) -----
+
+AUGMENT = dict(policy="color,translation,cutout", probability=0.8)
+# A loss alone and with each kind of penalty point: interpolates, R1 (real batch), R2 (fake batch), both, DRAGAN,
+# the approximate R1; a penalty alone.
+AUGMENTED_CASES = [
+    ("wgan", "gp"),
+    ("ns", "r1"),
+    ("hinge", "r2"),
+    ("rpgan", "r1+r2"),
+    ("lsgan", "dragan"),
+    ("ns", "r1-approx"),
+    (None, "r1"),
+]
+
+
+@pytest.mark.parametrize("loss,penalty", AUGMENTED_CASES)
+@pytest.mark.parametrize("name", zoo.IMAGE_CRITICS)
+def test_eager_steps_augment_like_the_reference_on_every_image_critic(name, loss, penalty):
+    _check_critic_case(name, loss, penalty, "eager", augment=AUGMENT)
+
+
+@pytest.mark.parametrize("loss,penalty", [("ns", "r1"), ("wgan", "gp"), ("rpgan", "r2-approx")])
+def test_the_augmentation_kernels_train_like_the_reference(loss, penalty):
+    """The Triton kernels (interpreted here) in the step: forward, adjoint and the penalty's double backward."""
+    with fastgan.use_backend("triton"):
+        _check_critic_case("sn conv (parametrizations)", loss, penalty, "eager", augment=AUGMENT)
+
+
+@pytest.mark.parametrize(
+    "name,loss,penalty,mode",
+    [
+        # Compiling R1's double backward through the augmentation takes 50 s cold on 2 cores: the adaptive test
+        # below compiles it once in the default run.
+        pytest.param("sn conv (old api)", "ns", "r1", "compile", marks=SLOW),
+        pytest.param("projection conv (conditional)", "hinge", "r1-approx", "compile", marks=SLOW),
+        ("minibatch stddev", "wgan", "gp", "graph"),
+        ("projection conv (conditional)", "rpgan", "r1+r2", "graph"),
+        pytest.param("sn resnet", "ns", "r1", "compile+graph", marks=SLOW),
+    ],
+)
+def test_compiled_and_captured_steps_augment_like_the_reference(name, loss, penalty, mode, monkeypatch):
+    _resolved_as(monkeypatch, mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        step = _check_critic_case(name, loss, penalty, mode, augment=AUGMENT)
+    assert step.mode == mode
+
+
+@pytest.mark.parametrize("mode", ["eager", "compile"])
+def test_adaptive_augmentation_moves_p_like_the_reference(mode):
+    """ADA's rule with a short interval and a fast speed, so that p moves within the run and the later draws
+    depend on it: parameters, statistics (with ``real_sign``) and p itself as the plain reference has them."""
+    ada = dict(policy="color,translation,cutout", probability=0.5, target=0.6, interval=2, speed=40)
+    step = _check_critic_case("sn conv (old api)", "ns", "r1", mode, steps=6, augment=ada)
+    reference = zoo.ReferenceAugment(**ada)
+    torch.manual_seed(0)
+    critic = zoo.SNConvCritic()
+    opt = _optimizer(critic)
+    for t, (real, fake, _, _) in enumerate(_batches(zoo.IMAGE, 6, False)):
+        torch.manual_seed(100 + t)
+        zoo.reference_critic_step(critic, opt, real, fake, "ns", "r1", WEIGHT, augment=reference)
+    assert step.augment.probability.item() == reference.p.item() != 0.5
+
+
+@pytest.mark.parametrize("loss,mode", [("ns", "eager"), ("rpgan", "eager"), ("hinge", "compile"), ("ragan", "graph")])
+def test_generator_steps_augment_like_the_reference(loss, mode, monkeypatch):
+    _resolved_as(monkeypatch, mode)
+    _check_generator_case("image generator, sn conv critic", loss, mode, augment=AUGMENT)
+
+
+def test_augmentation_refuses_samples_that_are_not_images():
+    critic = zoo.SNMLPCritic()
+    step = fastgan.CriticStep(critic, _optimizer(critic), loss="wgan", augment="translation")
+    with pytest.raises(ValueError, match=r"augment needs \(B, C, H, W\) images: real and fake have shape \(8, 12\)"):
+        step(torch.randn(8, 12), torch.randn(8, 12))
+    with pytest.raises(TypeError, match="augment must be a policy str"):
+        fastgan.CriticStep(critic, _optimizer(critic), loss="wgan", augment=0.5)
+    with pytest.raises(ValueError, match="policy must name"):
+        fastgan.GeneratorStep(zoo.BatchNormGenerator(), critic, _optimizer(critic), loss="ns", augment="flip")
 
 
 # ----- modules that change their own state in forward -----
