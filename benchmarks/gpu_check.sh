@@ -8,7 +8,8 @@
 #   launch 40 s (host cost of one launch against ATen's), dropin 90 s (the drop-in penalty rows), steps 180 s
 #   (every whole-step row, fp32 and bf16, eager and graph modes), steps-compile 300 s (the compiled providers of
 #   the main step rows), gpu-tests 240 s, parity 120 s, nccl 60 s, ops 180 s, r1 120 s (exact against
-#   approximate R1, same critic), suite 300 s; fid 420 s (not in
+#   approximate R1, same critic), augment 120 s (DiffAugment fused against the reference, 64-256 px), suite 300 s;
+#   fid 420 s (not in
 #   the default list: it needs files that do not fit one call's 64 MiB, see below).
 # A 15-minute lease fits two calls: `launch dropin steps` (at most 5.2 minutes), then `steps-compile gpu-tests`
 # (at most 9 minutes); the other parts go to a later lease.
@@ -23,7 +24,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG=${1:-/tmp/fastgan-gpu-check}
 shift || true
-PARTS=${*:-launch dropin steps steps-compile gpu-tests parity nccl ops r1 suite}
+PARTS=${*:-launch dropin steps steps-compile gpu-tests parity nccl ops r1 augment suite}
 mkdir -p "$LOG"
 unset TRITON_INTERPRET
 export PYTHONUNBUFFERED=1
@@ -101,6 +102,11 @@ for part in $PARTS; do
       timeout 120 python -m benchmarks.r1_cost --device cuda --out "$LOG/r1_cost.json" >"$LOG/r1_cost.log" 2>&1 \
         || { step "r1 cost FAILED"; tail -n 5 "$LOG/r1_cost.log"; status=1; }
       cat "$LOG/r1_cost.log" ;;
+    augment)  # DiffAugment: the fused kernels against the reference and the compiled reference, 64-256 px b64
+      step "augmentation, forward and backward, fp32 and bf16"
+      timeout 120 python -m benchmarks.augment_cost --device cuda --out "$LOG/augment_cost.json" \
+        >"$LOG/augment_cost.log" 2>&1 || { step "augment cost FAILED"; tail -n 5 "$LOG/augment_cost.log"; status=1; }
+      cat "$LOG/augment_cost.log" ;;
     parity)  # graph mode's parameters after 10 steps against eager's and a float64 run's (every penalty)
       step "parity: graph mode against eager and float64"
       timeout 120 python -m benchmarks.parity --modes graph --device cuda --json "$LOG/parity.json" \

@@ -260,7 +260,7 @@ def augmented(x: torch.Tensor, params: torch.Tensor, policy: Policy, fused: bool
 
 def augment(
     x: torch.Tensor,
-    policy: str = "color,translation,cutout",
+    policy: str | Policy = "color,translation,cutout",
     *,
     params: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
@@ -316,7 +316,7 @@ class Augment:
 
     def __init__(
         self,
-        policy: str = "color,translation,cutout",
+        policy: str | Policy = "color,translation,cutout",
         *,
         probability: float = 1.0,
         target: float | None = None,

@@ -204,6 +204,19 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="also write the scalars and sample grids to OUT/tensorboard (pip install 'fastgan[tensorboard]')",
     )
+    add(
+        "--augment",
+        metavar="POLICY",
+        help="differentiable augmentation of every image the critic sees (DiffAugment): some of color, "
+        "translation, cutout, comma-separated, e.g. color,translation,cutout; augmented.png shows real images so",
+    )
+    add(
+        "--ada-target",
+        type=float,
+        metavar="T",
+        help="with --augment: ADA's adaptive probability, from 0, steered to a mean sign T of the critic's scores "
+        "of augmented reals (0.6 in ADA)",
+    )
     add("--lazy-every", type=int, help="apply the penalty every K-th critic step with weight x K (lazy R1)")
     add("--pack", type=int, help="the critic scores groups of this many samples concatenated (PacGAN; default 1)")
     add(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from ..augment import policy_of
 from ..steps.modes import GRAPH_MODES, MODES
 from ..steps.precision import PRECISIONS
 from .data import IMAGE_SETS, TOY_SETS
@@ -199,6 +200,8 @@ class TrainConfig:
     fid_weights: str | None = None  # the FID network's file for --fid (default: torch-fidelity's, downloaded)
     tensorboard: bool | None = None  # also log scalars and sample grids to OUT/tensorboard
     memory_format: str | None = None  # "auto" (default), "channels_last" or "contiguous": see MEMORY_FORMATS
+    augment: str | None = None  # DiffAugment's policy, e.g. "color,translation,cutout" (images)
+    ada_target: float | None = None  # ADA: adapt the augmentation's probability to this mean sign (0.6)
 
     def given(self) -> dict:
         """The settings set here (not None), i.e. the options a user chose."""
@@ -348,6 +351,18 @@ def check(s: dict, given: dict | None = None) -> None:
         raise ValueError(f"--fid measures images: use --data {', '.join(IMAGE_SETS)}")
     if s["fid_weights"] is not None and not s["fid"]:
         raise ValueError("--fid-weights needs --fid N")
+    if s.get("augment") is not None:
+        if s["data"] not in IMAGE_SETS:
+            raise ValueError(f"--augment augments images: use --data {', '.join(IMAGE_SETS)}")
+        try:
+            policy_of(s["augment"])
+        except ValueError as exc:
+            raise ValueError(f"--augment: {exc}") from None
+    if s.get("ada_target") is not None:
+        if s.get("augment") is None:
+            raise ValueError("--ada-target adapts the augmentation's probability: it needs --augment POLICY")
+        if not -1 <= s["ada_target"] <= 1:
+            raise ValueError(f"--ada-target must be in [-1, 1] (a mean sign; ADA's is 0.6), got {s['ada_target']}")
     if s["conditional"] and s["data"] not in IMAGE_SETS:
         raise ValueError(
             f"--conditional trains on the class labels of an image set: use --data {', '.join(IMAGE_SETS)}"

@@ -257,6 +257,13 @@ class ImageStream:
         self.position += self.batch_size
         return batch, labels
 
+    def first(self, n: int) -> torch.Tensor:
+        """The data set's first ``n`` images (n, C, H, W) on the device, as batches have them (for pictures)."""
+        n = min(n, len(self.dataset))
+        if self.images is None:
+            return torch.stack([self.dataset[i][0] for i in range(n)]).to(self.device)
+        return to_unit_range(self.images[:n]) if self.uint8 else self.images[:n]
+
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}
 

@@ -171,6 +171,8 @@ class RunLog:
         evaluation; written by the main process."""
         trainer = self.trainer
         stats = {**stats, "g_loss": g_loss}
+        if trainer.augment is not None:
+            stats["augment_p"] = trainer.augment.probability  # ADA's p (fixed at 1 without --ada-target)
         if trainer.group is not None:
             stats = distributed.reduce_stats(stats, trainer.group)  # every rank's batch: global statistics
         record = {
@@ -236,6 +238,15 @@ class RunLog:
             plot_samples_2d(samples.cpu(), real, trainer.data.modes, self.out / "samples.png", title)
         else:
             save_image_grid(samples, self.out / "samples.png", trainer.data.class_names if trainer.classes else None)
+        if trainer.augment is not None:
+            # Real images as the critic saw them at the end: the policy at the final p.
+            seen = fastgan.augment(
+                trainer.data.first(64),
+                trainer.augment.policy,
+                generator=torch.Generator(device).manual_seed(EVAL_SEED),
+                probability=trainer.augment.probability.to(device),
+            )
+            save_image_grid(seen, self.out / "augmented.png")
         plot_curves(self.history, self.out / "curves.png")
         if self.writer is not None:
             for name in ("samples", "curves"):

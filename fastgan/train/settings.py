@@ -79,6 +79,8 @@ class Settings:
     data_root: str | None = None  # the image set's folder (None: the default, or none for 2-D sets)
     image_size: int | None = None  # images' side in pixels (None for 2-D sets)
     fid_weights: str | None = None  # the FID network's file (None: torch-fidelity's)
+    augment: str | None = None  # DiffAugment's policy before the critic (fastgan.augment), or None
+    ada_target: float | None = None  # ADA's target sign: the augmentation's p adapts from 0 (needs augment)
 
     @property
     def losses(self) -> Recipe:

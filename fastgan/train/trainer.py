@@ -127,6 +127,10 @@ class Trainer:
         self.opt_g = make_optimizer(s, self.generator.parameters(), self.device, self.mode)
         self.opt_d = make_optimizer(s, self.critic.parameters(), self.device, self.mode)
         recipe = s.losses
+        self.augment = None
+        if s.augment is not None:  # ADA starts from p = 0 and adapts; DiffAugment augments every image
+            adaptive = s.ada_target is not None
+            self.augment = fastgan.Augment(s.augment, probability=0.0 if adaptive else 1.0, target=s.ada_target)
         self.critic_update = fastgan.CriticStep(
             self.critic,
             self.opt_d,
@@ -139,6 +143,7 @@ class Trainer:
             precision=s.precision,
             lsgan_targets=s.lsgan_abc,
             label_smoothing=s.label_smoothing,
+            augment=self.augment,
             process_group=self.group,
         )
         self.generator_update = fastgan.GeneratorStep(
@@ -149,6 +154,7 @@ class Trainer:
             ema=s.ema or None,
             mode=self.mode,
             precision=s.precision,
+            augment=self.augment,
             lsgan_targets=s.lsgan_abc,
             process_group=self.group,
         )

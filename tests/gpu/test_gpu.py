@@ -295,3 +295,49 @@ def test_graph_mode_trains_zoo_critics_like_eager(name):
             assert (got - expected).norm() <= 1e-4 * expected.norm() + 1e-7, k
         else:
             assert torch.equal(got, expected), k
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_the_compiled_augmentation_kernels_match_the_reference_and_replay_in_a_graph(dtype):
+    """The fused augmentation compiled for this GPU: forward and adjoint against DiffAugment's ops in float64 at
+    64 px (one sample a program) and 2 x 3 px (many a program); its parameters drawn and applied inside a CUDA
+    graph, each replay drawing anew."""
+    from fastgan import reference
+
+    for shape in ((64, 3, 64, 64), (4096, 1, 2, 3)):
+        x = make(shape, dtype, CUDA, seed=1).requires_grad_()
+        params = fastgan.augment_params(x, probability=0.8)
+        out = fastgan.augment(x, params=params)
+        x64 = x.detach().double().requires_grad_()
+        expected = reference.diff_augment(x64, params)
+        torch.testing.assert_close(out.double(), expected, rtol=2**-7 if dtype == torch.bfloat16 else 1e-5, atol=1e-5)
+        grad = make(shape, dtype, CUDA, seed=2)
+        out.backward(grad)
+        expected.backward(grad.double())
+        torch.testing.assert_close(
+            x.grad.double(), x64.grad, rtol=2**-7 if dtype == torch.bfloat16 else 1e-5, atol=1e-4
+        )
+    x = make((16, 3, 32, 32), dtype, CUDA, seed=3)
+    static = {}
+
+    def body():
+        static["params"] = fastgan.augment_params(x)
+        static["out"] = fastgan.augment(x, params=static["params"])
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        body()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        body()
+    seen = []
+    for _ in range(2):
+        graph.replay()
+        seen.append(static["params"].clone())
+        expected = reference.diff_augment(x.double(), static["params"])
+        torch.testing.assert_close(
+            static["out"].double(), expected, rtol=2**-7 if dtype == torch.bfloat16 else 1e-5, atol=1e-5
+        )
+    assert not torch.equal(seen[0], seen[1])

@@ -215,6 +215,9 @@ def test_cli_writes_every_output(tmp_path, capsys):
         (["--pack", "0"], "--pack must be >= 1"),
         (["--pack", "3"], "--pack 3 needs each process's batch (256)"),
         (["--precision", "fp16"], "invalid choice"),
+        (["--augment", "color"], "--augment augments images"),
+        (["--data", "mnist", "--data-root", "x", "--augment", "flip"], "--augment: policy must name"),
+        (["--data", "mnist", "--data-root", "x", "--ada-target", "0.6"], "--ada-target adapts"),
     ],
 )
 def test_cli_errors_are_one_clear_line(tmp_path, capsys, args, message):
@@ -546,3 +549,36 @@ def test_auto_memory_format_is_channels_last_for_conv_critics_under_bf16_on_cuda
     assert not channels_last(replace(auto, memory_format="channels_last"), cuda, conv, (2,))  # 2-D points
     assert channels_last(replace(fp32, memory_format="channels_last"), "cpu", mlp, (3, 32, 32))
     assert not channels_last(replace(auto, memory_format="contiguous"), cuda, conv, (3, 32, 32))
+
+
+def test_an_adaptive_augmentation_run_shows_its_pictures_and_resumes_bitwise(tmp_path, mnist_root):
+    """--augment with ADA's p: augmented.png, p in every metrics line, and a resumed run that ends as the
+    uninterrupted one (p and the gathered signs are in the checkpoint)."""
+    config = dict(
+        data="mnist",
+        data_root=str(mnist_root),
+        image_size=8,
+        hidden=8,
+        loss="r1",
+        augment="color,translation,cutout",
+        ada_target=0.6,
+        steps=3,
+        log_every=1,
+        checkpoint_every=2,
+        batch_size=8,
+        device="cpu",
+        mode="eager",
+    )
+    train(TrainConfig(**config), tmp_path / "straight", quiet=True)
+    train(TrainConfig(**{**config, "steps": 2}), tmp_path / "split", quiet=True)
+    train(TrainConfig(**config), tmp_path / "split", resume=True, quiet=True)
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    # One critic update a step (r1's preset): the checkpoint of step 2 and the end both fall inside ADA's interval.
+    assert a["augment"]["seen"] == b["augment"]["seen"] == 3
+    for key in ("generator", "critic", "opt_d", "augment"):
+        for x, y in zip(torch.utils._pytree.tree_leaves(a[key]), torch.utils._pytree.tree_leaves(b[key])):
+            assert torch.equal(x, y) if torch.is_tensor(x) else x == y
+    records = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= r["augment_p"] <= 1 and -1 <= r["real_sign"] <= 1 for r in records)
+    assert (tmp_path / "straight" / "augmented.png").stat().st_size > 0
