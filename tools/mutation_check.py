@@ -772,12 +772,84 @@ FAULTS = [
     Fault(
         "relativistic generator step scores the real batch before the generated one",
         "fastgan/steps/objectives.py",
-        "        fake_out = scores(critic, fake, labels, self.aux.module, self.precision)\n        real_out = None\n"
+        "        fake_out = scores(critic, seen, labels, self.aux.module, self.precision)\n"
+        "        real_out = None\n"
         "        if real is not None:\n"
-        "            real_out = scores(critic, real, real_labels, self.aux.module, self.precision).detach()\n",
-        "        real_out = None\n        if real is not None:\n"
-        "            real_out = scores(critic, real, real_labels, self.aux.module, self.precision).detach()\n"
-        "        fake_out = scores(critic, fake, labels, self.aux.module, self.precision)\n",
+        "            seen = ops.augment(real, real_params, policy)\n"
+        "            real_out = scores(critic, seen, real_labels, self.aux.module, self.precision).detach()\n",
+        "        real_out = None\n"
+        "        if real is not None:\n"
+        "            seen = ops.augment(real, real_params, policy)\n"
+        "            real_out = scores(critic, seen, real_labels, self.aux.module, self.precision).detach()\n"
+        "        seen = ops.augment(fake, fake_params, policy)\n"
+        "        fake_out = scores(critic, seen, labels, self.aux.module, self.precision)\n",
+    ),
+    # Differentiable augmentation (issue 31).
+    Fault(
+        "the augmentation's adjoint shifts the gradient the forward's way",
+        "kernels/augment.py",
+        "        si = i - t_h\n",
+        "        si = i + t_h\n",
+    ),
+    Fault(
+        "the adjoint's sample mean ignores the translation and the cutout",
+        "kernels/augment.py",
+        "                WEIGHTED=adjoint,",
+        "                WEIGHTED=False,",
+    ),
+    Fault(
+        "the kernel's row shift reaches S + 1 for the largest uniforms",
+        "kernels/augment.py",
+        "    t_h = tl.minimum(tl.floor(tl.load(row + 3, mask=rows, other=0.0) * n_h), n_h - 1).to(tl.int32) - SHIFT_H",
+        "    t_h = tl.floor(tl.load(row + 3, mask=rows, other=0.0) * n_h).to(tl.int32) - SHIFT_H",
+    ),
+    Fault(
+        "the kernel's cutout zeroes NaN instead of multiplying it",
+        "kernels/augment.py",
+        "            out = (scale[:, :, None] * v + shade[:, None, :]) * kept[:, None, :]",
+        "            out = tl.where(kept[:, None, :] > 0, scale[:, :, None] * v + shade[:, None, :], 0.0)",
+    ),
+    Fault(
+        "the eager adjoint shifts the gradient the forward's way",
+        "fastgan/augment.py",
+        "        y = _shift(y * _kept(y, top, left, cut_h, cut_w), -t_h, -t_w)",
+        "        y = _shift(y * _kept(y, top, left, cut_h, cut_w), t_h, t_w)",
+    ),
+    Fault(
+        "a penalty's critic goes through the real batch's augmentation for R2 too",
+        "fastgan/steps/objectives.py",
+        "                params = point_labels(part, *both_params)",
+        "                params = real_params",
+    ),
+    Fault(
+        "a penalty's gradient skips the augmentation",
+        "fastgan/steps/objectives.py",
+        "                params = point_labels(part, *both_params)",
+        "                params = None",
+    ),
+    Fault(
+        "the critic step draws the fake batch's augmentation first",
+        "fastgan/steps/objectives.py",
+        "augmentation_draws(self.augment, self.shard, real, fake)",
+        "augmentation_draws(self.augment, self.shard, fake, real)[::-1]",
+    ),
+    Fault(
+        "the generator step scores the generated batch un-augmented",
+        "fastgan/steps/objectives.py",
+        "        seen = ops.augment(fake, fake_params, policy)\n",
+        "        seen = fake\n",
+    ),
+    Fault(
+        "ADA moves p against the sign",
+        "fastgan/augment.py",
+        "torch.sign(self._signs / self._seen - self.target)",
+        "torch.sign(self.target - self._signs / self._seen)",
+    ),
+    Fault(
+        "a resumed run forgets the augmentation's p and signs",
+        "fastgan/train/resume.py",
+        '        trainer.augment.load_state_dict(state["augment"])',
+        "        pass",
     ),
 ]
 

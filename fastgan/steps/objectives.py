@@ -433,7 +433,8 @@ class GeneratorObjective:
         policy = self.augment.policy if self.augment is not None else None
         if fake_params is not None and fake.dim() != 4:
             raise ValueError(f"augment needs (B, C, H, W) images; the generator made shape {tuple(fake.shape)}")
-        fake_out = scores(critic, ops.augment(fake, fake_params, policy), labels, self.aux.module, self.precision)
+        seen = ops.augment(fake, fake_params, policy)
+        fake_out = scores(critic, seen, labels, self.aux.module, self.precision)
         real_out = None
         if real is not None:
             seen = ops.augment(real, real_params, policy)
