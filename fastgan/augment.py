@@ -144,8 +144,8 @@ def _params(params: object, x: torch.Tensor) -> torch.Tensor:
 
 
 def _index(u: torch.Tensor, n: int) -> torch.Tensor:
-    """``floor(u * n)`` (fp32, as the kernel computes it), below ``n`` also where ``u * n`` rounds up to n."""
-    return torch.floor(u * n).clamp(max=n - 1).long()
+    """``floor(u * n)`` in fp32, as the kernel computes it: below n for every u < 1."""
+    return torch.floor(u * n).long()
 
 
 def _geometry(params: torch.Tensor, height: int, width: int, sizes: tuple[int, int, int, int]):

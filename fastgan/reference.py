@@ -233,8 +233,8 @@ def rand_color(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def _randint(u: torch.Tensor, low: int, high: int) -> torch.Tensor:
-    """An integer in [low, high) from a uniform on [0, 1): floor(u * (high - low)) in fp32, kept below high."""
-    return torch.clamp(torch.floor(u * (high - low)), max=high - low - 1).long() + low
+    """An integer in [low, high) from a uniform on [0, 1): floor(u * (high - low)) in fp32."""
+    return torch.floor(u * (high - low)).long() + low
 
 
 def rand_translation(x: torch.Tensor, u: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:

@@ -48,17 +48,18 @@ _NUM_WARPS = 8
 @triton.jit
 def _geometry(params_ptr, b, rows, H, W, SHIFT_H, SHIFT_W, CUT_H, CUT_W):
     """The translation (rows, cols) of samples ``b`` (BLOCK_B,) and their cutouts' first row and column (H where
-    not cut), each (BLOCK_B, 1). An index is ``floor(u * n)``, kept below ``n`` where ``u * n`` rounds up to n.
-    (One helper, written out: each call of a jit helper costs the interpreter a millisecond.)"""
+    not cut), each (BLOCK_B, 1). An index is ``floor(u * n)`` in fp32, below n for every u < 1 (the largest,
+    1 - 2^-24, times an integer n rounds to nearest below n). (One helper, written out: each call of a jit helper
+    costs the interpreter a millisecond.)"""
     row = params_ptr + b * 10
     n_h = 2 * SHIFT_H + 1
     n_w = 2 * SHIFT_W + 1
     m_h = H + 1 - CUT_H % 2
     m_w = W + 1 - CUT_W % 2
-    t_h = tl.minimum(tl.floor(tl.load(row + 3, mask=rows, other=0.0) * n_h), n_h - 1).to(tl.int32) - SHIFT_H
-    t_w = tl.minimum(tl.floor(tl.load(row + 4, mask=rows, other=0.0) * n_w), n_w - 1).to(tl.int32) - SHIFT_W
-    top = tl.minimum(tl.floor(tl.load(row + 5, mask=rows, other=0.0) * m_h), m_h - 1).to(tl.int32) - CUT_H // 2
-    left = tl.minimum(tl.floor(tl.load(row + 6, mask=rows, other=0.0) * m_w), m_w - 1).to(tl.int32) - CUT_W // 2
+    t_h = tl.floor(tl.load(row + 3, mask=rows, other=0.0) * n_h).to(tl.int32) - SHIFT_H
+    t_w = tl.floor(tl.load(row + 4, mask=rows, other=0.0) * n_w).to(tl.int32) - SHIFT_W
+    top = tl.floor(tl.load(row + 5, mask=rows, other=0.0) * m_h).to(tl.int32) - CUT_H // 2
+    left = tl.floor(tl.load(row + 6, mask=rows, other=0.0) * m_w).to(tl.int32) - CUT_W // 2
     move = tl.load(row + 8, mask=rows, other=0.0) != 0.0
     cut = tl.load(row + 9, mask=rows, other=0.0) != 0.0
     t_h = tl.where(move, t_h, 0)

@@ -373,6 +373,22 @@ class ReferenceAugment:
             self.signs, self.seen = torch.zeros(()), 0
 
 
+class ReferenceLeCam:
+    """LeCam as its authors write it: moving averages of the mean real and fake scores (here from 0), updated with
+    the batch, then ``mean(relu(D(x) - a_F)^2) + mean(relu(a_R - D(G(z)))^2)``."""
+
+    def __init__(self, weight, decay=0.99):
+        self.weight, self.decay = weight, decay
+        self.ema_real, self.ema_fake = torch.zeros(()), torch.zeros(())
+
+    def __call__(self, real_out, fake_out):
+        self.ema_real = self.decay * self.ema_real + (1 - self.decay) * real_out.detach().mean()
+        self.ema_fake = self.decay * self.ema_fake + (1 - self.decay) * fake_out.detach().mean()
+        return torch.mean(torch.relu(real_out - self.ema_fake) ** 2) + torch.mean(
+            torch.relu(self.ema_real - fake_out) ** 2
+        )
+
+
 def reference_penalty(name, critic, real, fake, labels, fake_labels, alpha, noise, seen=None):
     """The penalty ``name`` in the reference's style, with the labels of the samples its points come from;
     ``seen``: (augment, real params, fake params) puts the augmentation of the points' batch before the critic."""
@@ -397,12 +413,32 @@ def reference_penalty(name, critic, real, fake, labels, fake_labels, alpha, nois
 
 
 def reference_critic_step(
-    critic, opt, real, fake, loss, penalty, weight, labels=None, fake_labels=None, clip=None, augment=None
+    critic,
+    opt,
+    real,
+    fake,
+    loss,
+    penalty,
+    weight,
+    labels=None,
+    fake_labels=None,
+    clip=None,
+    augment=None,
+    lecam=None,
+    bcr=None,
+    zcr=0.0,
+    fake_moved=None,
 ):
-    """One critic step written plainly, drawing (augmentation parameters for real, then fake, then) alpha and
-    noise as the steps do (fp32, before any critic call); returns its statistics as floats."""
+    """One critic step written plainly, drawing (augmentation parameters for real, then fake, bCR's for real, then
+    fake, then) alpha and noise as the steps do (fp32, before any critic call); ``lecam``: a
+    :class:`ReferenceLeCam`; ``bcr``: ((lambda_real, lambda_fake), policy); ``zcr``: lambda_dis, with
+    ``fake_moved``. Returns its statistics as floats."""
     real_params = augment.params(real.shape[0]) if augment else None
     fake_params = augment.params(fake.shape[0]) if augment else None
+    bcr_params = [torch.rand(x.shape[0], 10) for x in (real, fake)] if bcr and loss else None
+    if bcr_params:
+        for u in bcr_params:
+            u[:, 7:] = 1.0
     needs_alpha = penalty in ("gp", "lp", "zero-centred", "dragan")
     alpha = torch.rand(real.shape[0]).to(real.dtype) if needs_alpha else None
     noise = torch.rand(real.shape).to(real.dtype) if penalty == "dragan" else None
@@ -423,6 +459,27 @@ def reference_critic_step(
         stats["wasserstein"] = float(real_out.detach().mean() - fake_out.detach().mean())
         if augment and augment.target is not None:
             stats["real_sign"] = float(torch.sign(real_out.detach()).mean())
+        if lecam:
+            value = lecam(real_out.view(-1), fake_out.view(-1))
+            total = total + lecam.weight * value
+            stats.update(
+                lecam=float(value.detach()), lecam_ema_real=float(lecam.ema_real), lecam_ema_fake=float(lecam.ema_fake)
+            )
+        if bcr:
+            (real_weight, fake_weight), policy = bcr
+            real_again = _call(critic, reference.diff_augment(real, bcr_params[0], policy), labels)
+            fake_again = _call(critic, reference.diff_augment(fake, bcr_params[1], policy), fake_labels)
+            value = (
+                real_weight * ((real_out.view(-1) - real_again.view(-1)) ** 2).mean()
+                + fake_weight * ((fake_out.view(-1) - fake_again.view(-1)) ** 2).mean()
+            )
+            total = total + value
+            stats["consistency"] = float(value.detach())
+        if zcr:
+            moved_out = _call(critic, fake_moved, fake_labels)
+            value = ((fake_out.view(-1) - moved_out.view(-1)) ** 2).mean()
+            total = total + zcr * value
+            stats["latent_consistency"] = float(value.detach())
     if penalty:
         value, norms = reference_penalty(penalty, critic, real, fake, labels, fake_labels, alpha, noise, seen)
         total = total + weight * value
@@ -439,20 +496,30 @@ def reference_critic_step(
     return stats
 
 
-def reference_generator_step(generator, critic, opt, noise, loss, labels=None, real=None, augment=None):
+def reference_generator_step(generator, critic, opt, noise, loss, labels=None, real=None, augment=None, zcr=None):
     """One generator step written plainly: the critic's parameters get no gradient (``backward(inputs=...)``); a
     relativistic loss scores ``real`` after the generated batch, R3GAN's order; with ``augment`` both are
-    augmented first (parameters drawn for the generated batch, then the real one, before the generator runs)."""
+    augmented first (parameters drawn for the generated batch, then the real one, before the generator runs);
+    ``zcr``: (lambda_gen, sigma), the generator run again on latents moved by sigma * N(0, I), drawn after."""
     fake_params = augment.params(noise.shape[0]) if augment else None
     real_params = augment.params(real.shape[0]) if augment and real is not None else None
+    dz = torch.randn(noise.shape).to(noise.dtype) * zcr[1] if zcr else None
     seen = augment or (lambda x, params: x)
     opt.zero_grad()
     fake = generator(noise) if labels is None else generator(noise, labels)
+    moved = None
+    if zcr:
+        moved = generator(noise + dz) if labels is None else generator(noise + dz, labels)
     fake_out = _call(critic, seen(fake, fake_params), labels)
     if loss in RELATIVISTIC:
         value = REFERENCE_LOSSES[loss][1](_call(critic, seen(real, real_params), labels).detach(), fake_out)
     else:
         value = REFERENCE_LOSSES[loss][1](fake_out)
+    stats = {}
+    if zcr:
+        latent = ((fake - moved) ** 2).mean()
+        value = value - zcr[0] * latent
+        stats["latent_consistency"] = float(latent.detach())
     value.backward(inputs=[p for p in generator.parameters() if p.requires_grad])
     opt.step()
-    return {"loss": float(value.detach())}
+    return {"loss": float(value.detach()), **stats}

@@ -798,10 +798,10 @@ FAULTS = [
         "                WEIGHTED=False,",
     ),
     Fault(
-        "the kernel's row shift reaches S + 1 for the largest uniforms",
+        "the kernel's cutout starts at its centre",
         "kernels/augment.py",
-        "    t_h = tl.minimum(tl.floor(tl.load(row + 3, mask=rows, other=0.0) * n_h), n_h - 1).to(tl.int32) - SHIFT_H",
-        "    t_h = tl.floor(tl.load(row + 3, mask=rows, other=0.0) * n_h).to(tl.int32) - SHIFT_H",
+        "    top = tl.floor(tl.load(row + 5, mask=rows, other=0.0) * m_h).to(tl.int32) - CUT_H // 2",
+        "    top = tl.floor(tl.load(row + 5, mask=rows, other=0.0) * m_h).to(tl.int32)",
     ),
     Fault(
         "the kernel's cutout zeroes NaN instead of multiplying it",

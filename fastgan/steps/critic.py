@@ -10,6 +10,7 @@ from ..augment import Augment, augmentation
 from ..lazy import LazyRegularizer
 from ..losses import LOSS_NAMES, LossTerms, terms_of_loss
 from ..penalties import APPROXIMATION_SIGMA, PENALTIES, PenaltyKind, has_batch_statistics, warn_batchnorm
+from ..regularizers import BCR_POLICY, LECAM_DECAY, LeCam, consistency_policy, weights
 from .modes import check_mode
 from .objectives import CriticObjective
 from .precision import check_precision
@@ -56,6 +57,13 @@ class CriticStep:
             input gradient goes through the augmentation of the batch they come from (R1, GP, DRAGAN and the
             approximate R1: the real batch's; R2: the fake one's), StyleGAN2-ADA's R1. With an adaptive
             ``Augment`` each update's mean sign of the augmented reals' scores steers its p (``real_sign``).
+        lecam_weight: LeCam's lambda (Tseng et al. 2021; 0.3 in its paper with DiffAugment), or 0 for none: the
+            critic's scores pulled towards moving averages of the other batch's (decay ``lecam_decay``, 0.99).
+        bcr_weight: bCR's (lambda_real, lambda_fake), or one number for both (10 in its paper), or 0 for none:
+            each batch's scores against its scores after ``bcr_policy``'s augmentation (translation by up to 1/8).
+            Not with ``augment``.
+        zcr_weight: zCR's lambda_dis (5 in its paper), or 0: the generated batch's scores against those of
+            ``fake_moved``, samples of the same latents moved by N(0, sigma^2) (sigma 0.03), given with each call.
         lsgan_targets: LSGAN's (a, b, c).
         label_smoothing: one-sided label smoothing of the ``"ns"`` loss: the real samples' target is
             ``1 - label_smoothing`` (Salimans et al., 2016; 0.1 is usual); 0 for none.
@@ -72,7 +80,9 @@ class CriticStep:
     minus mean fake score), and on calls that apply the penalty ``penalty`` (unweighted), ``grad_norm_mean``
     and ``grad_norm_max`` (of the per-sample input-gradient norms; not for the approximate penalties, which take
     no input gradient), with an adaptive augmentation ``real_sign`` (the mean sign of the augmented reals'
-    scores). ``terms`` holds the loss's :class:`fastgan.losses.LossTerms` (None without a loss).
+    scores), with the regularizers ``lecam`` (and ``lecam_ema_real``, ``lecam_ema_fake``: its averages after the
+    update), ``consistency`` (bCR, weighted), ``latent_consistency`` (zCR, unweighted). ``terms`` holds the
+    loss's :class:`fastgan.losses.LossTerms` (None without a loss).
     """
 
     def __init__(
@@ -90,6 +100,11 @@ class CriticStep:
         precision: str = "fp32",
         scaler: torch.amp.GradScaler | None = None,
         augment: str | Augment | None = None,
+        lecam_weight: float = 0.0,
+        lecam_decay: float = LECAM_DECAY,
+        bcr_weight: float | tuple[float, float] = 0.0,
+        bcr_policy: str = BCR_POLICY,
+        zcr_weight: float = 0.0,
         lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
         label_smoothing: float = 0.0,
         joint_pass: bool = False,
@@ -121,6 +136,18 @@ class CriticStep:
         clip_value = None if clip_value is None else _input_checks.positive_real("clip_value", clip_value)
         terms = terms_of_loss(loss, lsgan_targets, label_smoothing) if loss is not None else None
         self.augment = augmentation(augment)
+        lecam_weight = _input_checks.non_negative_real("lecam_weight", lecam_weight)
+        self.lecam = LeCam(lecam_weight, lecam_decay) if lecam_weight else None
+        bcr_weights = weights("bcr_weight", bcr_weight)
+        bcr = (bcr_weights, consistency_policy(bcr_policy)) if any(bcr_weights) else None
+        self.zcr = _input_checks.non_negative_real("zcr_weight", zcr_weight)
+        if loss is None and (self.lecam or bcr or self.zcr):
+            raise ValueError("lecam_weight, bcr_weight and zcr_weight regularize the loss update: give a loss")
+        if bcr is not None and self.augment is not None:
+            raise ValueError(
+                "bcr_weight compares the critic's scores of the samples with its scores of their augmentation: "
+                "not with augment, which already augments what the critic scores"
+            )
         self.critic, self.optimizer, self.group, self.terms = critic, optimizer, group, terms
         self.requested_mode, self.precision = check_mode(mode), precision
         self.state = ModuleState(critic, "critic", optimizer)
@@ -137,7 +164,20 @@ class CriticStep:
 
         def runner(terms: LossTerms | None, kind: PenaltyKind | None, weight: float) -> Runner:
             objective = CriticObjective(
-                self.state, terms, kind, weight, joint, scaler, clip_value, shard, precision, sigma, self.augment
+                self.state,
+                terms,
+                kind,
+                weight,
+                joint,
+                scaler,
+                clip_value,
+                shard,
+                precision,
+                sigma,
+                self.augment,
+                self.lecam if terms is not None else None,
+                bcr if terms is not None else None,
+                self.zcr if terms is not None else 0.0,
             )
             return Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)
 
@@ -173,12 +213,15 @@ class CriticStep:
         *,
         labels: torch.Tensor | None = None,
         fake_labels: torch.Tensor | None = None,
+        fake_moved: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One critic step on a batch of real and generated samples (B, ...) of one shape, dtype and device.
 
         ``labels`` (B, ...): the real samples' labels (class indices, or any tensor the critic takes), for a
         conditional critic called ``critic(x, y)``; ``fake_labels``: the generated samples' (default:
         ``labels``). Penalty points carry the labels of the real samples they are made from (R2: the fake ones).
+        ``fake_moved``: with ``zcr_weight``, samples generated from the fake batch's latents moved by
+        N(0, sigma^2) (:data:`fastgan.regularizers.ZCR_SIGMA`), in the fake batch's shape, labels and order.
         """
         _input_checks.pair(real, fake)
         if self.augment is not None and real.dim() != 4:
@@ -188,12 +231,23 @@ class CriticStep:
             fake_labels = labels if fake_labels is None else _input_checks.labels("fake_labels", fake_labels, fake)
         elif fake_labels is not None:
             raise ValueError("fake_labels needs labels (the real samples' labels) too")
-        inputs = (real.detach(), fake.detach(), labels, fake_labels)
+        if self.zcr and fake_moved is None:
+            raise ValueError("zcr_weight needs fake_moved: samples of the fake batch's latents moved by N(0, sigma^2)")
+        if fake_moved is not None:
+            if not self.zcr:
+                raise ValueError("fake_moved is zCR's input: give zcr_weight > 0 too")
+            _input_checks.pair(fake, fake_moved, "fake", "fake_moved")
+            fake_moved = fake_moved.detach()
+        if self.lecam is not None:
+            self.lecam.to(real.device)
+        inputs = (real.detach(), fake.detach(), labels, fake_labels, fake_moved)
         stats: dict[str, torch.Tensor] = {}
         if self._main is not None:
             stats = self._main(inputs)
             if self.augment is not None and self.augment.adaptive:
                 self.augment.observe(stats["real_sign"], real.shape[0] * distributed.Shard.of(self.group).world_size)
+            if self.lecam is not None:  # the averages the update moved, kept for the next one
+                self.lecam.ema.copy_(torch.stack([stats["lecam_ema_real"], stats["lecam_ema_fake"]]))
         if self._penalty is not None and self.lazy.due(self.calls):
             # The penalty update's statistics, with the loss update's loss and Wasserstein estimate.
             stats = {**self._penalty(inputs), **stats}

@@ -9,6 +9,7 @@ from .. import _input_checks, distributed
 from ..augment import Augment, augmentation
 from ..kernels.loss_terms import PAIRED
 from ..losses import LOSS_NAMES, RELATIVISTIC, terms_of_loss
+from ..regularizers import ZCR_SIGMA
 from .modes import check_mode
 from .objectives import GeneratorObjective
 from .precision import check_precision
@@ -36,6 +37,9 @@ class GeneratorStep:
         augment: the critic's augmentation (:class:`fastgan.CriticStep`'s ``augment``; give both steps the same
             :class:`fastgan.Augment`): the generated batch, and a relativistic loss's real batch, are augmented
             before the critic scores them (DiffAugment), each by its own parameters, or None.
+        zcr_weight: zCR's lambda_gen (0.5 in its paper), or 0 for none: the generator also runs on the latents moved
+            by N(0, ``zcr_sigma``^2) (0.03), and the loss subtracts lambda_gen times the mean squared difference of
+            the two batches of samples (diverse samples for nearby latents); ``latent_consistency`` in the stats.
         lsgan_targets: LSGAN's (a, b, c).
         process_group: as for :class:`fastgan.CriticStep` (the gradients are averaged over its ranks; a
             ``DistributedDataParallel`` generator or critic is unwrapped, the generator's group used).
@@ -55,6 +59,8 @@ class GeneratorStep:
         mode: str = "auto",
         precision: str = "fp32",
         augment: str | Augment | None = None,
+        zcr_weight: float = 0.0,
+        zcr_sigma: float = ZCR_SIGMA,
         lsgan_targets: tuple[float, float, float] = (0.0, 1.0, 1.0),
         process_group: torch.distributed.ProcessGroup | None = None,
     ):
@@ -75,6 +81,10 @@ class GeneratorStep:
         self.ema = copy_module(generator).requires_grad_(False) if ema is not None else None
         self.terms = terms_of_loss(loss, lsgan_targets)
         self.augment = augmentation(augment)
+        zcr = (
+            _input_checks.non_negative_real("zcr_weight", zcr_weight),
+            _input_checks.positive_real("zcr_sigma", zcr_sigma),
+        )
         objective = GeneratorObjective(
             ModuleState(generator, "generator", optimizer),
             ModuleState(critic, "critic"),
@@ -83,6 +93,7 @@ class GeneratorStep:
             precision,
             self.augment,
             distributed.Shard.of(group),
+            zcr,
         )
         self._objective = objective
         self._runner = Runner(type(self).__name__, objective, optimizer, self.requested_mode, group)

@@ -37,6 +37,7 @@ from ..penalties import (
     perturbed,
     point_labels,
 )
+from ..regularizers import LeCam
 from .precision import networks
 from .state import ModuleState, copy_module
 from .types import Fn, Inputs, Stats, Tensors
@@ -205,7 +206,9 @@ class CriticObjective:
     autocast, or None. ``precision``: the critic's (:mod:`fastgan.steps.precision`). ``augment``: the critic
     sees real and fake augmented, each batch by its own parameters; a penalty's points are made of the
     un-augmented samples and the critic's gradient there goes through the augmentation of the batch they come
-    from (the real one's; R2's: the fake one's)."""
+    from (the real one's; R2's: the fake one's). ``lecam``, ``bcr`` ((lambda_real, lambda_fake) and the policy of
+    its augmentation) and ``zcr`` (lambda_dis, for samples generated from moved latents given with the batch):
+    the loss update's regularizers (:mod:`fastgan.regularizers`)."""
 
     def __init__(
         self,
@@ -220,12 +223,17 @@ class CriticObjective:
         precision: str = "fp32",
         sigma: float = APPROXIMATION_SIGMA,
         augment: Augment | None = None,
+        lecam: LeCam | None = None,
+        bcr: tuple[tuple[float, float], Policy] | None = None,
+        zcr: float = 0.0,
     ):
         self.state: ModuleState = state
         self.aux: ModuleState | None = None
         self.terms, self.kind, self.weight, self.joint = terms, kind, weight, joint
         self.scaler, self.clip_value, self.shard, self.precision = scaler, clip_value, shard, precision
         self.sigma, self.augment = sigma, augment
+        self.lecam, self.bcr, self.zcr = lecam, bcr, zcr
+        self.bcr_augment = Augment(bcr[1]) if bcr is not None and terms is not None else None
 
     def objective(
         self,
@@ -235,18 +243,24 @@ class CriticObjective:
         fake: torch.Tensor,
         labels: torch.Tensor | None,
         fake_labels: torch.Tensor | None,
+        fake_moved: torch.Tensor | None,
         real_params: torch.Tensor | None,
         fake_params: torch.Tensor | None,
+        consistent_real: torch.Tensor | None,
+        consistent_fake: torch.Tensor | None,
+        lecam_ema: torch.Tensor | None,
         alpha: torch.Tensor | None,
         noise: torch.Tensor | None,
     ) -> tuple[torch.Tensor, Stats]:
         """The objective to minimise, and its detached statistics: the one definition both forms run, with the
-        critic (``critic(x)`` or ``critic(x, y)``), the ops and the draws they are given (each batch's
-        augmentation parameters, None without augmentation)."""
+        critic (``critic(x)`` or ``critic(x, y)``), the ops, the inputs (``fake_moved``: zCR's samples) and what
+        :meth:`extra_inputs` gives (each batch's augmentation and bCR parameters, LeCam's averages, the
+        penalty's draws; None where unused)."""
         stats: Stats = {}
         total = None
         policy = self.augment.policy if self.augment is not None else None
         if self.terms is not None:
+            module = self.state.module
             real_out, fake_out = scores_of_both(
                 critic,
                 ops.augment(real, real_params, policy),
@@ -254,13 +268,36 @@ class CriticObjective:
                 labels,
                 fake_labels,
                 self.joint,
-                self.state.module,
+                module,
                 self.precision,
             )
             total = critic_loss(self.terms, real_out, fake_out, ops.fused)
             stats["wasserstein"] = real_out.detach().float().mean() - fake_out.detach().float().mean()
             if self.augment is not None and self.augment.adaptive:
                 stats["real_sign"] = torch.sign(real_out.detach().float()).mean()  # ADA's r_t
+            if self.lecam is not None:
+                assert lecam_ema is not None  # an input of every LeCam update
+                lecam, moved = self.lecam.term(real_out, fake_out, lecam_ema)
+                total = total + self.lecam.weight * lecam
+                stats.update(lecam=lecam.detach(), lecam_ema_real=moved[0], lecam_ema_fake=moved[1])
+            if self.bcr is not None:
+                # The scores of the batches the loss scored against the scores of their bCR augmentations.
+                (real_weight, fake_weight), bcr_policy = self.bcr
+                again = [
+                    scores(critic, ops.augment(x, params, bcr_policy), y, module, self.precision)
+                    for x, params, y in ((real, consistent_real, labels), (fake, consistent_fake, fake_labels))
+                ]
+                consistency = real_weight * finite_difference(real_out, again[0], ops.fused) + fake_weight * (
+                    finite_difference(fake_out, again[1], ops.fused)
+                )
+                total = total + consistency
+                stats["consistency"] = consistency.detach()
+            if self.zcr:
+                assert fake_moved is not None  # CriticStep refuses a zCR call without it
+                moved_out = scores(critic, fake_moved, fake_labels, module, self.precision)
+                latent = finite_difference(fake_out, moved_out, ops.fused)
+                total = total + self.zcr * latent
+                stats["latent_consistency"] = latent.detach()
         if self.kind is not None:
             # Where the penalty looks at the critic: each part's points with their labels (R1 + R2: two parts), and
             # the critic there (through the augmentation of the batch the points come from).
@@ -315,11 +352,17 @@ class CriticObjective:
         return penalty, norms[0] if len(norms) == 1 else torch.cat(norms)
 
     def eager(
-        self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None, fake_labels: torch.Tensor | None
+        self,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        labels: torch.Tensor | None,
+        fake_labels: torch.Tensor | None,
+        fake_moved: torch.Tensor | None,
     ) -> tuple[torch.Tensor, Stats]:
         """The objective with fastgan's fused ops and autograd, drawing its random numbers."""
         ops = Ops(uses_triton(real.device), self.scaler)  # the backend asked once a step, for every fused op
-        return self.objective(self.state.module, ops, real, fake, labels, fake_labels, *self.draws(real, fake))
+        extra = self.extra_inputs(real, fake)
+        return self.objective(self.state.module, ops, real, fake, labels, fake_labels, fake_moved, *extra)
 
     def functional(
         self,
@@ -330,25 +373,30 @@ class CriticObjective:
         fake: torch.Tensor,
         labels: torch.Tensor | None,
         fake_labels: torch.Tensor | None,
-        *drawn: torch.Tensor | None,
+        fake_moved: torch.Tensor | None,
+        *extra: torch.Tensor | None,
     ) -> tuple[torch.Tensor, Stats]:
         """The objective in plain PyTorch and torch.func, the critic's tensors given by name, then the inputs and
-        the draws (:meth:`draws`)."""
+        :meth:`extra_inputs`."""
         del aux  # a critic update calls the critic alone
 
         def critic(x: torch.Tensor, y: torch.Tensor | None = None) -> Any:
             return self.state.functional_call((params, others), *((x,) if y is None else (x, y)))
 
-        return self.objective(critic, TRACED, real, fake, labels, fake_labels, *drawn)
+        return self.objective(critic, TRACED, real, fake, labels, fake_labels, fake_moved, *extra)
 
-    def draws(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        """An update's random numbers, in the order drawn: the real and the fake batch's augmentation parameters
-        (None without augmentation), then the penalty's alpha and noise (:func:`draws`)."""
-        return (*augmentation_draws(self.augment, self.shard, real, fake), *draws(self.kind, real, self.shard))
+    def extra_inputs(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """What an update reads beyond its batch, random numbers in the order drawn: the real and the fake batch's
+        augmentation parameters, their bCR augmentation's, LeCam's moving averages (the live tensor), then the
+        penalty's alpha and noise (:func:`draws`); None where unused."""
+        augmentation = augmentation_draws(self.augment, self.shard, real, fake)
+        consistency = augmentation_draws(self.bcr_augment, self.shard, real, fake)
+        lecam = self.lecam.ema if self.lecam is not None and self.terms is not None else None
+        return (*augmentation, *consistency, lecam, *draws(self.kind, real, self.shard))
 
     def traced_inputs(self, inputs: Inputs) -> Inputs:
-        """What :meth:`functional` takes after the tensors: the inputs, then the draws."""
-        return (*inputs, *self.draws(inputs[0], inputs[1]))
+        """What :meth:`functional` takes after the tensors: the inputs, then :meth:`extra_inputs`."""
+        return (*inputs, *self.extra_inputs(inputs[0], inputs[1]))
 
     def scaled(self, total: torch.Tensor) -> torch.Tensor:
         return self.scaler.scale(total) if self.scaler is not None else total
@@ -396,7 +444,10 @@ class GeneratorObjective:
     critic (``aux``) is called, not trained: its tensors get no gradient. ``ema``: the moving average of the
     generator, updated after each update with the weight in the 0-dim device tensor ``ema_weight``, or None.
     ``precision``: both networks' (:mod:`fastgan.steps.precision`). ``augment``: the critic sees the generated
-    (and the real) batch augmented, each by its own parameters, drawn in that order for the global batch."""
+    (and the real) batch augmented, each by its own parameters, drawn in that order for the global batch.
+    ``zcr``: zCR's generator weight lambda_gen (0: none) and noise scale sigma: the generator also runs on the
+    latents moved by N(0, sigma^2), drawn after the augmentation's parameters, and the loss subtracts lambda_gen
+    times the mean squared difference of the two batches of samples."""
 
     def __init__(
         self,
@@ -407,9 +458,10 @@ class GeneratorObjective:
         precision: str = "fp32",
         augment: Augment | None = None,
         shard: distributed.Shard | None = None,
+        zcr: tuple[float, float] = (0.0, 0.0),
     ):
         self.state, self.aux, self.terms, self.ema, self.precision = state, aux, terms, ema, precision
-        self.augment, self.shard = augment, shard or distributed.Shard()
+        self.augment, self.shard, self.zcr = augment, shard or distributed.Shard(), zcr
         # Filled before each call, so that a captured graph reads the current value instead of baking in the first.
         self.ema_weight: torch.Tensor | None = None
 
@@ -424,12 +476,14 @@ class GeneratorObjective:
         real_labels: torch.Tensor | None,
         fake_params: torch.Tensor | None = None,
         real_params: torch.Tensor | None = None,
+        latent_noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Stats]:
         """The loss and its statistics: the one definition both forms run, with the generator and the critic
-        they call, the ops and each batch's augmentation parameters (None without augmentation)."""
+        they call, the ops, each batch's augmentation parameters and zCR's latent noise (None where unused)."""
         conditioning = () if labels is None else (labels,)
         with networks(self.precision, noise.device.type):
             fake = generator(noise, *conditioning)
+            moved = generator(noise + latent_noise, *conditioning) if latent_noise is not None else None
         policy = self.augment.policy if self.augment is not None else None
         if fake_params is not None and fake.dim() != 4:
             raise ValueError(f"augment needs (B, C, H, W) images; the generator made shape {tuple(fake.shape)}")
@@ -440,15 +494,26 @@ class GeneratorObjective:
             seen = ops.augment(real, real_params, policy)
             real_out = scores(critic, seen, real_labels, self.aux.module, self.precision).detach()
         loss = generator_loss(self.terms, fake_out, real_out, ops.fused)
-        return loss, {"loss": loss.detach()}
+        stats = {}
+        if moved is not None:  # zCR: samples of nearby latents pushed apart
+            latent = torch.nn.functional.mse_loss(fake.float(), moved.float())
+            loss = loss - self.zcr[0] * latent
+            stats["latent_consistency"] = latent.detach()
+        return loss, {"loss": loss.detach(), **stats}
 
     def draws(self, noise: torch.Tensor, real: torch.Tensor | None) -> list[Any]:
-        """The generated batch's augmentation parameters, then the real batch's (None where absent)."""
-        if self.augment is None:
-            return [None, None]
+        """The generated batch's augmentation parameters, then the real batch's, then zCR's latent noise
+        (``sigma * N(0, I)`` in the noise's shape, for the global batch); None where unused."""
         (fake_params,) = augmentation_draws(self.augment, self.shard, noise)
-        (real_params,) = augmentation_draws(self.augment, self.shard, real) if real is not None else (None,)
-        return [fake_params, real_params]
+        real_params = None
+        if real is not None:
+            (real_params,) = augmentation_draws(self.augment, self.shard, real)
+        latent_noise = None
+        if self.zcr[0]:
+            rows = noise.shape[0] * self.shard.world_size
+            latent_noise = self.shard.rows(torch.randn((rows, *noise.shape[1:]), device=noise.device)) * self.zcr[1]
+            latent_noise = latent_noise.to(noise.dtype)
+        return [fake_params, real_params, latent_noise]
 
     def eager(
         self,

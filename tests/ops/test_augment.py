@@ -129,9 +129,9 @@ def test_nan_stays_nan_where_the_reference_keeps_it(backend, device):
         assert_elementwise(out, expected, torch.float32, ops=0, extra=_bound(x.nan_to_num().double(), torch.float32))
 
 
-def test_the_largest_uniforms_stay_inside_the_ranges(backend, device):
-    """``floor(u * n)`` rounds up to ``n`` for the largest uniforms below 1: the shift and the cutout stay in
-    DiffAugment's ranges (a shift of 2 here, not 3)."""
+def test_the_largest_uniforms_give_the_largest_shift_and_the_last_cutout(backend, device):
+    """The largest uniform below 1 maps to the last integer of each range (a shift of 2 at 16 px, the cutout's
+    last position), never past it: ``floor(u * n)`` in fp32 stays below n."""
     x = make((2, 1, 16, 16), torch.float32, device, seed=12)
     params = torch.full((2, 10), 1.0 - 2.0**-24, device=device)
     params[:, 7:] = 1.0
@@ -139,6 +139,8 @@ def test_the_largest_uniforms_stay_inside_the_ranges(backend, device):
     assert torch.equal(out[:, :, :-2, :-2], x[:, :, 2:, 2:])
     assert (out[:, :, -2:, :] == 0).all() and (out[:, :, :, -2:] == 0).all()
     assert torch.equal(out, reference.diff_augment(x, params, "translation"))
+    cut = fastgan.augment(torch.ones_like(x), "cutout", params=params)
+    assert (cut[:, :, 12:, 12:] == 0).all() and int((cut == 0).sum()) == 2 * 16  # rows 12-15 x cols 12-15
 
 
 def test_probability_zero_is_the_identity_and_one_applies_every_group(backend, device):

@@ -65,11 +65,14 @@ def train_critic(
     lazy_every=1,
     precision="fp32",
     augment=None,
+    regularize=None,
 ):
     """``steps`` critic updates of zoo critic ``name`` from seed 0: by fastgan in ``mode``, or by the plain
     reference when ``mode`` is None (all of it under bf16 autocast for ``precision="bf16"``, as a user writes
-    it); ``augment``: keyword arguments of a ``fastgan.Augment`` (and of the reference's); returns (state_dict,
-    per-step statistics, the step or None)."""
+    it); ``augment``: keyword arguments of a ``fastgan.Augment`` (and of the reference's); ``regularize``: the
+    step's ``lecam_weight``, ``bcr_weight`` and ``zcr_weight`` (zCR's moved samples: the fake batch plus small
+    noise); returns (state_dict, per-step statistics, the step or None)."""
+    regularize = regularize or {}
     build, shape = zoo.CRITICS[name]
     torch.manual_seed(0)
     critic = build().to(dtype)
@@ -90,25 +93,45 @@ def train_critic(
             precision=precision,
             penalty_sigma=zoo.SIGMA,
             augment=fastgan.Augment(**augment) if augment else None,
+            **regularize,
         )
+    lecam = zoo.ReferenceLeCam(regularize["lecam_weight"]) if regularize.get("lecam_weight") else None
+    bcr = ((regularize["bcr_weight"],) * 2, "translation") if regularize.get("bcr_weight") else None
+    zcr = regularize.get("zcr_weight", 0.0)
     history = []
     for t, (real, fake, labels, fake_labels) in enumerate(batches):
+        moved = None
+        if zcr:
+            noise = torch.randn(fake.shape, generator=torch.Generator().manual_seed(t), dtype=torch.float64)
+            moved = (fake.double() + 0.03 * noise).to(dtype)
         torch.manual_seed(100 + t)
         if step is not None:
-            stats = step(real, fake, labels=labels, fake_labels=fake_labels)
+            stats = step(real, fake, labels=labels, fake_labels=fake_labels, **({"fake_moved": moved} if zcr else {}))
             history.append({k: float(v) for k, v in stats.items()})
             continue
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             history.append(
                 _reference_critic_steps(
-                    t, critic, opt, real, fake, labels, fake_labels, loss, penalty, clip, lazy_every, reference_augment
+                    t,
+                    critic,
+                    opt,
+                    real,
+                    fake,
+                    labels,
+                    fake_labels,
+                    loss,
+                    penalty,
+                    clip,
+                    lazy_every,
+                    reference_augment,
+                    dict(lecam=lecam, bcr=bcr, zcr=zcr, fake_moved=moved),
                 )
             )
     return _snapshot(critic), history, step
 
 
 def _reference_critic_steps(
-    t, critic, opt, real, fake, labels, fake_labels, loss, penalty, clip, lazy_every, augment=None
+    t, critic, opt, real, fake, labels, fake_labels, loss, penalty, clip, lazy_every, augment=None, regularize=None
 ):
     """Call ``t`` of the plain reference: the loss update (and the lazy penalty update), or the penalty update."""
     if loss is None:
@@ -117,7 +140,18 @@ def _reference_critic_steps(
         )
     lazy = lazy_every > 1
     stats = zoo.reference_critic_step(
-        critic, opt, real, fake, loss, None if lazy else penalty, WEIGHT, labels, fake_labels, clip, augment
+        critic,
+        opt,
+        real,
+        fake,
+        loss,
+        None if lazy else penalty,
+        WEIGHT,
+        labels,
+        fake_labels,
+        clip,
+        augment,
+        **(regularize or {}),
     )
     if lazy and t % lazy_every == 0:
         stats = {
@@ -278,7 +312,7 @@ STATEFUL_PAIRS = {"reassigning generator, sn critic": (zoo.ReassignedBufferGener
 IMAGE_PAIRS = {"image generator, sn conv critic": (zoo.ImageGenerator, zoo.SNConvCritic, False)}
 
 
-def train_generator(pair, loss, mode=None, dtype=torch.float64, steps=STEPS, augment=None):
+def train_generator(pair, loss, mode=None, dtype=torch.float64, steps=STEPS, augment=None, zcr=None):
     """``steps`` generator updates; returns the generator's and the critic's state dicts and the statistics (a
     relativistic loss with a real batch drawn beside each noise batch; ``augment``: as for :func:`train_critic`)."""
     build_generator, build_critic, conditional = {**GENERATOR_PAIRS, **STATEFUL_PAIRS, **IMAGE_PAIRS}[pair]
@@ -290,7 +324,8 @@ def train_generator(pair, loss, mode=None, dtype=torch.float64, steps=STEPS, aug
     step = None
     if mode:
         augmentation = fastgan.Augment(**augment) if augment else None
-        step = fastgan.GeneratorStep(generator, critic, opt, loss=loss, mode=mode, augment=augmentation)
+        regularize = dict(zcr_weight=zcr[0], zcr_sigma=zcr[1]) if zcr else {}
+        step = fastgan.GeneratorStep(generator, critic, opt, loss=loss, mode=mode, augment=augmentation, **regularize)
     reference_augment = zoo.ReferenceAugment(**augment) if augment and not mode else None
     shape = zoo.IMAGE if pair in IMAGE_PAIRS else (12,)
     history = []
@@ -303,7 +338,7 @@ def train_generator(pair, loss, mode=None, dtype=torch.float64, steps=STEPS, aug
             history.append({k: float(v) for k, v in step(noise, labels=labels, real=real).items()})
         else:
             history.append(
-                zoo.reference_generator_step(generator, critic, opt, noise, loss, labels, real, reference_augment)
+                zoo.reference_generator_step(generator, critic, opt, noise, loss, labels, real, reference_augment, zcr)
             )
     assert [p.requires_grad for p in critic.parameters()] == flags
     assert all(p.grad is None for p in critic.parameters())
@@ -316,14 +351,14 @@ def test_generator_steps_train_like_the_reference(pair, mode):
     _check_generator_case(pair, "hinge" if "projection" in pair else "ns", mode)
 
 
-def _check_generator_case(pair, loss, mode, augment=None):
+def _check_generator_case(pair, loss, mode, augment=None, zcr=None):
     """Generator steps of ``pair`` in ``mode`` (without a fallback) against the plain reference in float64."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        got, got_stats, step = train_generator(pair, loss, mode, torch.float32, augment=augment)
+        got, got_stats, step = train_generator(pair, loss, mode, torch.float32, augment=augment, zcr=zcr)
     assert step.mode == mode
-    ref32, stats32, _ = train_generator(pair, loss, dtype=torch.float32, augment=augment)
-    ref64, stats64, _ = train_generator(pair, loss, augment=augment)
+    ref32, stats32, _ = train_generator(pair, loss, dtype=torch.float32, augment=augment, zcr=zcr)
+    ref64, stats64, _ = train_generator(pair, loss, augment=augment, zcr=zcr)
     assert_like_reference(got, ref32, ref64, f"{pair}, {loss}, {mode}")
     assert_like_reference(got_stats, stats32, stats64, f"{pair}, {loss}, {mode}")
 
@@ -492,6 +527,71 @@ def test_augmentation_refuses_samples_that_are_not_images():
         fastgan.CriticStep(critic, _optimizer(critic), loss="wgan", augment=0.5)
     with pytest.raises(ValueError, match="policy must name"):
         fastgan.GeneratorStep(zoo.BatchNormGenerator(), critic, _optimizer(critic), loss="ns", augment="flip")
+
+
+# ----- LeCam, bCR and zCR -----
+
+LECAM, BCR, ZCR = dict(lecam_weight=0.3), dict(bcr_weight=10.0), dict(zcr_weight=5.0)
+
+
+@pytest.mark.parametrize("loss,penalty,regularize", [("hinge", None, LECAM), ("ns", "r1", LECAM), ("wgan", None, ZCR)])
+@pytest.mark.parametrize("name", zoo.CRITICS)
+def test_eager_steps_regularize_like_the_reference(name, loss, penalty, regularize):
+    _check_critic_case(name, loss, penalty, "eager", steps=4, regularize=regularize)
+
+
+@pytest.mark.parametrize("loss,penalty", [("hinge", None), ("wgan", "gp")])
+@pytest.mark.parametrize("name", zoo.IMAGE_CRITICS)
+def test_eager_steps_apply_bcr_like_the_reference(name, loss, penalty):
+    _check_critic_case(name, loss, penalty, "eager", regularize=BCR)
+
+
+@pytest.mark.parametrize(
+    "name,loss,penalty,mode,lazy_every",
+    [
+        ("sn mlp (parametrizations)", "hinge", None, "compile", 1),
+        ("projection conv (conditional)", "ns", "r1", "graph", 2),
+        # A conv critic's compiled step with bCR's two extra passes compiles for 45 s cold on 2 cores.
+        pytest.param("sn conv (old api)", "hinge", None, "compile", 1, marks=SLOW),
+        pytest.param("minibatch stddev", "ns", "r1", "compile+graph", 1, marks=SLOW),
+    ],
+)
+def test_compiled_and_captured_steps_regularize_like_the_reference(name, loss, penalty, mode, lazy_every, monkeypatch):
+    """LeCam's averages read and written around every update, bCR's draws (image critics), zCR's extra input, in
+    one step."""
+    _resolved_as(monkeypatch, mode)
+    regularize = {**LECAM, **ZCR, **(BCR if name in zoo.IMAGE_CRITICS else {})}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        step = _check_critic_case(name, loss, penalty, mode, steps=4, lazy_every=lazy_every, regularize=regularize)
+    assert step.mode == mode
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "compile"])
+def test_generator_steps_apply_zcr_like_the_reference(mode, monkeypatch):
+    _resolved_as(monkeypatch, mode)
+    _check_generator_case("batchnorm generator, dropout critic", "ns", mode, zcr=(0.5, 0.03))
+
+
+def test_regularizers_refuse_what_they_cannot_do():
+    critic = zoo.SNConvCritic()
+    with pytest.raises(ValueError, match="regularize the loss update: give a loss"):
+        fastgan.CriticStep(critic, _optimizer(critic), loss=None, penalty="r1", lecam_weight=0.3)
+    with pytest.raises(ValueError, match="not with augment"):
+        fastgan.CriticStep(critic, _optimizer(critic), loss="ns", augment="color", bcr_weight=10.0)
+    with pytest.raises(ValueError, match="bcr_policy: policy must name"):
+        fastgan.CriticStep(critic, _optimizer(critic), loss="ns", bcr_weight=10.0, bcr_policy="flip")
+    with pytest.raises(ValueError, match="lecam_decay must be in"):
+        fastgan.CriticStep(critic, _optimizer(critic), loss="ns", lecam_weight=0.3, lecam_decay=1.0)
+    step = fastgan.CriticStep(critic, _optimizer(critic), loss="ns", zcr_weight=5.0)
+    x = torch.randn(4, *zoo.IMAGE)
+    with pytest.raises(ValueError, match="zcr_weight needs fake_moved"):
+        step(x, x)
+    with pytest.raises(ValueError, match="fake_moved has shape"):
+        step(x, x, fake_moved=x[:2])
+    plain = fastgan.CriticStep(critic, _optimizer(critic), loss="ns")
+    with pytest.raises(ValueError, match="fake_moved is zCR's input"):
+        plain(x, x, fake_moved=x)
 
 
 # ----- modules that change their own state in forward -----
