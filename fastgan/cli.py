@@ -217,6 +217,21 @@ def _parser() -> argparse.ArgumentParser:
         help="with --augment: ADA's adaptive probability, from 0, steered to a mean sign T of the critic's scores "
         "of augmented reals (0.6 in ADA)",
     )
+    add("--lecam", type=float, metavar="W", help="LeCam regularization of the critic with weight W (0.3 in its paper)")
+    add(
+        "--bcr",
+        type=float,
+        metavar="W",
+        help="balanced consistency regularization (bCR) of the critic under translation, weight W for real and "
+        "fake (10 in its paper; images)",
+    )
+    add(
+        "--zcr",
+        type=_floats(2),
+        metavar="D,G",
+        help="latent consistency regularization (zCR): the critic's weight D and the generator's G (5,0.5 in its "
+        "paper), latents moved by N(0, 0.03^2)",
+    )
     add("--lazy-every", type=int, help="apply the penalty every K-th critic step with weight x K (lazy R1)")
     add("--pack", type=int, help="the critic scores groups of this many samples concatenated (PacGAN; default 1)")
     add(

@@ -444,8 +444,8 @@ FAULTS = [
     Fault(
         "the conditional critic step gets the fake labels for the real batch",
         "fastgan/train/trainer.py",
-        "stats = self.critic_update(real, fake, labels=labels, fake_labels=fake_labels)",
-        "stats = self.critic_update(real, fake, labels=fake_labels, fake_labels=fake_labels)",
+        "stats = self.critic_update(real, fake, labels=labels, fake_labels=fake_labels, **extra)",
+        "stats = self.critic_update(real, fake, labels=fake_labels, fake_labels=fake_labels, **extra)",
     ),
     Fault(
         "a card's RESULTS.md part replaces the first card's part",
@@ -849,6 +849,37 @@ FAULTS = [
         "a resumed run forgets the augmentation's p and signs",
         "fastgan/train/resume.py",
         '        trainer.augment.load_state_dict(state["augment"])',
+        "        pass",
+    ),
+    # LeCam, bCR, zCR (issue 31).
+    Fault(
+        "LeCam pulls real scores towards the real average",
+        "fastgan/regularizers.py",
+        "torch.relu(real - moved[1])",
+        "torch.relu(real - moved[0])",
+    ),
+    Fault(
+        "LeCam's averages are not kept between updates",
+        "fastgan/steps/critic.py",
+        'self.lecam.ema.copy_(torch.stack([stats["lecam_ema_real"], stats["lecam_ema_fake"]]))',
+        "self.lecam.ema.copy_(self.lecam.ema)",
+    ),
+    Fault(
+        "bCR weighs the fake term with the real weight",
+        "fastgan/steps/objectives.py",
+        "+ fake_weight * (",
+        "+ real_weight * (",
+    ),
+    Fault(
+        "zCR's generator term pulls the samples together",
+        "fastgan/steps/objectives.py",
+        "            loss = loss - self.zcr[0] * latent",
+        "            loss = loss + self.zcr[0] * latent",
+    ),
+    Fault(
+        "a resumed run restarts LeCam's averages",
+        "fastgan/train/resume.py",
+        '        trainer.critic_update.lecam.load_state_dict(state["lecam"])',
         "        pass",
     ),
 ]

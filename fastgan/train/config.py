@@ -202,6 +202,9 @@ class TrainConfig:
     memory_format: str | None = None  # "auto" (default), "channels_last" or "contiguous": see MEMORY_FORMATS
     augment: str | None = None  # DiffAugment's policy, e.g. "color,translation,cutout" (images)
     ada_target: float | None = None  # ADA: adapt the augmentation's probability to this mean sign (0.6)
+    lecam: float | None = None  # LeCam's weight (0.3 in its paper); 0: off
+    bcr: float | None = None  # bCR's lambda_real = lambda_fake (10 in its paper); 0: off
+    zcr: tuple[float, float] | None = None  # zCR's (lambda_dis, lambda_gen) (5, 0.5 in its paper)
 
     def given(self) -> dict:
         """The settings set here (not None), i.e. the options a user chose."""
@@ -363,6 +366,15 @@ def check(s: dict, given: dict | None = None) -> None:
             raise ValueError("--ada-target adapts the augmentation's probability: it needs --augment POLICY")
         if not -1 <= s["ada_target"] <= 1:
             raise ValueError(f"--ada-target must be in [-1, 1] (a mean sign; ADA's is 0.6), got {s['ada_target']}")
+    for name in ("lecam", "bcr"):
+        if not (s.get(name, 0.0) >= 0 and math.isfinite(s.get(name, 0.0))):
+            raise ValueError(f"{_option(name)} must be a finite weight >= 0, got {s[name]}")
+    if not all(w >= 0 and math.isfinite(w) for w in s.get("zcr", (0.0, 0.0))):
+        raise ValueError(f"--zcr must be two finite weights >= 0, got {','.join(map(str, s['zcr']))}")
+    if s.get("bcr", 0.0) and s["data"] not in IMAGE_SETS:
+        raise ValueError(f"--bcr compares scores of translated images: use --data {', '.join(IMAGE_SETS)}")
+    if s.get("bcr", 0.0) and s.get("augment") is not None:
+        raise ValueError("--bcr does not combine with --augment (the critic would compare augmented images)")
     if s["conditional"] and s["data"] not in IMAGE_SETS:
         raise ValueError(
             f"--conditional trains on the class labels of an image set: use --data {', '.join(IMAGE_SETS)}"

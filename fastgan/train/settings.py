@@ -81,6 +81,9 @@ class Settings:
     fid_weights: str | None = None  # the FID network's file (None: torch-fidelity's)
     augment: str | None = None  # DiffAugment's policy before the critic (fastgan.augment), or None
     ada_target: float | None = None  # ADA's target sign: the augmentation's p adapts from 0 (needs augment)
+    lecam: float = 0.0  # LeCam's weight (fastgan.regularizers); 0: off
+    bcr: float = 0.0  # bCR's weight of both terms (images); 0: off
+    zcr: tuple[float, float] = (0.0, 0.0)  # zCR's critic and generator weights; 0: off
 
     @property
     def losses(self) -> Recipe:

