@@ -251,56 +251,29 @@ def augment_apply(
     n_blocks = cdiv(pixels, block_p)
     acc = accumulator_dtype(src.dtype)
     grid = (cdiv(batch, block_b) * n_blocks,)
-    shift_h, shift_w, cut_h, cut_w = sizes
+    shape = (batch, channels, height, width)
+    tiles = dict(BLOCK_B=block_b, BLOCK_C=block_c, BLOCK_P=block_p, ACC=tl_dtype(acc), num_warps=_NUM_WARPS)
     with on_device(src):
         partial = src.new_empty(batch * n_blocks if color else 1, dtype=acc)
         if color:
             augment_sums_kernel[grid](
-                src,
-                params,
-                partial,
-                batch,
-                channels,
-                height,
-                width,
-                *src.stride(),
-                shift_h,
-                shift_w,
-                cut_h,
-                cut_w,
-                n_blocks,
-                WEIGHTED=adjoint,
-                BLOCK_B=block_b,
-                BLOCK_C=block_c,
-                BLOCK_P=block_p,
-                ACC=tl_dtype(acc),
-                num_warps=_NUM_WARPS,
+                src, params, partial, *shape, *src.stride(), *sizes, n_blocks, WEIGHTED=adjoint, **tiles
             )
         augment_kernel[grid](
             src,
             params,
             partial,
             out,
-            batch,
-            channels,
-            height,
-            width,
+            *shape,
             *src.stride(),
             *out.stride(),
-            shift_h,
-            shift_w,
-            cut_h,
-            cut_w,
+            *sizes,
             channels * pixels,
             n_blocks,
             ADJOINT=adjoint,
             BIAS=bias,
             COLOR=color,
-            BLOCK_B=block_b,
-            BLOCK_C=block_c,
-            BLOCK_P=block_p,
             BLOCK_S=partial_block(n_blocks, block_b),
-            ACC=tl_dtype(acc),
-            num_warps=_NUM_WARPS,
+            **tiles,
         )
     return out

@@ -40,9 +40,12 @@ Modes (``mode=``):
 Every mode leaves the modules as eager steps would (:mod:`fastgan.steps.runner`): every buffer (spectral
 norm's u and v, BatchNorm's statistics and counters) advanced once per call, frozen parameters untouched and
 still frozen, tensors replaced between calls (``critic.labels = y``, ``load_state_dict(assign=True)``) used,
-and dropout drawing eager's masks. Every mode draws the same random numbers from the default generators
-(alpha ``torch.rand(B)`` and, for DRAGAN, noise ``torch.rand(real.shape)`` in fp32 whatever its memory format, in
-that order, before the modules' own draws), so the same seed trains the same model in any mode. With a process
+and dropout drawing eager's masks. Every mode draws the same random numbers from the default generators, in
+this order and before the modules' own draws: a critic update's augmentation parameters (``torch.rand((B, 10))``
+for the real batch, then the fake one), bCR's (the same way), alpha ``torch.rand(B)`` and the penalty's noise
+(DRAGAN's ``torch.rand(real.shape)``, the approximate penalties' ``torch.randn``) in fp32 whatever its memory
+format; a generator update's augmentation parameters (generated batch, then real) and zCR's latent noise. So the
+same seed trains the same model in any mode. With a process
 group of N ranks each holding B rows, they are drawn for all N * B rows on every rank and each keeps its own,
 so the same seed also trains the same model on any number of processes.
 """

@@ -555,17 +555,13 @@ def test_auto_memory_format_is_channels_last_for_conv_critics_under_bf16_on_cuda
     assert not channels_last(replace(auto, memory_format="contiguous"), cuda, conv, (3, 32, 32))
 
 
-def test_an_adaptive_augmentation_run_shows_its_pictures_and_resumes_bitwise(tmp_path, mnist_root):
-    """--augment with ADA's p: augmented.png, p in every metrics line, and a resumed run that ends as the
-    uninterrupted one (p and the gathered signs are in the checkpoint)."""
-    config = dict(
+def _resumable_images(mnist_root):
+    """A 3-step run on 8 x 8 MNIST with a checkpoint after step 2 (for :func:`_straight_and_resumed`)."""
+    return dict(
         data="mnist",
         data_root=str(mnist_root),
         image_size=8,
         hidden=8,
-        loss="r1",
-        augment="color,translation,cutout",
-        ada_target=0.6,
         steps=3,
         log_every=1,
         checkpoint_every=2,
@@ -573,16 +569,29 @@ def test_an_adaptive_augmentation_run_shows_its_pictures_and_resumes_bitwise(tmp
         device="cpu",
         mode="eager",
     )
+
+
+def _straight_and_resumed(tmp_path, config, keys):
+    """A run of ``config`` straight through and the same run stopped after step 2 and resumed: their final
+    checkpoints, ``keys`` of which hold the same bits."""
     train(TrainConfig(**config), tmp_path / "straight", quiet=True)
     train(TrainConfig(**{**config, "steps": 2}), tmp_path / "split", quiet=True)
     train(TrainConfig(**config), tmp_path / "split", resume=True, quiet=True)
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    for key in keys:
+        for x, y in zip(torch.utils._pytree.tree_leaves(a[key]), torch.utils._pytree.tree_leaves(b[key])):
+            assert torch.equal(x, y) if torch.is_tensor(x) else x == y, key
+    return a, b
+
+
+def test_an_adaptive_augmentation_run_shows_its_pictures_and_resumes_bitwise(tmp_path, mnist_root):
+    """--augment with ADA's p: augmented.png, p in every metrics line, and a resumed run that ends as the
+    uninterrupted one (p and the gathered signs are in the checkpoint)."""
+    config = dict(_resumable_images(mnist_root), loss="r1", augment="color,translation,cutout", ada_target=0.6)
+    a, b = _straight_and_resumed(tmp_path, config, ("generator", "critic", "opt_d", "augment"))
     # One critic update a step (r1's preset): the checkpoint of step 2 and the end both fall inside ADA's interval.
     assert a["augment"]["seen"] == b["augment"]["seen"] == 3
-    for key in ("generator", "critic", "opt_d", "augment"):
-        for x, y in zip(torch.utils._pytree.tree_leaves(a[key]), torch.utils._pytree.tree_leaves(b[key])):
-            assert torch.equal(x, y) if torch.is_tensor(x) else x == y
     records = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     assert all(0 <= r["augment_p"] <= 1 and -1 <= r["real_sign"] <= 1 for r in records)
     assert (tmp_path / "straight" / "augmented.png").stat().st_size > 0
@@ -591,31 +600,9 @@ def test_an_adaptive_augmentation_run_shows_its_pictures_and_resumes_bitwise(tmp
 def test_lecam_bcr_and_zcr_runs_log_their_terms_and_resume_bitwise(tmp_path, mnist_root):
     """--lecam, --bcr and --zcr together: their statistics in every metrics line, and a resumed run that ends as
     the uninterrupted one (LeCam's averages are in the checkpoint)."""
-    config = dict(
-        data="mnist",
-        data_root=str(mnist_root),
-        image_size=8,
-        hidden=8,
-        loss="hinge",
-        lecam=0.3,
-        bcr=10.0,
-        zcr=(5.0, 0.5),
-        steps=3,
-        log_every=1,
-        checkpoint_every=2,
-        batch_size=8,
-        device="cpu",
-        mode="eager",
-    )
-    train(TrainConfig(**config), tmp_path / "straight", quiet=True)
-    train(TrainConfig(**{**config, "steps": 2}), tmp_path / "split", quiet=True)
-    train(TrainConfig(**config), tmp_path / "split", resume=True, quiet=True)
-    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
-    b = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    config = dict(_resumable_images(mnist_root), loss="hinge", lecam=0.3, bcr=10.0, zcr=(5.0, 0.5))
+    a, _ = _straight_and_resumed(tmp_path, config, ("generator", "critic", "opt_d", "lecam"))
     assert not torch.equal(a["lecam"]["ema"], torch.zeros(2))
-    for key in ("generator", "critic", "opt_d", "lecam"):
-        for x, y in zip(torch.utils._pytree.tree_leaves(a[key]), torch.utils._pytree.tree_leaves(b[key])):
-            assert torch.equal(x, y) if torch.is_tensor(x) else x == y
     records = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     for key in ("lecam", "lecam_ema_real", "consistency", "latent_consistency"):
         assert all(key in r for r in records), key
