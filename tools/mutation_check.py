@@ -794,8 +794,8 @@ FAULTS = [
     Fault(
         "the adjoint's sample mean ignores the translation and the cutout",
         "kernels/augment.py",
-        "                WEIGHTED=adjoint,",
-        "                WEIGHTED=False,",
+        "WEIGHTED=adjoint,",
+        "WEIGHTED=False,",
     ),
     Fault(
         "the kernel's cutout starts at its centre",
@@ -879,7 +879,7 @@ FAULTS = [
     Fault(
         "a resumed run restarts LeCam's averages",
         "fastgan/train/resume.py",
-        '        trainer.critic_update.lecam.load_state_dict(state["lecam"])',
+        '        trainer.lecam.load_state_dict(state["lecam"])',
         "        pass",
     ),
 ]

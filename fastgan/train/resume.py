@@ -44,7 +44,7 @@ def save_checkpoint(trainer: Trainer) -> None:
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "augment": trainer.augment.state_dict() if trainer.augment is not None else None,
-        "lecam": lecam.state_dict() if (lecam := trainer.critic_update.lecam) is not None else None,
+        "lecam": trainer.lecam.state_dict() if trainer.lecam is not None else None,
     }
     checkpoint_io.save(state, trainer.out)
 
@@ -62,8 +62,8 @@ def restore_checkpoint(trainer: Trainer, state: dict) -> None:
     trainer.log.restore(state["history"])
     if trainer.augment is not None:
         trainer.augment.load_state_dict(state["augment"])
-    if trainer.critic_update.lecam is not None:
-        trainer.critic_update.lecam.load_state_dict(state["lecam"])
+    if trainer.lecam is not None:
+        trainer.lecam.load_state_dict(state["lecam"])
     trainer.resumed_seconds = state.get("wall_seconds", 0.0)  # checkpoints before 2026-12-05 lack it
     # The steps' schedules (lazy penalty, EMA warm-up) continue where they stopped.
     trainer.critic_update.calls = trainer.step * trainer.settings.n_critic

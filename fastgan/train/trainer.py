@@ -164,6 +164,7 @@ class Trainer:
             process_group=self.group,
         )
         self.ema = self.generator_update.ema
+        self.lecam = self.critic_update.lecam  # LeCam's averages, checkpointed
         self.step = 0
         self._last_real: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (real batch, labels or None)
         self.resumed_seconds = 0.0  # a resumed run's predecessor's wall-clock seconds

@@ -397,7 +397,10 @@ def _command(out, *extra):
     ]
 
 
-@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+# SIGTERM's run (23 s) under -m slow: both signals take one handler.
+@pytest.mark.parametrize(
+    "signum,status", [(signal.SIGINT, 130), pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)]
+)
 def test_a_signal_stops_with_a_checkpoint_and_the_resumed_run_ends_as_the_uninterrupted_one(tmp_path, signum, status):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     straight = subprocess.run(
