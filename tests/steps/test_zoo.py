@@ -198,12 +198,12 @@ def assert_like_reference(got, ref32, ref64, what, stats_floor=FLOOR, stats_atol
         )
 
 
-def _check_critic_case(name, loss, penalty, mode, **kwargs):
+def _check_critic_case(name, loss, penalty, mode, stats_atol=0.0, **kwargs):
     got, got_stats, step = train_critic(name, loss, penalty, mode, **kwargs)
     ref32, stats32, _ = train_critic(name, loss, penalty, **kwargs)
     ref64, stats64, _ = train_critic(name, loss, penalty, dtype=torch.float64, **kwargs)
     assert_like_reference(got, ref32, ref64, f"{name}, {loss} + {penalty}, {mode}")
-    assert_like_reference(got_stats, stats32, stats64, f"{name}, {loss} + {penalty}, {mode}")
+    assert_like_reference(got_stats, stats32, stats64, f"{name}, {loss} + {penalty}, {mode}", stats_atol=stats_atol)
     return step
 
 
@@ -496,7 +496,10 @@ def test_compiled_and_captured_steps_augment_like_the_reference(name, loss, pena
     _resolved_as(monkeypatch, mode)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        step = _check_critic_case(name, loss, penalty, mode, augment=AUGMENT)
+        # The residual critic's scores are O(1) and its Wasserstein estimate 1e-3: their difference carries an fp32
+        # rounding of the scores (6e-8 compiled), more than the estimate's own relative floor allows.
+        atol = 4 * 2.0**-24 if name == "sn resnet" else 0.0
+        step = _check_critic_case(name, loss, penalty, mode, stats_atol=atol, augment=AUGMENT)
     assert step.mode == mode
 
 
