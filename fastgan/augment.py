@@ -205,8 +205,9 @@ def augment_torch(
     ``L S_-t W g`` (see :mod:`fastgan.kernels.augment`); ``bias=False`` leaves beta out."""
     acc = accumulator_dtype(x.dtype)
     y = x.to(acc)
-    t_h, t_w, top, left = _geometry(params, x.shape[2], x.shape[3], policy.sizes(x.shape[2], x.shape[3]))
-    _, _, cut_h, cut_w = policy.sizes(x.shape[2], x.shape[3])
+    sizes = policy.sizes(x.shape[2], x.shape[3])
+    t_h, t_w, top, left = _geometry(params, x.shape[2], x.shape[3], sizes)
+    cut_h, cut_w = sizes[2:]
     if adjoint:
         y = _shift(y * _kept(y, top, left, cut_h, cut_w), -t_h, -t_w)
         if policy.color:

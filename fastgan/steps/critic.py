@@ -159,7 +159,7 @@ class CriticStep:
         # The schedule and the weight of a lazy penalty update: fastgan.LazyRegularizer's rule.
         self.lazy = LazyRegularizer(lazy_every if penalty is not None else 1, weight)
         lazy = self.lazy.every > 1
-        shard = distributed.Shard.of(group)
+        shard = self.shard = distributed.Shard.of(group)
         kind = PENALTIES[penalty] if penalty is not None else None
 
         def runner(terms: LossTerms | None, kind: PenaltyKind | None, weight: float) -> Runner:
@@ -245,7 +245,7 @@ class CriticStep:
         if self._main is not None:
             stats = self._main(inputs)
             if self.augment is not None and self.augment.adaptive:
-                self.augment.observe(stats["real_sign"], real.shape[0] * distributed.Shard.of(self.group).world_size)
+                self.augment.observe(stats["real_sign"], real.shape[0] * self.shard.world_size)
             if self.lecam is not None:  # the averages the update moved, kept for the next one
                 self.lecam.ema.copy_(torch.stack([stats["lecam_ema_real"], stats["lecam_ema_fake"]]))
         if self._penalty is not None and self.lazy.due(self.calls):
