@@ -23,7 +23,7 @@ import torch
 
 from . import _input_checks
 from ._rows import empty_rows_like
-from .backend import uses_triton
+from .backend import launchers, uses_triton
 from .kernels.accumulator import accumulator_dtype
 
 OPS = ("color", "translation", "cutout")  # in the order they apply
@@ -223,10 +223,8 @@ def _run(x: torch.Tensor, params: torch.Tensor, policy: Policy, adjoint: bool, b
     if not fused:
         out = augment_torch(x, params, policy, adjoint, bias)
         return out.contiguous(memory_format=torch.channels_last) if _channels_last(x) else out
-    from .kernels.augment import augment_apply
-
     sizes = policy.sizes(x.shape[2], x.shape[3])
-    return augment_apply(x, params, empty_rows_like(x), sizes, policy.color, adjoint, bias)
+    return launchers("augment").augment_apply(x, params, empty_rows_like(x), sizes, policy.color, adjoint, bias)
 
 
 def _channels_last(x: torch.Tensor) -> bool:

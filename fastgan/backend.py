@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import importlib.util
 import os
 from collections.abc import Iterator
+from types import ModuleType
 
 import torch
 
@@ -53,6 +55,14 @@ def use_backend(name: str) -> Iterator[None]:
 def triton_available() -> bool:
     """Whether the ``triton`` package can be imported."""
     return importlib.util.find_spec("triton") is not None
+
+
+@functools.cache
+def launchers(name: str) -> ModuleType:
+    """The launcher module ``fastgan.kernels.<name>``, imported on first use: importing it needs triton, which a
+    machine running only the PyTorch path may lack. Remembered, as an import statement in a function costs
+    microseconds at every call."""
+    return importlib.import_module(f"{__package__}.kernels.{name}")
 
 
 def uses_triton(device: torch.device) -> bool:

@@ -8,7 +8,7 @@ import torch
 
 from . import _input_checks
 from ._rows import is_dense
-from .backend import requested_backend, uses_triton
+from .backend import launchers, requested_backend, uses_triton
 from .kernels._preconditions import CLIPPING_DTYPES
 
 
@@ -49,43 +49,53 @@ def clip_weights_(module_or_params: torch.nn.Module | torch.Tensor | Iterable[to
     clip_value = _input_checks.positive_real("clip_value", clip_value)
     params = _parameters(module_or_params)
     # CPU tensors on the eager path are clamped as they come (one pass each; CPU foreach ops take two), which
-    # keeps this as cheap as the reference's loop; the rest is grouped by (device, dtype). Grad mode is switched off
-    # by the function form of set_grad_enabled: cheaper than a no_grad block or a detached view per tensor.
+    # keeps this as cheap as the reference's loop; the rest is grouped by (device, dtype). The in-place clamps
+    # run with grad mode off, switched by the function form of set_grad_enabled: cheaper than a no_grad block or a
+    # detached view per tensor. The kernel needs neither.
     cpu_eager = requested_backend() != "triton"
     groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    eager: list[torch.Tensor] = []
+    for p in params:
+        if not p.is_floating_point():
+            continue
+        if cpu_eager and p.is_cpu:
+            eager.append(p)
+        elif p.numel():
+            groups.setdefault((p.device, p.dtype), []).append(p)
+    rest: list[list[torch.Tensor]] = []
+    for (device, dtype), tensors in groups.items():
+        left = _clip_fused(device, dtype, tensors, clip_value)
+        if left:
+            rest.append(left)
+    if not (eager or rest):
+        return
     grad_was_enabled = torch.is_grad_enabled()
     torch.set_grad_enabled(False)
     try:
-        for p in params:
-            if not p.is_floating_point():
-                continue
-            if cpu_eager and p.is_cpu:
-                p.clamp_(-clip_value, clip_value)
-            elif p.numel():
-                groups.setdefault((p.device, p.dtype), []).append(p)
-        for (device, dtype), tensors in groups.items():
-            _clip_group(device, dtype, tensors, clip_value)
+        for t in eager:
+            t.clamp_(-clip_value, clip_value)
+        for tensors in rest:
+            if tensors[0].is_cpu:
+                for t in tensors:  # one pass each: CPU foreach ops take two
+                    t.clamp_(-clip_value, clip_value)
+            else:
+                torch._foreach_clamp_min_(tensors, -clip_value)
+                torch._foreach_clamp_max_(tensors, clip_value)
     finally:
         torch.set_grad_enabled(grad_was_enabled)
 
 
-def _clip_group(device: torch.device, dtype: torch.dtype, tensors: list[torch.Tensor], clip_value: float) -> None:
+def _clip_fused(device: torch.device, dtype: torch.dtype, tensors: list[torch.Tensor], clip_value: float):
+    """Clamp the tensors of one (device, dtype) group the kernel can, in one launch; returns the others."""
+    if not (dtype in CLIPPING_DTYPES and uses_triton(device)):
+        return tensors
     fused: list[torch.Tensor] = []
     rest: list[torch.Tensor] = []
-    if uses_triton(device) and dtype in CLIPPING_DTYPES:
-        for t in tensors:
-            (fused if is_dense(t) else rest).append(t)
-    else:
-        rest = tensors
+    for t in tensors:
+        (fused if is_dense(t) else rest).append(t)
     if fused:
-        from .kernels.clipping import clip_
-
-        clip_(fused, clip_value, check=False)  # _clip_group chose them: one device and dtype, dense, non-empty
-        for t in fused:
-            torch.autograd.graph.increment_version(t)
-    if rest and device.type == "cpu":
-        for t in rest:  # one pass each: CPU foreach ops take two
-            t.clamp_(-clip_value, clip_value)
-    elif rest:
-        torch._foreach_clamp_min_(rest, -clip_value)
-        torch._foreach_clamp_max_(rest, clip_value)
+        launchers("clipping").clip_(
+            fused, clip_value, check=False
+        )  # chosen here: one device and dtype, dense, non-empty
+        torch.autograd.graph.increment_version(fused)
+    return rest

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from . import _input_checks
-from .backend import uses_triton
+from .backend import launchers, uses_triton
 from .kernels.accumulator import accumulator_dtype
 from .kernels.loss_terms import AVERAGE, HINGE, LINEAR, LOGISTIC, PAIRED, SEPARATE, SQUARE, Term
 
@@ -41,20 +41,16 @@ class _Loss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, b: torch.Tensor | None, term_a: Term, term_b: Term | None, relation: int):
-        from .kernels.losses import losses_fwd
-
         ctx.save_for_backward(a, b)
         ctx.terms = (term_a, term_b, relation)
-        return losses_fwd(a, term_a, b, term_b, relation, check=False)
+        return launchers("losses").losses_fwd(a, term_a, b, term_b, relation, check=False)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
-        from .kernels.losses import losses_bwd
-
         a, b = ctx.saved_tensors
         term_a, term_b, relation = ctx.terms
-        da, db = losses_bwd(grad_out, a, term_a, b, term_b, relation, check=False)
+        da, db = launchers("losses").losses_bwd(grad_out, a, term_a, b, term_b, relation, check=False)
         return da, db, None, None, None
 
 

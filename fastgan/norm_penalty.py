@@ -7,7 +7,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _input_checks
 from ._rows import empty_rows_like, rows_like
-from .backend import uses_triton
+from .backend import launchers, uses_triton
 from .kernels.accumulator import accumulator_dtype
 
 
@@ -20,10 +20,8 @@ class _Penalty(torch.autograd.Function):
     @staticmethod
     def forward(ctx, grads: torch.Tensor, center: float, one_sided: bool, fused: bool):
         if fused:
-            from .kernels.norm_penalty import penalty_fwd
-
             grads = rows_like(grads, grads)
-            penalty, norms = penalty_fwd(grads, center, one_sided, check=False)
+            penalty, norms = launchers("norm_penalty").penalty_fwd(grads, center, one_sided, check=False)
         else:
             penalty, norms = penalty_fwd_torch(grads, center, one_sided)
         ctx.save_for_backward(grads, norms)
@@ -36,9 +34,7 @@ class _Penalty(torch.autograd.Function):
     def backward(ctx, grad_penalty: torch.Tensor, _grad_norms: torch.Tensor):
         grads, norms = ctx.saved_tensors
         if ctx.fused:
-            from .kernels.norm_penalty import penalty_bwd
-
-            d_grads = penalty_bwd(
+            d_grads = launchers("norm_penalty").penalty_bwd(
                 grads, norms, grad_penalty, empty_rows_like(grads), ctx.center, ctx.one_sided, check=False
             )
         else:

@@ -91,6 +91,7 @@ def tl_dtype(dtype: torch.dtype) -> Any:
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def on_device(t: torch.Tensor) -> contextlib.AbstractContextManager[object]:
-    """Context that makes ``t``'s CUDA device current, as Triton launches on the current device."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+def on_device(t: torch.Tensor | None) -> contextlib.AbstractContextManager[object]:
+    """Context that makes ``t``'s CUDA device current, as Triton launches on the current device (none for a
+    CPU tensor or None)."""
+    return torch.cuda.device(t.device) if t is not None and t.is_cuda else contextlib.nullcontext()

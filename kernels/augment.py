@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._tiles import cdiv, next_power_of_2, on_device, tl_dtype
+from ._tiles import cdiv, next_power_of_2, tl_dtype
 from .accumulator import accumulator_dtype
 from .launch import direct
 
@@ -253,27 +253,26 @@ def augment_apply(
     grid = (cdiv(batch, block_b) * n_blocks,)
     shape = (batch, channels, height, width)
     tiles = dict(BLOCK_B=block_b, BLOCK_C=block_c, BLOCK_P=block_p, ACC=tl_dtype(acc), num_warps=_NUM_WARPS)
-    with on_device(src):
-        partial = src.new_empty(batch * n_blocks if color else 1, dtype=acc)
-        if color:
-            augment_sums_kernel[grid](
-                src, params, partial, *shape, *src.stride(), *sizes, n_blocks, WEIGHTED=adjoint, **tiles
-            )
-        augment_kernel[grid](
-            src,
-            params,
-            partial,
-            out,
-            *shape,
-            *src.stride(),
-            *out.stride(),
-            *sizes,
-            channels * pixels,
-            n_blocks,
-            ADJOINT=adjoint,
-            BIAS=bias,
-            COLOR=color,
-            BLOCK_S=partial_block(n_blocks, block_b),
-            **tiles,
+    partial = src.new_empty(batch * n_blocks if color else 1, dtype=acc)
+    if color:
+        augment_sums_kernel[grid](
+            src, params, partial, *shape, *src.stride(), *sizes, n_blocks, WEIGHTED=adjoint, **tiles
         )
+    augment_kernel[grid](
+        src,
+        params,
+        partial,
+        out,
+        *shape,
+        *src.stride(),
+        *out.stride(),
+        *sizes,
+        channels * pixels,
+        n_blocks,
+        ADJOINT=adjoint,
+        BIAS=bias,
+        COLOR=color,
+        BLOCK_S=partial_block(n_blocks, block_b),
+        **tiles,
+    )
     return out

@@ -17,7 +17,6 @@ import triton
 import triton.language as tl
 
 from . import _preconditions
-from ._tiles import on_device
 from .launch import direct
 
 BLOCK = 1024
@@ -54,7 +53,7 @@ def chunk_table(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
     """The clipping kernel's work list for ``tensors`` (one device and dtype): int64 start addresses and int32
     lengths, one per chunk of at most ``CHUNK`` elements, in order. Remembered per (device, dtype, addresses and
     sizes), for the last ``_TABLE_CACHE_SIZE`` lists: a critic's parameters keep their storage."""
-    key = (tensors[0].device, tensors[0].dtype, tuple((t.data_ptr(), t.numel()) for t in tensors))
+    key = (tensors[0].device, tensors[0].dtype, *[(t.data_ptr(), t.numel()) for t in tensors])
     table = _tables.get(key)
     if table is not None:
         _tables.move_to_end(key)
@@ -86,7 +85,10 @@ def clip_(tensors: list[torch.Tensor], clip_value: float, *, check: bool = True)
     if check:
         _preconditions.clipping(tensors, clip_value)
     addrs, lens = chunk_table(tensors)
+    clipping_kernel.planned((addrs.numel(), clip_value, tensors[0].dtype), (addrs, lens, tensors[0]), _plan)
+
+
+def _plan(n_chunks: int, clip_value: float, dtype: torch.dtype):
     # The bound rounded to the tensors' dtype: comparing against it gives torch.clamp's result exactly.
-    bound = float(torch.tensor(clip_value, dtype=tensors[0].dtype))
-    with on_device(tensors[0]):
-        clipping_kernel[(addrs.numel(),)](addrs, lens, tensors[0], bound, BLOCK=BLOCK, ITERS=ITERS)
+    bound = float(torch.tensor(clip_value, dtype=dtype))
+    return (n_chunks,), (bound,), dict(BLOCK=BLOCK, ITERS=ITERS)

@@ -7,12 +7,15 @@ order (deterministic, no atomics).
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
 import triton
 import triton.language as tl
 
-from . import _preconditions
-from ._tiles import on_device, row_chunk, row_tiles, tl_dtype
+from . import _preconditions, _tiles
+from ._tiles import row_chunk, row_tiles, tl_dtype
 from .accumulator import accumulator_dtype
 from .launch import direct
 
@@ -103,28 +106,30 @@ def interpolation_fwd(
     if check:
         _preconditions.interpolation(real, fake, alpha)
         _preconditions.rows_like("out", out, "real", real)
-    batch = real.shape[0]
-    width = real.numel() // batch
-    tiles = row_tiles(batch, width)
-    with on_device(real):
-        interpolation_fwd_kernel[tiles.grid](
-            real,
-            fake,
-            alpha,
-            out,
-            batch,
-            width,
-            real.stride(0),
-            fake.stride(0),
-            out.stride(0),
-            tiles.n_chunks,
-            BLOCK_B=tiles.BLOCK_B,
-            BLOCK_D=tiles.BLOCK_D,
-            ITERS=tiles.ITERS,
-            ACC=tl_dtype(accumulator_dtype(real.dtype)),
-            num_warps=tiles.num_warps,
-        )
+    interpolation_fwd_kernel.planned(
+        (real.shape, real.dtype, real.stride(0), fake.stride(0), out.stride(0), _tiles.TARGET_PROGRAMS),
+        (real, fake, alpha, out),
+        _fwd_plan,
+    )
     return out
+
+
+def _fwd_plan(shape: torch.Size, dtype: torch.dtype, real_stride: int, fake_stride: int, out_stride: int, _target: int):
+    batch, width = shape[0], math.prod(shape[1:])
+    tiles = row_tiles(batch, width)
+    rest = (batch, width, real_stride, fake_stride, out_stride, tiles.n_chunks)
+    return tiles.grid, rest, _row_constants(tiles, dtype)
+
+
+def _row_constants(tiles: _tiles.RowTiles, dtype: torch.dtype, **flags: Any) -> dict[str, Any]:
+    return dict(
+        BLOCK_B=tiles.BLOCK_B,
+        BLOCK_D=tiles.BLOCK_D,
+        ITERS=tiles.ITERS,
+        **flags,
+        ACC=tl_dtype(accumulator_dtype(dtype)),
+        num_warps=tiles.num_warps,
+    )
 
 
 def interpolation_bwd(
@@ -153,37 +158,31 @@ def interpolation_bwd(
         if d_real is not None and d_fake is not None and d_real.stride(0) != d_fake.stride(0):
             raise ValueError("d_real and d_fake must share one row stride")
     batch = grad_out.shape[0]
-    width = grad_out.numel() // batch
-    tiles = row_tiles(batch, width)
     acc = accumulator_dtype(real.dtype)
-    partial = torch.empty(batch, tiles.n_chunks, dtype=acc, device=real.device) if need_alpha else None
     written = d_real if d_real is not None else d_fake
-    d_stride = written.stride(0) if written is not None else 0
-    with on_device(real):
-        interpolation_bwd_kernel[tiles.grid](
-            grad_out,
-            real,
-            fake,
-            alpha,
-            d_real,
-            d_fake,
-            partial,
-            batch,
-            width,
-            grad_out.stride(0),
-            real.stride(0),
-            fake.stride(0),
-            d_stride,
-            tiles.n_chunks,
-            BLOCK_B=tiles.BLOCK_B,
-            BLOCK_D=tiles.BLOCK_D,
-            ITERS=tiles.ITERS,
-            GRAD_REAL=d_real is not None,
-            GRAD_FAKE=d_fake is not None,
-            GRAD_ALPHA=need_alpha,
-            ACC=tl_dtype(acc),
-            num_warps=tiles.num_warps,
-        )
-        if partial is None:
-            return None
-        return partial[:, 0] if tiles.n_chunks == 1 else partial.sum(dim=1)
+    plan_key = (
+        grad_out.shape,
+        real.dtype,
+        grad_out.stride(0),
+        real.stride(0),
+        fake.stride(0),
+        written.stride(0) if written is not None else 0,
+        d_real is not None,
+        d_fake is not None,
+        need_alpha,
+        _tiles.TARGET_PROGRAMS,
+    )
+    n_chunks = row_tiles(batch, math.prod(grad_out.shape[1:])).n_chunks if need_alpha else 1
+    partial = torch.empty(batch, n_chunks, dtype=acc, device=real.device) if need_alpha else None
+    interpolation_bwd_kernel.planned(plan_key, (grad_out, real, fake, alpha, d_real, d_fake, partial), _bwd_plan)
+    if partial is None:
+        return None
+    return partial[:, 0] if n_chunks == 1 else partial.sum(dim=1)
+
+
+def _bwd_plan(shape, dtype, go_stride, real_stride, fake_stride, d_stride, grad_real, grad_fake, grad_alpha, _target):
+    batch, width = shape[0], math.prod(shape[1:])
+    tiles = row_tiles(batch, width)
+    rest = (batch, width, go_stride, real_stride, fake_stride, d_stride, tiles.n_chunks)
+    flags = dict(GRAD_REAL=grad_real, GRAD_FAKE=grad_fake, GRAD_ALPHA=grad_alpha)
+    return tiles.grid, rest, _row_constants(tiles, dtype, **flags)

@@ -13,6 +13,12 @@ proton use them), while ``torch.compile`` traces the call, with a Triton older t
 other arguments) and for good for a kernel whose first direct launch is refused. A direct launch skips what
 fastgan's kernels never need: pre-run hooks and the check that module globals a kernel read have not changed
 since it was compiled.
+
+Even that key costs a Python step per argument at every launch. A launcher that knows what its grid, integers and
+constexprs depend on (a shape, strides, flags) calls :meth:`DirectKernel.planned` instead: the launch's
+arguments after its pointers are built once per such plan key and kept with the compiled kernel (a
+:class:`Planned` launch), so that a launch costs the plan key, the pointers' dtypes and alignments, and the
+compiled launcher's own call.
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ from typing import Any
 import torch
 import triton
 
+from ._tiles import on_device
+
 _I32 = 1 << 31
 _I64 = 1 << 63
 _U64 = 1 << 64
 _enabled = True
+_MAX_PLANS = 256
 
 
 def set_direct_launches(enabled: bool) -> bool:
@@ -47,9 +56,22 @@ def _triton_launches_directly() -> bool:
     )
 
 
+def _grid3(grid: Sequence[int]) -> tuple[int, int, int]:
+    return (grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1)
+
+
+def _device_of(args: Sequence[Any]) -> Any:
+    """The context making the first tensor argument's CUDA device current (Triton launches on the current one)."""
+    for value in args:
+        if isinstance(value, torch.Tensor):
+            return on_device(value)
+    return on_device(None)
+
+
 def _hooks_installed() -> bool:
     runtime = triton.knobs.runtime
-    return any(getattr(hook, "calls", hook) for hook in (runtime.launch_enter_hook, runtime.launch_exit_hook))
+    enter, exit_ = runtime.launch_enter_hook, runtime.launch_exit_hook
+    return bool(getattr(enter, "calls", enter) or getattr(exit_, "calls", exit_))
 
 
 class DirectKernel:
@@ -76,6 +98,7 @@ class DirectKernel:
             else []
         )
         self._compiled: dict[tuple[Any, ...], Any] = {}
+        self._plans: dict[tuple[Any, ...], Planned] = {}
         self._launched_directly = False
 
     def __getitem__(self, grid: Sequence[int]) -> Callable[..., None]:
@@ -127,33 +150,56 @@ class DirectKernel:
         """Launch on ``grid`` (a tuple of 1 to 3 ints; anything else goes to Triton): directly on a hit, else
         through Triton, keeping what it compiled."""
         if not (self.direct and _enabled) or _hooks_installed() or torch.compiler.is_compiling():
-            self.fn[grid](*args, **kwargs)  # under torch.compile: the call Dynamo knows how to trace
+            with _device_of(args):
+                self.fn[grid](*args, **kwargs)  # under torch.compile: the call Dynamo knows how to trace
             return
         key = self.key(args, kwargs) if grid.__class__ is tuple else None  # a grid function: Triton's path
         compiled = self._compiled.get(key) if key is not None else None
         if compiled is None or key is None:
-            compiled = self.fn[grid](*args, **kwargs)
-            if key is not None and hasattr(compiled, "packed_metadata"):  # not an asynchronous compile's future
-                self._compiled[key] = compiled
+            self._through_triton(grid, args, kwargs, key)
             return
-        device = key[-1]
+        values = (*args, *(kwargs[name] for name in self._names[len(args) :]))
+        self._run(compiled, _grid3(grid), key[-1], values, grid, args, kwargs)
+
+    def _through_triton(self, grid: Any, args: Sequence[Any], kwargs: dict[str, Any], key: tuple[Any, ...] | None):
+        """Triton's own launch, keeping what it compiled under ``key`` (None: keep nothing)."""
+        with _device_of(args):
+            compiled = self.fn[grid](*args, **kwargs)
+        if key is not None and hasattr(compiled, "packed_metadata"):  # not an asynchronous compile's future
+            self._compiled[key] = compiled
+
+    def _run(
+        self,
+        compiled: Any,
+        grid3: tuple[int, int, int],
+        device: int,
+        values: Sequence[Any],
+        grid: Any,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Launch ``compiled`` through its own launcher on ``device`` (made current only where it is not); on
+        the first direct launch's failure, Triton's path for good."""
         if self._stream is None:
             self._stream = triton.runtime.driver.active.get_current_stream
-        values = (*args, *(kwargs[name] for name in self._names[len(args) :]))
         try:
             run = compiled.run  # loads the module on first use, which also sets ``function``
-            run(
-                grid[0],
-                grid[1] if len(grid) > 1 else 1,
-                grid[2] if len(grid) > 2 else 1,
-                self._stream(device),
-                compiled.function,
-                compiled.packed_metadata,
-                None,
-                None,
-                None,
-                *values,
-            )
+            if device >= 0 and device != torch.cuda.current_device():
+                with torch.cuda.device(device):
+                    run(
+                        *grid3,
+                        self._stream(device),
+                        compiled.function,
+                        compiled.packed_metadata,
+                        None,
+                        None,
+                        None,
+                        *values,
+                    )
+            else:
+                run(
+                    *grid3, self._stream(device), compiled.function, compiled.packed_metadata, None, None, None, *values
+                )
         except Exception as error:
             if self._launched_directly:
                 raise
@@ -163,15 +209,87 @@ class DirectKernel:
             warnings.warn(
                 f"{self.fn.__name__}: a direct launch failed ({error!r}); launching through Triton",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-            self.fn[grid](*args, **kwargs)
+            with _device_of(args):
+                self.fn[grid](*args, **kwargs)
             return
         self._launched_directly = True
+
+    def planned(
+        self,
+        plan_key: tuple[Any, ...],
+        pointers: tuple[torch.Tensor | None, ...],
+        build: Callable[..., tuple[tuple[int, ...], tuple[Any, ...], dict[str, Any]]],
+    ) -> None:
+        """Launch with ``pointers`` (the kernel's leading tensor or None arguments, the first a tensor) and the
+        rest of the arguments that ``build(*plan_key)`` returns as ``(grid, rest, kwargs)``: the grid tuple, the
+        positional arguments after the pointers, and the constexprs and ``num_warps``.
+
+        ``plan_key`` must determine everything ``build`` returns (it is called once per plan key and device);
+        the pointers' dtypes and 16-byte alignment are added to it here. Under ``torch.compile`` this is
+        ``kernel[grid](...)``."""
+        if torch.compiler.is_compiling():
+            grid, rest, kwargs = build(*plan_key)
+            self.fn[grid](*pointers, *rest, **kwargs)
+            return
+        key = (
+            plan_key,
+            pointers[0].get_device(),  # type: ignore[union-attr]
+            *[None if p is None else (p.dtype, p.data_ptr() & 15) for p in pointers],
+        )
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()  # a run meets a handful of shapes: many more means they keep changing
+            plan = self._plans[key] = Planned(self, key[1], len(pointers), *build(*plan_key))
+        plan(pointers)
 
     def cached(self) -> int:
         """How many compiled specializations this kernel launches directly."""
         return len(self._compiled)
+
+
+class Planned:
+    """One plan of a :class:`DirectKernel`: its grid, the arguments after the pointers and the constexprs,
+    and, once Triton has compiled its specialization, the compiled kernel to launch directly."""
+
+    __slots__ = ("kernel", "device", "grid", "grid3", "rest", "kwargs", "tail", "compiled")
+
+    def __init__(
+        self,
+        kernel: DirectKernel,
+        device: int,
+        n_pointers: int,
+        grid: tuple[int, ...],
+        rest: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ):
+        self.kernel, self.device, self.grid, self.rest, self.kwargs = kernel, device, grid, rest, kwargs
+        self.grid3 = _grid3(grid)
+        # What the compiled launcher takes after the pointers: the rest, then the constexprs in signature order.
+        names = kernel._names[n_pointers + len(rest) :]
+        self.tail = (*rest, *(kwargs[name] for name in names if name in kwargs))
+        self.compiled: Any = None
+
+    def __call__(self, pointers: tuple[torch.Tensor | None, ...]) -> None:
+        kernel = self.kernel
+        if self.compiled is None or not (kernel.direct and _enabled) or _hooks_installed():
+            args = (*pointers, *self.rest)
+            kernel.launch(self.grid, args, self.kwargs)
+            if kernel.direct and _enabled:
+                key = kernel.key(args, self.kwargs)
+                self.compiled = kernel._compiled.get(key) if key is not None else None
+            return
+        kernel._run(
+            self.compiled,
+            self.grid3,
+            self.device,
+            (*pointers, *self.tail),
+            self.grid,
+            (*pointers, *self.rest),
+            self.kwargs,
+        )
 
 
 def direct(fn: Any) -> DirectKernel:

@@ -7,6 +7,7 @@ it all. Backward: one launch writing both gradients.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ import triton
 import triton.language as tl
 
 from . import _preconditions
-from ._tiles import cdiv, on_device, tl_dtype
+from ._tiles import cdiv, tl_dtype
 from .accumulator import accumulator_dtype
 from .launch import direct
 from .loss_terms import AVERAGE, HINGE, LINEAR, LOGISTIC, NO_TERM, PAIRED, SEPARATE, SQUARE, Term
@@ -351,29 +352,68 @@ def _check_outputs(a: torch.Tensor, b: torch.Tensor | None, relation: int) -> No
 
 def _launch_args(
     a: torch.Tensor, term_a: Term, b: torch.Tensor | None, term_b: Term | None, relation: int, check: bool
-) -> tuple[tuple[Any, ...], dict[str, Any], int, torch.dtype]:
-    """The scalar arguments and compile-time constants both kernels share, their grid and the accumulator."""
+) -> tuple[tuple[Any, ...], tuple[Any, ...], dict[str, Any], int, torch.dtype]:
+    """The key of a launch's plan (what everything else here depends on), the scalar arguments and compile-time
+    constants both kernels share, their grid and the accumulator."""
     if check:
         _check_outputs(a, b, relation)
-    acc = accumulator_dtype(a.dtype, None if b is None else b.dtype)
-    term_b = term_b or NO_TERM
     # (B,) or (B, 1): B values spaced stride(0) apart.
-    n_b, s_b = (0, 0) if b is None else (b.shape[0], b.stride(0))
-    scalars = (a.shape[0], n_b, a.stride(0), s_b, term_a.param, term_a.weight, term_b.param, term_b.weight)
+    key = (
+        a.shape[0],
+        a.stride(0),
+        a.dtype,
+        *((0, 0, None) if b is None else (b.shape[0], b.stride(0), b.dtype)),
+        term_a,
+        term_b,
+        relation,
+    )
+    return (key, *_shared_args(*key))
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_args(
+    n_a: int,
+    s_a: int,
+    a_dtype: torch.dtype,
+    n_b: int,
+    s_b: int,
+    b_dtype: torch.dtype | None,
+    term_a: Term,
+    term_b: Term | None,
+    relation: int,
+) -> tuple[tuple[Any, ...], dict[str, Any], int, torch.dtype]:
+    acc = accumulator_dtype(a_dtype, b_dtype)
+    has_b = b_dtype is not None
+    term_b = term_b or NO_TERM
+    scalars = (n_a, n_b, s_a, s_b, term_a.param, term_a.weight, term_b.param, term_b.weight)
     # AVERAGE over more than a block of scores: the batch means (and gradient sums) from one pass before.
-    stats_given = relation == AVERAGE and b is not None and max(a.shape[0], b.shape[0]) > BLOCK
+    stats_given = relation == AVERAGE and has_b and max(n_a, n_b) > BLOCK
     constants = dict(
         KIND_A=term_a.kind,
         KIND_B=term_b.kind,
-        HAS_B=b is not None,
+        HAS_B=has_b,
         RELATION=relation,
         STATS_GIVEN=stats_given,
         ACC=tl_dtype(acc),
         BLOCK=BLOCK,
     )
     # PAIRED: one term over a's positions, each reading its pair in b.
-    blocks = cdiv(a.shape[0], BLOCK) + (cdiv(b.shape[0], BLOCK) if b is not None and relation != PAIRED else 0)
+    blocks = cdiv(n_a, BLOCK) + (cdiv(n_b, BLOCK) if has_b and relation != PAIRED else 0)
     return scalars, constants, blocks, acc
+
+
+def _fwd_plan(key: tuple[Any, ...], single: bool):
+    scalars, constants, blocks, _ = _shared_args(*key)
+    return (1 if single else blocks,), scalars, dict(SINGLE=single, **constants)
+
+
+def _finish_plan(blocks: int):
+    return (1,), (blocks,), dict(BLOCK=BLOCK)
+
+
+def _bwd_plan(key: tuple[Any, ...]):
+    scalars, constants, blocks, _ = _shared_args(*key)
+    return (blocks,), scalars, constants
 
 
 def _average_stats(
@@ -426,17 +466,16 @@ def losses_fwd(
     finishing pass over the per-block partials (deterministic, no atomics). ``check=False`` skips the preconditions,
     for callers that established them (``fastgan``'s ops do).
     """
-    scalars, constants, blocks, acc = _launch_args(a, term_a, b, term_b, relation, check)
+    key, _, constants, blocks, acc = _launch_args(a, term_a, b, term_b, relation, check)
     single = a.shape[0] <= BLOCK and (b is None or b.shape[0] <= BLOCK)
     out = torch.empty((), dtype=acc, device=a.device)
-    with on_device(a):
-        stats = _average_stats(a, term_a, b, term_b, constants, acc, grads=False)
-        if single:
-            losses_fwd_kernel[(1,)](a, b, out, stats, *scalars, SINGLE=True, **constants)
-            return out
-        partial = torch.empty(blocks, dtype=acc, device=a.device)
-        losses_fwd_kernel[(blocks,)](a, b, partial, stats, *scalars, SINGLE=False, **constants)
-        losses_finish_kernel[(1,)](partial, out, blocks, BLOCK=BLOCK)
+    stats = _average_stats(a, term_a, b, term_b, constants, acc, grads=False)
+    if single:
+        losses_fwd_kernel.planned((key, True), (a, b, out, stats), _fwd_plan)
+        return out
+    partial = torch.empty(blocks, dtype=acc, device=a.device)
+    losses_fwd_kernel.planned((key, False), (a, b, partial, stats), _fwd_plan)
+    losses_finish_kernel.planned((blocks,), (partial, out), _finish_plan)
     return out
 
 
@@ -455,12 +494,11 @@ def losses_bwd(
     ``grad_out``: the loss's one-element upstream gradient. ``check=False`` skips the preconditions, for callers that
     established them (``fastgan``'s ops do).
     """
-    scalars, constants, blocks, acc = _launch_args(a, term_a, b, term_b, relation, check)
+    key, _, constants, _, acc = _launch_args(a, term_a, b, term_b, relation, check)
     if check:
         _preconditions.scalar("grad_out", grad_out, "a", a)
     da = torch.empty(a.shape, dtype=a.dtype, device=a.device)
     db = torch.empty(b.shape, dtype=b.dtype, device=b.device) if b is not None else None
-    with on_device(a):
-        stats = _average_stats(a, term_a, b, term_b, constants, acc, grads=True)
-        losses_bwd_kernel[(blocks,)](a, b, da, db, grad_out, stats, *scalars, **constants)
+    stats = _average_stats(a, term_a, b, term_b, constants, acc, grads=True)
+    losses_bwd_kernel.planned((key,), (a, b, da, db, grad_out, stats), _bwd_plan)
     return da, db

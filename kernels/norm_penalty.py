@@ -9,12 +9,14 @@ Norms use the correctly rounded square root. No atomics: the same inputs give bi
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
 
-from . import _preconditions
-from ._tiles import RowTiles, next_power_of_2, on_device, row_chunk, row_tiles, tl_dtype
+from . import _preconditions, _tiles
+from ._tiles import next_power_of_2, row_chunk, row_tiles, tl_dtype
 from .accumulator import accumulator_dtype
 from .launch import direct
 
@@ -155,56 +157,49 @@ def penalty_fwd(
     single = tiles.n_chunks == 1
     acc = accumulator_dtype(g.dtype)
     norms = torch.empty(batch, dtype=acc, device=g.device)
-    block_out = torch.empty(tiles.n_row_blocks, dtype=acc, device=g.device)
+    # One row block: the kernel writes the penalty itself into a 0-dim tensor.
+    block_out = torch.empty(tiles.n_row_blocks if tiles.n_row_blocks > 1 else (), dtype=acc, device=g.device)
     partial = norms if single else torch.empty(batch, tiles.n_chunks, dtype=acc, device=g.device)
-    with on_device(g):
-        penalty_fwd_kernel[tiles.grid](
-            g,
-            partial,
-            norms,
-            block_out,
-            batch,
-            width,
-            g.stride(0),
-            tiles.n_chunks,
-            float(center),
-            BLOCK_B=tiles.BLOCK_B,
-            BLOCK_D=tiles.BLOCK_D,
-            ITERS=tiles.ITERS,
-            ONE_SIDED=one_sided,
-            ACC=tl_dtype(acc),
-            SINGLE_CHUNK=single,
-            num_warps=tiles.num_warps,
+    center = float(center)
+    penalty_fwd_kernel.planned(
+        (g.shape, g.dtype, g.stride(0), center, one_sided, _tiles.TARGET_PROGRAMS),
+        (g, partial, norms, block_out),
+        _fwd_plan,
+    )
+    if not single:
+        penalty_finish_kernel.planned(
+            (g.shape, g.dtype, center, one_sided, _tiles.TARGET_PROGRAMS), (partial, norms, block_out), _finish_plan
         )
-        if not single:
-            _launch_finish(partial, norms, block_out, tiles, center, one_sided)
-        penalty = block_out[0] if tiles.n_row_blocks == 1 else block_out.sum()
-    return penalty, norms
+    return (block_out if tiles.n_row_blocks == 1 else block_out.sum()), norms
 
 
-def _launch_finish(
-    partial: torch.Tensor,
-    norms: torch.Tensor,
-    block_out: torch.Tensor,
-    tiles: RowTiles,
-    center: float,
-    one_sided: bool,
-) -> None:
-    batch, n_chunks = partial.shape
+def _fwd_plan(shape: torch.Size, dtype: torch.dtype, stride: int, center: float, one_sided: bool, _target: int):
+    batch, width = shape[0], math.prod(shape[1:])
+    tiles = row_tiles(batch, width)
+    constants = dict(
+        BLOCK_B=tiles.BLOCK_B,
+        BLOCK_D=tiles.BLOCK_D,
+        ITERS=tiles.ITERS,
+        ONE_SIDED=one_sided,
+        ACC=tl_dtype(accumulator_dtype(dtype)),
+        SINGLE_CHUNK=tiles.n_chunks == 1,
+        num_warps=tiles.num_warps,
+    )
+    return tiles.grid, (batch, width, stride, tiles.n_chunks, center), constants
+
+
+def _finish_plan(shape: torch.Size, dtype: torch.dtype, center: float, one_sided: bool, _target: int):
+    batch = shape[0]
+    tiles = row_tiles(batch, math.prod(shape[1:]))
     # Several chunks per row only happen for rows wider than a tile, so BLOCK_B is 1 here.
-    block_c = min(next_power_of_2(n_chunks), 1024)
-    penalty_finish_kernel[(tiles.n_row_blocks,)](
-        partial,
-        norms,
-        block_out,
-        batch,
-        n_chunks,
-        float(center),
+    block_c = min(next_power_of_2(tiles.n_chunks), 1024)
+    constants = dict(
         BLOCK_B=tiles.BLOCK_B,
         BLOCK_C=block_c,
         ONE_SIDED=one_sided,
-        ACC=tl_dtype(partial.dtype),
+        ACC=tl_dtype(accumulator_dtype(dtype)),
     )
+    return (tiles.n_row_blocks,), (batch, tiles.n_chunks, center), constants
 
 
 def penalty_bwd(
@@ -228,25 +223,25 @@ def penalty_bwd(
         _preconditions.rows_like("dg", dg, "g", g)
         _preconditions.vector("norms", norms, g.shape[0], "g", g, dtypes=(acc,))
         _preconditions.scalar("grad_out", grad_out, "g", g)
-    batch, width = _rows_of(g)
-    tiles = row_tiles(batch, width)
-    with on_device(g):
-        penalty_bwd_kernel[tiles.grid](
-            g,
-            dg,
-            norms,
-            grad_out,
-            batch,
-            width,
-            g.stride(0),
-            dg.stride(0),
-            tiles.n_chunks,
-            float(center),
-            BLOCK_B=tiles.BLOCK_B,
-            BLOCK_D=tiles.BLOCK_D,
-            ITERS=tiles.ITERS,
-            ONE_SIDED=one_sided,
-            ACC=tl_dtype(acc),
-            num_warps=tiles.num_warps,
-        )
+    penalty_bwd_kernel.planned(
+        (g.shape, g.dtype, g.stride(0), dg.stride(0), float(center), one_sided, _tiles.TARGET_PROGRAMS),
+        (g, dg, norms, grad_out),
+        _bwd_plan,
+    )
     return dg
+
+
+def _bwd_plan(
+    shape: torch.Size, dtype: torch.dtype, g_stride: int, dg_stride: int, center: float, one_sided: bool, _target: int
+):
+    batch, width = shape[0], math.prod(shape[1:])
+    tiles = row_tiles(batch, width)
+    constants = dict(
+        BLOCK_B=tiles.BLOCK_B,
+        BLOCK_D=tiles.BLOCK_D,
+        ITERS=tiles.ITERS,
+        ONE_SIDED=one_sided,
+        ACC=tl_dtype(accumulator_dtype(dtype)),
+        num_warps=tiles.num_warps,
+    )
+    return tiles.grid, (batch, width, g_stride, dg_stride, tiles.n_chunks, center), constants
