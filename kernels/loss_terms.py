@@ -16,15 +16,15 @@ and x one of (the relation of the two outputs a and b):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 LINEAR, SQUARE, LOGISTIC, HINGE = 0, 1, 2, 3
 SEPARATE, PAIRED, AVERAGE = 0, 1, 2
 
 
-@dataclass(frozen=True)
-class Term:
-    """``weight * mean(f(x))`` with f chosen by ``kind`` and its ``param``."""
+class Term(NamedTuple):
+    """``weight * mean(f(x))`` with f chosen by ``kind`` and its ``param``. A tuple: every launch hashes its terms
+    into a cache key, which costs a C call for a tuple and a Python one for a dataclass."""
 
     kind: int
     param: float = 0.0

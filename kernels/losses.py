@@ -468,7 +468,7 @@ def losses_fwd(
     """
     key, _, constants, blocks, acc = _launch_args(a, term_a, b, term_b, relation, check)
     single = a.shape[0] <= BLOCK and (b is None or b.shape[0] <= BLOCK)
-    out = torch.empty((), dtype=acc, device=a.device)
+    out = a.new_empty((), dtype=acc)
     stats = _average_stats(a, term_a, b, term_b, constants, acc, grads=False)
     if single:
         losses_fwd_kernel.planned((key, True), (a, b, out, stats), _fwd_plan)
@@ -497,8 +497,9 @@ def losses_bwd(
     key, _, constants, _, acc = _launch_args(a, term_a, b, term_b, relation, check)
     if check:
         _preconditions.scalar("grad_out", grad_out, "a", a)
-    da = torch.empty(a.shape, dtype=a.dtype, device=a.device)
-    db = torch.empty(b.shape, dtype=b.dtype, device=b.device) if b is not None else None
+    # (B,) or (B, 1): a dense input's layout, else a contiguous one; either way element i at offset i.
+    da = torch.empty_like(a)
+    db = torch.empty_like(b) if b is not None else None
     stats = _average_stats(a, term_a, b, term_b, constants, acc, grads=True)
     losses_bwd_kernel.planned((key,), (a, b, da, db, grad_out, stats), _bwd_plan)
     return da, db
