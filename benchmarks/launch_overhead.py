@@ -177,6 +177,7 @@ def measure(calls: int = 2000, rounds: int = 5) -> dict:
         before = compiled.launches
         step(real, fake)
         launches = compiled.launches - before
+
         def torch_path_step():
             with fastgan.use_backend("torch"):
                 torch_step(real, fake)

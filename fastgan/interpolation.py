@@ -117,6 +117,8 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
         (B, ...) tensor of ``real``'s dtype (the kernels keep its sample memory format), computed in fp32
         (fp64 for fp64). Differentiable with respect to ``real``, ``fake`` and ``alpha``.
     """
+    if alpha is None and type(real) is torch.Tensor and real.dim() > 0:
+        alpha = checked_alpha(None, real)  # drawn first, so that the call's signature is known
     signature = _signature(real, fake, alpha)
     if signature in _LAUNCH_READY and not _differentiated(real, fake, alpha):
         return launchers("interpolation").interpolation_fwd(real, fake, alpha, empty_rows_like(real), check=False)

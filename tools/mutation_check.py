@@ -137,7 +137,7 @@ FAULTS = [
     Fault(
         "clipping bound not rounded to the dtype",
         "kernels/clipping.py",
-        "    bound = float(torch.tensor(clip_value, dtype=tensors[0].dtype))",
+        "    bound = float(torch.tensor(clip_value, dtype=dtype))",
         "    bound = float(clip_value)",
     ),
     Fault(
@@ -149,8 +149,8 @@ FAULTS = [
     Fault(
         "clipping skips autograd's version bump",
         "fastgan/clipping.py",
-        "            torch.autograd.graph.increment_version(t)",
-        "            pass",
+        "        torch.autograd.graph.increment_version(fused)",
+        "        pass",
     ),
     Fault(
         "loss finishing pass drops the last partial",
@@ -882,6 +882,49 @@ FAULTS = [
         '        trainer.lecam.load_state_dict(state["lecam"])',
         "        pass",
     ),
+    Fault(
+        "a planned launch keys on the pointers' dtypes but not their alignment",
+        "kernels/launch.py",
+        "            *[None if p is None else (p.dtype, p.data_ptr() & 15) for p in pointers],",
+        "            *[None if p is None else p.dtype for p in pointers],",
+    ),
+    Fault(
+        "a plan is reused across devices",
+        "kernels/launch.py",
+        "            pointers[0].get_device(),  # type: ignore[union-attr]",
+        "            0,",
+    ),
+    Fault(
+        "the penalty's plan forgets the row stride",
+        "kernels/norm_penalty.py",
+        "        (g.shape, g.dtype, g.stride(0), center, one_sided, _tiles.TARGET_PROGRAMS),",
+        "        (g.shape, g.dtype, g.shape[1:].numel(), center, one_sided, _tiles.TARGET_PROGRAMS),",
+    ),
+    Fault(
+        "the interpolation's remembered signature skips the copy of a real batch with strided samples",
+        "fastgan/interpolation.py",
+        "    return rows_like(real, real) is real and rows_like(fake, real) is fake",
+        "    return rows_like(fake, real) is fake",
+    ),
+    Fault(
+        "the interpolation remembers a non-contiguous alpha",
+        "fastgan/interpolation.py",
+        "        if fused and signature is not None and alpha.is_contiguous() and _as_they_are(real, fake):",
+        "        if fused and signature is not None and _as_they_are(real, fake):",
+    ),
+    Fault(
+        "the remembered interpolation ignores autograd",
+        "fastgan/interpolation.py",
+        "    if signature in _LAUNCH_READY and not _differentiated(real, fake, alpha):",
+        "    if signature in _LAUNCH_READY:",
+    ),
+    Fault(
+        "the losses' plan forgets the first output's stride",
+        "kernels/losses.py",
+        "        a.stride(0),\n        a.dtype,",
+        "        1,\n        a.dtype,",
+    ),
+
 ]
 
 
