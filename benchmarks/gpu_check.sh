@@ -5,14 +5,16 @@
 # Exits non-zero when a test fails or a benchmark run fails.
 # Usage: bash benchmarks/gpu_check.sh [LOGDIR] [PART ...]      (default /tmp/fastgan-gpu-check, every part)
 # Parts, in the default order (what matters most first), with their time limits:
-#   launch 40 s (host cost of one launch against ATen's), dropin 90 s (the drop-in penalty rows), steps 180 s
-#   (every whole-step row, fp32 and bf16, eager and graph modes), steps-compile 300 s (the compiled providers of
-#   the main step rows), gpu-tests 240 s, parity 120 s, nccl 60 s, ops 180 s, r1 120 s (exact against
-#   approximate R1, same critic), augment 120 s (DiffAugment fused against the reference, 64-256 px), suite 300 s;
-#   fid 420 s (not in
-#   the default list: it needs files that do not fit one call's 64 MiB, see below).
-# A 15-minute lease fits two calls: `launch dropin steps` (at most 5.2 minutes), then `steps-compile gpu-tests`
-# (at most 9 minutes); the other parts go to a later lease.
+#   launch 60 s (host cost of fastgan's launch-bound calls against the code they replace, with the CUDA runtime
+#   calls and the Python profile of each op), dropin 90 s (the drop-in penalty rows), steps 180 s (every whole-step
+#   row, fp32 and bf16, eager and graph modes), gpu-tests 150 s (the kernels, capture, determinism, host syncs),
+#   steps-compile 240 s (the compiled providers of the main step rows), gpu-tests-slow 200 s (compile and graph
+#   modes against eager, the zoo, two processes on one GPU), parity 120 s, nccl 60 s, ops 180 s, r1 120 s (exact
+#   against approximate R1, same critic), augment 120 s (DiffAugment fused against the reference, 64-256 px),
+#   suite 300 s; fid 420 s (not in the default list: it needs files that do not fit one call's 64 MiB, see below).
+# The GPU tests run on pytest-xdist workers where the machine has it (several processes share the GPU).
+# A 15-minute lease fits two calls: `launch dropin steps gpu-tests` (at most 8 minutes with the install), then
+# `steps-compile gpu-tests-slow` (at most 7.5); the other parts go to a later lease.
 # The fid part (time to FID on Lucic et al.'s protocol, the reference loop against fastgan's steps, 15,625 critic
 # updates each and FID on 10,000 images) reads the FID network from $FID_WEIGHTS (default .data/inception-fp16.pt,
 # written here by `python tools/fid_network_fp16.py default_1.pt .data/inception-fp16.pt`, 44 MB) and
@@ -24,7 +26,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG=${1:-/tmp/fastgan-gpu-check}
 shift || true
-PARTS=${*:-launch dropin steps steps-compile gpu-tests parity nccl ops r1 augment suite}
+PARTS=${*:-launch dropin steps gpu-tests steps-compile gpu-tests-slow parity nccl ops r1 augment suite}
 mkdir -p "$LOG"
 unset TRITON_INTERPRET
 export PYTHONUNBUFFERED=1
@@ -40,7 +42,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$LOG/gpu.txt"
 # Several pytest workers where pytest-xdist is there: the suite compiles every kernel variant once per worker.
 workers=""
-python -c "import xdist" 2>/dev/null && workers="-n 12 -p no:benchmark"
+gpu_workers=""
+python -c "import xdist" 2>/dev/null && workers="-n 12 -p no:benchmark" && gpu_workers="-n 4 -p no:benchmark"
 run_tests() {  # name, time limit, pytest arguments...
   local name=$1 limit=$2; shift 2
   step "tests: $name"
@@ -67,8 +70,8 @@ bench() {  # name, time limit, runner arguments...: python -m benchmarks, its JS
 for part in $PARTS; do
   case $part in
     launch)
-      step "launch cost: one fastgan launch against one ATen op (host time)"
-      timeout 40 python -m benchmarks.launch_cost --json "$LOG/launch.json" >"$LOG/launch.log" 2>&1 \
+      step "launch cost: fastgan's launch-bound calls against the code they replace (host time, runtime calls)"
+      timeout 60 python -m benchmarks.launch_cost --profile --json "$LOG/launch.json" >"$LOG/launch.log" 2>&1 \
         || { step "launch cost FAILED"; status=1; }
       cat "$LOG/launch.log" ;;
     dropin)  # the drop-in penalty in a user's loop: the gp steps and the critic iterations
@@ -76,10 +79,12 @@ for part in $PARTS; do
     steps)  # every whole-step row (all batches, fp32 and bf16) without compiling: seed, eager, graph
       bench steps-nocompile 180 --no-compile --only "critic step" --only "iteration (" --exclude "critic iteration" ;;
     steps-compile)  # the compiled providers of the main rows (tens of seconds each to compile)
-      bench steps 300 --providers compile --only "critic step (reference mlp)" --only "critic step (dcgan 64) 64x" \
+      bench steps 240 --providers compile --only "critic step (reference mlp)" --only "critic step (dcgan 64) 64x" \
         --only "critic step (sn resnet 128)" --only "critic steps x16" --only "iteration (reference mlp)" ;;
-    gpu-tests)  # graph mode, compile mode on CUDA, bf16, CUDA-graph capture of every op, bitwise repeatability
-      run_tests gpu 240 tests/gpu/test_gpu.py -q -rs ;;
+    gpu-tests)  # the compiled kernels: bitwise repeatability, direct launches, capture of every op, host syncs
+      run_tests gpu 150 tests/gpu/test_gpu.py -q -rs $gpu_workers -k "not (modes_train or two_processes or zoo)" ;;
+    gpu-tests-slow)  # graph, compile and compile+graph against eager (bf16 too), the zoo, two processes on one GPU
+      run_tests gpu-slow 200 tests/gpu/test_gpu.py -q -rs $gpu_workers -k "modes_train or two_processes or zoo" ;;
     suite)
       # -v: a run stopped by its time limit still names the tests that failed before it.
       run_tests suite 300 tests --ignore=tests/gpu $workers -v --durations=15 ;;

@@ -186,11 +186,12 @@ def results_name(environment: dict) -> str:
 
 def launch_table(launch: dict) -> str:
     """The rows of ``python -m benchmarks.launch_cost``: host microseconds per call, fastgan (direct launches,
-    and through Triton's launch path) against ATen."""
+    and through Triton's launch path for the single ops) against the code it replaces (ATen's ops, the
+    reference's loop)."""
     lines = [
-        "Host time of one launch (`benchmarks.launch_cost`, tiny tensors):",
+        "Host time of launch-bound calls (`benchmarks.launch_cost`, tiny tensors; `benchmarks.host_ops`):",
         "",
-        "| op | fastgan host us | through Triton's launch path | ATen host us | fastgan / ATen |",
+        "| call | fastgan host us | through Triton's launch path | replaced code host us | fastgan / replaced |",
         "|---|---|---|---|---|",
     ]
     lines += [

@@ -6,8 +6,9 @@ its checks, plans and direct launches, and the PyTorch calls around them (alloca
 compiled launcher's own cost (a GPU measures it: ``benchmarks.launch_cost``) and the device's work are missing.
 The launchers take CPU tensors only under ``TRITON_INTERPRET=1``, set before triton is imported.
 
-:func:`python_calls` counts what one call of a function asks of the interpreter: Python function calls and calls
-of C functions (builtins, PyTorch's C API). Unlike a time, the count is the same on every machine.
+:func:`python_calls` counts what one call of a function asks of the interpreter: Python function calls, calls of C
+functions (builtins, PyTorch's C API) and lines of Python run. Unlike a time, the counts are the same on every
+machine.
 """
 
 from __future__ import annotations
@@ -76,17 +77,34 @@ def stand_in_launchers() -> Iterator[CompiledStandIn]:
             setattr(module, name, kernel)
 
 
-def python_calls(fn: Callable[[], object]) -> tuple[int, int]:
-    """The Python function calls and the C function calls one call of ``fn`` makes (``fn`` itself excluded)."""
-    counts = {"call": 0, "c_call": 0}
+def python_calls(fn: Callable[[], object]) -> tuple[int, int, int]:
+    """What one call of ``fn`` (itself excluded) asks of the interpreter: Python function calls, C function calls
+    and lines of Python executed (a loop's every turn counted)."""
+    counts = {"call": 0, "c_call": 0, "line": 0, "frames": 0}
 
     def profile(frame: Any, event: str, arg: Any) -> None:
         if event in counts:
             counts[event] += 1
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if not counts["frames"]:  # fn's own frame: its lines are not counted, the frames it calls are
+            counts["frames"] = 1
+            return None
+        return count_lines
+
+    def count_lines(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            counts["line"] += 1
+        return count_lines
 
     sys.setprofile(profile)
     try:
         fn()
     finally:
         sys.setprofile(None)
-    return counts["call"] - 1, counts["c_call"] - 1  # fn's own frame, and setprofile's call that ends it
+    sys.settrace(trace)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return counts["call"] - 1, counts["c_call"] - 1, counts["line"]  # fn's frame, setprofile's call ending the count

@@ -925,6 +925,13 @@ FAULTS = [
         "        1,\n        a.dtype,",
     ),
 
+    Fault(
+        "a bf16 step casts the weights at every network call",
+        "fastgan/steps/precision.py",
+        "        return torch.autocast(device_type, enabled=False)",
+        "        return contextlib.nullcontext()",
+    ),
+
 ]
 
 

@@ -38,7 +38,7 @@ from ..penalties import (
     point_labels,
 )
 from ..regularizers import LeCam
-from .precision import networks
+from .precision import networks, weights_cast_once
 from .state import ModuleState, copy_module
 from .types import Fn, Inputs, Stats, Tensors
 
@@ -362,7 +362,8 @@ class CriticObjective:
         """The objective with fastgan's fused ops and autograd, drawing its random numbers."""
         ops = Ops(uses_triton(real.device), self.scaler)  # the backend asked once a step, for every fused op
         extra = self.extra_inputs(real, fake)
-        return self.objective(self.state.module, ops, real, fake, labels, fake_labels, fake_moved, *extra)
+        with weights_cast_once(self.precision, real.device.type):
+            return self.objective(self.state.module, ops, real, fake, labels, fake_labels, fake_moved, *extra)
 
     def functional(
         self,
@@ -524,7 +525,8 @@ class GeneratorObjective:
     ) -> tuple[torch.Tensor, Stats]:
         ops = Ops(uses_triton(noise.device))
         drawn = self.draws(noise, real)
-        return self.objective(self.state.module, self.aux.module, ops, noise, labels, real, real_labels, *drawn)
+        with weights_cast_once(self.precision, noise.device.type):
+            return self.objective(self.state.module, self.aux.module, ops, noise, labels, real, real_labels, *drawn)
 
     def functional(
         self,

@@ -22,3 +22,14 @@ def networks(precision: str, device_type: str) -> contextlib.AbstractContextMana
     if precision == "bf16":
         return torch.autocast(device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def weights_cast_once(precision: str, device_type: str) -> contextlib.AbstractContextManager[object]:
+    """The context to evaluate a whole objective in: under ``"bf16"`` every network call inside it reuses one bf16
+    copy of each weight instead of casting its own (autocast keeps its casts while an outer autocast region is
+    open and drops them when the outermost one closes, before the optimizer changes the weights), which also
+    leaves one cast, not one per call, in the graph the backward runs through. The region itself autocasts
+    nothing: only :func:`networks` does."""
+    if precision == "bf16":
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()

@@ -72,7 +72,11 @@ def test_direct_launches_compute_what_tritons_own_launches_compute():
     from fastgan.kernels import launch, norm_penalty
 
     x = _inputs(CUDA, seed=5)
-    misaligned = {**x, "grads": torch.randn(8 * 3 * 128 * 128 + 1, device=CUDA)[1:].view(8, 3, 128, 128) * 0.005}
+    # Scaled before it is sliced: scaling the slice would make a new, aligned tensor (the 2026-12-04 H200 run's
+    # version of this test did, so only one penalty kernel was compiled and the test failed).
+    grads = (torch.randn(8 * 3 * 128 * 128 + 1, device=CUDA) * 0.005)[1:].view(8, 3, 128, 128)
+    assert grads.data_ptr() % 16 != 0
+    misaligned = {**x, "grads": grads}
     params = [torch.randn(n, device=CUDA) for n in (5, 8193)]
     previous = launch.set_direct_launches(False)
     try:

@@ -109,21 +109,34 @@ def test_steps_table_counts_every_bf16_provider_as_bf16():
     assert "| 8.0000 | 4.0000 | 5.0000 | 4.0000 | 2.0000 | 1.0000 | 8.00 | 1.25 | 4.00 |" in table
 
 
-def test_launch_overhead_counts_an_eager_steps_launches(tmp_path):
-    """The host-cost probe (its own process: it replaces the kernels) times both paths and sees the five launches
-    of an eager WGAN-GP critic step: interpolation, penalty forward and backward, loss forward and backward."""
+def test_launch_overhead_models_the_host_path_of_every_call(tmp_path):
+    """The CPU model of the host path (its own process: it sets TRITON_INTERPRET and swaps the kernels) times
+    each call of benchmarks.host_ops against the code it replaces, counts its launches and its Python and C calls,
+    and sees the five launches of an eager WGAN-GP critic step: interpolation, penalty forward and backward, loss
+    forward and backward."""
     out = tmp_path / "launch.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.launch_overhead", "--calls", "5", "--rounds", "1", "--json", str(out)],
+        [sys.executable, "-m", "benchmarks.launch_overhead", "--calls", "10", "--rounds", "1", "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(out.read_text())
-    assert result["launches_per_step"] == 5
-    assert result["torch_path_us"] > 0 and result["triton_path_us"] > 0
+    rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+    launches = {name: row["launches"] for name, row in rows.items()}
+    assert launches == {
+        "interpolation": 1,
+        "clipping": 1,
+        "penalty": 2,
+        "loss": 2,
+        "gp step": 3,
+        "critic iteration (wgan-gp)": 3,
+        "critic iteration (wgan clip)": 1,
+        "critic step (eager, wgan-gp)": 5,
+    }
+    assert all(row["fastgan_us"] > 0 and row["replaced_us"] > 0 for row in rows.values())
+    assert all(row["python_calls"] > 0 and row["gpu_us_predicted"] > 0 for row in rows.values() if row["kind"] == "op")
 
 
 def test_parity_compares_a_mode_with_eager_and_float64():

@@ -149,3 +149,34 @@ def test_bad_generator_precision_is_refused():
     generator, critic = zoo.BatchNormGenerator(out=6), DtypeSpy(6)
     with pytest.raises(ValueError, match="precision"):
         fastgan.GeneratorStep(generator, critic, _optimizer(generator), loss="wgan", precision="half")
+
+
+class _WeightCasts(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the casts of ``params`` to bf16 that run under it."""
+
+    def __init__(self, params):
+        super().__init__()
+        self.addresses, self.casts = {p.data_ptr() for p in params}, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._to_copy.default and kwargs.get("dtype") == torch.bfloat16:
+            self.casts += args[0].data_ptr() in self.addresses
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("penalty", ["gp", "r1+r2"])
+def test_a_bf16_eager_step_casts_each_weight_once(penalty):
+    """The critic is called several times a step (real and fake, the penalty's points): each call casting the
+    weights again would cost a launch per weight and call each way on a GPU. Once per weight and step."""
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Linear(6, 8), nn.LeakyReLU(0.2), nn.Linear(8, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1))
+    params = list(critic.parameters())
+    step = fastgan.CriticStep(
+        critic, _optimizer(critic), loss="wgan", penalty=penalty, penalty_weight=1.0, mode="eager", precision="bf16"
+    )
+    real, fake = torch.randn(5, 6), torch.randn(5, 6)
+    for _ in range(2):
+        with _WeightCasts(params) as spy:
+            step(real, fake)
+        assert spy.casts == len(params)

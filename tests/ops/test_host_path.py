@@ -1,0 +1,53 @@
+"""What one launch-bound call asks of the host: the guard of the CPU model of the GPU's host cost.
+
+On a GPU a small op costs what its Python and C calls cost before the launch (an H200 spent 38 us of fastgan's
+Python around a 9 us launcher in ``fastgan.interpolate``, benchmarks/RESULTS.md). Times vary between machines;
+the number of Python function calls, C calls and Python lines a call runs does not. With every kernel launched
+directly through a stand-in (``benchmarks.stand_in``), each call of ``benchmarks.host_ops`` must stay within the
+budget below, set from the counts after the launch plans and the drop-in's remembered checks went in (17 Python
+calls, 17 C calls and 85 lines for ``interpolate``, 41, 34 and 135 before them; ``clip_weights_`` 32, 59 and 166,
+38, 71 and 191 before): a change that puts per-call checks, imports, key loops or layout work back on the hot
+path fails here.
+"""
+
+import pytest
+import torch
+
+import fastgan
+from benchmarks.host_ops import op_pairs
+from benchmarks.stand_in import python_calls, stand_in_launchers
+
+# Python function calls, C function calls, Python lines, launches: the counts measured when the budget was set,
+# plus headroom for a helper split in two or a check moved, not for a check or a loop turn per argument.
+BUDGET = {
+    "interpolation": (20, 20, 100, 1),
+    "clipping": (36, 64, 180, 1),
+    "penalty": (80, 70, 360, 2),
+    "loss": (78, 70, 370, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(BUDGET))
+def test_a_launch_bound_call_stays_within_its_host_budget(name):
+    with stand_in_launchers() as compiled, fastgan.use_backend("triton"):
+        ours, _ = op_pairs(torch.device("cpu"))[name]
+        ours()  # the plans made, the checks of this signature remembered
+        before = compiled.launches
+        counts = python_calls(ours)
+        launches = (compiled.launches - before) // 2  # python_calls calls it twice
+    *budget, expected_launches = BUDGET[name]
+    assert launches == expected_launches
+    assert all(count <= most for count, most in zip(counts, budget)), counts
+
+
+def test_the_first_call_of_a_signature_is_checked():
+    """The remembered path starts at the second call: a bad first call still raises, naming the argument."""
+    with stand_in_launchers(), fastgan.use_backend("triton"):
+        real = torch.randn(4, 3)
+        with pytest.raises(ValueError, match="fake"):
+            fastgan.interpolate(real, torch.randn(4, 2), torch.rand(4))
+        with pytest.raises(ValueError, match="alpha"):
+            fastgan.interpolate(real, real, torch.rand(5))
+        fastgan.interpolate(real, real, torch.rand(4))
+        with pytest.raises(TypeError, match="fake"):
+            fastgan.interpolate(real, real.long(), torch.rand(4))
