@@ -588,8 +588,8 @@ FAULTS = [
     Fault(
         "precision='bf16' runs the networks in fp32",
         "fastgan/steps/precision.py",
-        '    if precision == "bf16":\n        return torch.autocast',
-        '    if precision == "bf16x":\n        return torch.autocast',
+        '    if precision == "bf16":\n        return torch.autocast(device_type, dtype',
+        '    if precision == "bf16x":\n        return torch.autocast(device_type, dtype',
     ),
     Fault(
         "the compiled critic step takes the penalty's input gradient in fp32 under bf16",
@@ -901,16 +901,16 @@ FAULTS = [
         "        (g.shape, g.dtype, g.shape[1:].numel(), center, one_sided, _tiles.TARGET_PROGRAMS),",
     ),
     Fault(
-        "the interpolation's remembered signature skips the copy of a real batch with strided samples",
+        "the interpolation remembers a fake batch it copies",
         "fastgan/interpolation.py",
-        "    return rows_like(real, real) is real and rows_like(fake, real) is fake",
-        "    return rows_like(fake, real) is fake",
+        "alpha.is_contiguous() and rows_like(fake, real) is fake:",
+        "alpha.is_contiguous():",
     ),
     Fault(
         "the interpolation remembers a non-contiguous alpha",
         "fastgan/interpolation.py",
-        "        if fused and signature is not None and alpha.is_contiguous() and _as_they_are(real, fake):",
-        "        if fused and signature is not None and _as_they_are(real, fake):",
+        "        if fused and signature is not None and alpha.is_contiguous() and rows_like(fake, real) is fake:",
+        "        if fused and signature is not None and rows_like(fake, real) is fake:",
     ),
     Fault(
         "the remembered interpolation ignores autograd",
@@ -924,14 +924,12 @@ FAULTS = [
         "        a.stride(0),\n        a.dtype,",
         "        1,\n        a.dtype,",
     ),
-
     Fault(
         "a bf16 step casts the weights at every network call",
         "fastgan/steps/precision.py",
         "        return torch.autocast(device_type, enabled=False)",
         "        return contextlib.nullcontext()",
     ),
-
 ]
 
 
