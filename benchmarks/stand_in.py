@@ -22,7 +22,7 @@ from typing import Any
 
 from triton.runtime.jit import JITFunction
 
-from fastgan import kernels
+from fastgan import interpolation, kernels
 from fastgan.kernels.launch import DirectKernel
 
 
@@ -62,6 +62,9 @@ def _direct_kernels() -> Iterator[tuple[Any, str, DirectKernel]]:
 def stand_in_launchers() -> Iterator[CompiledStandIn]:
     """Swap every kernel of ``fastgan.kernels`` for one that launches directly through the returned stand-in."""
     compiled = CompiledStandIn()
+    # The drop-in interpolation remembers planned launches of the kernels being swapped: none kept either way.
+    remembered = interpolation._LAUNCH_READY
+    interpolation._LAUNCH_READY = {}
     swapped = []
     for module, name, kernel in _direct_kernels():
         fn = kernel.fn
@@ -75,6 +78,7 @@ def stand_in_launchers() -> Iterator[CompiledStandIn]:
     finally:
         for module, name, kernel in swapped:
             setattr(module, name, kernel)
+        interpolation._LAUNCH_READY = remembered
 
 
 def python_calls(fn: Callable[[], object]) -> tuple[int, int, int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -120,22 +122,27 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
     if alpha is None and type(real) is torch.Tensor and real.dim() > 0:
         alpha = checked_alpha(None, real)  # drawn first, so that the call's signature is known
     signature = _signature(real, fake, alpha)
-    if signature in _LAUNCH_READY and not _differentiated(real, fake, alpha):
-        return launchers("interpolation").interpolation_fwd(real, fake, alpha, empty_rows_like(real), check=False)
+    plan = _LAUNCH_READY.get(signature)
+    if plan is not None and not _differentiated(real, fake, alpha):
+        out = empty_rows_like(real)
+        plan((real, fake, alpha, out))
+        return out
     _input_checks.pair(real, fake)
     alpha = checked_alpha(alpha, real)
     fused = uses_triton(real.device)
     if not _differentiated(real, fake, alpha):
+        out = _forward(real, fake, alpha, fused)[3]  # nothing to differentiate: no autograd Function to pay for
         # fake read as it is (dense samples ordered like real's, which makes real's dense too): no copy.
         if fused and signature is not None and alpha.is_contiguous() and rows_like(fake, real) is fake:
-            _remember(signature)
-        return _forward(real, fake, alpha, fused)[3]  # nothing to differentiate: no autograd Function to pay for
+            _remember(signature, launchers("interpolation").interpolation_fwd_plan(real, fake, alpha, out))
+        return out
     return _Interpolation.apply(real, fake, alpha, fused)
 
 
-# Signatures (shape, strides, dtype and device of real, fake and alpha; the backend asked for) of calls whose
-# checks passed and that the kernel runs on as they are: a drop-in call costs little more than its launch.
-_LAUNCH_READY: set[tuple[object, ...]] = set()
+# The planned kernel launch of each signature (shape, strides, dtype, 16-byte alignment and device of real, fake
+# and alpha; the backend asked for) whose checks passed and that the kernel reads as it is: a drop-in call costs
+# little more than its launch.
+_LAUNCH_READY: dict[tuple[object, ...] | None, Any] = {}
 
 
 def _signature(real: object, fake: object, alpha: object) -> tuple[object, ...] | None:
@@ -144,17 +151,17 @@ def _signature(real: object, fake: object, alpha: object) -> tuple[object, ...] 
     if torch.compiler.is_compiling():
         return None
     return (
-        *(real.shape, real.stride(), real.dtype, real.device),
-        *(fake.shape, fake.stride(), fake.dtype, fake.device),
-        *(alpha.shape, alpha.stride(), alpha.dtype, alpha.device),
+        *(real.shape, real.stride(), real.dtype, real.device, real.data_ptr() & 15),
+        *(fake.shape, fake.stride(), fake.dtype, fake.device, fake.data_ptr() & 15),
+        *(alpha.shape, alpha.stride(), alpha.dtype, alpha.device, alpha.data_ptr() & 15),
         requested_backend(),
     )
 
 
-def _remember(signature: tuple[object, ...]) -> None:
+def _remember(signature: tuple[object, ...], plan: Any) -> None:
     if len(_LAUNCH_READY) >= 256:
         _LAUNCH_READY.clear()  # a run meets a handful: many more means shapes keep changing
-    _LAUNCH_READY.add(signature)
+    _LAUNCH_READY[signature] = plan
 
 
 def _differentiated(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> bool:

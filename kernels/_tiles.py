@@ -17,7 +17,8 @@ import triton.language as tl
 # five tensors) stays well under 128 registers without spills.
 TILE_ELEMENTS = 2048
 # Enough programs to fill a large GPU several times over before a program loops over more column blocks.
-# Read at every launch, so the tests can lower it to reach every tiling class on small tensors.
+# Read at every launch (a launch plan is kept per value), so the tests can lower it to reach every tiling class on
+# small tensors; the drop-in interpolate's remembered launches keep the tiling they were planned with.
 TARGET_PROGRAMS = 1024
 MAX_ITERS = 16
 

@@ -17,7 +17,7 @@ import triton.language as tl
 from . import _preconditions, _tiles
 from ._tiles import row_chunk, row_tiles, tl_dtype
 from .accumulator import accumulator_dtype
-from .launch import direct
+from .launch import Planned, direct
 
 
 @direct
@@ -106,12 +106,19 @@ def interpolation_fwd(
     if check:
         _preconditions.interpolation(real, fake, alpha)
         _preconditions.rows_like("out", out, "real", real)
-    interpolation_fwd_kernel.planned(
-        (real.shape, real.dtype, real.stride(0), fake.stride(0), out.stride(0), _tiles.TARGET_PROGRAMS),
-        (real, fake, alpha, out),
-        _fwd_plan,
-    )
+    interpolation_fwd_kernel.planned(_fwd_key(real, fake, out), (real, fake, alpha, out), _fwd_plan)
     return out
+
+
+def interpolation_fwd_plan(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor, out: torch.Tensor) -> Planned:
+    """The planned forward launch of :func:`interpolation_fwd` for these tensors (checked; not under
+    ``torch.compile``), to call as ``plan((real, fake, alpha, out))`` with any tensors of the same shapes, strides,
+    dtypes, 16-byte alignments and device."""
+    return interpolation_fwd_kernel.plan(_fwd_key(real, fake, out), (real, fake, alpha, out), _fwd_plan)
+
+
+def _fwd_key(real: torch.Tensor, fake: torch.Tensor, out: torch.Tensor) -> tuple[Any, ...]:
+    return (real.shape, real.dtype, real.stride(0), fake.stride(0), out.stride(0), _tiles.TARGET_PROGRAMS)
 
 
 def _fwd_plan(shape: torch.Size, dtype: torch.dtype, real_stride: int, fake_stride: int, out_stride: int, _target: int):

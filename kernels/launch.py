@@ -233,6 +233,17 @@ class DirectKernel:
             grid, rest, kwargs = build(*plan_key)
             self.fn[grid](*pointers, *rest, **kwargs)
             return
+        self.plan(plan_key, pointers, build)(pointers)
+
+    def plan(
+        self,
+        plan_key: tuple[Any, ...],
+        pointers: tuple[torch.Tensor | None, ...],
+        build: Callable[..., tuple[tuple[int, ...], tuple[Any, ...], dict[str, Any]]],
+    ) -> Planned:
+        """The :class:`Planned` launch :meth:`planned` makes for these arguments (not under ``torch.compile``):
+        a caller that knows the next calls have the same plan key, pointer dtypes, alignments and device may keep
+        it and call it with their pointers."""
         key = (
             plan_key,
             pointers[0].get_device(),  # type: ignore[union-attr]
@@ -243,7 +254,7 @@ class DirectKernel:
             if len(self._plans) >= _MAX_PLANS:
                 self._plans.clear()  # a run meets a handful of shapes: many more means they keep changing
             plan = self._plans[key] = Planned(self, key[1], len(pointers), *build(*plan_key))
-        plan(pointers)
+        return plan
 
     def cached(self) -> int:
         """How many compiled specializations this kernel launches directly."""

@@ -915,8 +915,8 @@ FAULTS = [
     Fault(
         "the remembered interpolation ignores autograd",
         "fastgan/interpolation.py",
-        "    if signature in _LAUNCH_READY and not _differentiated(real, fake, alpha):",
-        "    if signature in _LAUNCH_READY:",
+        "    if plan is not None and not _differentiated(real, fake, alpha):",
+        "    if plan is not None:",
     ),
     Fault(
         "the losses' plan forgets the first output's stride",
@@ -929,6 +929,12 @@ FAULTS = [
         "fastgan/steps/precision.py",
         "        return torch.autocast(device_type, enabled=False)",
         "        return contextlib.nullcontext()",
+    ),
+    Fault(
+        "the remembered interpolation forgets the pointers' alignment",
+        "fastgan/interpolation.py",
+        "        *(fake.shape, fake.stride(), fake.dtype, fake.device, fake.data_ptr() & 15),",
+        "        *(fake.shape, fake.stride(), fake.dtype, fake.device),",
     ),
 ]
 

@@ -25,6 +25,8 @@ def stand_ins(monkeypatch):
     """Every launcher's kernel launched through the stand-in; yields the stand-ins (name -> Triton path)."""
     import importlib
 
+    # The drop-in interpolation remembers planned launches of the kernels being swapped: none kept either way.
+    monkeypatch.setattr(fastgan.interpolation, "_LAUNCH_READY", {})
     paths = {}
     for kernel in launched_kernels():
         fn = jit_form(kernel).fn
@@ -67,6 +69,13 @@ VARIANTS = {
         _misaligned((6, 5), offset=2),
         _misaligned((6,)),
         _misaligned((6, 5), offset=3),
+        7,
+    ),
+    "fake misaligned alone": lambda: (
+        make((6, 5), torch.float32),
+        _misaligned((6, 5), offset=2),
+        torch.rand(6),
+        make((6, 5)),
         7,
     ),
     "bf16 rows of 16": lambda: (
