@@ -161,7 +161,9 @@ class DirectKernel:
         values = (*args, *(kwargs[name] for name in self._names[len(args) :]))
         self._run(compiled, _grid3(grid), key[-1], values, grid, args, kwargs)
 
-    def _through_triton(self, grid: Any, args: Sequence[Any], kwargs: dict[str, Any], key: tuple[Any, ...] | None):
+    def _through_triton(
+        self, grid: Any, args: Sequence[Any], kwargs: dict[str, Any], key: tuple[Any, ...] | None
+    ) -> None:
         """Triton's own launch, keeping what it compiled under ``key`` (None: keep nothing)."""
         with _device_of(args):
             compiled = self.fn[grid](*args, **kwargs)
@@ -244,16 +246,13 @@ class DirectKernel:
         """The :class:`Planned` launch :meth:`planned` makes for these arguments (not under ``torch.compile``):
         a caller that knows the next calls have the same plan key, pointer dtypes, alignments and device may keep
         it and call it with their pointers."""
-        key = (
-            plan_key,
-            pointers[0].get_device(),  # type: ignore[union-attr]
-            *[None if p is None else (p.dtype, p.data_ptr() & 15) for p in pointers],
-        )
+        device: int = pointers[0].get_device()  # type: ignore[union-attr]
+        key = (plan_key, device, *[None if p is None else (p.dtype, p.data_ptr() & 15) for p in pointers])
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= _MAX_PLANS:
                 self._plans.clear()  # a run meets a handful of shapes: many more means they keep changing
-            plan = self._plans[key] = Planned(self, key[1], len(pointers), *build(*plan_key))
+            plan = self._plans[key] = Planned(self, device, len(pointers), *build(*plan_key))
         return plan
 
     def cached(self) -> int:

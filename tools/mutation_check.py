@@ -885,14 +885,14 @@ FAULTS = [
     Fault(
         "a planned launch keys on the pointers' dtypes but not their alignment",
         "kernels/launch.py",
-        "            *[None if p is None else (p.dtype, p.data_ptr() & 15) for p in pointers],",
-        "            *[None if p is None else p.dtype for p in pointers],",
+        "*[None if p is None else (p.dtype, p.data_ptr() & 15) for p in pointers]",
+        "*[None if p is None else p.dtype for p in pointers]",
     ),
     Fault(
         "a plan is reused across devices",
         "kernels/launch.py",
-        "            pointers[0].get_device(),  # type: ignore[union-attr]",
-        "            0,",
+        "        device: int = pointers[0].get_device()  # type: ignore[union-attr]",
+        "        device: int = 0",
     ),
     Fault(
         "the penalty's plan forgets the row stride",
