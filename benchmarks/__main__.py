@@ -43,7 +43,8 @@ def _environment(device: torch.device, copy_gbs: float, bf16_tflops: float) -> d
         "fastgan": fastgan.__version__,
         "fastgan_path": "triton" if device.type == "cuda" else "torch (CPU path; Triton timings need a GPU)",
         "copy_bandwidth_gbs": round(copy_gbs, 2),
-        "bf16_matmul_tflops": round(bf16_tflops, 2),
+        # Three significant digits: a CPU without bf16 matrix units runs well under 0.01 TFLOP/s.
+        "bf16_matmul_tflops": float(f"{bf16_tflops:.3g}"),
     }
 
 
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# fastgan benchmarks on {env['card']} ({env['date']})")
     print(
         f"torch {env['torch']}, triton {env['triton']}; fastgan path: {env['fastgan_path']}; "
-        f"measured copy bandwidth {copy_gbs:.1f} GB/s, bf16 matmul {env['bf16_matmul_tflops']:.1f} TFLOP/s\n",
+        f"measured copy bandwidth {copy_gbs:.1f} GB/s, bf16 matmul {env['bf16_matmul_tflops']:.3g} TFLOP/s\n",
         flush=True,
     )
     results = []

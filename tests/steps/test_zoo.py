@@ -210,7 +210,10 @@ def _check_critic_case(name, loss, penalty, mode, stats_atol=0.0, **kwargs):
 @pytest.mark.parametrize("loss,penalty", CASES)
 @pytest.mark.parametrize("name", zoo.CRITICS)
 def test_eager_steps_train_every_critic_like_the_reference(name, loss, penalty):
-    _check_critic_case(name, loss, penalty, "eager")
+    # The step scores real and fake as one batch of 2B where the reference makes two calls of B: a convolution
+    # rounds the two differently (on some CPUs), and the Wasserstein estimate, a difference of means of scores
+    # about 1 in size, carries that rounding (1.1e-7 seen on the old-API spectral-norm conv critic).
+    _check_critic_case(name, loss, penalty, "eager", stats_atol=4 * 2.0**-24)
 
 
 # One compiled case per critic, each taking the critic's risk: the spectral-norm power iteration advanced once
