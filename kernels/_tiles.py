@@ -11,6 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .accumulator import accumulator_dtype
+
 # Elements per [BLOCK_B, BLOCK_D] tile. One tile serves both shapes GAN training meets: many tiny samples
 # (D = 2, B = 10^5 packs 1024 samples a tile) and a few huge ones (D in the millions loops over columns).
 # 2048 elements over 8 warps is 8 per thread: compiled for sm_90 the heaviest kernel (interpolation backward,
@@ -33,6 +35,18 @@ class RowTiles:
     n_row_blocks: int
     n_chunks: int
     num_warps: int
+
+    def constants(self, dtype: torch.dtype, **flags: Any) -> dict[str, Any]:
+        """The row kernels' constexprs for this tiling and inputs of ``dtype`` (``flags``: a kernel's own), with
+        ``num_warps``."""
+        return dict(
+            BLOCK_B=self.BLOCK_B,
+            BLOCK_D=self.BLOCK_D,
+            ITERS=self.ITERS,
+            **flags,
+            ACC=tl_dtype(accumulator_dtype(dtype)),
+            num_warps=self.num_warps,
+        )
 
     @property
     def grid(self) -> tuple[int]:

@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 from . import _preconditions, _tiles
-from ._tiles import row_chunk, row_tiles, tl_dtype
+from ._tiles import row_chunk, row_tiles
 from .accumulator import accumulator_dtype
 from .launch import Planned, direct
 
@@ -125,18 +125,7 @@ def _fwd_plan(shape: torch.Size, dtype: torch.dtype, real_stride: int, fake_stri
     batch, width = shape[0], math.prod(shape[1:])
     tiles = row_tiles(batch, width)
     rest = (batch, width, real_stride, fake_stride, out_stride, tiles.n_chunks)
-    return tiles.grid, rest, _row_constants(tiles, dtype)
-
-
-def _row_constants(tiles: _tiles.RowTiles, dtype: torch.dtype, **flags: Any) -> dict[str, Any]:
-    return dict(
-        BLOCK_B=tiles.BLOCK_B,
-        BLOCK_D=tiles.BLOCK_D,
-        ITERS=tiles.ITERS,
-        **flags,
-        ACC=tl_dtype(accumulator_dtype(dtype)),
-        num_warps=tiles.num_warps,
-    )
+    return tiles.grid, rest, tiles.constants(dtype)
 
 
 def interpolation_bwd(
@@ -192,4 +181,4 @@ def _bwd_plan(shape, dtype, go_stride, real_stride, fake_stride, d_stride, grad_
     tiles = row_tiles(batch, width)
     rest = (batch, width, go_stride, real_stride, fake_stride, d_stride, tiles.n_chunks)
     flags = dict(GRAD_REAL=grad_real, GRAD_FAKE=grad_fake, GRAD_ALPHA=grad_alpha)
-    return tiles.grid, rest, _row_constants(tiles, dtype, **flags)
+    return tiles.grid, rest, tiles.constants(dtype, **flags)

@@ -176,15 +176,7 @@ def penalty_fwd(
 def _fwd_plan(shape: torch.Size, dtype: torch.dtype, stride: int, center: float, one_sided: bool, _target: int):
     batch, width = shape[0], math.prod(shape[1:])
     tiles = row_tiles(batch, width)
-    constants = dict(
-        BLOCK_B=tiles.BLOCK_B,
-        BLOCK_D=tiles.BLOCK_D,
-        ITERS=tiles.ITERS,
-        ONE_SIDED=one_sided,
-        ACC=tl_dtype(accumulator_dtype(dtype)),
-        SINGLE_CHUNK=tiles.n_chunks == 1,
-        num_warps=tiles.num_warps,
-    )
+    constants = tiles.constants(dtype, ONE_SIDED=one_sided, SINGLE_CHUNK=tiles.n_chunks == 1)
     return tiles.grid, (batch, width, stride, tiles.n_chunks, center), constants
 
 
@@ -236,12 +228,5 @@ def _bwd_plan(
 ):
     batch, width = shape[0], math.prod(shape[1:])
     tiles = row_tiles(batch, width)
-    constants = dict(
-        BLOCK_B=tiles.BLOCK_B,
-        BLOCK_D=tiles.BLOCK_D,
-        ITERS=tiles.ITERS,
-        ONE_SIDED=one_sided,
-        ACC=tl_dtype(accumulator_dtype(dtype)),
-        num_warps=tiles.num_warps,
-    )
+    constants = tiles.constants(dtype, ONE_SIDED=one_sided)
     return tiles.grid, (batch, width, g_stride, dg_stride, tiles.n_chunks, center), constants
