@@ -4,8 +4,8 @@ On a GPU a small op costs what its Python and C calls cost before the launch (an
 Python around a 9 us launcher in ``fastgan.interpolate``, benchmarks/RESULTS.md). Times vary between machines;
 the number of Python function calls, C calls and Python lines a call runs does not. With every kernel launched
 directly through a stand-in (``benchmarks.stand_in``), each call of ``benchmarks.host_ops`` must stay within the
-budget below, set from the counts after the launch plans and the drop-in's remembered checks went in (13 Python
-calls, 12 C calls and 65 lines for ``interpolate``, 41, 34 and 135 before them; ``clip_weights_`` 33, 59 and 167,
+budget below, set from the counts after the launch plans and the drop-in's remembered checks went in (12 Python
+calls, 12 C calls and 64 lines for ``interpolate``, 41, 34 and 135 before them; ``clip_weights_`` 33, 59 and 164,
 38, 71 and 191 before): a change that puts per-call checks, imports, key loops or layout work back on the hot
 path fails here.
 """
