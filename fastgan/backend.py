@@ -15,13 +15,12 @@ import contextlib
 import functools
 import importlib
 import importlib.util
-import os
 from collections.abc import Iterator
 from types import ModuleType
 
 import torch
 
-from .kernels._preconditions import runs_kernels
+from .kernels._preconditions import environment, runs_kernels
 
 BACKENDS = ("auto", "triton", "torch")
 _forced: list[str] = []
@@ -37,7 +36,7 @@ def requested_backend() -> str:
     """The backend asked for now: the innermost :func:`use_backend`, else ``$FASTGAN_BACKEND``, else ``auto``."""
     if _forced:
         return _forced[-1]
-    name = os.environ.get("FASTGAN_BACKEND")
+    name = environment("FASTGAN_BACKEND")
     return _check_name(name.strip().lower() or "auto") if name else "auto"
 
 

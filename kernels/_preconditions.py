@@ -19,9 +19,29 @@ FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 CLIPPING_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
+def environment(name: str) -> str | None:
+    """``os.environ.get(name)``, read at every call and cheaply: every op reads the backend's variable, and
+    ``os.environ.get`` raises and catches a ``KeyError`` inside when it is unset, the dearest part of a small op's
+    host work after its launch (benchmarks/RESULTS.md). CPython's ``os.environ`` keeps its encoded items in a dict, in step with every change made
+    through it; that dict answers in one C call."""
+    items, key = getattr(os.environ, "_data", None), _ENCODED.get(name)
+    if items is None or key is None:
+        return os.environ.get(name)
+    value = items.get(key)
+    return None if value is None else os.environ.decodevalue(value)
+
+
+# The variables read at every op, encoded as os.environ keeps them.
+_ENCODED = (
+    {name: os.environ.encodekey(name) for name in ("FASTGAN_BACKEND", "TRITON_INTERPRET")}
+    if hasattr(os.environ, "encodekey")
+    else {}
+)
+
+
 def runs_kernels(device: torch.device) -> bool:
     """Whether the Triton kernels can run on tensors of ``device``: CUDA, or the CPU under the interpreter."""
-    return device.type == "cuda" or device.type == "cpu" and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    return device.type == "cuda" or device.type == "cpu" and environment("TRITON_INTERPRET") not in (None, "", "0")
 
 
 def tensor(name: str, t: object, dtypes: tuple[torch.dtype, ...] = FLOATS) -> torch.Tensor:

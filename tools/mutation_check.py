@@ -606,7 +606,7 @@ FAULTS = [
     Fault(
         "the kernels take CPU tensors without the interpreter",
         "kernels/_preconditions.py",
-        'device.type == "cpu" and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")',
+        'device.type == "cpu" and environment("TRITON_INTERPRET") not in (None, "", "0")',
         'device.type == "cpu"',
     ),
     # What users' modules, optimizers and inputs do (issue 29).
@@ -935,6 +935,18 @@ FAULTS = [
         "fastgan/interpolation.py",
         "        *(fake.shape, fake.stride(), fake.dtype, fake.device, fake.data_ptr() & 15),",
         "        *(fake.shape, fake.stride(), fake.dtype, fake.device),",
+    ),
+    Fault(
+        "the backend's environment read goes back to os.environ.get",
+        "kernels/_preconditions.py",
+        "    items, key = getattr(os.environ, \"_data\", None), _ENCODED.get(name)\n",
+        "    items, key = None, None\n",
+    ),
+    Fault(
+        "the environment read looks up unencoded names",
+        "kernels/_preconditions.py",
+        "    {name: os.environ.encodekey(name) for name in",
+        "    {name: name for name in",
     ),
 ]
 

@@ -1,7 +1,10 @@
+import os
+
 import torch
 
 import fastgan
 from fastgan.backend import requested_backend, uses_triton
+from fastgan.kernels._preconditions import environment, runs_kernels
 
 
 def test_auto_runs_triton_on_cuda_only(monkeypatch):
@@ -31,3 +34,21 @@ def test_both_backends_agree(device):
         fused = fastgan.interpolate(real, fake, alpha), fastgan.gradient_norm_penalty(real)
     for a, b in zip(eager, fused):
         torch.testing.assert_close(a, b)
+
+
+def test_the_backend_follows_the_environment_as_it_changes(monkeypatch):
+    """Read at every call, set, changed and unset through os.environ (the fast read sees each change), with
+    surrounding spaces and capitals allowed; the interpreter's variable likewise."""
+    monkeypatch.delenv("FASTGAN_BACKEND", raising=False)
+    assert requested_backend() == "auto"
+    for value, expected in [("torch", "torch"), (" Triton ", "triton"), ("", "auto"), ("auto", "auto")]:
+        os.environ["FASTGAN_BACKEND"] = value
+        assert requested_backend() == expected
+    del os.environ["FASTGAN_BACKEND"]
+    assert requested_backend() == "auto" and environment("FASTGAN_BACKEND") is None
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert not runs_kernels(torch.device("cpu"))
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert runs_kernels(torch.device("cpu"))
+    monkeypatch.setenv("FASTGAN_UNLISTED_VARIABLE", "x")  # one not kept encoded: os.environ's own read
+    assert environment("FASTGAN_UNLISTED_VARIABLE") == "x"

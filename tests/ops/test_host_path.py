@@ -16,6 +16,7 @@ import torch
 import fastgan
 from benchmarks.host_ops import op_pairs
 from benchmarks.stand_in import python_calls, stand_in_launchers
+from fastgan.backend import requested_backend
 
 # Python function calls, C function calls, Python lines, launches: the counts measured when the budget was set,
 # plus headroom for a helper split in two or a check moved, not for a check or a loop turn per argument.
@@ -51,3 +52,13 @@ def test_the_first_call_of_a_signature_is_checked():
         fastgan.interpolate(real, real, torch.rand(4))
         with pytest.raises(TypeError, match="fake"):
             fastgan.interpolate(real, real.long(), torch.rand(4))
+
+
+def test_the_backend_choice_on_a_gpu_reads_the_environment_in_one_call(monkeypatch):
+    """On a GPU no ``use_backend`` is in force (which the budgets above use): every op reads ``$FASTGAN_BACKEND``,
+    unset. ``os.environ.get`` raises and catches a KeyError inside for that (three Python calls); fastgan's read is
+    one call of its own, and the answer the same."""
+    monkeypatch.delenv("FASTGAN_BACKEND", raising=False)
+    assert requested_backend() == "auto"
+    calls, c_calls, _ = python_calls(requested_backend)
+    assert calls <= 1 and c_calls <= 3, (calls, c_calls)
