@@ -21,9 +21,9 @@ CLIPPING_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 def environment(name: str) -> str | None:
     """``os.environ.get(name)``, read at every call and cheaply: every op reads the backend's variable, and
-    ``os.environ.get`` raises and catches a ``KeyError`` inside when it is unset, the dearest part of a small op's
-    host work after its launch (benchmarks/RESULTS.md). CPython's ``os.environ`` keeps its encoded items in a dict, in step with every change made
-    through it; that dict answers in one C call."""
+    ``os.environ.get`` raises and catches a ``KeyError`` inside when it is unset, as it is on most GPU runs.
+    CPython's ``os.environ`` keeps its encoded items in a dict, in step with every change made through it; that
+    dict answers in one C call."""
     items, key = getattr(os.environ, "_data", None), _ENCODED.get(name)
     if items is None or key is None:
         return os.environ.get(name)

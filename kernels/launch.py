@@ -74,6 +74,28 @@ def _hooks_installed() -> bool:
     return bool(getattr(enter, "calls", enter) or getattr(exit_, "calls", exit_))
 
 
+# The current CUDA device in one C call (``torch.cuda.current_device`` adds two Python calls that initialize CUDA,
+# which a compiled kernel's launch already did).
+_current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+
+
+def _launch(
+    run: Any,
+    function: Any,
+    metadata: Any,
+    stream: Callable[[int], int],
+    device: int,
+    grid3: tuple[int, int, int],
+    values: Sequence[Any],
+) -> None:
+    """A compiled kernel's own launcher called on ``device``'s current stream, made current where it is not."""
+    if device >= 0 and device != _current_device():
+        with torch.cuda.device(device):
+            run(*grid3, stream(device), function, metadata, None, None, None, *values)
+    else:
+        run(*grid3, stream(device), function, metadata, None, None, None, *values)
+
+
 class DirectKernel:
     """A ``@triton.jit`` kernel launched as ``kernel[grid](*args, **constexprs, num_warps=...)``, through its
     compiled launcher once Triton has compiled the arguments' specialization.
@@ -180,28 +202,13 @@ class DirectKernel:
         args: Sequence[Any],
         kwargs: dict[str, Any],
     ) -> None:
-        """Launch ``compiled`` through its own launcher on ``device`` (made current only where it is not); on
-        the first direct launch's failure, Triton's path for good."""
+        """Launch ``compiled`` through its own launcher on ``device``; on the first direct launch's failure,
+        Triton's path for good."""
         if self._stream is None:
             self._stream = triton.runtime.driver.active.get_current_stream
         try:
-            run = compiled.run  # loads the module on first use, which also sets ``function``
-            if device >= 0 and device != torch.cuda.current_device():
-                with torch.cuda.device(device):
-                    run(
-                        *grid3,
-                        self._stream(device),
-                        compiled.function,
-                        compiled.packed_metadata,
-                        None,
-                        None,
-                        None,
-                        *values,
-                    )
-            else:
-                run(
-                    *grid3, self._stream(device), compiled.function, compiled.packed_metadata, None, None, None, *values
-                )
+            # ``run`` loads the module on first use, which also sets ``function``
+            _launch(compiled.run, compiled.function, compiled.packed_metadata, self._stream, device, grid3, values)
         except Exception as error:
             if self._launched_directly:
                 raise
@@ -262,9 +269,10 @@ class DirectKernel:
 
 class Planned:
     """One plan of a :class:`DirectKernel`: its grid, the arguments after the pointers and the constexprs,
-    and, once Triton has compiled its specialization, the compiled kernel to launch directly."""
+    and, once Triton has compiled its specialization and a direct launch of it worked, what launching it takes
+    (the compiled launcher, its function and metadata, the stream lookup)."""
 
-    __slots__ = ("kernel", "device", "grid", "grid3", "rest", "kwargs", "tail", "compiled")
+    __slots__ = ("kernel", "device", "grid", "grid3", "rest", "kwargs", "tail", "compiled", "launcher")
 
     def __init__(
         self,
@@ -281,25 +289,30 @@ class Planned:
         names = kernel._names[n_pointers + len(rest) :]
         self.tail = (*rest, *(kwargs[name] for name in names if name in kwargs))
         self.compiled: Any = None
+        self.launcher: tuple[Any, Any, Any, Callable[[int], int]] | None = None
 
     def __call__(self, pointers: tuple[torch.Tensor | None, ...]) -> None:
+        launcher = self.launcher
+        if launcher is None or not _enabled or _hooks_installed():
+            self._launch_checked(pointers)
+            return
+        _launch(*launcher, self.device, self.grid3, (*pointers, *self.tail))
+
+    def _launch_checked(self, pointers: tuple[torch.Tensor | None, ...]) -> None:
+        """The launch before the plan knows its compiled kernel works directly (or while Triton's path is asked
+        for): through Triton until it has compiled, then directly with :meth:`DirectKernel._run`'s fallback."""
         kernel = self.kernel
+        args = (*pointers, *self.rest)
         if self.compiled is None or not (kernel.direct and _enabled) or _hooks_installed():
-            args = (*pointers, *self.rest)
             kernel.launch(self.grid, args, self.kwargs)
             if kernel.direct and _enabled:
                 key = kernel.key(args, self.kwargs)
                 self.compiled = kernel._compiled.get(key) if key is not None else None
             return
-        kernel._run(
-            self.compiled,
-            self.grid3,
-            self.device,
-            (*pointers, *self.tail),
-            self.grid,
-            (*pointers, *self.rest),
-            self.kwargs,
-        )
+        kernel._run(self.compiled, self.grid3, self.device, (*pointers, *self.tail), self.grid, args, self.kwargs)
+        if kernel.direct and kernel._launched_directly and kernel._stream is not None:
+            compiled = self.compiled
+            self.launcher = (compiled.run, compiled.function, compiled.packed_metadata, kernel._stream)
 
 
 def direct(fn: Any) -> DirectKernel:

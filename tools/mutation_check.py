@@ -939,7 +939,7 @@ FAULTS = [
     Fault(
         "the backend's environment read goes back to os.environ.get",
         "kernels/_preconditions.py",
-        "    items, key = getattr(os.environ, \"_data\", None), _ENCODED.get(name)\n",
+        '    items, key = getattr(os.environ, "_data", None), _ENCODED.get(name)\n',
         "    items, key = None, None\n",
     ),
     Fault(
@@ -947,6 +947,12 @@ FAULTS = [
         "kernels/_preconditions.py",
         "    {name: os.environ.encodekey(name) for name in",
         "    {name: name for name in",
+    ),
+    Fault(
+        "a plan keeps its launcher after its first direct launch was refused",
+        "kernels/launch.py",
+        "        if kernel.direct and kernel._launched_directly and kernel._stream is not None:",
+        "        if kernel._stream is not None:",
     ),
 ]
 

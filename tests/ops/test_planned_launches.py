@@ -205,6 +205,37 @@ def test_planned_takes_tritons_path_under_compile_with_hooks_and_when_off(monkey
     assert jit_form(interpolation.interpolation_fwd_kernel).arg_names == path.arg_names
 
 
+def test_a_plan_whose_first_direct_launch_is_refused_keeps_launching_through_triton():
+    """A Triton whose compiled launcher takes other arguments: the plan's first direct launch warns and hands the
+    kernel back to Triton, and the plan keeps no launcher of its own; a failure after direct launches worked is
+    raised."""
+    from fastgan.kernels import interpolation
+
+    real = torch.zeros(64, 2)
+    pointers = (real, real, torch.rand(64), torch.empty_like(real))
+    plan_key = (real.shape, real.dtype, 2, 2, 2, _tiles.TARGET_PROGRAMS)
+    kernel, path = driven(interpolation.interpolation_fwd_kernel)
+    kernel.planned(plan_key, pointers, interpolation._fwd_plan)  # compiles (Triton's path)
+    (compiled,) = path.compiled.values()
+    compiled.run = lambda *values: (_ for _ in ()).throw(TypeError("another calling convention"))
+    with pytest.warns(RuntimeWarning, match="a direct launch failed"):
+        kernel.planned(plan_key, pointers, interpolation._fwd_plan)
+    kernel.planned(plan_key, pointers, interpolation._fwd_plan)
+    assert path.calls == 3 and not kernel.direct
+    assert kernel.plan(plan_key, pointers, interpolation._fwd_plan).launcher is None
+
+    kernel, path = driven(interpolation.interpolation_fwd_kernel)
+    for _ in range(3):  # compiles, launches directly, launches with the plan's own launcher
+        kernel.planned(plan_key, pointers, interpolation._fwd_plan)
+    (compiled,) = path.compiled.values()
+    assert len(compiled.launches) == 2 and kernel.plan(plan_key, pointers, interpolation._fwd_plan).launcher
+    compiled.run = lambda *values: (_ for _ in ()).throw(RuntimeError("out of resources"))
+    kernel._plans.clear()  # a new plan reads the compiled kernel's launcher again
+    with pytest.raises(RuntimeError, match="out of resources"):
+        kernel.planned(plan_key, pointers, interpolation._fwd_plan)
+    assert kernel.direct
+
+
 def test_plans_are_bounded(monkeypatch):
     from fastgan.kernels import interpolation
 
