@@ -147,11 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     from .catalogue import all_cases
     from .report import markdown_table, steps_table
     from .roofline import matmul_tflops
-    from .timing import copy_bandwidth_gbs
+    from .timing import copy_bandwidth_gbs, warm_process
 
     torch.manual_seed(0)
     copy_gbs = copy_bandwidth_gbs(device, megabytes=256 if device.type == "cuda" else 64)
     env = _environment(device, copy_gbs, matmul_tflops(device))
+    warm_mb = warm_process(device)  # before any provider's first call: peaks without the libraries' workspaces
+    if warm_mb is not None:
+        env["process_warm_mb"] = round(warm_mb, 1)
     print(f"# fastgan benchmarks on {env['card']} ({env['date']})")
     print(
         f"torch {env['torch']}, triton {env['triton']}; fastgan path: {env['fastgan_path']}; "

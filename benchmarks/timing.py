@@ -82,6 +82,30 @@ def device_work(fn: Callable[[], object]) -> dict[str, float]:
     return {**work, "syncs": sum("synchroniz" in str(w.message) for w in caught)}
 
 
+def warm_process(device: torch.device) -> float | None:
+    """Allocate what a process allocates once, on the first matmul of each thread, before any provider's first
+    call is measured (:func:`first_call_peak_mb`): cuBLAS keeps a workspace per handle and stream, handles are
+    per thread, and autograd's backward runs on a thread of its own, so that otherwise whichever provider runs a
+    backward first is charged with it. Runs a linear and a convolutional layer's forward, backward and double
+    backward in fp32 and under bf16 autocast. Returns the MiB that stayed allocated (CUDA; None elsewhere)."""
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+    layers = torch.nn.Linear(64, 64).to(device), torch.nn.Conv2d(3, 8, 3).to(device)
+    for bf16 in (False, True):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            for layer, shape in zip(layers, ((8, 64), (8, 3, 16, 16))):
+                x = torch.randn(shape, device=device, requires_grad=True)
+                (grad,) = torch.autograd.grad(layer(x).square().sum(), x, create_graph=True)
+                grad.square().sum().backward()
+    del layers, x, grad
+    if not cuda:
+        return None
+    torch.cuda.synchronize(device)
+    return (torch.cuda.memory_allocated(device) - before) / 2**20
+
+
 def first_call_peak_mb(fn: Callable[[], object]) -> float:
     """MiB a CUDA call of ``fn`` adds at its peak over what was allocated before it (``max_memory_allocated``).
     Meant for a step's first call, which also allocates what later calls keep: gradients, the optimizer's state
