@@ -11,10 +11,13 @@
 #   steps-compile 240 s (the compiled providers of the main step rows), gpu-tests-slow 200 s (compile and graph
 #   modes against eager, the zoo, two processes on one GPU), parity 120 s, nccl 60 s, ops 180 s, r1 120 s (exact
 #   against approximate R1, same critic), augment 120 s (DiffAugment fused against the reference, 64-256 px),
-#   suite 300 s; fid 420 s (not in the default list: it needs files that do not fit one call's 64 MiB, see below).
+#   suite 300 s, profile 150 s (where the DCGAN and SN ResNet bf16 critic steps' device time goes, per provider,
+#   cudnn.benchmark off and on); fid 420 s (not in the default list: it needs files that do not fit one call's
+#   64 MiB, see below).
 # The GPU tests run on pytest-xdist workers where the machine has it (several processes share the GPU).
 # A 15-minute lease fits two calls: `launch dropin steps gpu-tests` (at most 8 minutes with the install), then
-# `steps-compile gpu-tests-slow` (at most 7.5); the other parts go to a later lease.
+# `steps-compile gpu-tests-slow` (at most 7.5); the other parts go to a later lease (`profile r1 augment parity`
+# first: issue 33's profile of the image steps).
 # The fid part (time to FID on Lucic et al.'s protocol, the reference loop against fastgan's steps, 15,625 critic
 # updates each and FID on 10,000 images) reads the FID network from $FID_WEIGHTS (default .data/inception-fp16.pt,
 # written here by `python tools/fid_network_fp16.py default_1.pt .data/inception-fp16.pt`, 44 MB) and
@@ -26,7 +29,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG=${1:-/tmp/fastgan-gpu-check}
 shift || true
-PARTS=${*:-launch dropin steps gpu-tests steps-compile gpu-tests-slow parity nccl ops r1 augment suite}
+PARTS=${*:-launch dropin steps gpu-tests steps-compile gpu-tests-slow profile parity nccl ops r1 augment suite}
 mkdir -p "$LOG"
 unset TRITON_INTERPRET
 export PYTHONUNBUFFERED=1
@@ -107,6 +110,11 @@ for part in $PARTS; do
       timeout 120 python -m benchmarks.r1_cost --device cuda --out "$LOG/r1_cost.json" >"$LOG/r1_cost.log" 2>&1 \
         || { step "r1 cost FAILED"; tail -n 5 "$LOG/r1_cost.log"; status=1; }
       cat "$LOG/r1_cost.log" ;;
+    profile)  # the image critic steps in bf16: top kernels, their kinds, the device's busy share, cudnn.benchmark
+      step "step profile: DCGAN and SN ResNet 128 critic steps, bf16, per provider, cudnn.benchmark off and on"
+      timeout 150 python -m benchmarks.step_profile --device cuda --out benchmarks/results \
+        >"$LOG/step_profile.log" 2>&1 || { step "step profile FAILED"; tail -n 5 "$LOG/step_profile.log"; status=1; }
+      grep -E "^(\||[a-z])" "$LOG/step_profile.log" ;;
     augment)  # DiffAugment: the fused kernels against the reference and the compiled reference, 64-256 px b64
       step "augmentation, forward and backward, fp32 and bf16"
       timeout 120 python -m benchmarks.augment_cost --device cuda --out "$LOG/augment_cost.json" \

@@ -954,6 +954,18 @@ FAULTS = [
         "        if kernel.direct and kernel._launched_directly and kernel._stream is not None:",
         "        if kernel._stream is not None:",
     ),
+    Fault(
+        "the step profile ranks kernels from the least time up",
+        "benchmarks/step_profile.py",
+        "ranked = sorted(times.items(), key=lambda item: -item[1])",
+        "ranked = sorted(times.items(), key=lambda item: item[1])",
+    ),
+    Fault(
+        "the step profile counts a vector norm as normalization",
+        "benchmarks/step_profile.py",
+        'r"reduce|sum|mean|vector_norm"',
+        'r"reduce|sum|mean"',
+    ),
 ]
 
 

@@ -139,6 +139,56 @@ def test_launch_overhead_models_the_host_path_of_every_call(tmp_path):
     assert all(row["python_calls"] > 0 and row["gpu_us_predicted"] > 0 for row in rows.values() if row["kind"] == "op")
 
 
+def test_the_step_profile_splits_each_providers_device_time_by_kernel_and_kind(tmp_path):
+    """``benchmarks.step_profile`` on a CPU (the reference MLP pair, bf16): every provider's row with its time, its
+    operators' time ranked with shares, and the shares of each kind summing to one."""
+    out = tmp_path / "profile.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.step_profile", "--device", "cpu", "--steps", "2", "--rounds", "1"]
+        + ["--top", "4", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    rows = {row["provider"]: row for row in report["rows"]}
+    assert set(rows) == {"reference bf16", "fastgan bf16"} and report["card"] == "CPU"
+    for row in rows.values():
+        assert row["ms"] > 0 and row["device_ms"] > 0 and row["flops"] > 0 and len(row["top"]) == 4
+        shares = [kernel["share"] for kernel in row["top"]]
+        assert shares == sorted(shares, reverse=True) and sum(shares) <= 1
+        assert abs(sum(row["categories"].values()) - 1) < 1e-3 and "matmul" in row["categories"]
+    assert "| reference bf16 | off |" in proc.stdout
+
+
+def test_kernels_are_told_apart_by_kind():
+    from benchmarks.step_profile import category
+
+    names = {
+        "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128x64_cudnn": "convolution",
+        "sm90_xmma_dgrad_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc": "convolution",
+        "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64": "matmul",
+        "penalty_fwd_kernel": "fastgan triton",
+        "interpolation_fwd_kernel": "fastgan triton",
+        "triton_poi_fused_add_mul_0": "compiled triton",
+        "void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::NormTwoOps<float>>>": (
+            "reduction"
+        ),
+        "void at::native::multi_tensor_apply_kernel<at::native::FusedAdamMathFunctor<float, 4>>": "optimizer",
+        "void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<float>>": "elementwise",
+        "Memcpy DtoD (Device -> Device)": "copy",
+        "aten::convolution_backward": "convolution",
+        "aten::addmm": "matmul",
+        "aten::linalg_vector_norm": "reduction",
+        "something else": "other",
+    }
+    assert {name: category(name) for name in names} == names
+
+
 def test_parity_compares_a_mode_with_eager_and_float64():
     """Two compiled WGAN-GP steps on the reference's MLP end within 1e-4 of eager, and the float64 run is the
     yardstick of both (nonzero distances: fp32 is not float64)."""
