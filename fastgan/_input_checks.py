@@ -65,7 +65,9 @@ def per_sample(name: str, alpha: torch.Tensor, batch: int) -> None:
 
 def finite_real(name: str, value: object) -> float:
     """``value`` as a float if it is a finite real number (not a bool), else ``TypeError``/``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, Real):
+    cls = value.__class__
+    # float and int first: the ABC check of Real runs Python code, at every call of every op taking a weight or bound
+    if cls is not float and cls is not int and (cls is bool or not isinstance(value, Real)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value):

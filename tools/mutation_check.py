@@ -966,6 +966,12 @@ FAULTS = [
         'r"reduce|sum|mean|vector_norm"',
         'r"reduce|sum|mean"',
     ),
+    Fault(
+        "the scalar check's fast path lets a bool through",
+        "fastgan/_input_checks.py",
+        "(cls is bool or not isinstance(value, Real))",
+        "(not isinstance(value, Real))",
+    ),
 ]
 
 

@@ -101,3 +101,24 @@ def test_forced_triton_on_cpu_without_the_interpreter_is_refused(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with fastgan.use_backend("triton"), pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
         fastgan.interpolate(torch.randn(2, 3), torch.randn(2, 3))
+
+
+def test_scalar_arguments_take_real_numbers_of_any_type_and_refuse_bools_and_the_rest():
+    """float and int take a fast path; NumPy scalars and Fractions are Real numbers too; a bool, a string, None
+    and a non-finite value are refused, naming the argument."""
+    import fractions
+
+    import numpy as np
+
+    weight = torch.nn.Parameter(torch.tensor([0.5, -0.5]))
+    for value in (1, 0.25, np.float32(0.25), fractions.Fraction(1, 4)):
+        fastgan.clip_weights_([weight], value)
+        assert weight.abs().max().item() <= float(value)
+        fastgan.gradient_norm_penalty(torch.ones(2, 3), center=value)
+    for value, error in ((True, TypeError), (np.bool_(True), TypeError), ("1", TypeError), (None, TypeError)):
+        with pytest.raises(error, match="clip_value"):
+            fastgan.clip_weights_([weight], value)
+        with pytest.raises(error, match="center"):
+            fastgan.gradient_norm_penalty(torch.ones(2, 3), center=value)
+    with pytest.raises(ValueError, match="center"):
+        fastgan.gradient_norm_penalty(torch.ones(2, 3), center=float("nan"))
